@@ -1,0 +1,111 @@
+//! Command-line arguments, and the one place they become library types.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use backchannel::multiaddr::Protocol;
+use backchannel::{Config, Multiaddr, Room};
+use clap::{Args, Parser, Subcommand};
+
+/// Backchannel: peer-to-peer text beside live audio rooms.
+#[derive(Debug, Parser)]
+#[command(name = "backchannel", version, about)]
+pub struct Cli {
+    /// Where the identity and the log live [default: the platform's data
+    /// directory, e.g. ~/.local/share/backchannel]
+    #[arg(long, global = true, env = "BACKCHANNEL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create an identity in the data directory (keeps an existing one) and print its peer id.
+    Init,
+    /// Print the peer id of the identity in the data directory.
+    Id,
+    /// Run a participant node in this terminal.
+    Run(RunArgs),
+    /// Print the log of a node that is not running.
+    History(HistoryArgs),
+}
+
+/// `backchannel run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Join this room at start (repeatable); the first is the current room.
+    #[arg(long = "room", value_name = "ROOM")]
+    pub rooms: Vec<String>,
+    /// Your display name, sent with your messages (at most 32 bytes).
+    #[arg(long, value_name = "NICK")]
+    pub name: Option<String>,
+    /// Listen on this address (repeatable) [default: /ip4/0.0.0.0/tcp/0].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// Dial this peer at start and whenever it is lost; must end in /p2p/<id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub peer: Vec<Multiaddr>,
+    /// Do not discover peers on the local network with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Print one JSON object per line per event on stdout, and nothing else.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `backchannel history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this room's hallway.
+    #[arg(long, conflicts_with = "peer", value_name = "ROOM")]
+    pub room: Option<String>,
+    /// Only the conversation with this peer id.
+    #[arg(long, value_name = "PEER")]
+    pub peer: Option<String>,
+    /// At most this many messages per room or conversation (the latest).
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    /// The data directory in force.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(dirs::data_dir()
+                .context("no platform data directory; pass --data-dir DIR")?
+                .join("backchannel")),
+        }
+    }
+}
+
+impl RunArgs {
+    /// Builds the node configuration.
+    pub fn config(&self, data_dir: PathBuf) -> anyhow::Result<Config> {
+        let mut config = Config::new(data_dir);
+        if !self.listen.is_empty() {
+            config.listen = self.listen.clone();
+        }
+        for peer in &self.peer {
+            if !matches!(peer.iter().last(), Some(Protocol::P2p(_))) {
+                bail!("--peer {peer}: the address must end in /p2p/<peer id>");
+            }
+        }
+        config.peers = self.peer.clone();
+        config.mdns = !self.no_mdns;
+        config.nick = self.name.clone();
+        config.rooms = self
+            .rooms
+            .iter()
+            .map(|r| Room::new(r.as_str()).with_context(|| format!("--room {r:?}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,174 @@
+//! The lines a person types into `backchannel run`: plain text goes to the
+//! current room's hallway, `/commands` do the rest. Parsing is pure, so every
+//! input can be tested (and fuzzed) without a node.
+
+use crate::message::Room;
+
+/// A parsed input line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Post text to the current room.
+    Say(String),
+    /// `/join ROOM`
+    Join(Room),
+    /// `/leave [ROOM]` (default: the current room)
+    Leave(Option<Room>),
+    /// `/room ROOM`: switch the current room.
+    Switch(Room),
+    /// `/rooms`
+    Rooms,
+    /// `/dm PEER TEXT`; PEER is a peer id or a nickname.
+    Dm {
+        /// Peer id or nickname.
+        peer: String,
+        /// The message.
+        text: String,
+    },
+    /// `/peers`
+    Peers,
+    /// `/history [ROOM|PEER]` (default: the current room)
+    History(Option<String>),
+    /// `/stats`
+    Stats,
+    /// `/help`
+    Help,
+    /// `/quit`
+    Quit,
+}
+
+/// Why a line is not a valid command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} (type /help for the commands)")]
+pub struct ParseError(String);
+
+/// What `/help` prints.
+pub const HELP: &str = "\
+text              post to the current room's hallway
+/join ROOM        join a room (and make it current)
+/leave [ROOM]     leave a room (default: the current one)
+/room ROOM        switch the current room
+/rooms            list joined rooms
+/dm PEER TEXT     send a private message (PEER: peer id or nickname)
+/peers            list connected peers
+/history [ROOM|PEER]  show the log of a room or a conversation
+/stats            show counters (rejected input, deliveries)
+/help             this help
+/quit             stop the node";
+
+/// Parses one input line. An empty (or all-space) line is `Ok(None)`.
+pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(rest) = line.strip_prefix('/') else {
+        return Ok(Some(Command::Say(line.to_owned())));
+    };
+    // "//text" posts "/text", for a line that must start with a slash.
+    if rest.starts_with('/') {
+        return Ok(Some(Command::Say(rest.to_owned())));
+    }
+    let (name, args) = match rest.split_once(char::is_whitespace) {
+        Some((name, args)) => (name, args.trim()),
+        None => (rest, ""),
+    };
+    let room = |args: &str| Room::new(args).map_err(|e| ParseError(e.to_string()));
+    let none = |cmd: Command| {
+        if args.is_empty() {
+            Ok(Some(cmd))
+        } else {
+            Err(ParseError(format!("/{name} takes no arguments")))
+        }
+    };
+    match name {
+        "join" | "j" => Ok(Some(Command::Join(room(need(args, "/join ROOM")?)?))),
+        "leave" => Ok(Some(Command::Leave(if args.is_empty() {
+            None
+        } else {
+            Some(room(args)?)
+        }))),
+        "room" => Ok(Some(Command::Switch(room(need(args, "/room ROOM")?)?))),
+        "rooms" => none(Command::Rooms),
+        "dm" | "msg" => {
+            let usage = "usage: /dm PEER TEXT";
+            let (peer, text) = args
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| ParseError(usage.into()))?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(ParseError(usage.into()));
+            }
+            Ok(Some(Command::Dm {
+                peer: peer.to_owned(),
+                text: text.to_owned(),
+            }))
+        }
+        "peers" => none(Command::Peers),
+        "history" => Ok(Some(Command::History((!args.is_empty()).then(|| args.to_owned())))),
+        "stats" => none(Command::Stats),
+        "help" | "?" => none(Command::Help),
+        "quit" | "exit" => none(Command::Quit),
+        _ => Err(ParseError(format!("unknown command /{name}"))),
+    }
+}
+
+fn need<'a>(args: &'a str, usage: &str) -> Result<&'a str, ParseError> {
+    if args.is_empty() {
+        Err(ParseError(format!("usage: {usage}")))
+    } else {
+        Ok(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Command {
+        parse(line).unwrap().unwrap()
+    }
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse("   ").unwrap(), None);
+        assert_eq!(ok("hello there"), Command::Say("hello there".into()));
+        assert_eq!(ok("//not a command"), Command::Say("/not a command".into()));
+        assert_eq!(ok("/join lobby"), Command::Join(Room::new("lobby").unwrap()));
+        assert_eq!(ok("/leave"), Command::Leave(None));
+        assert_eq!(ok("/leave x"), Command::Leave(Some(Room::new("x").unwrap())));
+        assert_eq!(ok("/room x"), Command::Switch(Room::new("x").unwrap()));
+        assert_eq!(ok("/rooms"), Command::Rooms);
+        assert_eq!(
+            ok("/dm alice  hi there "),
+            Command::Dm {
+                peer: "alice".into(),
+                text: "hi there".into()
+            }
+        );
+        assert_eq!(ok("/peers"), Command::Peers);
+        assert_eq!(ok("/history"), Command::History(None));
+        assert_eq!(ok("/history bob"), Command::History(Some("bob".into())));
+        assert_eq!(ok("/stats"), Command::Stats);
+        assert_eq!(ok("/help"), Command::Help);
+        assert_eq!(ok("/quit"), Command::Quit);
+    }
+
+    #[test]
+    fn rejects_bad_input_with_a_message() {
+        for line in [
+            "/join",
+            "/dm",
+            "/dm bob",
+            "/dm bob   ",
+            "/nope",
+            "/rooms x",
+            "/room \u{7}",
+            "/quit now",
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(!err.to_string().is_empty(), "{line}");
+        }
+        let long = format!("/join {}", "x".repeat(65));
+        assert!(parse(&long).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! Backchannel: a peer-to-peer text backchannel for live audio rooms.
+//!
+//! Every participant runs a node. Each audio room has a **hallway**, a
+//! room-wide chat carried by a gossipsub topic; private **backchannel**
+//! messages (DMs) travel over a direct request-response stream and are
+//! acknowledged by a receipt signed by their recipient. Every message is
+//! signed by its author with the same ed25519 key that is its libp2p
+//! identity, verified by every receiver before it is stored, forwarded or
+//! shown, and kept in a durable local log (sled).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use backchannel::{Config, Event, Identity, Node, Room};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::path::PathBuf::from("/tmp/alice");
+//! let (identity, _created) = Identity::init(&dir)?;
+//! let Node { handle, mut events } = Node::start(Config::new(&dir), identity).await?;
+//!
+//! let lobby = Room::new("lobby")?;
+//! handle.join(&lobby).await?;
+//! handle.post(&lobby, "hello, hallway").await?;
+//!
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::Hallway { from, post, .. } => println!("{from}: {}", post.text),
+//!         Event::Dm { from, dm, .. } => println!("DM from {from}: {}", dm.text),
+//!         _ => {}
+//!     }
+//! }
+//! handle.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`identity`]: the key file; one key for libp2p and for signing.
+//! - [`protocol`]: the wire constants (topics, protocol ids, limits, gossipsub
+//!   settings) specified in docs/PROTOCOL.md.
+//! - [`message`]: domain messages, signed envelopes, ids, verification.
+//! - `wire`: the generated protobuf types (private).
+//! - [`store`]: the sled log; knows nothing of the network.
+//! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
+//! - `cli` and `command` (binary side): argument parsing and the typed
+//!   `/commands` of an interactive session.
+
+pub mod command;
+pub mod identity;
+pub mod message;
+pub mod node;
+pub mod protocol;
+pub mod store;
+mod wire;
+
+pub use identity::{Identity, IdentityError};
+pub use libp2p::{Multiaddr, PeerId, multiaddr};
+pub use message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
+pub use node::{Config, Event, Handle, HistoryQuery, Node, NodeError, PeerInfo, RoomInfo, Stats};
+pub use protocol::GossipAuth;
+pub use store::{Delivery, Direction, LoggedMessage, Store, StoreError};
+
+/// Serializes a value with its `Display` form.
+pub(crate) fn serde_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}

@@ -1,0 +1,434 @@
+//! Domain messages and signed envelopes: signing, verification and ids.
+//!
+//! [`Signed::open`] is the only way bytes from the network become a message:
+//! it checks sizes, verifies the ed25519 signature (`verify_strict`) over the
+//! exact received payload bytes *before* decoding them, then converts the
+//! protobuf types into validated domain types. Anything else is a
+//! [`RejectReason`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
+use libp2p::PeerId;
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+
+use crate::identity::Identity;
+use crate::protocol::{
+    ID_DOMAIN, MAX_ENVELOPE_BYTES, MAX_NICK_BYTES, MAX_ROOM_BYTES, MAX_TEXT_BYTES, NONCE_BYTES, SIGNING_DOMAIN,
+};
+use crate::wire::pb;
+
+/// A message id: SHA-256 over [`ID_DOMAIN`], the author's public key and the
+/// signed payload bytes. Every post carries a random nonce, so the same text
+/// sent twice gives two ids.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId([u8; 32]);
+
+impl MessageId {
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Builds an id from 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The first 8 hex digits, for display.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    fn derive(public_key: &[u8; 32], payload: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(ID_DOMAIN);
+        h.update(public_key);
+        h.update(payload);
+        Self(h.finalize().into())
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({})", self.short())
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0; 32];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(Self(out))
+    }
+}
+
+/// A room name: 1..=64 bytes of UTF-8 without control characters or
+/// surrounding whitespace.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Room(String);
+
+/// Why a room name is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid room name {name:?}: {why}")]
+pub struct InvalidRoom {
+    name: String,
+    why: &'static str,
+}
+
+impl Room {
+    /// Validates a room name.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidRoom> {
+        let name = name.into();
+        let why = if name.is_empty() {
+            Some("it is empty")
+        } else if name.len() > MAX_ROOM_BYTES {
+            Some("it is longer than 64 bytes")
+        } else if name.chars().any(char::is_control) {
+            Some("it contains control characters")
+        } else if name.trim() != name {
+            Some("it starts or ends with whitespace")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(InvalidRoom { name, why }),
+            None => Ok(Self(name)),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Room {
+    type Err = InvalidRoom;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// A post to a room's hallway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HallwayPost {
+    /// The room.
+    pub room: Room,
+    /// The text.
+    pub text: String,
+    /// The author's clock, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The author's display name, if any.
+    pub nick: Option<String>,
+}
+
+/// A private backchannel message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectMessage {
+    /// The recipient.
+    pub recipient: PeerId,
+    /// The text.
+    pub text: String,
+    /// The author's clock, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The author's display name, if any.
+    pub nick: Option<String>,
+}
+
+/// A recipient's acknowledgement that it stored a direct message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The direct message acknowledged.
+    pub message_id: MessageId,
+    /// The author of that direct message.
+    pub author: PeerId,
+    /// The recipient's clock when it stored the message.
+    pub time_ms: u64,
+}
+
+/// What a signed envelope carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body {
+    /// A hallway post.
+    Hallway(HallwayPost),
+    /// A direct message.
+    Direct(DirectMessage),
+    /// A delivery receipt.
+    Receipt(Receipt),
+}
+
+/// Why bytes from the network were rejected. Each reason is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The bytes are not a protobuf envelope or payload.
+    #[error("malformed")]
+    Malformed,
+    /// Larger than the protocol allows.
+    #[error("oversize")]
+    Oversize,
+    /// The public key is not a valid ed25519 key.
+    #[error("bad_key")]
+    BadKey,
+    /// The signature does not verify.
+    #[error("bad_signature")]
+    BadSignature,
+    /// The payload carries no kind this node knows.
+    #[error("unknown_kind")]
+    UnknownKind,
+    /// A field is out of range (empty text, bad nonce, long nick...).
+    #[error("invalid_field")]
+    InvalidField,
+    /// A post names a different room than the topic it arrived on.
+    #[error("wrong_room")]
+    WrongRoom,
+    /// A direct message for another participant.
+    #[error("wrong_recipient")]
+    WrongRecipient,
+    /// The right envelope on the wrong channel (a receipt on a room topic...).
+    #[error("wrong_kind")]
+    WrongKind,
+    /// A receipt that does not match the message it answers.
+    #[error("bad_receipt")]
+    BadReceipt,
+}
+
+impl RejectReason {
+    /// The reason as a stable snake_case name (used in stats and JSON).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Oversize => "oversize",
+            Self::BadKey => "bad_key",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKind => "unknown_kind",
+            Self::InvalidField => "invalid_field",
+            Self::WrongRoom => "wrong_room",
+            Self::WrongRecipient => "wrong_recipient",
+            Self::WrongKind => "wrong_kind",
+            Self::BadReceipt => "bad_receipt",
+        }
+    }
+}
+
+/// A verified message: its signature checked and its payload validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    id: MessageId,
+    author: PeerId,
+    body: Body,
+    envelope: Vec<u8>,
+}
+
+impl Signed {
+    /// Signs `body` as `identity` with a fresh random nonce and encodes the
+    /// envelope.
+    pub fn sign(identity: &Identity, body: Body) -> Self {
+        let mut nonce = [0u8; NONCE_BYTES];
+        getrandom::fill(&mut nonce).expect("the OS random number generator works");
+        Self::sign_with_nonce(identity, body, nonce)
+    }
+
+    /// Signs `body` with a given nonce: deterministic, for test vectors.
+    pub fn sign_with_nonce(identity: &Identity, body: Body, nonce: [u8; NONCE_BYTES]) -> Self {
+        let payload = to_payload(&body, &nonce).encode_to_vec();
+        let public_key = identity.verifying_key().to_bytes();
+        let signature = identity.signing_key().sign(&signed_bytes(&payload));
+        let id = MessageId::derive(&public_key, &payload);
+        let envelope = pb::Envelope {
+            payload,
+            public_key: public_key.to_vec(),
+            signature: signature.to_bytes().to_vec(),
+        }
+        .encode_to_vec();
+        Self {
+            id,
+            author: identity.peer_id(),
+            body,
+            envelope,
+        }
+    }
+
+    /// Verifies and decodes an envelope received from the network.
+    pub fn open(bytes: &[u8]) -> Result<Self, RejectReason> {
+        Self::open_inner(bytes, true)
+    }
+
+    /// Decodes an envelope this node verified before (its own log) without
+    /// checking the signature again.
+    pub(crate) fn open_trusted(bytes: &[u8]) -> Result<Self, RejectReason> {
+        Self::open_inner(bytes, false)
+    }
+
+    fn open_inner(bytes: &[u8], verify: bool) -> Result<Self, RejectReason> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(RejectReason::Oversize);
+        }
+        let env = pb::Envelope::decode(bytes).map_err(|_| RejectReason::Malformed)?;
+        let public_key: [u8; 32] = env.public_key.as_slice().try_into().map_err(|_| RejectReason::BadKey)?;
+        let key = VerifyingKey::from_bytes(&public_key).map_err(|_| RejectReason::BadKey)?;
+        if verify {
+            let signature = Signature::from_slice(&env.signature).map_err(|_| RejectReason::BadSignature)?;
+            key.verify_strict(&signed_bytes(&env.payload), &signature)
+                .map_err(|_| RejectReason::BadSignature)?;
+        }
+        let payload = pb::Payload::decode(env.payload.as_slice()).map_err(|_| RejectReason::Malformed)?;
+        let body = from_payload(payload)?;
+        Ok(Self {
+            id: MessageId::derive(&public_key, &env.payload),
+            author: peer_id_of(&key),
+            body,
+            envelope: bytes.to_vec(),
+        })
+    }
+
+    /// The message id.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// The author, whose key signed the message.
+    pub fn author(&self) -> PeerId {
+        self.author
+    }
+
+    /// What the message carries.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The encoded envelope, exactly as signed (and as sent on the wire).
+    pub fn envelope(&self) -> &[u8] {
+        &self.envelope
+    }
+}
+
+/// The PeerId of an ed25519 public key.
+pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes())
+        .expect("a valid VerifyingKey is a valid libp2p ed25519 key");
+    libp2p::identity::PublicKey::from(pk).to_peer_id()
+}
+
+/// The ed25519 public key inside an ed25519 PeerId, if it is one.
+pub fn key_of(peer: &PeerId) -> Option<[u8; 32]> {
+    let mh: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(pk.try_into_ed25519().ok()?.to_bytes())
+}
+
+fn signed_bytes(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SIGNING_DOMAIN.len() + payload.len());
+    out.extend_from_slice(SIGNING_DOMAIN);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
+    use pb::payload::Kind;
+    let kind = match body {
+        Body::Hallway(p) => Kind::HallwayPost(pb::HallwayPost {
+            room: p.room.as_str().to_owned(),
+            text: p.text.clone(),
+            time_ms: p.time_ms,
+            nonce: nonce.to_vec(),
+            nick: p.nick.clone().unwrap_or_default(),
+        }),
+        Body::Direct(d) => Kind::DirectMessage(pb::DirectMessage {
+            recipient: key_of(&d.recipient).expect("recipients are ed25519 peers").to_vec(),
+            text: d.text.clone(),
+            time_ms: d.time_ms,
+            nonce: nonce.to_vec(),
+            nick: d.nick.clone().unwrap_or_default(),
+        }),
+        Body::Receipt(r) => Kind::Receipt(pb::Receipt {
+            message_id: r.message_id.as_bytes().to_vec(),
+            author: key_of(&r.author).expect("authors are ed25519 peers").to_vec(),
+            time_ms: r.time_ms,
+        }),
+    };
+    pb::Payload { kind: Some(kind) }
+}
+
+fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
+    use pb::payload::Kind;
+    match payload.kind.ok_or(RejectReason::UnknownKind)? {
+        Kind::HallwayPost(p) => {
+            check_text(&p.text)?;
+            check_nonce(&p.nonce)?;
+            Ok(Body::Hallway(HallwayPost {
+                room: Room::new(p.room).map_err(|_| RejectReason::InvalidField)?,
+                text: p.text,
+                time_ms: p.time_ms,
+                nick: check_nick(p.nick)?,
+            }))
+        }
+        Kind::DirectMessage(d) => {
+            check_text(&d.text)?;
+            check_nonce(&d.nonce)?;
+            Ok(Body::Direct(DirectMessage {
+                recipient: peer_of_bytes(&d.recipient)?,
+                text: d.text,
+                time_ms: d.time_ms,
+                nick: check_nick(d.nick)?,
+            }))
+        }
+        Kind::Receipt(r) => Ok(Body::Receipt(Receipt {
+            message_id: MessageId(
+                r.message_id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| RejectReason::InvalidField)?,
+            ),
+            author: peer_of_bytes(&r.author)?,
+            time_ms: r.time_ms,
+        })),
+    }
+}
+
+fn peer_of_bytes(bytes: &[u8]) -> Result<PeerId, RejectReason> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| RejectReason::InvalidField)?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| RejectReason::InvalidField)?;
+    Ok(peer_id_of(&key))
+}
+
+fn check_text(text: &str) -> Result<(), RejectReason> {
+    if text.is_empty() || text.len() > MAX_TEXT_BYTES {
+        return Err(RejectReason::InvalidField);
+    }
+    Ok(())
+}
+
+fn check_nonce(nonce: &[u8]) -> Result<(), RejectReason> {
+    if nonce.len() != NONCE_BYTES {
+        return Err(RejectReason::InvalidField);
+    }
+    Ok(())
+}
+
+fn check_nick(nick: String) -> Result<Option<String>, RejectReason> {
+    if nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control) {
+        return Err(RejectReason::InvalidField);
+    }
+    Ok((!nick.is_empty()).then_some(nick))
+}

@@ -1,0 +1,64 @@
+//! The libp2p behaviour of a node and how its swarm is built.
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Swarm, SwarmBuilder, gossipsub, identify, mdns, noise, ping, request_response, tcp, yamux};
+
+use super::codec::DmCodec;
+use super::{Config, NodeError};
+use crate::identity::Identity;
+use crate::protocol::{self, DM_PROTOCOL, IDENTIFY_PROTOCOL};
+
+/// Concurrent DM streams per connection: a window of in-flight DMs large
+/// enough for bursts, small enough that a peer cannot pin much memory.
+const MAX_DM_STREAMS: usize = 128;
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) dm: request_response::Behaviour<DmCodec>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<Behaviour>, NodeError> {
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let swarm = SwarmBuilder::with_existing_identity(identity.keypair().clone())
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key| {
+            let gossipsub = gossipsub::Behaviour::new(
+                protocol::gossipsub_authenticity(config.gossip_auth, key),
+                protocol::gossipsub_config(config.gossip_auth),
+            )?;
+            let dm = request_response::Behaviour::with_codec(
+                DmCodec,
+                [(DM_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(config.dm_timeout)
+                    .with_max_concurrent_streams(MAX_DM_STREAMS),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()));
+            let mdns = if config.mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                gossipsub,
+                dm,
+                identify,
+                ping: ping::Behaviour::default(),
+                mdns: mdns.into(),
+            })
+        })
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .build();
+    Ok(swarm)
+}

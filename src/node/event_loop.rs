@@ -1,0 +1,758 @@
+//! The one task that owns the swarm, the log and all network state. Every
+//! `select!` arm hands off to a `handle_*` method.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
+use super::commit::GroupCommit;
+use super::rooms::{Rooms, Unsent};
+use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
+use crate::identity::Identity;
+use crate::message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
+use crate::protocol::MAX_TEXT_BYTES;
+use crate::store::{Delivery, Direction, Inserted, Store, now_ms};
+use crate::wire::pb;
+
+/// How often unsent posts are retried and lost peers checked for redial.
+const TICK: Duration = Duration::from_secs(1);
+
+/// What to do once the log is on disk.
+enum AfterFlush {
+    /// Publish a logged post and report it done.
+    Publish {
+        room: Room,
+        unsent: Unsent,
+        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+    },
+    /// Send a logged DM and report it done.
+    SendDm {
+        to: PeerId,
+        unsent: Unsent,
+        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+    },
+    /// Answer a DM with its receipt, and show it if it is new.
+    Receipt {
+        channel: ResponseChannel<Vec<u8>>,
+        reply: Vec<u8>,
+        show: Option<Event>,
+    },
+    /// Show an event whose state is now durable.
+    Show(Event),
+}
+
+struct PendingDm {
+    id: MessageId,
+    to: PeerId,
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    identity: Identity,
+    local: PeerId,
+    nick: Option<String>,
+    store: Store,
+    commit: GroupCommit<AfterFlush>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    rooms: Rooms,
+    pending_dms: HashMap<OutboundRequestId, PendingDm>,
+    /// Peers from the configuration, redialled when lost, with the last attempt.
+    bootstrap: Vec<(PeerId, Multiaddr, Option<Instant>)>,
+    redial_interval: Duration,
+    listen_addrs: Vec<Multiaddr>,
+    stats: Stats,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        config: Config,
+        identity: Identity,
+        store: Store,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+    ) -> Result<Self, NodeError> {
+        let mut swarm = build_swarm(&config, &identity)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Network(format!("listen on {addr}: {e}")))?;
+        }
+        let mut bootstrap = Vec::new();
+        for addr in &config.peers {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                return Err(NodeError::Dial {
+                    addr: addr.clone(),
+                    reason: "a peer address must end in /p2p/<peer id>".into(),
+                });
+            };
+            swarm.add_peer_address(peer, addr.clone());
+            bootstrap.push((peer, addr.clone(), None));
+        }
+        let mut rooms = Rooms::new();
+        for room in &config.rooms {
+            if let Some(topic) = rooms.join(room) {
+                let _ = swarm.behaviour_mut().gossipsub.subscribe(&topic);
+            }
+        }
+        Ok(Self {
+            local: identity.peer_id(),
+            identity,
+            nick: config.nick,
+            commit: GroupCommit::new(store.clone()),
+            store,
+            swarm,
+            commands,
+            events,
+            rooms,
+            pending_dms: HashMap::new(),
+            bootstrap,
+            redial_interval: config.redial_interval,
+            listen_addrs: Vec::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.redial();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = loop {
+            let accepting = !self.commit.is_full();
+            tokio::select! {
+                biased;
+                command = self.commands.recv(), if accepting => match command {
+                    Some(Command::Shutdown(reply)) => break Some(reply),
+                    Some(command) => self.handle_command(command),
+                    None => break None,
+                },
+                (outcome, actions) = self.commit.next() => self.handle_flushed(outcome, actions),
+                event = self.swarm.select_next_some(), if accepting => self.handle_swarm_event(event),
+                _ = tick.tick() => self.handle_tick(),
+            }
+        };
+        self.finish().await;
+        if let Some(reply) = shutdown {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Completes every pending flush, then flushes and closes the log.
+    async fn finish(mut self) {
+        while !self.commit.is_idle() {
+            let (outcome, actions) = self.commit.next().await;
+            self.handle_flushed(outcome, actions);
+        }
+        let store = self.store.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.try_send(event).is_err() && !self.events.is_closed() {
+            self.stats.events_dropped += 1;
+            tracing::warn!("event queue full: an event was dropped (the message is in the log)");
+        }
+    }
+
+    fn reject(&mut self, from: PeerId, reason: RejectReason) {
+        tracing::debug!(%from, %reason, "rejected input");
+        *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += 1;
+        let by_peer = &mut self.stats.rejected_by_peer;
+        let key = from.to_string();
+        if by_peer.contains_key(&key) || by_peer.len() < Stats::MAX_PEERS_TRACKED {
+            *by_peer.entry(key).or_default() += 1;
+        }
+        self.emit(Event::Rejected { from, reason });
+    }
+
+    // ---- commands ------------------------------------------------------------
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Join(room, reply) => {
+                let _ = reply.send(self.join(&room));
+            }
+            Command::Leave(room, reply) => {
+                let _ = reply.send(Ok(self.leave(&room)));
+            }
+            Command::Post(room, text, reply) => self.post(room, text, reply),
+            Command::SendDm(to, text, reply) => self.send_dm(to, text, reply),
+            Command::History(query, limit, reply) => {
+                let result = match &query {
+                    HistoryQuery::Room(room) => self.store.room(room, limit),
+                    HistoryQuery::Peer(peer) => self.store.conversation(peer, limit),
+                };
+                let _ = reply.send(result.map_err(NodeError::from));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peers());
+            }
+            Command::Rooms(reply) => {
+                let _ = reply.send(self.room_infos());
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats.clone());
+            }
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.listen_addrs.clone());
+            }
+            Command::Dial(addr, reply) => {
+                let result = self.swarm.dial(addr.clone()).map_err(|e| NodeError::Dial {
+                    addr,
+                    reason: e.to_string(),
+                });
+                let _ = reply.send(result);
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn join(&mut self, room: &Room) -> Result<(), NodeError> {
+        if let Some(topic) = self.rooms.join(room) {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&topic)
+                .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, room: &Room) -> usize {
+        match self.rooms.leave(room) {
+            Some((topic, unsent)) => {
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+                unsent
+            }
+            None => 0,
+        }
+    }
+
+    fn post(&mut self, room: Room, text: String, reply: oneshot::Sender<Result<MessageId, NodeError>>) {
+        if let Err(e) = check_text(&text) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if self.rooms.get(&room).is_none() {
+            let _ = reply.send(Err(NodeError::NotJoined(room)));
+            return;
+        }
+        if !self.rooms.has_room_for_unsent(&room) {
+            let n = self.rooms.unsent_len(&room);
+            let _ = reply.send(Err(NodeError::Backlog(n, room)));
+            return;
+        }
+        let body = Body::Hallway(HallwayPost {
+            room: room.clone(),
+            text,
+            time_ms: now_ms(),
+            nick: self.nick.clone(),
+        });
+        match self.log_own(body) {
+            Ok(unsent) => self.commit.push(AfterFlush::Publish { room, unsent, reply }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn send_dm(&mut self, to: PeerId, text: String, reply: oneshot::Sender<Result<MessageId, NodeError>>) {
+        if let Err(e) = check_text(&text) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if to == self.local || crate::message::key_of(&to).is_none() {
+            let _ = reply.send(Err(NodeError::InvalidPeer(to)));
+            return;
+        }
+        let body = Body::Direct(DirectMessage {
+            recipient: to,
+            text,
+            time_ms: now_ms(),
+            nick: self.nick.clone(),
+        });
+        match self.log_own(body) {
+            Ok(unsent) => self.commit.push(AfterFlush::SendDm { to, unsent, reply }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Signs and logs a message of this node's.
+    fn log_own(&mut self, body: Body) -> Result<Unsent, NodeError> {
+        let signed = Signed::sign(&self.identity, body);
+        self.store.insert(&signed, Direction::Sent, &self.local)?;
+        Ok(Unsent {
+            id: signed.id(),
+            envelope: signed.envelope().to_vec(),
+        })
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let mut out: Vec<PeerInfo> = self
+            .swarm
+            .connected_peers()
+            .map(|peer| PeerInfo {
+                peer: *peer,
+                rooms: Vec::new(),
+            })
+            .collect();
+        for (peer, topics) in gossip.all_peers() {
+            if let Some(info) = out.iter_mut().find(|i| i.peer == *peer) {
+                info.rooms = topics
+                    .iter()
+                    .filter_map(|t| self.rooms.room_of(t))
+                    .map(|r| r.to_string())
+                    .collect();
+            }
+        }
+        out
+    }
+
+    fn room_infos(&self) -> Vec<RoomInfo> {
+        self.rooms
+            .iter()
+            .map(|(room, state)| RoomInfo {
+                room: room.to_string(),
+                peers: self.room_peers(&state.topic.hash()),
+                unsent: self.rooms.unsent_len(room),
+            })
+            .collect()
+    }
+
+    fn room_peers(&self, topic: &gossipsub::TopicHash) -> usize {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&topic))
+            .count()
+    }
+
+    // ---- durable actions -----------------------------------------------------
+
+    fn handle_flushed(&mut self, outcome: Result<(), String>, actions: Vec<AfterFlush>) {
+        if let Err(e) = &outcome {
+            tracing::error!("log flush failed: {e}");
+        }
+        for action in actions {
+            match (action, &outcome) {
+                (AfterFlush::Publish { reply, .. } | AfterFlush::SendDm { reply, .. }, Err(e)) => {
+                    let _ = reply.send(Err(NodeError::Flush(e.clone())));
+                }
+                (AfterFlush::Publish { room, unsent, reply }, Ok(())) => {
+                    let id = unsent.id;
+                    self.stats.posts_sent += 1;
+                    if self.rooms.unsent_len(&room) > 0 {
+                        // Keep posting order behind posts already waiting.
+                        self.rooms.push_unsent(&room, unsent);
+                        self.send_unsent(&room);
+                    } else if let Err(unsent) = self.publish(&room, unsent) {
+                        self.rooms.push_unsent(&room, unsent);
+                    }
+                    let _ = reply.send(Ok(id));
+                }
+                (AfterFlush::SendDm { to, unsent, reply }, Ok(())) => {
+                    let request = self.swarm.behaviour_mut().dm.send_request(&to, unsent.envelope);
+                    self.pending_dms.insert(request, PendingDm { id: unsent.id, to });
+                    self.stats.dms_sent += 1;
+                    let _ = reply.send(Ok(unsent.id));
+                }
+                (AfterFlush::Receipt { channel, reply, show }, Ok(())) => {
+                    let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
+                    if let Some(event) = show {
+                        self.stats.dms_received += 1;
+                        self.emit(event);
+                    }
+                }
+                (AfterFlush::Receipt { channel, .. }, Err(_)) => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .dm
+                        .send_response(channel, refusal(pb::Refusal::Storage));
+                }
+                (AfterFlush::Show(event), _) => self.emit(event),
+            }
+        }
+    }
+
+    /// Publishes a post; gives it back if gossipsub cannot take it yet.
+    fn publish(&mut self, room: &Room, unsent: Unsent) -> Result<(), Unsent> {
+        let Some(state) = self.rooms.get(room) else {
+            return Ok(());
+        };
+        let topic = state.topic.clone();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, unsent.envelope.clone())
+        {
+            Ok(_) | Err(PublishError::Duplicate) => Ok(()),
+            Err(PublishError::NoPeersSubscribedToTopic | PublishError::AllQueuesFull(_)) => Err(unsent),
+            Err(e) => {
+                tracing::error!(%room, "cannot publish post {}: {e}", unsent.id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes the posts waiting in a room, in order, until one fails.
+    fn send_unsent(&mut self, room: &Room) {
+        while let Some(unsent) = self.rooms.pop_unsent(room) {
+            let id = unsent.id;
+            match self.publish(room, unsent) {
+                Ok(()) => self.emit(Event::PostSent { room: room.clone(), id }),
+                Err(unsent) => {
+                    self.rooms.requeue_front(room, unsent);
+                    break;
+                }
+            }
+        }
+    }
+
+    // ---- network -------------------------------------------------------------
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.handle_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dm(event)) => self.handle_dm(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm.add_peer_address(peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let opts = DialOpts::peer_id(peer)
+                            .addresses(vec![addr])
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .build();
+                        let _ = self.swarm.dial(opts);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(_) => {}
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let addr = address.with_p2p(self.local).unwrap_or_else(|a| a);
+                self.listen_addrs.push(addr.clone());
+                self.emit(Event::Listening { addr });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs
+                    .retain(|a| !a.iter().zip(address.iter()).all(|(x, y)| x == y));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                self.emit(Event::PeerConnected { peer: peer_id });
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.emit(Event::PeerDisconnected { peer: peer_id });
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = self.check_post(propagation_source, &message);
+                let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                if let Some(room) = self.rooms.room_of(&topic).cloned() {
+                    self.send_unsent(&room);
+                    self.emit(Event::RoomPeerJoined { room, peer: peer_id });
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                if let Some(room) = self.rooms.room_of(&topic).cloned() {
+                    self.emit(Event::RoomPeerLeft { room, peer: peer_id });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Decides the fate of a gossiped message: only a verified post for the
+    /// topic's room that is new to this node is accepted (and so forwarded).
+    fn check_post(&mut self, source: PeerId, message: &gossipsub::Message) -> MessageAcceptance {
+        let Some(room) = self.rooms.room_of(&message.topic).cloned() else {
+            return MessageAcceptance::Ignore;
+        };
+        let signed = match Signed::open(&message.data) {
+            Ok(signed) => signed,
+            Err(reason) => {
+                self.reject(source, reason);
+                return MessageAcceptance::Reject;
+            }
+        };
+        let post = match signed.body() {
+            Body::Hallway(post) if post.room == room => post.clone(),
+            Body::Hallway(_) => {
+                self.reject(source, RejectReason::WrongRoom);
+                return MessageAcceptance::Reject;
+            }
+            _ => {
+                self.reject(source, RejectReason::WrongKind);
+                return MessageAcceptance::Reject;
+            }
+        };
+        match self.store.insert(&signed, Direction::Received, &self.local) {
+            Ok(Inserted::New(_)) => {
+                self.stats.hallway_received += 1;
+                self.commit.push(AfterFlush::Show(Event::Hallway {
+                    id: signed.id(),
+                    from: signed.author(),
+                    post,
+                }));
+                MessageAcceptance::Accept
+            }
+            Ok(Inserted::Duplicate) => {
+                self.stats.duplicates += 1;
+                MessageAcceptance::Ignore
+            }
+            Err(e) => {
+                tracing::error!("cannot log post: {e}");
+                MessageAcceptance::Ignore
+            }
+        }
+    }
+
+    fn handle_dm(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request { request, channel, .. },
+                ..
+            } => self.handle_dm_request(peer, request, channel),
+            E::Message {
+                peer,
+                message: M::Response { request_id, response },
+                ..
+            } => self.handle_dm_reply(peer, request_id, response),
+            E::OutboundFailure { request_id, error, .. } => {
+                if let Some(pending) = self.pending_dms.remove(&request_id) {
+                    self.dm_failed(pending, error.to_string());
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound DM stream failed: {error}");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    fn handle_dm_request(&mut self, peer: PeerId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        let signed = match Signed::open(&request) {
+            Ok(signed) => signed,
+            Err(reason) => {
+                self.reject(peer, reason);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .dm
+                    .send_response(channel, refusal(pb::Refusal::Invalid));
+                return;
+            }
+        };
+        let dm = match signed.body() {
+            Body::Direct(dm) if dm.recipient == self.local => dm.clone(),
+            Body::Direct(_) => {
+                self.reject(peer, RejectReason::WrongRecipient);
+                let refused = refusal(pb::Refusal::WrongRecipient);
+                let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
+                return;
+            }
+            _ => {
+                self.reject(peer, RejectReason::WrongKind);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .dm
+                    .send_response(channel, refusal(pb::Refusal::WrongKind));
+                return;
+            }
+        };
+        let (receipt, show) = match self.store.insert(&signed, Direction::Received, &self.local) {
+            Ok(Inserted::New(_)) => {
+                let receipt = self.sign_receipt(&signed);
+                if let Err(e) = self.store.set_receipt(&signed.id(), &receipt) {
+                    tracing::warn!("cannot keep receipt: {e}");
+                }
+                let show = Event::Dm {
+                    id: signed.id(),
+                    from: signed.author(),
+                    dm,
+                };
+                (receipt, Some(show))
+            }
+            Ok(Inserted::Duplicate) => {
+                self.stats.duplicates += 1;
+                let kept = self.store.receipt(&signed.id()).ok().flatten();
+                (kept.unwrap_or_else(|| self.sign_receipt(&signed)), None)
+            }
+            Err(e) => {
+                tracing::error!("cannot log DM: {e}");
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .dm
+                    .send_response(channel, refusal(pb::Refusal::Storage));
+                return;
+            }
+        };
+        let reply = pb::DmReply {
+            outcome: Some(pb::dm_reply::Outcome::Receipt(receipt)),
+        }
+        .encode_to_vec();
+        self.commit.push(AfterFlush::Receipt { channel, reply, show });
+    }
+
+    fn sign_receipt(&self, dm: &Signed) -> Vec<u8> {
+        let body = Body::Receipt(Receipt {
+            message_id: dm.id(),
+            author: dm.author(),
+            time_ms: now_ms(),
+        });
+        Signed::sign(&self.identity, body).envelope().to_vec()
+    }
+
+    fn handle_dm_reply(&mut self, peer: PeerId, request_id: OutboundRequestId, reply: Vec<u8>) {
+        let Some(pending) = self.pending_dms.remove(&request_id) else {
+            return;
+        };
+        let outcome = pb::DmReply::decode(reply.as_slice()).ok().and_then(|r| r.outcome);
+        let receipt = match outcome {
+            Some(pb::dm_reply::Outcome::Receipt(bytes)) => bytes,
+            Some(pb::dm_reply::Outcome::Refused(code)) => {
+                let why = pb::Refusal::try_from(code).map_or("unknown", |r| r.as_str_name());
+                self.dm_failed(pending, format!("refused by recipient: {why}"));
+                return;
+            }
+            None => {
+                self.reject(peer, RejectReason::Malformed);
+                self.dm_failed(pending, "malformed reply".into());
+                return;
+            }
+        };
+        let valid = match Signed::open(&receipt) {
+            Ok(signed) => match signed.body() {
+                Body::Receipt(r) => {
+                    signed.author() == pending.to && r.message_id == pending.id && r.author == self.local
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if !valid {
+            self.reject(peer, RejectReason::BadReceipt);
+            self.dm_failed(pending, "invalid receipt".into());
+            return;
+        }
+        match self
+            .store
+            .set_delivery(&pending.id, &Delivery::Delivered, Some(&receipt))
+        {
+            Ok(_) => {
+                self.stats.dms_delivered += 1;
+                self.commit.push(AfterFlush::Show(Event::Delivered {
+                    id: pending.id,
+                    to: pending.to,
+                }));
+            }
+            Err(e) => tracing::error!("cannot record delivery: {e}"),
+        }
+    }
+
+    fn dm_failed(&mut self, pending: PendingDm, reason: String) {
+        self.stats.dms_failed += 1;
+        if let Err(e) = self
+            .store
+            .set_delivery(&pending.id, &Delivery::Failed(reason.clone()), None)
+        {
+            tracing::error!("cannot record failed delivery: {e}");
+        }
+        self.commit.push(AfterFlush::Show(Event::DmFailed {
+            id: pending.id,
+            to: pending.to,
+            reason,
+        }));
+    }
+
+    // ---- timers --------------------------------------------------------------
+
+    fn handle_tick(&mut self) {
+        for room in self.rooms.with_unsent() {
+            self.send_unsent(&room);
+        }
+        self.redial();
+    }
+
+    /// Dials configured peers that are not connected, at most once per
+    /// redial interval each.
+    fn redial(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.bootstrap.len() {
+            let (peer, addr, last) = self.bootstrap[i].clone();
+            let due = last.is_none_or(|t| now.duration_since(t) >= self.redial_interval);
+            if self.swarm.is_connected(&peer) || !due {
+                continue;
+            }
+            self.bootstrap[i].2 = Some(now);
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "redial: {e}");
+            }
+        }
+    }
+}
+
+fn check_text(text: &str) -> Result<(), NodeError> {
+    if text.is_empty() || text.len() > MAX_TEXT_BYTES {
+        return Err(NodeError::InvalidText);
+    }
+    Ok(())
+}
+
+fn refusal(reason: pb::Refusal) -> Vec<u8> {
+    pb::DmReply {
+        outcome: Some(pb::dm_reply::Outcome::Refused(reason as i32)),
+    }
+    .encode_to_vec()
+}

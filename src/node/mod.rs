@@ -1,0 +1,432 @@
+//! The participant node: a cheap-to-clone [`Handle`] driving one event-loop
+//! task that owns the libp2p `Swarm`, the local log and all network state.
+//!
+//! ```text
+//!  app / CLI ──Handle (Command + oneshot reply)──▶ EventLoop ──▶ Swarm (gossipsub, dm, identify, ping, mdns)
+//!       ▲                                              │
+//!       └────────────── Events (bounded mpsc) ◀────────┴──▶ Store (sled) via GroupCommit
+//! ```
+
+mod behaviour;
+mod codec;
+mod commit;
+mod event_loop;
+mod rooms;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::identity::Identity;
+use crate::message::{DirectMessage, HallwayPost, MessageId, RejectReason, Room};
+use crate::protocol::{GossipAuth, MAX_NICK_BYTES, MAX_TEXT_BYTES};
+use crate::store::{LoggedMessage, Store, StoreError};
+
+/// Commands waiting for the event loop. Callers wait (backpressure) when full.
+const COMMAND_CAPACITY: usize = 256;
+
+/// Events waiting for the application. When the application does not keep up,
+/// further events are dropped and counted in [`Stats::events_dropped`]; the
+/// messages themselves stay in the log. Never blocking the event loop on the
+/// application rules out deadlocks between the two.
+const EVENT_CAPACITY: usize = 8192;
+
+/// How a node is set up. Every field has a default that suits a person
+/// running one node; tests and the mesh lab override a few.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the identity and the log live.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on. Default: a random TCP port on all interfaces.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and redial when lost; each must end in `/p2p/<id>`.
+    pub peers: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS. Default on.
+    pub mdns: bool,
+    /// The display name sent with posts and DMs.
+    pub nick: Option<String>,
+    /// Rooms joined at start.
+    pub rooms: Vec<Room>,
+    /// Gossipsub message authentication; see [`GossipAuth`].
+    pub gossip_auth: GossipAuth,
+    /// How long a DM waits for its receipt before it fails. 10 s covers a
+    /// dial and a round trip on any sane network.
+    pub dm_timeout: Duration,
+    /// How often lost `peers` are redialled. 5 s reconnects quickly without
+    /// hammering a peer that is down.
+    pub redial_interval: Duration,
+    /// How long a connection without active streams stays open. One minute
+    /// keeps a DM conversation's connection between messages.
+    pub idle_connection_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults, with the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr")],
+            peers: Vec::new(),
+            mdns: true,
+            nick: None,
+            rooms: Vec::new(),
+            gossip_auth: GossipAuth::default(),
+            dm_timeout: Duration::from_secs(10),
+            redial_interval: Duration::from_secs(5),
+            idle_connection_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Where the log lives inside the data directory.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+}
+
+/// Something that happened on the node, in the order it happened.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// The node listens on this address (ends in `/p2p/<own id>`).
+    Listening {
+        /// The address others can dial.
+        addr: Multiaddr,
+    },
+    /// A first connection to a peer opened.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer joined a room this node is in.
+    RoomPeerJoined {
+        /// The room.
+        room: Room,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer left a room this node is in.
+    RoomPeerLeft {
+        /// The room.
+        room: Room,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A post that was waiting for the room's peers has now been published.
+    PostSent {
+        /// The room.
+        room: Room,
+        /// The post.
+        id: MessageId,
+    },
+    /// A verified hallway post from another participant, now in the log.
+    Hallway {
+        /// The message id.
+        id: MessageId,
+        /// The author.
+        from: PeerId,
+        /// The post.
+        post: HallwayPost,
+    },
+    /// A verified direct message for this node, now in the log.
+    Dm {
+        /// The message id.
+        id: MessageId,
+        /// The author.
+        from: PeerId,
+        /// The message.
+        dm: DirectMessage,
+    },
+    /// A DM this node sent was acknowledged by a valid receipt from its recipient.
+    Delivered {
+        /// The DM.
+        id: MessageId,
+        /// The recipient.
+        to: PeerId,
+    },
+    /// A DM this node sent could not be delivered.
+    DmFailed {
+        /// The DM.
+        id: MessageId,
+        /// The recipient.
+        to: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// Bytes from a peer were rejected (and counted in [`Stats`]).
+    Rejected {
+        /// The peer that sent them (for gossip: the one that forwarded them).
+        from: PeerId,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The node has stopped.
+    #[error("the node is not running")]
+    Stopped,
+    /// Text is empty or longer than the protocol allows.
+    #[error("text must be 1 to {MAX_TEXT_BYTES} bytes")]
+    InvalidText,
+    /// The display name is too long or has control characters.
+    #[error("a nickname is at most {MAX_NICK_BYTES} bytes without control characters")]
+    InvalidNick,
+    /// The peer id is not an ed25519 peer, or is this node itself.
+    #[error("cannot send a DM to {0}")]
+    InvalidPeer(PeerId),
+    /// Posting to a room the node has not joined.
+    #[error("not in room {0}: /join it first")]
+    NotJoined(Room),
+    /// Too many posts are waiting for the room's first peer.
+    #[error("{0} posts are already waiting for peers in room {1}")]
+    Backlog(usize, Room),
+    /// Dialling an address failed at once.
+    #[error("cannot dial {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The local log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log could not be flushed to disk.
+    #[error("local log flush failed: {0}")]
+    Flush(String),
+    /// The network stack could not be set up.
+    #[error("network setup: {0}")]
+    Network(String),
+}
+
+/// What to read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// A room's hallway.
+    Room(Room),
+    /// The direct messages exchanged with a peer.
+    Peer(PeerId),
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerInfo {
+    /// The peer id.
+    #[serde(serialize_with = "crate::serde_display")]
+    pub peer: PeerId,
+    /// The joined rooms this peer is in.
+    pub rooms: Vec<String>,
+}
+
+/// A joined room.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomInfo {
+    /// The room.
+    pub room: String,
+    /// Peers known to be in it.
+    pub peers: usize,
+    /// Posts logged but waiting for the room's first peer.
+    pub unsent: usize,
+}
+
+/// Counters: what the node did and what it refused.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    /// Rejected inputs by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Rejected inputs by the peer that sent them (at most
+    /// [`Stats::MAX_PEERS_TRACKED`] peers).
+    pub rejected_by_peer: BTreeMap<String, u64>,
+    /// Valid messages seen again (not shown twice).
+    pub duplicates: u64,
+    /// Hallway posts received and shown.
+    pub hallway_received: u64,
+    /// DMs received and shown.
+    pub dms_received: u64,
+    /// Posts this node published.
+    pub posts_sent: u64,
+    /// DMs this node sent.
+    pub dms_sent: u64,
+    /// DMs acknowledged by a valid receipt.
+    pub dms_delivered: u64,
+    /// DMs that failed.
+    pub dms_failed: u64,
+    /// Events the application did not take in time (the messages are in the log).
+    pub events_dropped: u64,
+}
+
+impl Stats {
+    /// Peers tracked in `rejected_by_peer`; more would let an attacker grow
+    /// memory by rotating identities.
+    pub const MAX_PEERS_TRACKED: usize = 1024;
+
+    /// All rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// A running node: its handle, its events, and the task to await on exit.
+pub struct Node {
+    /// Drives the node; clone it freely.
+    pub handle: Handle,
+    /// Everything that happens, in order.
+    pub events: mpsc::Receiver<Event>,
+}
+
+/// A cheap-to-clone handle to a running node.
+#[derive(Clone)]
+pub struct Handle {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+enum Command {
+    Join(Room, oneshot::Sender<Result<(), NodeError>>),
+    Leave(Room, oneshot::Sender<Result<usize, NodeError>>),
+    Post(Room, String, oneshot::Sender<Result<MessageId, NodeError>>),
+    SendDm(PeerId, String, oneshot::Sender<Result<MessageId, NodeError>>),
+    History(
+        HistoryQuery,
+        usize,
+        oneshot::Sender<Result<Vec<LoggedMessage>, NodeError>>,
+    ),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Rooms(oneshot::Sender<Vec<RoomInfo>>),
+    Stats(oneshot::Sender<Stats>),
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl Node {
+    /// Opens the log, starts the network and spawns the event loop. Must be
+    /// called inside a tokio runtime.
+    pub async fn start(config: Config, identity: Identity) -> Result<Node, NodeError> {
+        if let Some(nick) = &config.nick {
+            if nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control) {
+                return Err(NodeError::InvalidNick);
+            }
+        }
+        let store = open_store(&config).await?;
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
+        let peer_id = identity.peer_id();
+        let event_loop = event_loop::EventLoop::new(config, identity, store, commands_rx, events_tx)?;
+        let task = tokio::spawn(event_loop.run());
+        Ok(Node {
+            handle: Handle {
+                peer_id,
+                commands: commands_tx,
+                task: Arc::new(Mutex::new(Some(task))),
+            },
+            events: events_rx,
+        })
+    }
+}
+
+/// Opens the log, waiting briefly for a previous node in this process to
+/// release it (sled releases its file lock when the last handle drops).
+async fn open_store(config: &Config) -> Result<Store, NodeError> {
+    let path = config.log_path();
+    let mut attempts = 0;
+    loop {
+        match Store::open(&path) {
+            Ok(store) => return Ok(store),
+            Err(e) if attempts < 50 && e.to_string().contains("lock") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Handle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Joins a room: subscribes to its hallway.
+    pub async fn join(&self, room: &Room) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Join(room.clone(), tx)).await?
+    }
+
+    /// Leaves a room. Returns how many posts were still waiting for peers
+    /// (they stay in the log but are not sent).
+    pub async fn leave(&self, room: &Room) -> Result<usize, NodeError> {
+        self.ask(|tx| Command::Leave(room.clone(), tx)).await?
+    }
+
+    /// Posts to a room's hallway. Returns once the post is signed, durably
+    /// logged and handed to gossipsub (or queued until the room has peers).
+    pub async fn post(&self, room: &Room, text: &str) -> Result<MessageId, NodeError> {
+        self.ask(|tx| Command::Post(room.clone(), text.to_owned(), tx)).await?
+    }
+
+    /// Sends a direct message. Returns once it is signed, durably logged and
+    /// sent; [`Event::Delivered`] or [`Event::DmFailed`] follows.
+    pub async fn send_dm(&self, to: PeerId, text: &str) -> Result<MessageId, NodeError> {
+        self.ask(|tx| Command::SendDm(to, text.to_owned(), tx)).await?
+    }
+
+    /// The last `limit` messages of a room or a conversation, oldest first.
+    pub async fn history(&self, query: HistoryQuery, limit: usize) -> Result<Vec<LoggedMessage>, NodeError> {
+        self.ask(|tx| Command::History(query, limit, tx)).await?
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// The joined rooms.
+    pub async fn rooms(&self) -> Result<Vec<RoomInfo>, NodeError> {
+        self.ask(Command::Rooms).await
+    }
+
+    /// The node's counters.
+    pub async fn stats(&self) -> Result<Stats, NodeError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// The addresses the node listens on, each ending in `/p2p/<id>`.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        self.ask(Command::ListenAddrs).await
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
+    }
+
+    /// Stops the node: closes the network, flushes the log and waits until
+    /// the log is closed. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}

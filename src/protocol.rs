@@ -1,0 +1,101 @@
+//! The constants of the wire protocol, specified in docs/PROTOCOL.md.
+//!
+//! Everything here is part of the protocol: another implementation must use
+//! the same values to join a room. Changing one is a protocol version bump.
+
+use std::time::Duration;
+
+use libp2p::StreamProtocol;
+use libp2p::gossipsub::{self, IdentTopic, MessageId as GossipId};
+use sha2::{Digest, Sha256};
+
+/// The prefix of every signed byte string: ed25519 signs `SIGNING_DOMAIN ||
+/// payload`, so an envelope signature can never be confused with a libp2p
+/// signature (gossipsub's `libp2p-pubsub:`, Noise's handshake payload).
+pub const SIGNING_DOMAIN: &[u8] = b"backchannel/envelope/v1\n";
+
+/// The prefix hashed before a message's key and payload to form its id.
+pub const ID_DOMAIN: &[u8] = b"backchannel/id/v1\n";
+
+/// Gossipsub topics of rooms are this prefix followed by the room name.
+pub const TOPIC_PREFIX: &str = "backchannel/v1/room/";
+
+/// The request-response protocol that carries direct messages and receipts.
+pub const DM_PROTOCOL: StreamProtocol = StreamProtocol::new("/backchannel/dm/1.0.0");
+
+/// The protocol version announced by identify.
+pub const IDENTIFY_PROTOCOL: &str = "/backchannel/1.0.0";
+
+/// Longest text of a post or DM, in UTF-8 bytes: a long chat message, far
+/// below gossipsub's frame limits.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// Longest display name, in UTF-8 bytes.
+pub const MAX_NICK_BYTES: usize = 32;
+
+/// Longest room name, in UTF-8 bytes.
+pub const MAX_ROOM_BYTES: usize = 64;
+
+/// Largest encoded envelope accepted anywhere (gossipsub data, DM request).
+/// A maximal post (text, nick, room, nonce, key, signature and protobuf
+/// framing) is about 4.3 KiB; anything bigger is hostile.
+pub const MAX_ENVELOPE_BYTES: usize = 8192;
+
+/// Largest encoded `DmReply` accepted: a receipt envelope is under 200 bytes.
+pub const MAX_REPLY_BYTES: usize = 1024;
+
+/// Length of the random nonce in posts and DMs.
+pub const NONCE_BYTES: usize = 16;
+
+/// The gossipsub topic of a room.
+pub fn topic(room: &crate::Room) -> IdentTopic {
+    IdentTopic::new(format!("{TOPIC_PREFIX}{}", room.as_str()))
+}
+
+/// The gossipsub message id: SHA-256 of the message data (the encoded
+/// envelope, exactly as published). Content addressing is required because
+/// anonymous gossipsub messages carry no source or sequence number.
+pub fn gossip_message_id(message: &gossipsub::Message) -> GossipId {
+    GossipId::new(&Sha256::digest(&message.data))
+}
+
+/// How gossipsub messages are authenticated.
+///
+/// Backchannel signs every envelope itself, so by default gossipsub adds no
+/// signature of its own ([`GossipAuth::Anonymous`], the `StrictNoSign` policy
+/// of js-libp2p and py-libp2p). [`GossipAuth::Signed`] exists to measure the
+/// difference (docs/PERFORMANCE.md) and is not interoperable with the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GossipAuth {
+    /// No gossipsub signature, source or sequence number (the protocol).
+    #[default]
+    Anonymous,
+    /// Gossipsub signs and strictly verifies every message as well.
+    Signed,
+}
+
+/// The gossipsub configuration every Backchannel node uses.
+pub fn gossipsub_config(auth: GossipAuth) -> gossipsub::Config {
+    let mode = match auth {
+        GossipAuth::Anonymous => gossipsub::ValidationMode::Anonymous,
+        GossipAuth::Signed => gossipsub::ValidationMode::Strict,
+    };
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(mode)
+        // The application verifies each envelope before it is forwarded.
+        .validate_messages()
+        .message_id_fn(gossip_message_id)
+        .max_transmit_size(MAX_ENVELOPE_BYTES)
+        // Repair (IHAVE/IWANT) starts one second after start instead of six.
+        .heartbeat_initial_delay(Duration::from_secs(1))
+        .build()
+        .expect("the gossipsub configuration is valid")
+}
+
+/// The gossipsub message authenticity matching [`gossipsub_config`].
+pub fn gossipsub_authenticity(auth: GossipAuth, keypair: &libp2p::identity::Keypair) -> gossipsub::MessageAuthenticity {
+    match auth {
+        GossipAuth::Anonymous => gossipsub::MessageAuthenticity::Anonymous,
+        GossipAuth::Signed => gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+    }
+}

@@ -1,0 +1,508 @@
+//! `backchannel run` and `backchannel history`: what a person sees in the
+//! terminal, or one JSON object per line with `--json`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use backchannel::command::{self, Command, HELP};
+use backchannel::{
+    Body, Delivery, Direction, Event, HistoryQuery, Identity, IdentityError, LoggedMessage, Node, PeerId, Room, Store,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::cli::{Cli, HistoryArgs, RunArgs};
+
+/// Lines typed ahead of the node; the reader thread waits when it is full.
+const STDIN_CAPACITY: usize = 64;
+
+/// Messages shown by `/history`.
+const HISTORY_LIMIT: usize = 50;
+
+/// Where output goes: readable lines, or JSON lines for scripts.
+#[derive(Clone)]
+struct Out {
+    json: bool,
+    names: Arc<Mutex<Names>>,
+}
+
+/// Nicknames seen on messages, to show authors and to resolve `/dm NICK`.
+#[derive(Default)]
+struct Names {
+    by_peer: HashMap<PeerId, String>,
+    by_nick: HashMap<String, PeerId>,
+}
+
+impl Out {
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            names: Arc::default(),
+        }
+    }
+
+    fn emit(&self, human: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
+        if self.json {
+            println!("{}", value());
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    fn error(&self, message: &str) {
+        if self.json {
+            println!("{}", json!({"type": "error", "message": message}));
+        } else {
+            println!("error: {message}");
+        }
+    }
+
+    fn learn(&self, peer: PeerId, nick: Option<&str>) {
+        if let Some(nick) = nick {
+            let mut names = self.names.lock().expect("names lock");
+            names.by_peer.insert(peer, nick.to_owned());
+            names.by_nick.insert(nick.to_owned(), peer);
+        }
+    }
+
+    /// "nick (…abc123)" or "…abc123".
+    fn who(&self, peer: &PeerId) -> String {
+        let short = short(peer);
+        match self.names.lock().expect("names lock").by_peer.get(peer) {
+            Some(nick) => format!("{nick} ({short})"),
+            None => short,
+        }
+    }
+
+    fn resolve(&self, name: &str) -> Option<PeerId> {
+        name.parse()
+            .ok()
+            .or_else(|| self.names.lock().expect("names lock").by_nick.get(name).copied())
+    }
+
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Listening { addr } => self.emit(
+                || format!("listening on {addr}"),
+                || json!({"type": "listening", "addr": addr.to_string()}),
+            ),
+            Event::PeerConnected { peer } => self.emit(
+                || format!("* connected to {}", self.who(peer)),
+                || json!({"type": "peer_connected", "peer": peer.to_string()}),
+            ),
+            Event::PeerDisconnected { peer } => self.emit(
+                || format!("* disconnected from {}", self.who(peer)),
+                || json!({"type": "peer_disconnected", "peer": peer.to_string()}),
+            ),
+            Event::RoomPeerJoined { room, peer } => self.emit(
+                || format!("[{room}] * {} is here", self.who(peer)),
+                || json!({"type": "room_peer_joined", "room": room.as_str(), "peer": peer.to_string()}),
+            ),
+            Event::RoomPeerLeft { room, peer } => self.emit(
+                || format!("[{room}] * {} left", self.who(peer)),
+                || json!({"type": "room_peer_left", "room": room.as_str(), "peer": peer.to_string()}),
+            ),
+            Event::PostSent { room, id } => self.emit(
+                || format!("[{room}] * queued post {} sent", id.short()),
+                || json!({"type": "post_sent", "room": room.as_str(), "id": id.to_string()}),
+            ),
+            Event::Hallway { id, from, post } => {
+                self.learn(*from, post.nick.as_deref());
+                self.emit(
+                    || {
+                        format!(
+                            "[{}] {} {}: {}",
+                            post.room,
+                            clock(post.time_ms),
+                            self.who(from),
+                            post.text
+                        )
+                    },
+                    || {
+                        json!({"type": "hallway", "room": post.room.as_str(), "from": from.to_string(),
+                        "nick": post.nick, "id": id.to_string(), "text": post.text, "time": post.time_ms})
+                    },
+                )
+            }
+            Event::Dm { id, from, dm } => {
+                self.learn(*from, dm.nick.as_deref());
+                self.emit(
+                    || format!("[dm] {} {} → you: {}", clock(dm.time_ms), self.who(from), dm.text),
+                    || {
+                        json!({"type": "dm", "from": from.to_string(), "to": dm.recipient.to_string(),
+                        "nick": dm.nick, "id": id.to_string(), "text": dm.text, "time": dm.time_ms})
+                    },
+                )
+            }
+            Event::Delivered { id, to } => self.emit(
+                || format!("[dm] ✓ {} delivered to {}", id.short(), self.who(to)),
+                || json!({"type": "delivered", "id": id.to_string(), "to": to.to_string()}),
+            ),
+            Event::DmFailed { id, to, reason } => self.emit(
+                || format!("[dm] ✗ {} to {} failed: {reason}", id.short(), self.who(to)),
+                || json!({"type": "dm_failed", "id": id.to_string(), "to": to.to_string(), "reason": reason}),
+            ),
+            Event::Rejected { from, reason } => {
+                // Rejections are counted (/stats); only scripts see each one.
+                if self.json {
+                    println!(
+                        "{}",
+                        json!({"type": "rejected", "from": from.to_string(), "reason": reason.as_str()})
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn logged(&self, m: &LoggedMessage) {
+        let id = m.message.id();
+        let from = m.message.author();
+        let direction = match m.direction {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        };
+        match m.message.body() {
+            Body::Hallway(post) => self.emit(
+                || {
+                    format!(
+                        "[{}] {} {}: {}",
+                        post.room,
+                        clock(post.time_ms),
+                        self.who(&from),
+                        post.text
+                    )
+                },
+                || {
+                    json!({"type": "history", "kind": "hallway", "room": post.room.as_str(),
+                    "from": from.to_string(), "nick": post.nick, "id": id.to_string(), "text": post.text,
+                    "time": post.time_ms, "direction": direction})
+                },
+            ),
+            Body::Direct(dm) => {
+                let state = match &m.delivery {
+                    Delivery::Sending => " (sending)".to_string(),
+                    Delivery::Delivered => " ✓".to_string(),
+                    Delivery::Failed(why) => format!(" ✗ {why}"),
+                    _ => String::new(),
+                };
+                self.emit(
+                    || {
+                        format!(
+                            "[dm] {} {} → {}: {}{state}",
+                            clock(dm.time_ms),
+                            self.who(&from),
+                            self.who(&dm.recipient),
+                            dm.text
+                        )
+                    },
+                    || {
+                        json!({"type": "history", "kind": "dm", "from": from.to_string(),
+                        "to": dm.recipient.to_string(), "nick": dm.nick, "id": id.to_string(), "text": dm.text,
+                        "time": dm.time_ms, "direction": direction, "delivery": m.delivery})
+                    },
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The last 6 characters of a peer id: enough to tell people apart.
+fn short(peer: &PeerId) -> String {
+    let s = peer.to_string();
+    format!("…{}", &s[s.len().saturating_sub(6)..])
+}
+
+/// HH:MM:SS (UTC) of a time in ms since the Unix epoch.
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+}
+
+/// `backchannel init`
+pub fn init(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let dir = cli.data_dir()?;
+    let (identity, created) = Identity::init(&dir)?;
+    if created {
+        println!("created a new identity in {}", dir.display());
+    } else {
+        println!("kept the existing identity in {}", dir.display());
+    }
+    println!("{}", identity.peer_id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backchannel id`
+pub fn id(cli: &Cli) -> anyhow::Result<ExitCode> {
+    println!("{}", Identity::load(&cli.data_dir()?)?.peer_id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the identity for `run`. A data directory that has never been used
+/// gets a new identity (announced); one that has a log but no key is an
+/// error, because a new key would not be the author of that log.
+fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<Identity> {
+    match Identity::load(dir) {
+        Ok(identity) => Ok(identity),
+        Err(IdentityError::Missing(path)) if !dir.join("log").exists() => {
+            let (identity, _) = Identity::init(dir)?;
+            out.emit(
+                || format!("created a new identity in {}", path.display()),
+                || json!({"type": "identity_created", "path": path.display().to_string()}),
+            );
+            Ok(identity)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `backchannel run`
+pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let out = Out::new(args.json);
+    let dir = cli.data_dir()?;
+    let identity = identity_for_run(&dir, &out)?;
+    let config = args.config(dir)?;
+    let mut current = config.rooms.first().cloned();
+    let joined = config.rooms.clone();
+    let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
+    let me = handle.peer_id();
+    out.emit(
+        || format!("you are {me}\ntype /help for commands"),
+        || json!({"type": "identity", "peer": me.to_string()}),
+    );
+    for room in &joined {
+        out.emit(
+            || format!("joined {room}"),
+            || json!({"type": "joined", "room": room.as_str()}),
+        );
+    }
+
+    let printer = {
+        let out = out.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                out.event(&event);
+            }
+        })
+    };
+
+    // A plain thread reads stdin: a blocking read must not hold up shutdown.
+    let (lines_tx, mut lines) = mpsc::channel::<String>(STDIN_CAPACITY);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut sigterm = terminate_signal()?;
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            line = lines.recv(), if stdin_open => match line {
+                // End of input: keep running in the background until a signal.
+                None => stdin_open = false,
+                Some(line) => match command::parse(&line) {
+                    Ok(None) => {}
+                    Ok(Some(Command::Quit)) => break,
+                    Ok(Some(cmd)) => {
+                        if let Err(e) = execute(&handle, &out, &mut current, cmd).await {
+                            out.error(&format!("{e:#}"));
+                        }
+                    }
+                    Err(e) => out.error(&e.to_string()),
+                },
+            },
+        }
+    }
+    handle.shutdown().await;
+    printer.abort();
+    out.emit(|| "stopped; the log is flushed".into(), || json!({"type": "stopped"}));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+fn terminate_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::terminate()).context("installing the SIGTERM handler")
+}
+
+async fn execute(
+    handle: &backchannel::Handle,
+    out: &Out,
+    current: &mut Option<Room>,
+    cmd: Command,
+) -> anyhow::Result<()> {
+    match cmd {
+        Command::Say(text) => {
+            let Some(room) = current.clone() else {
+                bail!("you are in no room: /join ROOM first")
+            };
+            let id = handle.post(&room, &text).await?;
+            if out.json {
+                println!(
+                    "{}",
+                    json!({"type": "posted", "room": room.as_str(), "id": id.to_string()})
+                );
+            }
+        }
+        Command::Join(room) => {
+            handle.join(&room).await?;
+            out.emit(
+                || format!("joined {room}"),
+                || json!({"type": "joined", "room": room.as_str()}),
+            );
+            *current = Some(room);
+        }
+        Command::Leave(room) => {
+            let Some(room) = room.or_else(|| current.clone()) else {
+                bail!("you are in no room")
+            };
+            let unsent = handle.leave(&room).await?;
+            out.emit(
+                || match unsent {
+                    0 => format!("left {room}"),
+                    n => format!("left {room}; {n} posts that never reached a peer stay in your log"),
+                },
+                || json!({"type": "left", "room": room.as_str(), "unsent": unsent}),
+            );
+            if current.as_ref() == Some(&room) {
+                *current = handle
+                    .rooms()
+                    .await?
+                    .first()
+                    .and_then(|r| Room::new(r.room.as_str()).ok());
+            }
+        }
+        Command::Switch(room) => {
+            if !handle.rooms().await?.iter().any(|r| r.room == room.as_str()) {
+                bail!("not in room {room}: /join it first");
+            }
+            out.emit(
+                || format!("now in {room}"),
+                || json!({"type": "current_room", "room": room.as_str()}),
+            );
+            *current = Some(room);
+        }
+        Command::Rooms => {
+            let rooms = handle.rooms().await?;
+            out.emit(
+                || {
+                    if rooms.is_empty() {
+                        return "no rooms joined".into();
+                    }
+                    let mark = |r: &str| {
+                        if current.as_ref().map(Room::as_str) == Some(r) {
+                            "*"
+                        } else {
+                            " "
+                        }
+                    };
+                    rooms
+                        .iter()
+                        .map(|r| format!("{} {} ({} peers, {} unsent)", mark(&r.room), r.room, r.peers, r.unsent))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                || json!({"type": "rooms", "rooms": rooms, "current": current.as_ref().map(Room::as_str)}),
+            );
+        }
+        Command::Dm { peer, text } => {
+            let Some(to) = out.resolve(&peer) else {
+                bail!("unknown peer {peer:?}: use a peer id or a nickname seen in a room")
+            };
+            let id = handle.send_dm(to, &text).await?;
+            out.emit(
+                || format!("[dm] → {}: {text} (sending {})", out.who(&to), id.short()),
+                || json!({"type": "dm_sent", "to": to.to_string(), "id": id.to_string(), "text": text}),
+            );
+        }
+        Command::Peers => {
+            let peers = handle.peers().await?;
+            out.emit(
+                || {
+                    if peers.is_empty() {
+                        return "no peers connected".into();
+                    }
+                    peers
+                        .iter()
+                        .map(|p| format!("{} {}", out.who(&p.peer), p.rooms.join(",")))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                || json!({"type": "peers", "peers": peers}),
+            );
+        }
+        Command::History(target) => {
+            let query = match target {
+                None => HistoryQuery::Room(current.clone().context("you are in no room: /history ROOM|PEER")?),
+                Some(t) => match out.resolve(&t) {
+                    Some(peer) => HistoryQuery::Peer(peer),
+                    None => HistoryQuery::Room(Room::new(t)?),
+                },
+            };
+            for m in handle.history(query, HISTORY_LIMIT).await? {
+                out.logged(&m);
+            }
+        }
+        Command::Stats => {
+            let stats = handle.stats().await?;
+            out.emit(
+                || serde_json::to_string_pretty(&stats).unwrap_or_default(),
+                || json!({"type": "stats", "stats": stats}),
+            );
+        }
+        Command::Help => out.emit(|| HELP.into(), || json!({"type": "help", "text": HELP})),
+        Command::Quit => {}
+    }
+    Ok(())
+}
+
+/// `backchannel history`
+pub fn history(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    let out = Out::new(args.json);
+    let dir = cli.data_dir()?;
+    let path = dir.join("log");
+    if !path.exists() {
+        bail!("no log in {}: this node has never run", dir.display());
+    }
+    let store = Store::open(&path).with_context(|| {
+        format!(
+            "opening the log in {} (is a node using this data directory running?)",
+            dir.display()
+        )
+    })?;
+    if let Some(room) = &args.room {
+        let room = Room::new(room.as_str())?;
+        for m in store.room(&room, args.limit)? {
+            out.logged(&m);
+        }
+    } else if let Some(peer) = &args.peer {
+        let peer: PeerId = peer
+            .parse()
+            .with_context(|| format!("--peer {peer:?} is not a peer id"))?;
+        for m in store.conversation(&peer, args.limit)? {
+            out.logged(&m);
+        }
+    } else {
+        for room in store.rooms()? {
+            for m in store.room(&room, args.limit)? {
+                out.logged(&m);
+            }
+        }
+        for peer in store.conversations()? {
+            for m in store.conversation(&peer, args.limit)? {
+                out.logged(&m);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,337 @@
+//! The durable local log (sled). It knows nothing of the network.
+//!
+//! Layout (one sled database, `<data dir>/log`):
+//! - tree `messages`: message id (32 bytes) → `LogRecord` (proto/store.proto):
+//!   the envelope as signed, direction, local sequence number, delivery state.
+//! - tree `rooms`: room name, `0x00`, sequence (u64 BE) → message id.
+//! - tree `conversations`: peer id bytes, sequence (u64 BE) → message id.
+//!
+//! A message and its index entry are written in one transaction. Writes reach
+//! disk on [`Store::flush`]; the node calls it (batched, see `node::commit`)
+//! before it reports a send done, sends a receipt or shows a message.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libp2p::PeerId;
+use prost::Message as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::message::{Body, MessageId, Room, Signed};
+use crate::wire::store_pb::LogRecord;
+
+/// sled's page cache. The log is append-mostly and read rarely, so a small
+/// cache keeps an idle node's memory low (sled's default is 1 GiB).
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Whether a logged message was sent or received by this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Received from the network.
+    Received,
+    /// Sent by this node.
+    Sent,
+}
+
+/// The delivery state of a direct message this node sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum Delivery {
+    /// Not a sent DM (posts, received messages).
+    None,
+    /// Sent; no receipt yet.
+    Sending,
+    /// A valid receipt from the recipient arrived.
+    Delivered,
+    /// Delivery failed, with the reason.
+    Failed(String),
+}
+
+/// A message read back from the log.
+#[derive(Debug, Clone)]
+pub struct LoggedMessage {
+    /// The verified message.
+    pub message: Signed,
+    /// Sent or received.
+    pub direction: Direction,
+    /// Delivery state (for sent DMs).
+    pub delivery: Delivery,
+    /// Local clock when logged, ms since the Unix epoch.
+    pub logged_ms: u64,
+    /// Local sequence number: the order of the log.
+    pub seq: u64,
+}
+
+/// What [`Store::insert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new message, logged with this sequence number.
+    New(u64),
+    /// The id was already in the log; nothing changed.
+    Duplicate,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[error("local log: {0}")]
+pub struct StoreError(#[from] sled::Error);
+
+/// The local message log.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    messages: sled::Tree,
+    rooms: sled::Tree,
+    conversations: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the log at `path`. Only one process may have it
+    /// open: a second open fails with a lock error.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            // The node flushes explicitly; the background flush is a backstop.
+            .flush_every_ms(Some(1000))
+            .open()?;
+        Ok(Self {
+            messages: db.open_tree("messages")?,
+            rooms: db.open_tree("rooms")?,
+            conversations: db.open_tree("conversations")?,
+            db,
+        })
+    }
+
+    /// Logs a message unless its id is already logged. `local` is the peer id
+    /// of this node: it decides which conversation a DM belongs to.
+    pub fn insert(&self, message: &Signed, direction: Direction, local: &PeerId) -> Result<Inserted, StoreError> {
+        let id = message.id();
+        if self.messages.contains_key(id.as_bytes())? {
+            return Ok(Inserted::Duplicate);
+        }
+        let seq = self.db.generate_id()?;
+        let delivery = match (direction, message.body()) {
+            (Direction::Sent, Body::Direct(_)) => Delivery::Sending,
+            _ => Delivery::None,
+        };
+        let record = LogRecord {
+            envelope: message.envelope().to_vec(),
+            direction: direction as u32,
+            logged_ms: now_ms(),
+            delivery: delivery_code(&delivery),
+            failure: String::new(),
+            receipt: Vec::new(),
+            seq,
+        }
+        .encode_to_vec();
+        let (index, key) = match message.body() {
+            Body::Hallway(post) => (&self.rooms, room_key(&post.room, seq)),
+            Body::Direct(dm) => {
+                let peer = if dm.recipient == *local {
+                    message.author()
+                } else {
+                    dm.recipient
+                };
+                (&self.conversations, peer_key(&peer, seq))
+            }
+            Body::Receipt(_) => (&self.conversations, peer_key(&message.author(), seq)),
+        };
+        let result: Result<bool, TransactionError<()>> = (&self.messages, index).transaction(|(m, ix)| {
+            if m.get(id.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            m.insert(id.as_bytes().as_slice(), record.as_slice())?;
+            ix.insert(key.as_slice(), id.as_bytes().as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        match result {
+            Ok(true) => Ok(Inserted::New(seq)),
+            Ok(false) => Ok(Inserted::Duplicate),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
+        }
+    }
+
+    /// Records the delivery state of a sent DM, and the receipt that proves
+    /// delivery. Returns false if the id is not in the log.
+    pub fn set_delivery(
+        &self,
+        id: &MessageId,
+        delivery: &Delivery,
+        receipt: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let updated = self.messages.fetch_and_update(id.as_bytes(), |old| {
+            let mut record = LogRecord::decode(old?).ok()?;
+            record.delivery = delivery_code(delivery);
+            record.failure = match delivery {
+                Delivery::Failed(reason) => reason.clone(),
+                _ => String::new(),
+            };
+            if let Some(receipt) = receipt {
+                record.receipt = receipt.to_vec();
+            }
+            Some(record.encode_to_vec())
+        })?;
+        Ok(updated.is_some())
+    }
+
+    /// Attaches the receipt this node sent for a received DM, so that a
+    /// retried DM is answered with the same receipt.
+    pub fn set_receipt(&self, id: &MessageId, receipt: &[u8]) -> Result<(), StoreError> {
+        self.messages.fetch_and_update(id.as_bytes(), |old| {
+            let mut record = LogRecord::decode(old?).ok()?;
+            record.receipt = receipt.to_vec();
+            Some(record.encode_to_vec())
+        })?;
+        Ok(())
+    }
+
+    /// The receipt stored with a message, if any.
+    pub fn receipt(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .messages
+            .get(id.as_bytes())?
+            .and_then(|raw| LogRecord::decode(raw.as_ref()).ok())
+            .map(|r| r.receipt)
+            .filter(|r| !r.is_empty()))
+    }
+
+    /// Whether a message id is in the log.
+    pub fn contains(&self, id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self.messages.contains_key(id.as_bytes())?)
+    }
+
+    /// One message by id.
+    pub fn get(&self, id: &MessageId) -> Result<Option<LoggedMessage>, StoreError> {
+        Ok(self.messages.get(id.as_bytes())?.and_then(|raw| decode_record(&raw)))
+    }
+
+    /// The last `limit` messages of a room's hallway, oldest first.
+    pub fn room(&self, room: &Room, limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
+        let mut prefix = room.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        self.read_index(&self.rooms, &prefix, limit)
+    }
+
+    /// The last `limit` direct messages exchanged with `peer`, oldest first.
+    pub fn conversation(&self, peer: &PeerId, limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
+        self.read_index(&self.conversations, &peer.to_bytes(), limit)
+    }
+
+    /// The rooms that have messages in the log.
+    pub fn rooms(&self) -> Result<Vec<Room>, StoreError> {
+        let mut out: Vec<Room> = Vec::new();
+        for entry in self.rooms.iter().keys() {
+            let key = entry?;
+            let Some(end) = key.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let Ok(name) = std::str::from_utf8(&key[..end]) else {
+                continue;
+            };
+            if out.last().map(Room::as_str) != Some(name) {
+                if let Ok(room) = Room::new(name) {
+                    out.push(room);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The peers this node has exchanged direct messages with.
+    pub fn conversations(&self) -> Result<Vec<PeerId>, StoreError> {
+        let mut out: Vec<PeerId> = Vec::new();
+        for entry in self.conversations.iter().keys() {
+            let key = entry?;
+            if key.len() < 8 {
+                continue;
+            }
+            if let Ok(peer) = PeerId::from_bytes(&key[..key.len() - 8]) {
+                if out.last() != Some(&peer) {
+                    out.push(peer);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes everything logged so far to disk (blocking).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn read_index(&self, index: &sled::Tree, prefix: &[u8], limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
+        let mut out = Vec::new();
+        for entry in index.scan_prefix(prefix).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, id) = entry?;
+            if key.len() != prefix.len() + 8 {
+                continue; // another room whose name extends this one
+            }
+            if let Some(raw) = self.messages.get(&id)? {
+                if let Some(m) = decode_record(&raw) {
+                    out.push(m);
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+fn room_key(room: &Room, seq: u64) -> Vec<u8> {
+    let mut key = room.as_str().as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn peer_key(peer: &PeerId, seq: u64) -> Vec<u8> {
+    let mut key = peer.to_bytes();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn delivery_code(d: &Delivery) -> u32 {
+    match d {
+        Delivery::None => 0,
+        Delivery::Sending => 1,
+        Delivery::Delivered => 2,
+        Delivery::Failed(_) => 3,
+    }
+}
+
+fn decode_record(raw: &[u8]) -> Option<LoggedMessage> {
+    let record = LogRecord::decode(raw).ok()?;
+    let message = Signed::open_trusted(&record.envelope).ok()?;
+    let delivery = match record.delivery {
+        1 => Delivery::Sending,
+        2 => Delivery::Delivered,
+        3 => Delivery::Failed(record.failure),
+        _ => Delivery::None,
+    };
+    Some(LoggedMessage {
+        message,
+        direction: if record.direction == 1 {
+            Direction::Sent
+        } else {
+            Direction::Received
+        },
+        delivery,
+        logged_ms: record.logged_ms,
+        seq: record.seq,
+    })
+}
+
+/// Milliseconds since the Unix epoch on this machine's clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
