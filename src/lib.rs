@@ -48,6 +48,7 @@
 
 pub mod command;
 pub mod identity;
+pub mod lab;
 pub mod message;
 pub mod node;
 pub mod protocol;

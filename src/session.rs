@@ -145,14 +145,12 @@ impl Out {
                 || format!("[dm] ✗ {} to {} failed: {reason}", id.short(), self.who(to)),
                 || json!({"type": "dm_failed", "id": id.to_string(), "to": to.to_string(), "reason": reason}),
             ),
-            Event::Rejected { from, reason } => {
-                // Rejections are counted (/stats); only scripts see each one.
-                if self.json {
-                    println!(
-                        "{}",
-                        json!({"type": "rejected", "from": from.to_string(), "reason": reason.as_str()})
-                    );
-                }
+            // Rejections are counted (/stats); only scripts see each one.
+            Event::Rejected { from, reason } if self.json => {
+                println!(
+                    "{}",
+                    json!({"type": "rejected", "from": from.to_string(), "reason": reason.as_str()})
+                );
             }
             _ => {}
         }

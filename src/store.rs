@@ -231,10 +231,10 @@ impl Store {
             let Ok(name) = std::str::from_utf8(&key[..end]) else {
                 continue;
             };
-            if out.last().map(Room::as_str) != Some(name) {
-                if let Ok(room) = Room::new(name) {
-                    out.push(room);
-                }
+            if out.last().map(Room::as_str) != Some(name)
+                && let Ok(room) = Room::new(name)
+            {
+                out.push(room);
             }
         }
         Ok(out)
@@ -248,10 +248,10 @@ impl Store {
             if key.len() < 8 {
                 continue;
             }
-            if let Ok(peer) = PeerId::from_bytes(&key[..key.len() - 8]) {
-                if out.last() != Some(&peer) {
-                    out.push(peer);
-                }
+            if let Ok(peer) = PeerId::from_bytes(&key[..key.len() - 8])
+                && out.last() != Some(&peer)
+            {
+                out.push(peer);
             }
         }
         Ok(out)
@@ -273,10 +273,10 @@ impl Store {
             if key.len() != prefix.len() + 8 {
                 continue; // another room whose name extends this one
             }
-            if let Some(raw) = self.messages.get(&id)? {
-                if let Some(m) = decode_record(&raw) {
-                    out.push(m);
-                }
+            if let Some(raw) = self.messages.get(&id)?
+                && let Some(m) = decode_record(&raw)
+            {
+                out.push(m);
             }
         }
         out.reverse();

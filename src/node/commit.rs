@@ -16,10 +16,13 @@ use crate::store::{Store, StoreError};
 /// work until the flush completes (backpressure instead of unbounded memory).
 pub(crate) const MAX_WAITING: usize = 4096;
 
+/// A flush running on a blocking thread.
+type Flush = JoinHandle<Result<(), StoreError>>;
+
 pub(crate) struct GroupCommit<A> {
     store: Store,
     waiting: Vec<A>,
-    in_flight: Option<(JoinHandle<Result<(), StoreError>>, Vec<A>)>,
+    in_flight: Option<(Flush, Vec<A>)>,
 }
 
 impl<A> GroupCommit<A> {

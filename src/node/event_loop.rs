@@ -219,12 +219,25 @@ impl EventLoop {
     }
 
     fn join(&mut self, room: &Room) -> Result<(), NodeError> {
-        if let Some(topic) = self.rooms.join(room) {
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .subscribe(&topic)
-                .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
+        let Some(topic) = self.rooms.join(room) else {
+            return Ok(());
+        };
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        gossip
+            .subscribe(&topic)
+            .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
+        // Peers already in the room subscribed before we listened for it.
+        let hash = topic.hash();
+        let present: Vec<PeerId> = gossip
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in present {
+            self.emit(Event::RoomPeerJoined {
+                room: room.clone(),
+                peer,
+            });
         }
         Ok(())
     }

@@ -317,10 +317,10 @@ impl Node {
     /// Opens the log, starts the network and spawns the event loop. Must be
     /// called inside a tokio runtime.
     pub async fn start(config: Config, identity: Identity) -> Result<Node, NodeError> {
-        if let Some(nick) = &config.nick {
-            if nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control) {
-                return Err(NodeError::InvalidNick);
-            }
+        if let Some(nick) = &config.nick
+            && (nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control))
+        {
+            return Err(NodeError::InvalidNick);
         }
         let store = open_store(&config).await?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);

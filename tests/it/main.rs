@@ -1,1 +1,11 @@
-fn main() {}
+//! Backchannel's integration tests: real nodes on loopback exchanging real
+//! signed messages through real libp2p, with real sled logs in temporary
+//! directories. Every wait waits for an event, with a time limit.
+
+mod bad_input;
+mod cli;
+mod dm;
+mod hallway;
+mod restart;
+mod support;
+mod vectors;

@@ -1,0 +1,184 @@
+//! Hostile bytes at the boundaries where they enter: forged, tampered,
+//! malformed, unknown and misaddressed messages are rejected, counted, never
+//! stored, shown or forwarded, and the node keeps running.
+
+use backchannel::lab::{Lab, LabConfig};
+use backchannel::protocol::MAX_ENVELOPE_BYTES;
+use backchannel::{Event, HistoryQuery, Identity};
+use prost::Message;
+
+use crate::support::raw::{RawEvent, RawPeer};
+use crate::support::wire::{self, Envelope};
+use crate::support::{T, room};
+
+#[derive(Clone, PartialEq, Message)]
+struct DmReply {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    receipt: Option<Vec<u8>>,
+    #[prost(int32, optional, tag = "2")]
+    refused: Option<i32>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_posts_are_rejected_counted_and_never_forwarded() {
+    let lobby = room("lobby");
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    lab.nodes[0].handle.join(&lobby).await.expect("join");
+    let node = lab.nodes[0].peer_id();
+    let addr = lab.nodes[0].addr.clone();
+
+    // attacker -- node -- observer: whatever the observer gets, the node forwarded.
+    let mut attacker = RawPeer::start(64 * 1024).await;
+    let mut observer = RawPeer::start(64 * 1024).await;
+    for raw in [&mut attacker, &mut observer] {
+        raw.connect(&addr, node).await;
+        raw.join("lobby", node).await;
+    }
+    for peer in [attacker.peer_id, observer.peer_id] {
+        lab.nodes[0]
+            .wait_for("room peer", T, |e| {
+                matches!(e, Event::RoomPeerJoined { peer: p, .. } if *p == peer).then_some(())
+            })
+            .await
+            .expect("node sees the raw peers in the room");
+    }
+
+    let victim = Identity::generate().verifying_key().to_bytes();
+    let own = attacker.public_key();
+    let forged = wire::envelope(
+        &attacker.key,
+        victim,
+        wire::payload_post(&wire::post("lobby", "I am the victim")),
+    );
+    let tampered = {
+        let good = wire::envelope(&attacker.key, own, wire::payload_post(&wire::post("lobby", "pay 10")));
+        let mut env = Envelope::decode(good.as_slice()).expect("decode");
+        let last = env.payload.iter().rposition(|b| *b == b'1').expect("the digit");
+        env.payload[last] = b'9';
+        env.encode_to_vec()
+    };
+    let unknown_kind = wire::envelope(&attacker.key, own, wire::field(9, b""));
+    let wrong_room = wire::envelope(&attacker.key, own, wire::payload_post(&wire::post("elsewhere", "hi")));
+    let empty_text = wire::envelope(&attacker.key, own, wire::payload_post(&wire::post("lobby", "")));
+    let malformed = vec![0xff, 0xff, 0xff, 0x01, 0x02];
+    let bad = [forged, tampered, unknown_kind, wrong_room, empty_text, malformed];
+    for bytes in &bad {
+        attacker.publish("lobby", bytes.clone()).await;
+    }
+    // A valid post last: once the observer has it, the node handled the rest.
+    let valid = wire::envelope(
+        &attacker.key,
+        own,
+        wire::payload_post(&wire::post("lobby", "a fair post")),
+    );
+    attacker.publish("lobby", valid.clone()).await;
+
+    let got = observer.wait(|e| matches!(e, RawEvent::Message(..))).await;
+    let RawEvent::Message(_, data) = got else {
+        unreachable!()
+    };
+    assert_eq!(data, valid, "the first message forwarded is the valid one");
+    while let Ok(e) = observer.events.try_recv() {
+        if let RawEvent::Message(_, data) = e {
+            assert!(!bad.contains(&data), "an invalid message was forwarded");
+        }
+    }
+
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    let count = |k: &str| stats.rejected.get(k).copied().unwrap_or(0);
+    assert_eq!(count("bad_signature"), 2, "{stats:?}");
+    assert_eq!(count("unknown_kind"), 1, "{stats:?}");
+    assert_eq!(count("wrong_room"), 1, "{stats:?}");
+    assert_eq!(count("invalid_field"), 1, "{stats:?}");
+    assert_eq!(count("malformed"), 1, "{stats:?}");
+    assert_eq!(stats.rejected_by_peer.get(&attacker.peer_id.to_string()), Some(&6));
+
+    // Only the valid post was shown and logged.
+    lab.nodes[0]
+        .wait_for("the valid post", T, |e| {
+            matches!(e, Event::Hallway { post, .. } if post.text == "a fair post").then_some(())
+        })
+        .await
+        .expect("shown");
+    let shown: Vec<String> = lab.nodes[0]
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Hallway { post, .. } => Some(post.text),
+            _ => None,
+        })
+        .collect();
+    assert!(shown.is_empty(), "only the valid post is shown: {shown:?}");
+    let log = lab.nodes[0]
+        .handle
+        .history(HistoryQuery::Room(lobby), 100)
+        .await
+        .expect("history");
+    assert_eq!(log.len(), 1);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_dms_are_refused_counted_and_never_stored() {
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    let node = lab.nodes[0].peer_id();
+    let node_key = backchannel::message::key_of(&node).expect("ed25519");
+    let mut attacker = RawPeer::start(64 * 1024).await;
+    attacker.connect(&lab.nodes[0].addr, node).await;
+    let own = attacker.public_key();
+    let dm = |recipient: [u8; 32], text: &str| {
+        wire::payload_dm(&wire::DirectMessage {
+            recipient: recipient.to_vec(),
+            text: text.into(),
+            time_ms: 1,
+            nonce: wire::rand_nonce(),
+            nick: String::new(),
+        })
+    };
+    let refusal = |reply: Result<Vec<u8>, String>| {
+        DmReply::decode(reply.expect("a reply").as_slice())
+            .expect("DmReply")
+            .refused
+    };
+
+    // A DM for someone else: refused as WRONG_RECIPIENT (2).
+    let someone = Identity::generate().verifying_key().to_bytes();
+    let for_other = wire::envelope(&attacker.key, own, dm(someone, "not for you"));
+    assert_eq!(refusal(attacker.dm(node, for_other).await), Some(2));
+    // A forged author: refused as INVALID (1).
+    let forged = wire::envelope(&attacker.key, someone, dm(node_key, "from someone"));
+    assert_eq!(refusal(attacker.dm(node, forged).await), Some(1));
+    // Garbage: INVALID.
+    assert_eq!(refusal(attacker.dm(node, vec![1, 2, 3]).await), Some(1));
+    // A hallway post on the DM protocol: WRONG_KIND (3).
+    let post = wire::envelope(&attacker.key, own, wire::payload_post(&wire::post("lobby", "hi")));
+    assert_eq!(refusal(attacker.dm(node, post).await), Some(3));
+    // Oversize: the node stops reading and closes the stream without a reply.
+    let oversize = attacker.dm(node, vec![0; MAX_ENVELOPE_BYTES + 1]).await;
+    assert!(oversize.as_ref().map_or(true, Vec::is_empty), "{oversize:?}");
+
+    // A valid DM still works, and its receipt is signed by the node.
+    let good = wire::envelope(&attacker.key, own, dm(node_key, "hello"));
+    let reply = DmReply::decode(attacker.dm(node, good).await.expect("reply").as_slice()).expect("DmReply");
+    let receipt = backchannel::Signed::open(&reply.receipt.expect("a receipt")).expect("valid receipt");
+    assert_eq!(receipt.author(), node);
+
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    assert_eq!(stats.rejected.get("wrong_recipient"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get("bad_signature"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get("malformed"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get("wrong_kind"), Some(&1), "{stats:?}");
+    let log = lab.nodes[0]
+        .handle
+        .history(HistoryQuery::Peer(attacker.peer_id), 10)
+        .await
+        .expect("history");
+    assert_eq!(log.len(), 1, "only the valid DM is logged");
+    let dms: Vec<_> = lab.nodes[0]
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Dm { .. }))
+        .collect();
+    assert_eq!(dms.len(), 1);
+    lab.shutdown().await;
+}

@@ -1,0 +1,231 @@
+//! The real binary: two `backchannel run --json` processes chat through
+//! stdin and stdout; bad command lines fail cleanly.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::support::T;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backchannel");
+
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Proc {
+    fn run(dir: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("run")
+            .args(["--json", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        Proc {
+            stdin: child.stdin.take(),
+            lines: BufReader::new(child.stdout.take().expect("stdout")).lines(),
+            child,
+        }
+    }
+
+    /// Reads JSON lines until one matches; every stdout line must be JSON.
+    async fn wait(&mut self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
+        tokio::time::timeout(T, async {
+            loop {
+                let line = self
+                    .lines
+                    .next_line()
+                    .await
+                    .expect("read")
+                    .unwrap_or_else(|| panic!("EOF before {what}"));
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if f(&v) {
+                    return v;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    async fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write");
+        stdin.flush().await.expect("flush");
+    }
+}
+
+fn is(v: &Value, ty: &str) -> bool {
+    v["type"] == ty
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_chat_through_stdin_and_stdout() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut a = Proc::run(&da, &["--room", "lobby", "--name", "alice"]);
+    let a_id = a.wait("identity", |v| is(v, "identity")).await["peer"]
+        .as_str()
+        .expect("peer")
+        .to_owned();
+    let addr = a.wait("listening", |v| is(v, "listening")).await["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    assert!(addr.ends_with(&format!("/p2p/{a_id}")));
+
+    let mut b = Proc::run(&db, &["--room", "lobby", "--name", "bob", "--peer", &addr]);
+    let b_id = b.wait("identity", |v| is(v, "identity")).await["peer"]
+        .as_str()
+        .expect("peer")
+        .to_owned();
+    b.wait("alice in the room", |v| {
+        is(v, "room_peer_joined") && v["peer"] == a_id.as_str()
+    })
+    .await;
+    a.wait("bob in the room", |v| {
+        is(v, "room_peer_joined") && v["peer"] == b_id.as_str()
+    })
+    .await;
+
+    b.say("hello from bob").await;
+    let post = a.wait("bob's post", |v| is(v, "hallway")).await;
+    assert_eq!(
+        (post["text"].as_str(), post["from"].as_str()),
+        (Some("hello from bob"), Some(b_id.as_str()))
+    );
+    assert_eq!(
+        (post["room"].as_str(), post["nick"].as_str()),
+        (Some("lobby"), Some("bob"))
+    );
+
+    // End of input does not stop bob's node.
+    drop(b.stdin.take());
+    // Alice learned bob's nickname from his post.
+    a.say("/dm bob psst").await;
+    let sent = a.wait("dm_sent", |v| is(v, "dm_sent")).await;
+    let dm = b.wait("the DM", |v| is(v, "dm")).await;
+    assert_eq!(
+        (dm["text"].as_str(), dm["from"].as_str()),
+        (Some("psst"), Some(a_id.as_str()))
+    );
+    assert_eq!(dm["id"], sent["id"]);
+    let delivered = a.wait("delivered", |v| is(v, "delivered")).await;
+    assert_eq!(delivered["id"], sent["id"]);
+
+    a.say("/bogus").await;
+    a.wait("an error line", |v| is(v, "error")).await;
+
+    a.say("/quit").await;
+    a.wait("stopped", |v| is(v, "stopped")).await;
+    assert!(a.child.wait().await.expect("exit").success());
+
+    // SIGTERM stops bob cleanly.
+    let pid = b.child.id().expect("pid");
+    let killed = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {pid}"))
+        .status();
+    assert!(killed.expect("kill").success());
+    b.wait("stopped", |v| is(v, "stopped")).await;
+    assert!(b.child.wait().await.expect("exit").success());
+
+    // The stopped node's log is readable.
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&db)
+        .args(["history", "--room", "lobby", "--json"])
+        .output()
+        .expect("history runs");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(text.contains("hello from bob"), "{text}");
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&db)
+        .args(["history", "--peer", &a_id])
+        .output()
+        .expect("history runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("psst"));
+}
+
+#[test]
+fn init_and_id() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("me");
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let missing = run(&["id"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("backchannel init"));
+
+    let first = run(&["init"]);
+    assert!(first.status.success());
+    let first = String::from_utf8(first.stdout).expect("utf8");
+    assert!(first.contains("created"));
+    let again = String::from_utf8(run(&["init"]).stdout).expect("utf8");
+    assert!(again.contains("kept"));
+    let id = String::from_utf8(run(&["id"]).stdout).expect("utf8");
+    assert_eq!(first.lines().last(), id.lines().last());
+
+    // BACKCHANNEL_DATA_DIR works like --data-dir.
+    let env = std::process::Command::new(BIN)
+        .arg("id")
+        .env("BACKCHANNEL_DATA_DIR", &dir)
+        .output()
+        .expect("runs");
+    assert_eq!(String::from_utf8_lossy(&env.stdout), id);
+
+    // A corrupt key is an error and is left alone.
+    std::fs::write(dir.join("identity.key"), b"garbage").expect("write");
+    let corrupt = run(&["id"]);
+    assert!(!corrupt.status.success());
+    assert!(String::from_utf8_lossy(&corrupt.stderr).contains("corrupt"));
+    assert_eq!(std::fs::read(dir.join("identity.key")).expect("read"), b"garbage");
+}
+
+#[test]
+fn bad_command_lines_fail_with_a_message() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for args in [
+        vec!["run", "--no-mdns", "--peer", "/ip4/127.0.0.1/tcp/1"],
+        vec!["run", "--no-mdns", "--peer", "not-an-address"],
+        vec!["run", "--no-mdns", "--room", ""],
+        vec![
+            "run",
+            "--no-mdns",
+            "--name",
+            "a name that is far too long to be a nickname",
+        ],
+        vec!["history", "--room", "lobby"],
+        vec!["frobnicate"],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(tmp.path().join("x"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.is_empty() && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}

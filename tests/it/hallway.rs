@@ -1,0 +1,110 @@
+//! Hallway chat: every participant of a room sees every post exactly once.
+
+use backchannel::lab::{Lab, LabConfig, Topology};
+use backchannel::{Event, HistoryQuery};
+
+use crate::support::{T, hallway, mesh, room};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_in_a_room_receives_every_post_once() {
+    let lobby = room("lobby");
+    // A line, so posts must be forwarded by the nodes in between.
+    let mut lab = mesh(4, Topology::Line, &lobby).await;
+    let mut ids = Vec::new();
+    for (i, node) in lab.nodes.iter().enumerate() {
+        ids.push(
+            node.handle
+                .post(&lobby, &format!("hello from {i}"))
+                .await
+                .expect("post"),
+        );
+    }
+    for (i, node) in lab.nodes.iter_mut().enumerate() {
+        for (j, id) in ids.iter().enumerate() {
+            if i != j {
+                let text = node.wait_for("a post", T, hallway(*id)).await.expect("post arrives");
+                assert_eq!(text, format!("hello from {j}"));
+            }
+        }
+    }
+    // Nothing is shown twice, and each log holds all four posts in the room.
+    for node in lab.nodes.iter_mut() {
+        let shown = node
+            .drain()
+            .iter()
+            .filter(|e| matches!(e, Event::Hallway { .. }))
+            .count();
+        assert_eq!(shown, 0, "node {} showed a post twice", node.index);
+        let log = node
+            .handle
+            .history(HistoryQuery::Room(lobby.clone()), 100)
+            .await
+            .expect("history");
+        let mut logged: Vec<_> = log.iter().map(|m| m.message.id()).collect();
+        logged.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(logged, expected, "node {}", node.index);
+    }
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_made_before_the_room_has_peers_is_sent_once_it_has() {
+    let lobby = room("lobby");
+    let mut lab = Lab::start(2, LabConfig::default()).await.expect("lab");
+    lab.nodes[0].handle.join(&lobby).await.expect("join");
+    let early = lab.nodes[0]
+        .handle
+        .post(&lobby, "anyone here?")
+        .await
+        .expect("posting alone is fine");
+    let rooms = lab.nodes[0].handle.rooms().await.expect("rooms");
+    assert_eq!(rooms[0].unsent, 1, "the post waits for peers");
+
+    lab.nodes[1].handle.join(&lobby).await.expect("join");
+    lab.connect(Topology::Full, T).await.expect("connect");
+    let text = lab.nodes[1]
+        .wait_for("the early post", T, hallway(early))
+        .await
+        .expect("delivered");
+    assert_eq!(text, "anyone here?");
+    lab.nodes[0]
+        .wait_for("post sent", T, |e| {
+            matches!(e, Event::PostSent { id, .. } if *id == early).then_some(())
+        })
+        .await
+        .expect("sender sees it sent");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_separate() {
+    let (a, b) = (room("a"), room("b"));
+    let mut lab = mesh(3, Topology::Full, &a).await;
+    // Node 2 is in both rooms; nodes 0 and 1 only in room a.
+    lab.nodes[2].handle.join(&b).await.expect("join b");
+    let in_b = lab.nodes[2].handle.post(&b, "only b").await.expect("post b");
+    let in_a = lab.nodes[2].handle.post(&a, "in a").await.expect("post a");
+    // Posts travel in order from one publisher, so once "in a" arrived the
+    // earlier post to room b would have arrived too had it been forwarded.
+    for i in 0..2 {
+        lab.nodes[i]
+            .wait_for("room a post", T, hallway(in_a))
+            .await
+            .expect("a post");
+        let log = lab.nodes[i]
+            .handle
+            .history(HistoryQuery::Room(b.clone()), 10)
+            .await
+            .expect("history");
+        assert!(log.is_empty(), "node {i} is not in room b");
+        assert!(
+            !lab.nodes[i]
+                .drain()
+                .iter()
+                .any(|e| matches!(e, Event::Hallway { id, .. } if *id == in_b))
+        );
+    }
+    lab.shutdown().await;
+}

@@ -1,0 +1,34 @@
+//! Shared helpers: the lab from the library, plus a raw libp2p peer that
+//! speaks the wire protocol without Backchannel's checks (an attacker, an
+//! observer, or "another implementation").
+
+pub mod raw;
+pub mod wire;
+
+use std::time::Duration;
+
+use backchannel::lab::{Lab, LabConfig, Topology};
+use backchannel::{Event, MessageId, Room};
+
+/// Every wait in the tests has this limit; nothing waits by sleeping.
+pub const T: Duration = Duration::from_secs(20);
+
+pub fn room(name: &str) -> Room {
+    Room::new(name).expect("valid room")
+}
+
+/// A lab of `n` nodes wired in `topology` with every node in `room`.
+pub async fn mesh(n: usize, topology: Topology, room: &Room) -> Lab {
+    let mut lab = Lab::start(n, LabConfig::default()).await.expect("lab starts");
+    lab.connect(topology, T).await.expect("nodes connect");
+    lab.join_all(room, &topology.edges(n), T).await.expect("mesh forms");
+    lab
+}
+
+/// Picks the hallway post with this id.
+pub fn hallway(id: MessageId) -> impl FnMut(&Event) -> Option<String> {
+    move |e| match e {
+        Event::Hallway { id: got, post, .. } if *got == id => Some(post.text.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,232 @@
+//! A bare libp2p peer that speaks Backchannel's wire (gossipsub topics and the
+//! DM protocol) without validating anything: it publishes whatever bytes a
+//! test gives it and records whatever reaches it.
+
+use std::io;
+use std::time::Duration;
+
+use backchannel::protocol::{self, DM_PROTOCOL, MAX_ENVELOPE_BYTES};
+use backchannel::{Multiaddr, PeerId};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{StreamProtocol, SwarmBuilder, identity, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(NetworkBehaviour)]
+struct RawBehaviour {
+    gossipsub: gossipsub::Behaviour,
+    dm: request_response::Behaviour<RawCodec>,
+}
+
+/// What the raw peer saw.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // fields are read by Debug output on failures
+pub enum RawEvent {
+    Connected(PeerId),
+    Subscribed(PeerId, TopicHash),
+    Message(TopicHash, Vec<u8>),
+}
+
+enum Cmd {
+    Dial(Multiaddr),
+    Subscribe(String),
+    Publish(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
+    Dm(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
+}
+
+pub struct RawPeer {
+    pub peer_id: PeerId,
+    pub key: ed25519_dalek::SigningKey,
+    cmds: mpsc::Sender<Cmd>,
+    pub events: mpsc::UnboundedReceiver<RawEvent>,
+}
+
+impl RawPeer {
+    /// Starts a raw peer on loopback. `max_transmit` lets an attacker send
+    /// more than Backchannel accepts.
+    pub async fn start(max_transmit: usize) -> RawPeer {
+        let keypair = identity::Keypair::generate_ed25519();
+        let ed = keypair.clone().try_into_ed25519().expect("ed25519");
+        let key = ed25519_dalek::SigningKey::from_keypair_bytes(&ed.to_bytes()).expect("keypair bytes");
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .expect("tcp")
+            .with_behaviour(|_| {
+                let config = gossipsub::ConfigBuilder::default()
+                    .validation_mode(gossipsub::ValidationMode::Anonymous)
+                    .message_id_fn(protocol::gossip_message_id)
+                    .max_transmit_size(max_transmit)
+                    .build()
+                    .expect("config");
+                RawBehaviour {
+                    gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                        .expect("gossipsub"),
+                    dm: request_response::Behaviour::with_codec(
+                        RawCodec,
+                        [(DM_PROTOCOL, ProtocolSupport::Full)],
+                        request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                    ),
+                }
+            })
+            .expect("behaviour")
+            .build();
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .expect("listen");
+        let (cmd_tx, mut cmd_rx) = mpsc::channel::<Cmd>(64);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut pending: std::collections::HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>> =
+                Default::default();
+            loop {
+                tokio::select! {
+                    cmd = cmd_rx.recv() => match cmd {
+                        None => break,
+                        Some(Cmd::Dial(addr)) => { let _ = swarm.dial(addr); }
+                        Some(Cmd::Subscribe(t)) => { let _ = swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(t)); }
+                        Some(Cmd::Publish(t, data, reply)) => {
+                            let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(t), data);
+                            let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                        }
+                        Some(Cmd::Dm(peer, data, reply)) => {
+                            let id = swarm.behaviour_mut().dm.send_request(&peer, data);
+                            pending.insert(id, reply);
+                        }
+                    },
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } => { let _ = ev_tx.send(RawEvent::Connected(peer_id)); }
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })) => {
+                            let _ = ev_tx.send(RawEvent::Subscribed(peer_id, topic));
+                        }
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                            let _ = ev_tx.send(RawEvent::Message(message.topic, message.data));
+                        }
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Dm(request_response::Event::Message {
+                            message: request_response::Message::Response { request_id, response }, ..
+                        })) => {
+                            if let Some(reply) = pending.remove(&request_id) { let _ = reply.send(Ok(response)); }
+                        }
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Dm(request_response::Event::OutboundFailure { request_id, error, .. })) => {
+                            if let Some(reply) = pending.remove(&request_id) { let _ = reply.send(Err(error.to_string())); }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+        RawPeer {
+            peer_id,
+            key,
+            cmds: cmd_tx,
+            events: ev_rx,
+        }
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Dials a node and waits for the connection.
+    pub async fn connect(&mut self, addr: &Multiaddr, peer: PeerId) {
+        self.cmds.send(Cmd::Dial(addr.clone())).await.expect("raw peer running");
+        self.wait(|e| matches!(e, RawEvent::Connected(p) if *p == peer)).await;
+    }
+
+    /// Subscribes to a room's topic and waits until `peer` is known there.
+    pub async fn join(&mut self, room: &str, peer: PeerId) {
+        let topic = format!("{}{room}", protocol::TOPIC_PREFIX);
+        self.cmds
+            .send(Cmd::Subscribe(topic.clone()))
+            .await
+            .expect("raw peer running");
+        let hash = IdentTopic::new(topic).hash();
+        self.wait(|e| matches!(e, RawEvent::Subscribed(p, t) if *p == peer && *t == hash))
+            .await;
+    }
+
+    pub async fn publish(&self, room: &str, data: Vec<u8>) {
+        let (tx, rx) = oneshot::channel();
+        let topic = format!("{}{room}", protocol::TOPIC_PREFIX);
+        self.cmds
+            .send(Cmd::Publish(topic, data, tx))
+            .await
+            .expect("raw peer running");
+        rx.await.expect("reply").expect("published");
+    }
+
+    pub async fn dm(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Dm(peer, data, tx)).await.expect("raw peer running");
+        rx.await.expect("reply")
+    }
+
+    /// Waits (with the tests' time limit) for an event matching `f`.
+    pub async fn wait(&mut self, mut f: impl FnMut(&RawEvent) -> bool) -> RawEvent {
+        tokio::time::timeout(super::T, async {
+            loop {
+                let e = self.events.recv().await.expect("raw peer running");
+                if f(&e) {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("raw peer event in time")
+    }
+}
+
+/// Reads to the end of the stream, like Backchannel's codec but with a
+/// larger limit, so an attacker can send oversize requests.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+const RAW_LIMIT: usize = 16 * MAX_ENVELOPE_BYTES;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read(io).await
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read(io).await
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&req).await?;
+        io.close().await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&res).await?;
+        io.close().await
+    }
+}
+
+async fn read<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(RAW_LIMIT as u64).read_to_end(&mut buf).await?;
+    Ok(buf)
+}

@@ -1,0 +1,91 @@
+//! The envelope written out by hand from docs/PROTOCOL.md, independently of
+//! the library's code, to build valid, forged and tampered messages.
+
+use ed25519_dalek::{Signer, SigningKey};
+use prost::Message;
+
+pub const SIGNING_DOMAIN: &[u8] = b"backchannel/envelope/v1\n";
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Envelope {
+    #[prost(bytes = "vec", tag = "1")]
+    pub payload: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub public_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HallwayPost {
+    #[prost(string, tag = "1")]
+    pub room: String,
+    #[prost(string, tag = "2")]
+    pub text: String,
+    #[prost(uint64, tag = "3")]
+    pub time_ms: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub nonce: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub nick: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DirectMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub recipient: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub text: String,
+    #[prost(uint64, tag = "3")]
+    pub time_ms: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub nonce: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub nick: String,
+}
+
+/// Payload with the hallway post in field 1 or the DM in field 2.
+pub fn payload_post(post: &HallwayPost) -> Vec<u8> {
+    field(1, &post.encode_to_vec())
+}
+
+pub fn payload_dm(dm: &DirectMessage) -> Vec<u8> {
+    field(2, &dm.encode_to_vec())
+}
+
+/// A length-delimited protobuf field (tags < 16, lengths < 16384).
+pub fn field(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(tag << 3) | 2];
+    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Signs `payload` with `key` and claims `claimed_key` as the author.
+pub fn envelope(key: &SigningKey, claimed_key: [u8; 32], payload: Vec<u8>) -> Vec<u8> {
+    let mut signed = SIGNING_DOMAIN.to_vec();
+    signed.extend_from_slice(&payload);
+    let signature = key.sign(&signed).to_bytes().to_vec();
+    Envelope {
+        payload,
+        public_key: claimed_key.to_vec(),
+        signature,
+    }
+    .encode_to_vec()
+}
+
+pub fn post(room: &str, text: &str) -> HallwayPost {
+    HallwayPost {
+        room: room.into(),
+        text: text.into(),
+        time_ms: 1,
+        nonce: rand_nonce(),
+        nick: String::new(),
+    }
+}
+
+pub fn rand_nonce() -> Vec<u8> {
+    let mut n = vec![0; 16];
+    getrandom::fill(&mut n).expect("random");
+    n
+}
