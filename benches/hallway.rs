@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use backchannel::lab::{Lab, LabConfig, Topology};
+use backchannel::lab::{Lab, LabConfig};
 use backchannel::{Event, GossipAuth, MessageId, Room};
 use tokio::sync::mpsc;
 

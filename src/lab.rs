@@ -137,11 +137,13 @@ impl LabNode {
         }
     }
 
-    /// Starts the node again with the same identity and data directory (on
-    /// a new port: the old one may still be held by the kernel).
+    /// Starts the node again with the same identity, data directory and
+    /// address (listeners use SO_REUSEADDR, so the port is free at once).
     pub async fn restart(&mut self) -> Result<(), LabError> {
         self.stop().await;
-        let Node { handle, events } = Node::start(self.config.clone(), self.identity.clone()).await?;
+        let mut config = self.config.clone();
+        config.listen = vec![strip_p2p(&self.addr)];
+        let Node { handle, events } = Node::start(config, self.identity.clone()).await?;
         self.handle = handle;
         self.events = events;
         self.backlog.clear();
@@ -284,4 +286,10 @@ async fn first_listen_addr(node: &mut LabNode) -> Result<Multiaddr, LabError> {
         _ => None,
     })
     .await
+}
+
+fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
 }

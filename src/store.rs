@@ -1,12 +1,12 @@
 //! The durable local log (sled). It knows nothing of the network.
 //!
-//! Layout (one sled database, `<data dir>/log`):
-//! - tree `messages`: message id (32 bytes) → `LogRecord` (proto/store.proto):
-//!   the envelope as signed, direction, local sequence number, delivery state.
-//! - tree `rooms`: room name, `0x00`, sequence (u64 BE) → message id.
-//! - tree `conversations`: peer id bytes, sequence (u64 BE) → message id.
+//! Layout (one sled database, `<data dir>/log`, one tree `log`, keys by prefix):
+//! - `m` + message id (32 bytes) → `LogRecord` (proto/store.proto): the
+//!   envelope as signed, direction, local sequence number, delivery state.
+//! - `r` + room name + `0x00` + sequence (u64 BE) → message id.
+//! - `c` + peer id bytes + sequence (u64 BE) → message id.
 //!
-//! A message and its index entry are written in one transaction. Writes reach
+//! A message and its index entry are written in one atomic batch. Writes reach
 //! disk on [`Store::flush`]; the node calls it (batched, see `node::commit`)
 //! before it reports a send done, sends a receipt or shows a message.
 
@@ -15,7 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use prost::Message as _;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::message::{Body, MessageId, Room, Signed};
 use crate::wire::store_pb::LogRecord;
@@ -81,10 +80,12 @@ pub struct StoreError(#[from] sled::Error);
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    messages: sled::Tree,
-    rooms: sled::Tree,
-    conversations: sled::Tree,
+    log: sled::Tree,
 }
+
+const MESSAGE: u8 = b'm';
+const ROOM: u8 = b'r';
+const CONVERSATION: u8 = b'c';
 
 impl Store {
     /// Opens (or creates) the log at `path`. Only one process may have it
@@ -97,9 +98,7 @@ impl Store {
             .flush_every_ms(Some(1000))
             .open()?;
         Ok(Self {
-            messages: db.open_tree("messages")?,
-            rooms: db.open_tree("rooms")?,
-            conversations: db.open_tree("conversations")?,
+            log: db.open_tree("log")?,
             db,
         })
     }
@@ -108,7 +107,8 @@ impl Store {
     /// of this node: it decides which conversation a DM belongs to.
     pub fn insert(&self, message: &Signed, direction: Direction, local: &PeerId) -> Result<Inserted, StoreError> {
         let id = message.id();
-        if self.messages.contains_key(id.as_bytes())? {
+        let key = message_key(&id);
+        if self.log.contains_key(key)? {
             return Ok(Inserted::Duplicate);
         }
         let seq = self.db.generate_id()?;
@@ -126,32 +126,24 @@ impl Store {
             seq,
         }
         .encode_to_vec();
-        let (index, key) = match message.body() {
-            Body::Hallway(post) => (&self.rooms, room_key(&post.room, seq)),
+        let index = match message.body() {
+            Body::Hallway(post) => room_key(&post.room, seq),
             Body::Direct(dm) => {
                 let peer = if dm.recipient == *local {
                     message.author()
                 } else {
                     dm.recipient
                 };
-                (&self.conversations, peer_key(&peer, seq))
+                peer_key(&peer, seq)
             }
-            Body::Receipt(_) => (&self.conversations, peer_key(&message.author(), seq)),
+            Body::Receipt(_) => peer_key(&message.author(), seq),
         };
-        let result: Result<bool, TransactionError<()>> = (&self.messages, index).transaction(|(m, ix)| {
-            if m.get(id.as_bytes())?.is_some() {
-                return Ok(false);
-            }
-            m.insert(id.as_bytes().as_slice(), record.as_slice())?;
-            ix.insert(key.as_slice(), id.as_bytes().as_slice())?;
-            Ok::<_, ConflictableTransactionError<()>>(true)
-        });
-        match result {
-            Ok(true) => Ok(Inserted::New(seq)),
-            Ok(false) => Ok(Inserted::Duplicate),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
-        }
+        // The event loop is the only writer, so the check above still holds.
+        let mut batch = sled::Batch::default();
+        batch.insert(&key[..], record);
+        batch.insert(index, &id.as_bytes()[..]);
+        self.log.apply_batch(batch)?;
+        Ok(Inserted::New(seq))
     }
 
     /// Records the delivery state of a sent DM, and the receipt that proves
@@ -162,7 +154,7 @@ impl Store {
         delivery: &Delivery,
         receipt: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let updated = self.messages.fetch_and_update(id.as_bytes(), |old| {
+        let updated = self.log.fetch_and_update(message_key(id), |old| {
             let mut record = LogRecord::decode(old?).ok()?;
             record.delivery = delivery_code(delivery);
             record.failure = match delivery {
@@ -180,7 +172,7 @@ impl Store {
     /// Attaches the receipt this node sent for a received DM, so that a
     /// retried DM is answered with the same receipt.
     pub fn set_receipt(&self, id: &MessageId, receipt: &[u8]) -> Result<(), StoreError> {
-        self.messages.fetch_and_update(id.as_bytes(), |old| {
+        self.log.fetch_and_update(message_key(id), |old| {
             let mut record = LogRecord::decode(old?).ok()?;
             record.receipt = receipt.to_vec();
             Some(record.encode_to_vec())
@@ -191,8 +183,8 @@ impl Store {
     /// The receipt stored with a message, if any.
     pub fn receipt(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .messages
-            .get(id.as_bytes())?
+            .log
+            .get(message_key(id))?
             .and_then(|raw| LogRecord::decode(raw.as_ref()).ok())
             .map(|r| r.receipt)
             .filter(|r| !r.is_empty()))
@@ -200,31 +192,35 @@ impl Store {
 
     /// Whether a message id is in the log.
     pub fn contains(&self, id: &MessageId) -> Result<bool, StoreError> {
-        Ok(self.messages.contains_key(id.as_bytes())?)
+        Ok(self.log.contains_key(message_key(id))?)
     }
 
     /// One message by id.
     pub fn get(&self, id: &MessageId) -> Result<Option<LoggedMessage>, StoreError> {
-        Ok(self.messages.get(id.as_bytes())?.and_then(|raw| decode_record(&raw)))
+        Ok(self.log.get(message_key(id))?.and_then(|raw| decode_record(&raw)))
     }
 
     /// The last `limit` messages of a room's hallway, oldest first.
     pub fn room(&self, room: &Room, limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
-        let mut prefix = room.as_str().as_bytes().to_vec();
+        let mut prefix = vec![ROOM];
+        prefix.extend_from_slice(room.as_str().as_bytes());
         prefix.push(0);
-        self.read_index(&self.rooms, &prefix, limit)
+        self.read_index(&prefix, limit)
     }
 
     /// The last `limit` direct messages exchanged with `peer`, oldest first.
     pub fn conversation(&self, peer: &PeerId, limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
-        self.read_index(&self.conversations, &peer.to_bytes(), limit)
+        let mut prefix = vec![CONVERSATION];
+        prefix.extend_from_slice(&peer.to_bytes());
+        self.read_index(&prefix, limit)
     }
 
     /// The rooms that have messages in the log.
     pub fn rooms(&self) -> Result<Vec<Room>, StoreError> {
         let mut out: Vec<Room> = Vec::new();
-        for entry in self.rooms.iter().keys() {
+        for entry in self.log.scan_prefix([ROOM]).keys() {
             let key = entry?;
+            let key = &key[1..];
             let Some(end) = key.iter().position(|b| *b == 0) else {
                 continue;
             };
@@ -243,8 +239,9 @@ impl Store {
     /// The peers this node has exchanged direct messages with.
     pub fn conversations(&self) -> Result<Vec<PeerId>, StoreError> {
         let mut out: Vec<PeerId> = Vec::new();
-        for entry in self.conversations.iter().keys() {
+        for entry in self.log.scan_prefix([CONVERSATION]).keys() {
             let key = entry?;
+            let key = &key[1..];
             if key.len() < 8 {
                 continue;
             }
@@ -263,9 +260,9 @@ impl Store {
         Ok(())
     }
 
-    fn read_index(&self, index: &sled::Tree, prefix: &[u8], limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
+    fn read_index(&self, prefix: &[u8], limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
         let mut out = Vec::new();
-        for entry in index.scan_prefix(prefix).rev() {
+        for entry in self.log.scan_prefix(prefix).rev() {
             if out.len() >= limit {
                 break;
             }
@@ -273,7 +270,8 @@ impl Store {
             if key.len() != prefix.len() + 8 {
                 continue; // another room whose name extends this one
             }
-            if let Some(raw) = self.messages.get(&id)?
+            let id: [u8; 32] = id.as_ref().try_into().unwrap_or([0; 32]);
+            if let Some(raw) = self.log.get(message_key(&MessageId::from_bytes(id)))?
                 && let Some(m) = decode_record(&raw)
             {
                 out.push(m);
@@ -284,15 +282,23 @@ impl Store {
     }
 }
 
+fn message_key(id: &MessageId) -> [u8; 33] {
+    let mut key = [MESSAGE; 33];
+    key[1..].copy_from_slice(id.as_bytes());
+    key
+}
+
 fn room_key(room: &Room, seq: u64) -> Vec<u8> {
-    let mut key = room.as_str().as_bytes().to_vec();
+    let mut key = vec![ROOM];
+    key.extend_from_slice(room.as_str().as_bytes());
     key.push(0);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
 fn peer_key(peer: &PeerId, seq: u64) -> Vec<u8> {
-    let mut key = peer.to_bytes();
+    let mut key = vec![CONVERSATION];
+    key.extend_from_slice(&peer.to_bytes());
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
@@ -334,4 +340,110 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{DirectMessage, HallwayPost};
+    use crate::{Body, Identity};
+
+    fn post(who: &Identity, room: &str, text: &str) -> Signed {
+        Signed::sign(
+            who,
+            Body::Hallway(HallwayPost {
+                room: Room::new(room).unwrap(),
+                text: text.into(),
+                time_ms: 1,
+                nick: None,
+            }),
+        )
+    }
+
+    fn dm(from: &Identity, to: &Identity, text: &str) -> Signed {
+        Signed::sign(
+            from,
+            Body::Direct(DirectMessage {
+                recipient: to.peer_id(),
+                text: text.into(),
+                time_ms: 1,
+                nick: None,
+            }),
+        )
+    }
+
+    fn texts(log: &[LoggedMessage]) -> Vec<String> {
+        log.iter()
+            .map(|m| match m.message.body() {
+                Body::Hallway(p) => p.text.clone(),
+                Body::Direct(d) => d.text.clone(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn logs_reads_back_in_order_dedupes_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (me, bob, carol) = (Identity::generate(), Identity::generate(), Identity::generate());
+        let m = me.peer_id();
+        {
+            let store = Store::open(&path).unwrap();
+            let first = post(&bob, "a", "one");
+            assert!(matches!(
+                store.insert(&first, Direction::Received, &m).unwrap(),
+                Inserted::New(_)
+            ));
+            assert_eq!(
+                store.insert(&first, Direction::Received, &m).unwrap(),
+                Inserted::Duplicate
+            );
+            store.insert(&post(&me, "a", "two"), Direction::Sent, &m).unwrap();
+            store
+                .insert(&post(&bob, "ab", "other room"), Direction::Received, &m)
+                .unwrap();
+            let out = dm(&me, &bob, "hi bob");
+            store.insert(&out, Direction::Sent, &m).unwrap();
+            store.insert(&dm(&bob, &me, "hi me"), Direction::Received, &m).unwrap();
+            store
+                .insert(&dm(&carol, &me, "carol here"), Direction::Received, &m)
+                .unwrap();
+            assert!(
+                store
+                    .set_delivery(&out.id(), &Delivery::Delivered, Some(b"receipt"))
+                    .unwrap()
+            );
+            store.flush().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let a = store.room(&Room::new("a").unwrap(), 10).unwrap();
+        assert_eq!(texts(&a), ["one", "two"]);
+        assert_eq!(a[1].direction, Direction::Sent);
+        assert_eq!(
+            texts(&store.room(&Room::new("a").unwrap(), 1).unwrap()),
+            ["two"],
+            "the latest"
+        );
+        assert_eq!(
+            texts(&store.room(&Room::new("ab").unwrap(), 10).unwrap()),
+            ["other room"]
+        );
+        let with_bob = store.conversation(&bob.peer_id(), 10).unwrap();
+        assert_eq!(texts(&with_bob), ["hi bob", "hi me"]);
+        assert_eq!(with_bob[0].delivery, Delivery::Delivered);
+        assert_eq!(
+            store.receipt(&with_bob[0].message.id()).unwrap().as_deref(),
+            Some(&b"receipt"[..])
+        );
+        assert_eq!(store.rooms().unwrap().len(), 2);
+        assert_eq!(store.conversations().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_log_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(&dir.path().join("log")).unwrap();
+        assert!(Store::open(&dir.path().join("log")).is_err());
+    }
 }

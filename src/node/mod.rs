@@ -201,6 +201,9 @@ pub enum NodeError {
         /// Why.
         reason: String,
     },
+    /// Another node (or `backchannel history`) has this data directory's log open.
+    #[error("the log {} is in use by another node: one data directory, one node", .0.display())]
+    LogInUse(PathBuf),
     /// The local log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -339,15 +342,18 @@ impl Node {
     }
 }
 
-/// Opens the log, waiting briefly for a previous node in this process to
-/// release it (sled releases its file lock when the last handle drops).
+/// Opens the log, waiting briefly for a node that just stopped in this
+/// process to release it (sled releases its file lock asynchronously).
 async fn open_store(config: &Config) -> Result<Store, NodeError> {
     let path = config.log_path();
     let mut attempts = 0;
     loop {
         match Store::open(&path) {
             Ok(store) => return Ok(store),
-            Err(e) if attempts < 50 && e.to_string().contains("lock") => {
+            Err(e) if e.to_string().contains("lock") => {
+                if attempts == 20 {
+                    return Err(NodeError::LogInUse(path));
+                }
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -67,3 +67,53 @@ async fn history_is_intact_after_a_restart() {
 fn ids(log: &[backchannel::LoggedMessage]) -> Vec<backchannel::MessageId> {
     log.iter().map(|m| m.message.id()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_peer_is_dialled_at_start_and_redialled_after_it_restarts() {
+    use backchannel::lab::{Lab, LabConfig};
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    let a_addr = lab.nodes[0].addr.clone();
+    let a = lab.nodes[0].peer_id();
+    // Node 1 is configured with node 0 as a --peer.
+    let tweak = LabConfig {
+        seed: 2,
+        tweak: |c| c.redial_interval = std::time::Duration::from_millis(200),
+    };
+    let b_index = lab.add_node(&tweak).await.expect("node");
+    lab.nodes[b_index].stop().await;
+    lab.nodes[b_index].config.peers = vec![a_addr];
+    lab.nodes[b_index].restart().await.expect("start with --peer");
+    let connected = |e: &Event| matches!(e, Event::PeerConnected { peer } if *peer == a).then_some(());
+    lab.nodes[b_index]
+        .wait_for("dial at start", T, connected)
+        .await
+        .expect("connects");
+
+    lab.nodes[0]
+        .restart()
+        .await
+        .expect("node 0 restarts on the same address");
+    lab.nodes[b_index]
+        .wait_for("lost", T, |e| {
+            matches!(e, Event::PeerDisconnected { peer } if *peer == a).then_some(())
+        })
+        .await
+        .expect("sees the loss");
+    lab.nodes[b_index]
+        .wait_for("redial", T, connected)
+        .await
+        .expect("redials");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_data_directory_serves_one_node() {
+    use backchannel::lab::{Lab, LabConfig};
+    let lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    let node = &lab.nodes[0];
+    let second = backchannel::Node::start(node.config.clone(), node.identity.clone()).await;
+    let Err(e) = second else {
+        panic!("a second node on the same data directory must fail")
+    };
+    assert!(matches!(e, backchannel::NodeError::LogInUse(_)), "{e}");
+}
