@@ -21,7 +21,7 @@ pub fn room(name: &str) -> Room {
 pub async fn mesh(n: usize, topology: Topology, room: &Room) -> Lab {
     let mut lab = Lab::start(n, LabConfig::default()).await.expect("lab starts");
     lab.connect(topology, T).await.expect("nodes connect");
-    lab.join_all(room, &topology.edges(n), T).await.expect("mesh forms");
+    lab.join_all(room, &topology.edges(n, 0), T).await.expect("mesh forms");
     lab
 }
 

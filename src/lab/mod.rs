@@ -2,6 +2,8 @@
 //! a chosen topology, with helpers that wait for events (never for time).
 //! The integration tests and the benchmarks drive their meshes with it.
 
+pub mod metrics;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,22 +44,101 @@ pub enum Topology {
     Line,
     /// A ring: a line whose ends are joined.
     Ring,
+    /// A connected random graph: a random spanning tree plus random edges
+    /// until the average degree reaches `degree` (seeded, reproducible).
+    Random {
+        /// The target average degree.
+        degree: usize,
+    },
 }
 
 impl Topology {
-    /// The edges (a, b) with a < b, for `n` nodes.
-    pub fn edges(self, n: usize) -> Vec<(usize, usize)> {
+    /// The edges (a, b) with a < b, for `n` nodes; `seed` drives `Random`.
+    pub fn edges(self, n: usize, seed: u64) -> Vec<(usize, usize)> {
         match self {
             Topology::Full => (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect(),
             Topology::Line => (1..n).map(|b| (b - 1, b)).collect(),
             Topology::Ring if n > 2 => {
-                let mut e = Topology::Line.edges(n);
+                let mut e = Topology::Line.edges(n, seed);
                 e.push((0, n - 1));
                 e
             }
-            Topology::Ring => Topology::Line.edges(n),
+            Topology::Ring => Topology::Line.edges(n, seed),
+            Topology::Random { degree } => random_graph(n, degree, seed),
         }
     }
+}
+
+impl std::str::FromStr for Topology {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Topology::Full),
+            "line" => Ok(Topology::Line),
+            "ring" => Ok(Topology::Ring),
+            _ => match s.strip_prefix("random:").map(str::parse) {
+                Some(Ok(degree)) if degree >= 1 => Ok(Topology::Random { degree }),
+                _ => Err(format!("unknown topology {s:?}: use full, line, ring or random:K")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topology::Full => f.write_str("full"),
+            Topology::Line => f.write_str("line"),
+            Topology::Ring => f.write_str("ring"),
+            Topology::Random { degree } => write!(f, "random:{degree}"),
+        }
+    }
+}
+
+/// A small seeded generator (SplitMix64): reproducible runs without a
+/// dependency on a random-number crate's stream stability.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+fn random_graph(n: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut rng = Rng::new(seed);
+    let mut edges = std::collections::BTreeSet::new();
+    // A random spanning tree keeps the graph connected.
+    for b in 1..n {
+        let a = rng.below(b);
+        edges.insert((a, b));
+    }
+    let target = (n * degree / 2).min(n * n.saturating_sub(1) / 2);
+    let mut attempts = 0;
+    while edges.len() < target && attempts < target * 20 {
+        attempts += 1;
+        let (a, b) = (rng.below(n), rng.below(n));
+        if a != b {
+            edges.insert((a.min(b), a.max(b)));
+        }
+    }
+    edges.into_iter().collect()
 }
 
 /// One node of the lab.
@@ -217,9 +298,9 @@ impl Lab {
         Ok(node)
     }
 
-    /// Dials the edges of `topology` and waits until every edge is connected.
+    /// Dials the edges of `topology` (seed 0) and waits until every edge is connected.
     pub async fn connect(&mut self, topology: Topology, limit: Duration) -> Result<(), LabError> {
-        let edges = topology.edges(self.nodes.len());
+        let edges = topology.edges(self.nodes.len(), 0);
         self.connect_edges(&edges, limit).await
     }
 
