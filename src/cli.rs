@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use backchannel::lab::scenario::Scenario;
 use backchannel::multiaddr::Protocol;
 use backchannel::{Config, Multiaddr, Room};
 use clap::{Args, Parser, Subcommand};
@@ -32,6 +33,96 @@ pub enum Cmd {
     Run(RunArgs),
     /// Print the log of a node that is not running.
     History(HistoryArgs),
+    /// Start a local mesh of nodes on loopback, drive traffic, inject faults, report.
+    Mesh(MeshArgs),
+}
+
+/// `backchannel mesh`: flags override the scenario file (or the defaults).
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// Nodes in the mesh [default: 10].
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Rooms; node i is in room i % ROOMS [default: 1].
+    #[arg(long)]
+    pub rooms: Option<usize>,
+    /// Hallway posts per second, over all publishers [default: 20].
+    #[arg(long, value_name = "MSGS_PER_S")]
+    pub rate: Option<f64>,
+    /// Bytes of text per message [default: 200].
+    #[arg(long, value_name = "BYTES")]
+    pub size: Option<usize>,
+    /// Seconds of traffic [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// full, line, ring or random:K, within each room [default: random:4].
+    #[arg(long)]
+    pub topology: Option<String>,
+    /// DM pairs (seeded) sending direct messages during the run [default: 0].
+    #[arg(long)]
+    pub dm_pairs: Option<usize>,
+    /// DMs in flight per pair [default: 64].
+    #[arg(long)]
+    pub dm_window: Option<usize>,
+    /// Run every node as a real `backchannel run` process.
+    #[arg(long)]
+    pub processes: bool,
+    /// A scenario file (TOML or JSON): traffic, faults, topology.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Seed for topology, pairs and identities [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print one JSON summary object per run instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the latency distribution (CDF) to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+impl MeshArgs {
+    /// The scenario to run: the file (or defaults) with flags on top.
+    pub fn scenario(&self) -> anyhow::Result<Scenario> {
+        let mut s = match &self.scenario {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                Scenario::parse(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => Scenario::default(),
+        };
+        if let Some(v) = self.nodes {
+            s.nodes = v;
+        }
+        if let Some(v) = self.rooms {
+            s.hallway.rooms = v;
+        }
+        if let Some(v) = self.rate {
+            s.hallway.rate = v;
+        }
+        if let Some(v) = self.size {
+            s.hallway.size = v;
+            s.dm.size = v;
+        }
+        if let Some(v) = self.duration {
+            s.hallway.duration_s = v;
+        }
+        if let Some(v) = &self.topology {
+            s.topology = v.clone();
+        }
+        if let Some(v) = self.dm_pairs {
+            s.dm.pairs = v;
+        }
+        if let Some(v) = self.dm_window {
+            s.dm.window = v;
+        }
+        if let Some(v) = self.seed {
+            s.seed = v;
+        }
+        s.processes |= self.processes;
+        s.validate()?;
+        Ok(s)
+    }
 }
 
 /// `backchannel run`

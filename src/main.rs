@@ -1,6 +1,7 @@
 //! The `backchannel` command: a thin layer over the library's API.
 
 mod cli;
+mod mesh;
 mod session;
 
 use std::process::ExitCode;
@@ -31,6 +32,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Cmd::Init => session::init(cli),
         Cmd::Id => session::id(cli),
         Cmd::History(args) => session::history(cli, args),
+        Cmd::Mesh(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let code = runtime.block_on(mesh::run(args));
+            runtime.shutdown_background();
+            code
+        }
         Cmd::Run(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             let code = runtime.block_on(session::run(cli, args));

@@ -3,6 +3,9 @@
 //! The integration tests and the benchmarks drive their meshes with it.
 
 pub mod metrics;
+pub mod plot;
+pub mod runner;
+pub mod scenario;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -30,6 +33,9 @@ pub enum LabError {
     /// The node's event stream ended.
     #[error("node {0} stopped")]
     Stopped(usize),
+    /// The scenario cannot run.
+    #[error("{0}")]
+    Scenario(String),
     /// Setting up directories failed.
     #[error("lab setup: {0}")]
     Io(#[from] std::io::Error),

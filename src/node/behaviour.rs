@@ -1,5 +1,6 @@
 //! The libp2p behaviour of a node and how its swarm is built.
 
+use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Swarm, SwarmBuilder, gossipsub, identify, mdns, noise, ping, request_response, tcp, yamux};
@@ -15,6 +16,8 @@ const MAX_DM_STREAMS: usize = 128;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Peers whose connections are closed and refused.
+    pub(crate) blocked: allow_block_list::Behaviour<BlockedPeers>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) dm: request_response::Behaviour<DmCodec>,
     pub(crate) identify: identify::Behaviour,
@@ -50,6 +53,7 @@ pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<
                 None
             };
             Ok(Behaviour {
+                blocked: Default::default(),
                 gossipsub,
                 dm,
                 identify,

@@ -214,6 +214,19 @@ impl EventLoop {
                 });
                 let _ = reply.send(result);
             }
+            Command::Block(peer, block, reply) => {
+                let blocked = &mut self.swarm.behaviour_mut().blocked;
+                if block {
+                    blocked.block_peer(peer);
+                } else {
+                    blocked.unblock_peer(peer);
+                }
+                let _ = reply.send(());
+            }
+            Command::AddAddress(peer, addr, reply) => {
+                self.swarm.add_peer_address(peer, addr);
+                let _ = reply.send(());
+            }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -741,7 +754,8 @@ impl EventLoop {
         for i in 0..self.bootstrap.len() {
             let (peer, addr, last) = self.bootstrap[i].clone();
             let due = last.is_none_or(|t| now.duration_since(t) >= self.redial_interval);
-            if self.swarm.is_connected(&peer) || !due {
+            let blocked = self.swarm.behaviour().blocked.blocked_peers().contains(&peer);
+            if self.swarm.is_connected(&peer) || !due || blocked {
                 continue;
             }
             self.bootstrap[i].2 = Some(now);

@@ -313,6 +313,8 @@ enum Command {
     Stats(oneshot::Sender<Stats>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
+    Block(PeerId, bool, oneshot::Sender<()>),
+    AddAddress(PeerId, Multiaddr, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -425,6 +427,24 @@ impl Handle {
     /// Dials an address.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         self.ask(|tx| Command::Dial(addr, tx)).await?
+    }
+
+    /// Tells the node where `peer` can be reached (as mDNS or identify would),
+    /// so a DM to a peer it is not connected to can dial it.
+    pub async fn add_peer_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NodeError> {
+        self.ask(|tx| Command::AddAddress(peer, addr, tx)).await
+    }
+
+    /// Closes every connection to `peer` and refuses new ones (in both
+    /// directions) until [`Handle::unblock_peer`]. The mesh lab partitions
+    /// networks with it.
+    pub async fn block_peer(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Block(peer, true, tx)).await
+    }
+
+    /// Accepts connections from `peer` again.
+    pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Block(peer, false, tx)).await
     }
 
     /// Stops the node: closes the network, flushes the log and waits until

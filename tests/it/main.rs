@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod dm;
 mod hallway;
+mod mesh;
 mod restart;
 mod support;
 mod vectors;

@@ -1,0 +1,674 @@
+//! Runs a [`Scenario`] on in-process nodes and measures what happened.
+//!
+//! Every post's text starts with `#<index> `, so a delivery is matched to its
+//! post by its text, whatever order ids and events arrive in. Whether a node
+//! is *expected* to receive a post is decided when it is published: the
+//! receivers are the running members of the room reachable from the author
+//! over links where one node has seen the other join the room (and that no
+//! fault has cut). Posts published while a node is down or cut off are not
+//! expected there (history sync for late joiners is a later feature).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::metrics::{self, Latency, round2};
+use super::scenario::{Fault, Scenario};
+use super::{Lab, LabConfig, LabError, LabNode, Rng};
+use crate::{Event, MessageId, PeerId, Room};
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Always `backchannel` (benchmarks print `libp2p` for their baseline).
+    #[serde(rename = "impl")]
+    pub implementation: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Topology within each room.
+    pub topology: String,
+    /// Seed.
+    pub seed: u64,
+    /// In-process or real processes.
+    pub processes: bool,
+    /// Time to connect and form every room's mesh.
+    pub formation_ms: f64,
+    /// Seconds of traffic.
+    pub duration_s: f64,
+    /// Posts published.
+    pub posts_sent: u64,
+    /// Posts whose publishing failed.
+    pub post_errors: u64,
+    /// (node, post) deliveries expected.
+    pub expected: u64,
+    /// Expected deliveries that happened (verified and shown once).
+    pub delivered: u64,
+    /// Deliveries that were not expected (e.g. across a partition edge in flight).
+    pub unexpected: u64,
+    /// Posts shown twice to the application (must be 0).
+    pub duplicates: u64,
+    /// delivered / expected.
+    pub delivery_ratio: f64,
+    /// Publish call to display on each receiver.
+    pub latency: Latency,
+    /// Deliveries per second over the traffic phase.
+    pub msgs_per_s: f64,
+    /// Direct messages.
+    pub dm: DmReport,
+    /// Expected and delivered per node.
+    pub per_node: Vec<NodeReport>,
+    /// CPU seconds of the process(es) over the traffic phase.
+    pub cpu_s: f64,
+    /// CPU per delivered message, in microseconds.
+    pub cpu_us_per_delivery: f64,
+    /// Peak resident memory of the nodes (above the lab's own), MB.
+    pub rss_peak_mb: f64,
+    /// That peak divided by the number of nodes, MB.
+    pub rss_per_node_mb: f64,
+    /// Inputs rejected by the nodes, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// What faults happened, and when.
+    pub faults: Vec<String>,
+    /// Every latency sample in ms (for plots; not in JSON).
+    #[serde(skip)]
+    pub latencies_ms: Vec<f64>,
+}
+
+/// Direct-message results.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DmReport {
+    /// DMs sent.
+    pub sent: u64,
+    /// DMs acknowledged by a valid receipt.
+    pub delivered: u64,
+    /// DMs that failed.
+    pub failed: u64,
+    /// Send call to receipt.
+    pub rtt: Latency,
+    /// Receipts per second over the traffic phase.
+    pub per_s: f64,
+}
+
+/// One node's share.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    /// Index.
+    pub node: usize,
+    /// Deliveries expected there.
+    pub expected: u64,
+    /// Deliveries seen there.
+    pub delivered: u64,
+}
+
+/// A progress snapshot, a few times a second.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Seconds since the traffic started.
+    pub elapsed_s: f64,
+    /// Seconds of traffic planned.
+    pub total_s: f64,
+    /// Posts published.
+    pub sent: u64,
+    /// Deliveries expected so far.
+    pub expected: u64,
+    /// Deliveries seen so far.
+    pub delivered: u64,
+    /// DMs delivered so far.
+    pub dm_delivered: u64,
+}
+
+/// What the runner learns, from node collectors and from spawned sends.
+enum Obs {
+    Event(usize, Instant, Box<Event>),
+    Posted(Result<MessageId, String>),
+    DmSent(usize, Instant, Result<MessageId, String>),
+}
+
+/// A timed action of the run.
+#[derive(Debug, Clone)]
+enum Action {
+    Stop(usize),
+    Start(usize),
+    Cut(Vec<usize>),
+    Heal(Vec<usize>),
+}
+
+struct PostRec {
+    t0: Instant,
+    expected: HashSet<usize>,
+}
+
+/// Links, posts and DMs as the runner sees them.
+struct Tracker {
+    index_of: HashMap<PeerId, usize>,
+    room_of: Vec<usize>,
+    group_of: Vec<usize>,
+    up: Vec<bool>,
+    sees: HashSet<(usize, usize)>,
+    posts: Vec<PostRec>,
+    seen: HashSet<(usize, usize)>,
+    latencies: Vec<f64>,
+    delivered: u64,
+    unexpected: u64,
+    duplicates: u64,
+    expected_total: u64,
+    per_node_expected: Vec<u64>,
+    per_node_delivered: Vec<u64>,
+    dm_pending: HashMap<MessageId, (usize, Instant)>,
+    dm_early: HashMap<MessageId, Instant>,
+    dm_rtts: Vec<f64>,
+    dm_in_flight: Vec<usize>,
+    dm: DmReport,
+    post_errors: u64,
+}
+
+impl Tracker {
+    fn observe(&mut self, obs: Obs) {
+        match obs {
+            Obs::Event(node, at, event) => self.event(node, at, *event),
+            Obs::Posted(Ok(_)) => {}
+            Obs::Posted(Err(_)) => self.post_errors += 1,
+            Obs::DmSent(pair, t0, Ok(id)) => match self.dm_early.remove(&id) {
+                Some(at) => self.dm_done(pair, t0, Some(at)),
+                None => {
+                    self.dm_pending.insert(id, (pair, t0));
+                }
+            },
+            Obs::DmSent(pair, _, Err(_)) => {
+                self.dm.failed += 1;
+                self.dm_in_flight[pair] -= 1;
+            }
+        }
+    }
+
+    fn dm_done(&mut self, pair: usize, t0: Instant, delivered_at: Option<Instant>) {
+        self.dm_in_flight[pair] = self.dm_in_flight[pair].saturating_sub(1);
+        match delivered_at {
+            Some(at) => {
+                self.dm.delivered += 1;
+                self.dm_rtts.push(at.duration_since(t0).as_secs_f64() * 1e3);
+            }
+            None => self.dm.failed += 1,
+        }
+    }
+
+    fn event(&mut self, node: usize, at: Instant, event: Event) {
+        match event {
+            Event::RoomPeerJoined { peer, .. } => {
+                if let Some(&other) = self.index_of.get(&peer)
+                    && self.group_of[node] == self.group_of[other]
+                    && self.up[node]
+                {
+                    self.sees.insert((node, other));
+                }
+            }
+            Event::RoomPeerLeft { peer, .. } | Event::PeerDisconnected { peer } => {
+                if let Some(&other) = self.index_of.get(&peer) {
+                    self.sees.remove(&(node, other));
+                }
+            }
+            Event::Hallway { post, .. } => {
+                let Some(index) = post_index(&post.text) else { return };
+                let Some(rec) = self.posts.get(index) else { return };
+                if !self.seen.insert((node, index)) {
+                    self.duplicates += 1;
+                } else if rec.expected.contains(&node) {
+                    self.delivered += 1;
+                    self.per_node_delivered[node] += 1;
+                    self.latencies.push(at.duration_since(rec.t0).as_secs_f64() * 1e3);
+                } else {
+                    self.unexpected += 1;
+                }
+            }
+            Event::Delivered { id, .. } => match self.dm_pending.remove(&id) {
+                Some((pair, t0)) => self.dm_done(pair, t0, Some(at)),
+                None => {
+                    self.dm_early.insert(id, at);
+                }
+            },
+            Event::DmFailed { id, .. } => {
+                if let Some((pair, t0)) = self.dm_pending.remove(&id) {
+                    self.dm_done(pair, t0, None);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The running room members reachable from `author` now.
+    fn reachable(&self, author: usize) -> HashSet<usize> {
+        let mut out = HashSet::new();
+        let mut queue = VecDeque::from([author]);
+        let mut visited = HashSet::from([author]);
+        while let Some(a) = queue.pop_front() {
+            for &(x, b) in &self.sees {
+                if x == a && self.up[b] && self.room_of[b] == self.room_of[author] && visited.insert(b) {
+                    out.insert(b);
+                    queue.push_back(b);
+                }
+            }
+        }
+        out
+    }
+
+    fn record_post(&mut self, author: usize, t0: Instant) -> usize {
+        let expected = self.reachable(author);
+        self.expected_total += expected.len() as u64;
+        for n in &expected {
+            self.per_node_expected[*n] += 1;
+        }
+        self.posts.push(PostRec { t0, expected });
+        self.posts.len() - 1
+    }
+
+    fn forget_links_of(&mut self, node: usize) {
+        self.sees.retain(|(a, b)| *a != node && *b != node);
+    }
+}
+
+fn post_index(text: &str) -> Option<usize> {
+    text.strip_prefix('#')?.split(' ').next()?.parse().ok()
+}
+
+fn filler(prefix: String, size: usize) -> String {
+    let mut text = prefix;
+    text.push(' ');
+    while text.len() < size {
+        text.push('x');
+    }
+    text
+}
+
+/// Runs `scenario` in this process, calling `progress` a few times a second.
+pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Result<Report, LabError> {
+    scenario.validate().map_err(|e| LabError::Scenario(e.to_string()))?;
+    if scenario.processes {
+        return Err(LabError::Scenario(
+            "processes = true runs under `backchannel mesh --processes` only in a later version; use in-process".into(),
+        ));
+    }
+    let n = scenario.nodes;
+    let rooms = scenario.hallway.rooms;
+    let topology = scenario.topology().map_err(|e| LabError::Scenario(e.to_string()))?;
+    let room_names: Vec<Room> = (0..rooms)
+        .map(|r| Room::new(format!("room-{r}")).expect("valid room name"))
+        .collect();
+    let room_of: Vec<usize> = (0..n).map(|i| i % rooms).collect();
+    // Edges within each room, in global indices.
+    let mut edges = Vec::new();
+    for r in 0..rooms {
+        let members: Vec<usize> = (0..n).filter(|i| room_of[*i] == r).collect();
+        for (a, b) in topology.edges(members.len(), scenario.seed.wrapping_add(r as u64)) {
+            edges.push((members[a], members[b]));
+        }
+    }
+    let late: HashSet<usize> = scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::LateJoin { node, .. } => Some(*node),
+            _ => None,
+        })
+        .collect();
+
+    let rss_before = metrics::rss(None).0;
+    let mut lab = Lab::start(
+        n,
+        LabConfig {
+            seed: scenario.seed,
+            tweak: |c| c.redial_interval = Duration::from_millis(500),
+        },
+    )
+    .await?;
+    let (obs_tx, mut obs_rx) = mpsc::unbounded_channel::<Obs>();
+    let mut tracker = Tracker {
+        index_of: lab.nodes.iter().map(|node| (node.peer_id(), node.index)).collect(),
+        room_of: room_of.clone(),
+        group_of: vec![0; n],
+        up: vec![true; n],
+        sees: HashSet::new(),
+        posts: Vec::new(),
+        seen: HashSet::new(),
+        latencies: Vec::new(),
+        delivered: 0,
+        unexpected: 0,
+        duplicates: 0,
+        expected_total: 0,
+        per_node_expected: vec![0; n],
+        per_node_delivered: vec![0; n],
+        dm_pending: HashMap::new(),
+        dm_early: HashMap::new(),
+        dm_rtts: Vec::new(),
+        dm_in_flight: Vec::new(),
+        dm: DmReport::default(),
+        post_errors: 0,
+    };
+    let addrs: Vec<_> = lab.nodes.iter().map(|node| node.addr.clone()).collect();
+    for node in &mut lab.nodes {
+        let i = node.index;
+        node.config.rooms = vec![room_names[room_of[i]].clone()];
+        node.config.peers = edges
+            .iter()
+            .filter_map(|&(a, b)| (a == i).then_some(b).or((b == i).then_some(a)))
+            .map(|j| addrs[j].clone())
+            .collect();
+        collect(node, &obs_tx);
+    }
+    for &i in &late {
+        lab.nodes[i].stop().await;
+        tracker.up[i] = false;
+    }
+
+    // Connect and form every room's mesh, waiting on events.
+    let formed_at = Instant::now();
+    let live_edges: Vec<(usize, usize)> = edges
+        .iter()
+        .copied()
+        .filter(|(a, b)| !late.contains(a) && !late.contains(b))
+        .collect();
+    for &(a, b) in &live_edges {
+        lab.nodes[b].handle.dial(addrs[a].clone()).await?;
+    }
+    for (i, node) in lab.nodes.iter().enumerate() {
+        if !late.contains(&i) {
+            node.handle.join(&room_names[room_of[i]]).await?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !live_edges
+        .iter()
+        .all(|&(a, b)| tracker.sees.contains(&(a, b)) && tracker.sees.contains(&(b, a)))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, obs_rx.recv()).await {
+            Ok(Some(obs)) => tracker.observe(obs),
+            _ => return Err(LabError::Timeout("mesh formation".into())),
+        }
+    }
+    let formation_ms = formed_at.elapsed().as_secs_f64() * 1e3;
+
+    // The timeline of faults.
+    let mut timeline: Vec<(f64, Action)> = Vec::new();
+    let mut fault_log = Vec::new();
+    for f in &scenario.faults {
+        match f {
+            Fault::Restart { at_s, node, down_s } | Fault::Kill { at_s, node, down_s } => {
+                timeline.push((*at_s, Action::Stop(*node)));
+                timeline.push((at_s + down_s, Action::Start(*node)));
+            }
+            Fault::Partition {
+                at_s,
+                groups,
+                heal_after_s,
+            } => {
+                let mut group_of = vec![groups.len(); n];
+                for (g, members) in groups.iter().enumerate() {
+                    for m in members {
+                        group_of[*m] = g;
+                    }
+                }
+                timeline.push((*at_s, Action::Cut(group_of.clone())));
+                timeline.push((at_s + heal_after_s, Action::Heal(group_of)));
+            }
+            Fault::LateJoin { at_s, node } => timeline.push((*at_s, Action::Start(*node))),
+        }
+    }
+    timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut timeline: VecDeque<_> = timeline.into();
+
+    // Publishers and DM pairs.
+    let h = &scenario.hallway;
+    let publishers: Vec<usize> = (0..n)
+        .filter(|i| h.publishers == 0 || i / rooms < h.publishers)
+        .collect();
+    let mut rng = Rng::new(scenario.seed ^ 0xd1);
+    let pairs: Vec<(usize, usize)> = (0..scenario.dm.pairs)
+        .map(|_| {
+            let a = rng.below(n);
+            let b = (a + 1 + rng.below(n - 1)) % n;
+            (a, b)
+        })
+        .collect();
+    tracker.dm_in_flight = vec![0; pairs.len()];
+    // Senders learn their recipients' addresses, as mDNS would tell them.
+    for &(a, b) in &pairs {
+        let peer = lab.nodes[b].peer_id();
+        lab.nodes[a].handle.add_peer_address(peer, addrs[b].clone()).await?;
+    }
+    let mut dm_sent_per_pair = vec![0u64; pairs.len()];
+
+    let total = Duration::from_secs_f64(h.duration_s);
+    let cpu0 = metrics::cpu_time(None);
+    let start = Instant::now();
+    let mut rss_peak = metrics::rss(None).0;
+    let mut ticker = tokio::time::interval(Duration::from_millis(2));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_progress = Instant::now();
+    let mut posts_sent = 0u64;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= total {
+            break;
+        }
+        while timeline.front().is_some_and(|(at, _)| *at <= elapsed.as_secs_f64()) {
+            let (at, action) = timeline.pop_front().expect("front exists");
+            fault_log.push(format!("{at:.1}s {action:?}"));
+            apply(&mut lab, &mut tracker, &obs_tx, &edges, &addrs, action).await?;
+        }
+        // Posts due by now.
+        let due = (h.rate * elapsed.as_secs_f64()) as u64;
+        while posts_sent < due && !publishers.is_empty() {
+            let author = publishers[posts_sent as usize % publishers.len()];
+            posts_sent += 1;
+            if !tracker.up[author] {
+                continue;
+            }
+            let t0 = Instant::now();
+            let index = tracker.record_post(author, t0);
+            let text = filler(format!("#{index}"), h.size);
+            let handle = lab.nodes[author].handle.clone();
+            let room = room_names[room_of[author]].clone();
+            let tx = obs_tx.clone();
+            tokio::spawn(async move {
+                let r = handle.post(&room, &text).await.map_err(|e| e.to_string());
+                let _ = tx.send(Obs::Posted(r));
+            });
+        }
+        // DMs within each pair's window.
+        for (p, &(a, b)) in pairs.iter().enumerate() {
+            let due = if scenario.dm.rate > 0.0 {
+                (scenario.dm.rate * elapsed.as_secs_f64()) as u64
+            } else {
+                u64::MAX
+            };
+            while dm_sent_per_pair[p] < due && tracker.dm_in_flight[p] < scenario.dm.window && tracker.up[a] {
+                dm_sent_per_pair[p] += 1;
+                tracker.dm_in_flight[p] += 1;
+                tracker.dm.sent += 1;
+                let text = filler(format!("dm{}", dm_sent_per_pair[p]), scenario.dm.size);
+                let handle = lab.nodes[a].handle.clone();
+                let to = lab.nodes[b].peer_id();
+                let tx = obs_tx.clone();
+                let t0 = Instant::now();
+                tokio::spawn(async move {
+                    let r = handle.send_dm(to, &text).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Obs::DmSent(p, t0, r));
+                });
+            }
+        }
+        tokio::select! {
+            obs = obs_rx.recv() => if let Some(obs) = obs { tracker.observe(obs) },
+            _ = ticker.tick() => {}
+        }
+        while let Ok(obs) = obs_rx.try_recv() {
+            tracker.observe(obs);
+        }
+        if last_progress.elapsed() >= Duration::from_millis(500) {
+            last_progress = Instant::now();
+            rss_peak = rss_peak.max(metrics::rss(None).0);
+            progress(&snapshot(&tracker, start, total, posts_sent));
+        }
+    }
+    // Faults scheduled past the traffic still happen (a partition heals).
+    while let Some((at, action)) = timeline.pop_front() {
+        fault_log.push(format!("{at:.1}s {action:?}"));
+        apply(&mut lab, &mut tracker, &obs_tx, &edges, &addrs, action).await?;
+    }
+    let traffic = start.elapsed();
+    // Settle: wait for what is still in flight.
+    let settle_until = Instant::now() + Duration::from_secs_f64(scenario.settle_s);
+    while (tracker.delivered < tracker.expected_total || tracker.dm.delivered + tracker.dm.failed < tracker.dm.sent)
+        && Instant::now() < settle_until
+    {
+        let left = settle_until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, obs_rx.recv()).await {
+            Ok(Some(obs)) => tracker.observe(obs),
+            _ => break,
+        }
+    }
+    let cpu = metrics::cpu_time(None).saturating_sub(cpu0);
+    rss_peak = rss_peak.max(metrics::rss(None).0);
+    progress(&snapshot(&tracker, start, total, posts_sent));
+
+    let mut rejected = BTreeMap::new();
+    for node in &lab.nodes {
+        if let Ok(stats) = node.handle.stats().await {
+            for (k, v) in stats.rejected {
+                *rejected.entry(k).or_insert(0) += v;
+            }
+        }
+    }
+    lab.shutdown().await;
+
+    let mut latencies = tracker.latencies.clone();
+    let latency = Latency::of(&mut latencies);
+    let mut rtts = tracker.dm_rtts.clone();
+    tracker.dm.rtt = Latency::of(&mut rtts);
+    tracker.dm.per_s = round2(tracker.dm.delivered as f64 / traffic.as_secs_f64().max(1e-9));
+    let rss_mb = rss_peak.saturating_sub(rss_before) as f64 / 1e6;
+    Ok(Report {
+        scenario: scenario.name.clone(),
+        implementation: "backchannel".into(),
+        nodes: n,
+        rooms,
+        topology: topology.to_string(),
+        seed: scenario.seed,
+        processes: false,
+        formation_ms: round2(formation_ms),
+        duration_s: round2(traffic.as_secs_f64()),
+        posts_sent,
+        post_errors: tracker.post_errors,
+        expected: tracker.expected_total,
+        delivered: tracker.delivered,
+        unexpected: tracker.unexpected,
+        duplicates: tracker.duplicates,
+        delivery_ratio: if tracker.expected_total == 0 {
+            1.0
+        } else {
+            (tracker.delivered as f64 / tracker.expected_total as f64 * 1e4).round() / 1e4
+        },
+        latency,
+        msgs_per_s: round2(tracker.delivered as f64 / traffic.as_secs_f64().max(1e-9)),
+        dm: tracker.dm.clone(),
+        per_node: (0..n)
+            .map(|i| NodeReport {
+                node: i,
+                expected: tracker.per_node_expected[i],
+                delivered: tracker.per_node_delivered[i],
+            })
+            .collect(),
+        cpu_s: round2(cpu.as_secs_f64()),
+        cpu_us_per_delivery: round2(cpu.as_secs_f64() * 1e6 / (tracker.delivered + tracker.dm.delivered).max(1) as f64),
+        rss_peak_mb: round2(rss_mb),
+        rss_per_node_mb: round2(rss_mb / n as f64),
+        rejected,
+        faults: fault_log,
+        latencies_ms: latencies,
+    })
+}
+
+fn snapshot(t: &Tracker, start: Instant, total: Duration, sent: u64) -> Progress {
+    Progress {
+        elapsed_s: start.elapsed().as_secs_f64().min(total.as_secs_f64()),
+        total_s: total.as_secs_f64(),
+        sent,
+        expected: t.expected_total,
+        delivered: t.delivered,
+        dm_delivered: t.dm.delivered,
+    }
+}
+
+/// Forwards a node's events to the runner, stamped on arrival.
+fn collect(node: &mut LabNode, tx: &mpsc::UnboundedSender<Obs>) {
+    let mut events = node.take_events();
+    let tx = tx.clone();
+    let index = node.index;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if tx.send(Obs::Event(index, Instant::now(), Box::new(event))).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+async fn apply(
+    lab: &mut Lab,
+    tracker: &mut Tracker,
+    obs_tx: &mpsc::UnboundedSender<Obs>,
+    edges: &[(usize, usize)],
+    addrs: &[crate::Multiaddr],
+    action: Action,
+) -> Result<(), LabError> {
+    match action {
+        Action::Stop(i) => {
+            tracker.up[i] = false;
+            tracker.forget_links_of(i);
+            lab.nodes[i].stop().await;
+        }
+        Action::Start(i) => {
+            lab.nodes[i].restart().await?;
+            collect(&mut lab.nodes[i], obs_tx);
+            tracker.up[i] = true;
+            // Neighbours that did not configure this node as a peer dial it.
+            for &(a, b) in edges {
+                if b == i && tracker.up[a] {
+                    let _ = lab.nodes[a].handle.dial(addrs[i].clone()).await;
+                }
+            }
+        }
+        Action::Cut(group_of) => {
+            tracker.group_of = group_of.clone();
+            tracker.sees.retain(|(a, b)| group_of[*a] == group_of[*b]);
+            for a in 0..lab.nodes.len() {
+                for b in 0..lab.nodes.len() {
+                    if group_of[a] != group_of[b] && tracker.up[a] {
+                        lab.nodes[a].handle.block_peer(lab.nodes[b].peer_id()).await?;
+                    }
+                }
+            }
+        }
+        Action::Heal(group_of) => {
+            tracker.group_of = vec![0; lab.nodes.len()];
+            for a in 0..lab.nodes.len() {
+                for b in 0..lab.nodes.len() {
+                    if group_of[a] != group_of[b] && tracker.up[a] {
+                        lab.nodes[a].handle.unblock_peer(lab.nodes[b].peer_id()).await?;
+                    }
+                }
+            }
+            for &(a, b) in edges {
+                if group_of[a] != group_of[b] && tracker.up[a] && tracker.up[b] {
+                    let _ = lab.nodes[b].handle.dial(addrs[a].clone()).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
