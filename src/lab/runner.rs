@@ -71,6 +71,8 @@ pub struct Report {
     pub rss_peak_mb: f64,
     /// That peak divided by the number of nodes, MB.
     pub rss_per_node_mb: f64,
+    /// Resident memory per node once the mesh formed, before traffic, MB.
+    pub rss_idle_per_node_mb: f64,
     /// Inputs rejected by the nodes, by reason.
     pub rejected: BTreeMap<String, u64>,
     /// What faults happened, and when.
@@ -392,6 +394,7 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         }
     }
     let formation_ms = formed_at.elapsed().as_secs_f64() * 1e3;
+    let rss_idle = metrics::rss(None).0.saturating_sub(rss_before);
 
     // The timeline of faults.
     let mut timeline: Vec<(f64, Action)> = Vec::new();
@@ -587,6 +590,7 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         cpu_us_per_delivery: round2(cpu.as_secs_f64() * 1e6 / (tracker.delivered + tracker.dm.delivered).max(1) as f64),
         rss_peak_mb: round2(rss_mb),
         rss_per_node_mb: round2(rss_mb / n as f64),
+        rss_idle_per_node_mb: round2(rss_idle as f64 / 1e6 / n as f64),
         rejected,
         faults: fault_log,
         latencies_ms: latencies,

@@ -1,0 +1,144 @@
+//! What the mesh benchmarks share: each implementation runs in a child
+//! process of its own (so CPU and memory figures do not mix), prints one JSON
+//! line, and the parent prints both lines and the ratio line.
+//!
+//! Include with `#[path = "support/common.rs"] mod common;`.
+
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use backchannel::lab::runner::{self, Report};
+use backchannel::lab::scenario::Scenario;
+use serde_json::{Value, json};
+
+/// The environment variable that tells a child which implementation to run.
+const IMPL: &str = "BACKCHANNEL_BENCH_IMPL";
+
+/// Runs `run_impl("backchannel")` and `run_impl("libp2p")` each in a child
+/// process, prints their JSON lines, then `ratios(backchannel, libp2p)`.
+pub fn main(run_impl: fn(&str) -> Value, ratios: fn(&Value, &Value) -> Value) {
+    if let Ok(which) = std::env::var(IMPL) {
+        println!("{}", run_impl(&which));
+        return;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let mut lines = Vec::new();
+    for which in ["backchannel", "libp2p"] {
+        let out = Command::new(&exe).env(IMPL, which).output().expect("child runs");
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or("{}").to_string();
+        println!("{line}");
+        lines.push(serde_json::from_str::<Value>(&line).unwrap_or(Value::Null));
+        assert!(out.status.success(), "{which} run failed");
+    }
+    println!("{}", ratios(&lines[0], &lines[1]));
+}
+
+/// A multi-thread runtime like the node's (2 workers on this machine).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A hallway scenario in the shape of the benchmarks.
+pub fn hallway_scenario(name: &str, nodes: usize, rate: f64, secs: f64) -> Scenario {
+    let mut s = Scenario {
+        name: name.into(),
+        nodes,
+        seed: 1,
+        topology: "random:4".into(),
+        settle_s: 10.0,
+        ..Scenario::default()
+    };
+    s.hallway.rate = rate;
+    s.hallway.size = 200;
+    s.hallway.duration_s = secs;
+    s
+}
+
+/// Runs a scenario on Backchannel nodes.
+pub async fn backchannel(s: &Scenario) -> Report {
+    runner::run(s, |_| {}).await.expect("backchannel run")
+}
+
+/// The common JSON line of a Backchannel run.
+pub fn backchannel_line(scenario: &str, r: &Report) -> Value {
+    json!({
+        "scenario": scenario,
+        "impl": "backchannel",
+        "nodes": r.nodes,
+        "expected": r.expected,
+        "delivered": r.delivered,
+        "duplicates": r.duplicates,
+        "p50_ms": r.latency.p50_ms,
+        "p90_ms": r.latency.p90_ms,
+        "p99_ms": r.latency.p99_ms,
+        "max_ms": r.latency.max_ms,
+        "msgs_per_s": r.msgs_per_s,
+        "rss_mb": r.rss_peak_mb,
+        "rss_idle_per_node_mb": r.rss_idle_per_node_mb,
+        "formation_ms": r.formation_ms,
+        "cpu_s": r.cpu_s,
+        "cpu_us_per_delivery": r.cpu_us_per_delivery,
+    })
+}
+
+/// Latency percentiles of raw samples (ms), rounded.
+pub fn percentiles(samples: &mut [f64]) -> backchannel::lab::metrics::Latency {
+    backchannel::lab::metrics::Latency::of(samples)
+}
+
+/// A ratio rounded to 3 decimals.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        f64::NAN
+    } else {
+        (a / b * 1000.0).round() / 1000.0
+    }
+}
+
+/// Seconds as a Duration.
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// The common JSON line of a baseline hallway run.
+pub fn baseline_line(scenario: &str, r: &mut super::baseline::HallwayResult) -> Value {
+    let l = percentiles(&mut r.latencies_ms);
+    json!({
+        "scenario": scenario,
+        "impl": "libp2p",
+        "nodes": r.nodes,
+        "expected": r.expected,
+        "delivered": r.delivered,
+        "duplicates": r.duplicates,
+        "p50_ms": l.p50_ms,
+        "p90_ms": l.p90_ms,
+        "p99_ms": l.p99_ms,
+        "max_ms": l.max_ms,
+        "msgs_per_s": (r.delivered as f64 / r.elapsed.as_secs_f64().max(1e-9) * 100.0).round() / 100.0,
+        "rss_mb": (r.rss_delta_bytes as f64 / 1e4).round() / 100.0,
+        "rss_per_node_mb": (r.rss_delta_bytes as f64 / 1e4 / r.nodes as f64).round() / 100.0,
+        "formation_ms": (r.formation_ms * 100.0).round() / 100.0,
+        "cpu_s": (r.cpu.as_secs_f64() * 100.0).round() / 100.0,
+        "cpu_us_per_delivery": (r.cpu.as_secs_f64() * 1e6 / r.delivered.max(1) as f64).round(),
+    })
+}
+
+/// The baseline hallway with the same wiring as [`hallway_scenario`].
+pub async fn baseline_hallway(nodes: usize, rate: f64, secs: f64) -> super::baseline::HallwayResult {
+    super::baseline::hallway(&super::baseline::HallwayParams {
+        nodes,
+        topology: backchannel::lab::Topology::Random { degree: 4 },
+        seed: 1,
+        rate,
+        size: 200,
+        posts: (rate * secs) as usize,
+    })
+    .await
+}
