@@ -26,6 +26,12 @@ pub enum Command {
     },
     /// `/peers`
     Peers,
+    /// `/addrs`: the addresses others can dial.
+    Addrs,
+    /// `/block PEER`: close and refuse connections with a peer.
+    Block(String),
+    /// `/unblock PEER`
+    Unblock(String),
     /// `/history [ROOM|PEER]` (default: the current room)
     History(Option<String>),
     /// `/stats`
@@ -50,6 +56,8 @@ text              post to the current room's hallway
 /rooms            list joined rooms
 /dm PEER TEXT     send a private message (PEER: peer id or nickname)
 /peers            list connected peers
+/addrs            the addresses others can use with --peer
+/block PEER       close and refuse connections with a peer; /unblock PEER undoes it
 /history [ROOM|PEER]  show the log of a room or a conversation
 /stats            show counters (rejected input, deliveries)
 /help             this help
@@ -104,6 +112,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             }))
         }
         "peers" => none(Command::Peers),
+        "addrs" => none(Command::Addrs),
+        "block" => Ok(Some(Command::Block(need(args, "/block PEER")?.to_owned()))),
+        "unblock" => Ok(Some(Command::Unblock(need(args, "/unblock PEER")?.to_owned()))),
         "history" => Ok(Some(Command::History((!args.is_empty()).then(|| args.to_owned())))),
         "stats" => none(Command::Stats),
         "help" | "?" => none(Command::Help),
@@ -146,6 +157,9 @@ mod tests {
             }
         );
         assert_eq!(ok("/peers"), Command::Peers);
+        assert_eq!(ok("/addrs"), Command::Addrs);
+        assert_eq!(ok("/block bob"), Command::Block("bob".into()));
+        assert_eq!(ok("/unblock bob"), Command::Unblock("bob".into()));
         assert_eq!(ok("/history"), Command::History(None));
         assert_eq!(ok("/history bob"), Command::History(Some("bob".into())));
         assert_eq!(ok("/stats"), Command::Stats);

@@ -439,6 +439,26 @@ async fn execute(
                 || json!({"type": "peers", "peers": peers}),
             );
         }
+        Command::Addrs => {
+            let addrs: Vec<String> = handle.listen_addrs().await?.iter().map(ToString::to_string).collect();
+            out.emit(|| addrs.join("\n"), || json!({"type": "addresses", "addrs": addrs}));
+        }
+        Command::Block(ref peer) | Command::Unblock(ref peer) => {
+            let block = matches!(cmd, Command::Block(_));
+            let Some(who) = out.resolve(peer) else {
+                bail!("unknown peer {peer:?}")
+            };
+            if block {
+                handle.block_peer(who).await?;
+            } else {
+                handle.unblock_peer(who).await?;
+            }
+            let kind = if block { "blocked" } else { "unblocked" };
+            out.emit(
+                || format!("{kind} {}", out.who(&who)),
+                || json!({"type": kind, "peer": who.to_string()}),
+            );
+        }
         Command::History(target) => {
             let query = match target {
                 None => HistoryQuery::Room(current.clone().context("you are in no room: /history ROOM|PEER")?),

@@ -27,18 +27,19 @@ use crate::wire::pb;
 /// How often unsent posts are retried and lost peers checked for redial.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Received hallway posts are shown as soon as they are verified and logged
+/// in memory, and reach disk within this delay (or with any earlier flush).
+/// Flushing before showing each one costs an fsync per post per node: on a
+/// 50-node single-machine mesh that queued posts for up to a second
+/// (docs/PERFORMANCE.md). A post lost to a crash in this window was shown
+/// but is not in the log after restart.
+const POST_FLUSH_DELAY: Duration = Duration::from_millis(200);
+
 /// What to do once the log is on disk.
 enum AfterFlush {
-    /// Publish a logged post and report it done.
-    Publish {
-        room: Room,
-        unsent: Unsent,
-        reply: oneshot::Sender<Result<MessageId, NodeError>>,
-    },
-    /// Send a logged DM and report it done.
-    SendDm {
-        to: PeerId,
-        unsent: Unsent,
+    /// Report a post or DM done: it is on disk (and already on the wire).
+    Sent {
+        id: MessageId,
         reply: oneshot::Sender<Result<MessageId, NodeError>>,
     },
     /// Answer a DM with its receipt, and show it if it is new.
@@ -49,6 +50,8 @@ enum AfterFlush {
     },
     /// Show an event whose state is now durable.
     Show(Event),
+    /// Nothing to do: the flush itself was the point.
+    Durable,
 }
 
 struct PendingDm {
@@ -72,6 +75,8 @@ pub(crate) struct EventLoop {
     redial_interval: Duration,
     listen_addrs: Vec<Multiaddr>,
     stats: Stats,
+    /// Received posts are logged but not yet flushed.
+    unflushed_posts: bool,
 }
 
 impl EventLoop {
@@ -120,6 +125,7 @@ impl EventLoop {
             redial_interval: config.redial_interval,
             listen_addrs: Vec::new(),
             stats: Stats::default(),
+            unflushed_posts: false,
         })
     }
 
@@ -127,6 +133,8 @@ impl EventLoop {
         self.redial();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut post_flush = tokio::time::interval(POST_FLUSH_DELAY);
+        post_flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = loop {
             let accepting = !self.commit.is_full();
             tokio::select! {
@@ -139,6 +147,7 @@ impl EventLoop {
                 (outcome, actions) = self.commit.next() => self.handle_flushed(outcome, actions),
                 event = self.swarm.select_next_some(), if accepting => self.handle_swarm_event(event),
                 _ = tick.tick() => self.handle_tick(),
+                _ = post_flush.tick() => self.flush_posts(),
             }
         };
         self.finish().await;
@@ -286,7 +295,19 @@ impl EventLoop {
             nick: self.nick.clone(),
         });
         match self.log_own(body) {
-            Ok(unsent) => self.commit.push(AfterFlush::Publish { room, unsent, reply }),
+            Ok(unsent) => {
+                // On the wire at once; reported done once the log is on disk.
+                let id = unsent.id;
+                self.stats.posts_sent += 1;
+                if self.rooms.unsent_len(&room) > 0 {
+                    // Keep posting order behind posts already waiting.
+                    self.rooms.push_unsent(&room, unsent);
+                    self.send_unsent(&room);
+                } else if let Err(unsent) = self.publish(&room, unsent) {
+                    self.rooms.push_unsent(&room, unsent);
+                }
+                self.commit.push(AfterFlush::Sent { id, reply });
+            }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
@@ -309,7 +330,14 @@ impl EventLoop {
             nick: self.nick.clone(),
         });
         match self.log_own(body) {
-            Ok(unsent) => self.commit.push(AfterFlush::SendDm { to, unsent, reply }),
+            Ok(unsent) => {
+                // The receipt can only be processed after this: the DM is in
+                // the log (in memory) already, and flushed before it is reported.
+                let request = self.swarm.behaviour_mut().dm.send_request(&to, unsent.envelope);
+                self.pending_dms.insert(request, PendingDm { id: unsent.id, to });
+                self.stats.dms_sent += 1;
+                self.commit.push(AfterFlush::Sent { id: unsent.id, reply });
+            }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
@@ -376,26 +404,11 @@ impl EventLoop {
         }
         for action in actions {
             match (action, &outcome) {
-                (AfterFlush::Publish { reply, .. } | AfterFlush::SendDm { reply, .. }, Err(e)) => {
+                (AfterFlush::Sent { reply, .. }, Err(e)) => {
                     let _ = reply.send(Err(NodeError::Flush(e.clone())));
                 }
-                (AfterFlush::Publish { room, unsent, reply }, Ok(())) => {
-                    let id = unsent.id;
-                    self.stats.posts_sent += 1;
-                    if self.rooms.unsent_len(&room) > 0 {
-                        // Keep posting order behind posts already waiting.
-                        self.rooms.push_unsent(&room, unsent);
-                        self.send_unsent(&room);
-                    } else if let Err(unsent) = self.publish(&room, unsent) {
-                        self.rooms.push_unsent(&room, unsent);
-                    }
+                (AfterFlush::Sent { id, reply }, Ok(())) => {
                     let _ = reply.send(Ok(id));
-                }
-                (AfterFlush::SendDm { to, unsent, reply }, Ok(())) => {
-                    let request = self.swarm.behaviour_mut().dm.send_request(&to, unsent.envelope);
-                    self.pending_dms.insert(request, PendingDm { id: unsent.id, to });
-                    self.stats.dms_sent += 1;
-                    let _ = reply.send(Ok(unsent.id));
                 }
                 (AfterFlush::Receipt { channel, reply, show }, Ok(())) => {
                     let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
@@ -412,6 +425,7 @@ impl EventLoop {
                         .send_response(channel, refusal(pb::Refusal::Storage));
                 }
                 (AfterFlush::Show(event), _) => self.emit(event),
+                (AfterFlush::Durable, _) => {}
             }
         }
     }
@@ -558,11 +572,12 @@ impl EventLoop {
         match self.store.insert(&signed, Direction::Received, &self.local) {
             Ok(Inserted::New(_)) => {
                 self.stats.hallway_received += 1;
-                self.commit.push(AfterFlush::Show(Event::Hallway {
+                self.emit(Event::Hallway {
                     id: signed.id(),
                     from: signed.author(),
                     post,
-                }));
+                });
+                self.unflushed_posts = true;
                 MessageAcceptance::Accept
             }
             Ok(Inserted::Duplicate) => {
@@ -739,6 +754,13 @@ impl EventLoop {
     }
 
     // ---- timers --------------------------------------------------------------
+
+    /// Makes received posts durable (see [`POST_FLUSH_DELAY`]).
+    fn flush_posts(&mut self) {
+        if std::mem::take(&mut self.unflushed_posts) {
+            self.commit.push(AfterFlush::Durable);
+        }
+    }
 
     fn handle_tick(&mut self) {
         for room in self.rooms.with_unsent() {

@@ -229,3 +229,86 @@ fn bad_command_lines_fail_with_a_message() {
         assert!(!err.is_empty() && !err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_keeps_everything_it_had_shown() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut a = Proc::run(&da, &["--room", "lobby", "--name", "alice"]);
+    let a_id = a.wait("identity", |v| is(v, "identity")).await["peer"]
+        .as_str()
+        .expect("peer")
+        .to_owned();
+    let addr = a.wait("listening", |v| is(v, "listening")).await["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    let mut b = Proc::run(&db, &["--room", "lobby", "--name", "bob", "--peer", &addr]);
+    let b_id = b.wait("identity", |v| is(v, "identity")).await["peer"]
+        .as_str()
+        .expect("peer")
+        .to_owned();
+    b.wait("alice in the room", |v| {
+        is(v, "room_peer_joined") && v["peer"] == a_id.as_str()
+    })
+    .await;
+    a.wait("bob in the room", |v| {
+        is(v, "room_peer_joined") && v["peer"] == b_id.as_str()
+    })
+    .await;
+
+    // Alice shows 20 posts and 5 DMs (shown means logged and flushed).
+    let mut shown = Vec::new();
+    for i in 0..20 {
+        b.say(&format!("post {i}")).await;
+    }
+    for i in 0..5 {
+        b.say(&format!("/dm {a_id} dm {i}")).await;
+    }
+    for _ in 0..25 {
+        let v = a.wait("a message", |v| is(v, "hallway") || is(v, "dm")).await;
+        shown.push(v["id"].as_str().expect("id").to_owned());
+    }
+    // SIGKILL: no chance to flush anything more.
+    a.child.start_kill().expect("kill");
+    a.child.wait().await.expect("reaped");
+
+    let history = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&da)
+            .arg("history")
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("history runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let logged = history(&["--room", "lobby"]) + &history(&["--peer", &b_id]);
+    for id in &shown {
+        assert!(
+            logged.contains(id.as_str()),
+            "message {id} was shown before the kill but is not in the log"
+        );
+    }
+
+    // Restarted with the same identity and log, it rejoins and hears bob again.
+    let mut a = Proc::run(&da, &["--room", "lobby", "--peer", &b_addr(&mut b).await]);
+    let again = a.wait("identity", |v| is(v, "identity")).await;
+    assert_eq!(again["peer"].as_str(), Some(a_id.as_str()));
+    b.wait("alice back", |v| {
+        is(v, "room_peer_joined") && v["peer"] == a_id.as_str()
+    })
+    .await;
+    b.say("welcome back").await;
+    let post = a.wait("a new post", |v| is(v, "hallway")).await;
+    assert_eq!(post["text"].as_str(), Some("welcome back"));
+}
+
+/// A running node's first listen address, asked for with `/addrs`.
+async fn b_addr(b: &mut Proc) -> String {
+    b.say("/addrs").await;
+    let v = b.wait("addresses", |v| is(v, "addresses")).await;
+    v["addrs"][0].as_str().expect("an address").to_owned()
+}
