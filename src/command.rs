@@ -28,6 +28,8 @@ pub enum Command {
     Peers,
     /// `/addrs`: the addresses others can dial.
     Addrs,
+    /// `/dial MULTIADDR`: connect to a peer now.
+    Dial(String),
     /// `/block PEER`: close and refuse connections with a peer.
     Block(String),
     /// `/unblock PEER`
@@ -57,6 +59,7 @@ text              post to the current room's hallway
 /dm PEER TEXT     send a private message (PEER: peer id or nickname)
 /peers            list connected peers
 /addrs            the addresses others can use with --peer
+/dial MULTIADDR   connect to a peer now
 /block PEER       close and refuse connections with a peer; /unblock PEER undoes it
 /history [ROOM|PEER]  show the log of a room or a conversation
 /stats            show counters (rejected input, deliveries)
@@ -113,6 +116,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         "peers" => none(Command::Peers),
         "addrs" => none(Command::Addrs),
+        "dial" => Ok(Some(Command::Dial(need(args, "/dial MULTIADDR")?.to_owned()))),
         "block" => Ok(Some(Command::Block(need(args, "/block PEER")?.to_owned()))),
         "unblock" => Ok(Some(Command::Unblock(need(args, "/unblock PEER")?.to_owned()))),
         "history" => Ok(Some(Command::History((!args.is_empty()).then(|| args.to_owned())))),
@@ -158,6 +162,10 @@ mod tests {
         );
         assert_eq!(ok("/peers"), Command::Peers);
         assert_eq!(ok("/addrs"), Command::Addrs);
+        assert_eq!(
+            ok("/dial /ip4/127.0.0.1/tcp/1"),
+            Command::Dial("/ip4/127.0.0.1/tcp/1".into())
+        );
         assert_eq!(ok("/block bob"), Command::Block("bob".into()));
         assert_eq!(ok("/unblock bob"), Command::Unblock("bob".into()));
         assert_eq!(ok("/history"), Command::History(None));

@@ -443,6 +443,14 @@ async fn execute(
             let addrs: Vec<String> = handle.listen_addrs().await?.iter().map(ToString::to_string).collect();
             out.emit(|| addrs.join("\n"), || json!({"type": "addresses", "addrs": addrs}));
         }
+        Command::Dial(addr) => {
+            let addr: backchannel::Multiaddr = addr.parse().with_context(|| format!("{addr:?} is not a multiaddr"))?;
+            handle.dial(addr.clone()).await?;
+            out.emit(
+                || format!("dialling {addr}"),
+                || json!({"type": "dialling", "addr": addr.to_string()}),
+            );
+        }
         Command::Block(ref peer) | Command::Unblock(ref peer) => {
             let block = matches!(cmd, Command::Block(_));
             let Some(who) = out.resolve(peer) else {

@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod plot;
+mod process;
 pub mod runner;
 pub mod scenario;
 

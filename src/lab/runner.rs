@@ -9,12 +9,14 @@
 //! expected there (history sync for late joiners is a later feature).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::metrics::{self, Latency, round2};
+use super::process::{ProcNode, ProcReport};
 use super::scenario::{Fault, Scenario};
 use super::{Lab, LabConfig, LabError, LabNode, Rng};
 use crate::{Event, MessageId, PeerId, Room};
@@ -130,12 +132,13 @@ enum Obs {
     Event(usize, Instant, Box<Event>),
     Posted(Result<MessageId, String>),
     DmSent(usize, Instant, Result<MessageId, String>),
+    Stats(BTreeMap<String, u64>),
 }
 
 /// A timed action of the run.
 #[derive(Debug, Clone)]
 enum Action {
-    Stop(usize),
+    Stop(usize, bool),
     Start(usize),
     Cut(Vec<usize>),
     Heal(Vec<usize>),
@@ -168,6 +171,8 @@ struct Tracker {
     dm_in_flight: Vec<usize>,
     dm: DmReport,
     post_errors: u64,
+    rejected: BTreeMap<String, u64>,
+    stats_seen: usize,
 }
 
 impl Tracker {
@@ -182,6 +187,12 @@ impl Tracker {
                     self.dm_pending.insert(id, (pair, t0));
                 }
             },
+            Obs::Stats(rejected) => {
+                self.stats_seen += 1;
+                for (k, v) in rejected {
+                    *self.rejected.entry(k).or_insert(0) += v;
+                }
+            }
             Obs::DmSent(pair, _, Err(_)) => {
                 self.dm.failed += 1;
                 self.dm_in_flight[pair] -= 1;
@@ -287,14 +298,133 @@ fn filler(prefix: String, size: usize) -> String {
     text
 }
 
-/// Runs `scenario` in this process, calling `progress` a few times a second.
-pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Result<Report, LabError> {
-    scenario.validate().map_err(|e| LabError::Scenario(e.to_string()))?;
-    if scenario.processes {
-        return Err(LabError::Scenario(
-            "processes = true runs under `backchannel mesh --processes` only in a later version; use in-process".into(),
-        ));
+/// A node of the run: in this process, or a child process.
+enum Member {
+    Local(Box<LabNode>),
+    Proc(Box<ProcNode>),
+}
+
+impl Member {
+    fn peer_id(&self) -> PeerId {
+        match self {
+            Member::Local(n) => n.peer_id(),
+            Member::Proc(p) => p.peer_id,
+        }
     }
+
+    fn addr(&self) -> crate::Multiaddr {
+        match self {
+            Member::Local(n) => n.addr.clone(),
+            Member::Proc(p) => p.addr.clone(),
+        }
+    }
+
+    async fn dial(&mut self, addr: crate::Multiaddr) -> Result<(), LabError> {
+        match self {
+            Member::Local(n) => Ok(n.handle.dial(addr).await?),
+            Member::Proc(p) => p.say(&format!("/dial {addr}")).await,
+        }
+    }
+
+    async fn post(&mut self, room: &Room, text: String, tx: &mpsc::UnboundedSender<Obs>) -> Result<(), LabError> {
+        match self {
+            Member::Local(n) => {
+                let (handle, room, tx) = (n.handle.clone(), room.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let r = handle.post(&room, &text).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Obs::Posted(r));
+                });
+                Ok(())
+            }
+            Member::Proc(p) => p.say(&text).await,
+        }
+    }
+
+    async fn send_dm(
+        &mut self,
+        pair: usize,
+        to: PeerId,
+        text: String,
+        tx: &mpsc::UnboundedSender<Obs>,
+    ) -> Result<(), LabError> {
+        let t0 = Instant::now();
+        match self {
+            Member::Local(n) => {
+                let (handle, tx) = (n.handle.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let r = handle.send_dm(to, &text).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Obs::DmSent(pair, t0, r));
+                });
+                Ok(())
+            }
+            Member::Proc(p) => {
+                p.dm_sends.lock().expect("dm sends").push_back((pair, t0));
+                p.say(&format!("/dm {to} {text}")).await
+            }
+        }
+    }
+
+    async fn block(&mut self, peer: PeerId, block: bool) -> Result<(), LabError> {
+        match self {
+            Member::Local(n) if block => Ok(n.handle.block_peer(peer).await?),
+            Member::Local(n) => Ok(n.handle.unblock_peer(peer).await?),
+            Member::Proc(p) => {
+                p.say(&format!("/{} {peer}", if block { "block" } else { "unblock" }))
+                    .await
+            }
+        }
+    }
+
+    async fn stop(&mut self, kill: bool) {
+        match self {
+            Member::Local(n) => n.stop().await,
+            Member::Proc(p) if kill => p.kill().await,
+            Member::Proc(p) => p.stop().await,
+        }
+    }
+
+    async fn start(&mut self, peers: Vec<crate::Multiaddr>, channels: &Channels) -> Result<(), LabError> {
+        match self {
+            Member::Local(n) => {
+                n.config.peers = peers;
+                n.restart().await?;
+                collect(n, &channels.obs);
+                Ok(())
+            }
+            Member::Proc(p) => p.spawn(&peers, &channels.proc).await,
+        }
+    }
+}
+
+/// Where observations flow: from in-process collectors and spawned sends
+/// (`obs`), and from child processes (`proc`, converted to `obs`).
+struct Channels {
+    obs: mpsc::UnboundedSender<Obs>,
+    proc: mpsc::UnboundedSender<ProcReport>,
+}
+
+/// The binary `--processes` runs: `BACKCHANNEL_BIN`, or this executable.
+fn backchannel_bin() -> Result<PathBuf, LabError> {
+    match std::env::var_os("BACKCHANNEL_BIN") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => Ok(std::env::current_exe()?),
+    }
+}
+
+/// Runs `scenario`, calling `progress` a few times a second. Nodes run in
+/// this process, or as child processes of the `backchannel` binary (this
+/// executable, or the one named by `BACKCHANNEL_BIN`) with `processes`.
+pub async fn run(scenario: &Scenario, progress: impl FnMut(&Progress)) -> Result<Report, LabError> {
+    run_with(scenario, None, progress).await
+}
+
+/// [`run`] with the `backchannel` binary for `processes` given explicitly.
+pub async fn run_with(
+    scenario: &Scenario,
+    bin: Option<PathBuf>,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Report, LabError> {
+    scenario.validate().map_err(|e| LabError::Scenario(e.to_string()))?;
     let n = scenario.nodes;
     let rooms = scenario.hallway.rooms;
     let topology = scenario.topology().map_err(|e| LabError::Scenario(e.to_string()))?;
@@ -302,7 +432,7 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         .map(|r| Room::new(format!("room-{r}")).expect("valid room name"))
         .collect();
     let room_of: Vec<usize> = (0..n).map(|i| i % rooms).collect();
-    // Edges within each room, in global indices.
+    // Edges within each room, in global indices; (a, b): b dials a.
     let mut edges = Vec::new();
     for r in 0..rooms {
         let members: Vec<usize> = (0..n).filter(|i| room_of[*i] == r).collect();
@@ -320,17 +450,85 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         .collect();
 
     let rss_before = metrics::rss(None).0;
-    let mut lab = Lab::start(
-        n,
-        LabConfig {
-            seed: scenario.seed,
-            tweak: |c| c.redial_interval = Duration::from_millis(500),
-        },
-    )
-    .await?;
     let (obs_tx, mut obs_rx) = mpsc::unbounded_channel::<Obs>();
+    let (proc_tx, mut proc_rx) = mpsc::unbounded_channel::<ProcReport>();
+    let channels = Channels {
+        obs: obs_tx.clone(),
+        proc: proc_tx,
+    };
+    let root = tempfile::Builder::new().prefix("backchannel-mesh-").tempdir()?;
+    let mut members: Vec<Member> = Vec::with_capacity(n);
+    let mut lab = None;
+    if scenario.processes {
+        let bin = match bin {
+            Some(bin) => bin,
+            None => backchannel_bin()?,
+        };
+        for i in 0..n {
+            let peers: Vec<_> = edges
+                .iter()
+                .filter(|&&(a, b)| b == i && !late.contains(&a))
+                .map(|&(a, _)| members[a].addr())
+                .collect();
+            let node = ProcNode::start(
+                &bin,
+                root.path().join(format!("node-{i}")),
+                i,
+                super::secret(scenario.seed, i),
+                room_names[room_of[i]].clone(),
+                &peers,
+                &channels.proc,
+            )
+            .await?;
+            members.push(Member::Proc(Box::new(node)));
+        }
+    } else {
+        let mut l = Lab::start(
+            n,
+            LabConfig {
+                seed: scenario.seed,
+                tweak: |c| c.redial_interval = Duration::from_millis(500),
+            },
+        )
+        .await?;
+        for mut node in std::mem::take(&mut l.nodes) {
+            node.config.rooms = vec![room_names[room_of[node.index]].clone()];
+            collect(&mut node, &obs_tx);
+            members.push(Member::Local(Box::new(node)));
+        }
+        lab = Some(l);
+    }
+    // Child-process reports become observations.
+    let dm_sends: Vec<_> = members
+        .iter()
+        .map(|m| match m {
+            Member::Proc(p) => Some(p.dm_sends.clone()),
+            Member::Local(_) => None,
+        })
+        .collect();
+    let forward = obs_tx.clone();
+    tokio::spawn(async move {
+        while let Some(report) = proc_rx.recv().await {
+            let obs = match report {
+                ProcReport::Event(i, at, e) => Obs::Event(i, at, e),
+                ProcReport::DmSent(i, id) => {
+                    let Some((pair, t0)) = dm_sends[i]
+                        .as_ref()
+                        .and_then(|q| q.lock().expect("dm sends").pop_front())
+                    else {
+                        continue;
+                    };
+                    Obs::DmSent(pair, t0, Ok(id))
+                }
+                ProcReport::Stats(rejected) => Obs::Stats(rejected),
+            };
+            if forward.send(obs).is_err() {
+                break;
+            }
+        }
+    });
     let mut tracker = Tracker {
-        index_of: lab.nodes.iter().map(|node| (node.peer_id(), node.index)).collect(),
+        index_of: members.iter().enumerate().map(|(i, m)| (m.peer_id(), i)).collect(),
         room_of: room_of.clone(),
         group_of: vec![0; n],
         up: vec![true; n],
@@ -350,20 +548,19 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         dm_in_flight: Vec::new(),
         dm: DmReport::default(),
         post_errors: 0,
+        rejected: BTreeMap::new(),
+        stats_seen: 0,
     };
-    let addrs: Vec<_> = lab.nodes.iter().map(|node| node.addr.clone()).collect();
-    for node in &mut lab.nodes {
-        let i = node.index;
-        node.config.rooms = vec![room_names[room_of[i]].clone()];
-        node.config.peers = edges
+    let addrs: Vec<_> = members.iter().map(Member::addr).collect();
+    let neighbours = |i: usize| -> Vec<crate::Multiaddr> {
+        edges
             .iter()
             .filter_map(|&(a, b)| (a == i).then_some(b).or((b == i).then_some(a)))
             .map(|j| addrs[j].clone())
-            .collect();
-        collect(node, &obs_tx);
-    }
+            .collect()
+    };
     for &i in &late {
-        lab.nodes[i].stop().await;
+        members[i].stop(false).await;
         tracker.up[i] = false;
     }
 
@@ -374,12 +571,16 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         .copied()
         .filter(|(a, b)| !late.contains(a) && !late.contains(b))
         .collect();
-    for &(a, b) in &live_edges {
-        lab.nodes[b].handle.dial(addrs[a].clone()).await?;
-    }
-    for (i, node) in lab.nodes.iter().enumerate() {
-        if !late.contains(&i) {
+    for (i, member) in members.iter_mut().enumerate() {
+        if let Member::Local(node) = member
+            && !late.contains(&i)
+        {
             node.handle.join(&room_names[room_of[i]]).await?;
+        }
+    }
+    if !scenario.processes {
+        for &(a, b) in &live_edges {
+            members[b].dial(addrs[a].clone()).await?;
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -394,15 +595,28 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         }
     }
     let formation_ms = formed_at.elapsed().as_secs_f64() * 1e3;
-    let rss_idle = metrics::rss(None).0.saturating_sub(rss_before);
+    let rss_idle = match lab {
+        Some(_) => metrics::rss(None).0.saturating_sub(rss_before),
+        None => members
+            .iter()
+            .map(|m| match m {
+                Member::Proc(p) => p.rss_now(),
+                Member::Local(_) => 0,
+            })
+            .sum(),
+    };
 
     // The timeline of faults.
     let mut timeline: Vec<(f64, Action)> = Vec::new();
     let mut fault_log = Vec::new();
     for f in &scenario.faults {
         match f {
-            Fault::Restart { at_s, node, down_s } | Fault::Kill { at_s, node, down_s } => {
-                timeline.push((*at_s, Action::Stop(*node)));
+            Fault::Restart { at_s, node, down_s } => {
+                timeline.push((*at_s, Action::Stop(*node, false)));
+                timeline.push((at_s + down_s, Action::Start(*node)));
+            }
+            Fault::Kill { at_s, node, down_s } => {
+                timeline.push((*at_s, Action::Stop(*node, true)));
                 timeline.push((at_s + down_s, Action::Start(*node)));
             }
             Fault::Partition {
@@ -425,7 +639,8 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
     timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut timeline: VecDeque<_> = timeline.into();
 
-    // Publishers and DM pairs.
+    // Publishers and DM pairs (processes: between neighbours, whose
+    // addresses they know).
     let h = &scenario.hallway;
     let publishers: Vec<usize> = (0..n)
         .filter(|i| h.publishers == 0 || i / rooms < h.publishers)
@@ -433,27 +648,64 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
     let mut rng = Rng::new(scenario.seed ^ 0xd1);
     let pairs: Vec<(usize, usize)> = (0..scenario.dm.pairs)
         .map(|_| {
-            let a = rng.below(n);
-            let b = (a + 1 + rng.below(n - 1)) % n;
-            (a, b)
+            if scenario.processes && !edges.is_empty() {
+                let (a, b) = edges[rng.below(edges.len())];
+                if rng.below(2) == 0 { (a, b) } else { (b, a) }
+            } else {
+                let a = rng.below(n);
+                (a, (a + 1 + rng.below(n - 1)) % n)
+            }
         })
         .collect();
     tracker.dm_in_flight = vec![0; pairs.len()];
+    let mut dm_sent_per_pair = vec![0u64; pairs.len()];
     // Senders learn their recipients' addresses, as mDNS would tell them.
     for &(a, b) in &pairs {
-        let peer = lab.nodes[b].peer_id();
-        lab.nodes[a].handle.add_peer_address(peer, addrs[b].clone()).await?;
+        if let Member::Local(node) = &members[a] {
+            node.handle
+                .add_peer_address(members[b].peer_id(), addrs[b].clone())
+                .await?;
+        }
     }
-    let mut dm_sent_per_pair = vec![0u64; pairs.len()];
 
     let total = Duration::from_secs_f64(h.duration_s);
-    let cpu0 = metrics::cpu_time(None);
+    let cpu = |members: &[Member]| -> Duration {
+        match lab {
+            Some(_) => metrics::cpu_time(None),
+            None => members
+                .iter()
+                .map(|m| match m {
+                    Member::Proc(p) => p.cpu(),
+                    Member::Local(_) => Duration::ZERO,
+                })
+                .sum(),
+        }
+    };
+    let rss_now = |members: &[Member]| -> u64 {
+        match lab {
+            Some(_) => metrics::rss(None).0.saturating_sub(rss_before),
+            None => members
+                .iter()
+                .map(|m| match m {
+                    Member::Proc(p) => p.rss_peak(),
+                    Member::Local(_) => 0,
+                })
+                .sum(),
+        }
+    };
+    let cpu0 = cpu(&members);
     let start = Instant::now();
-    let mut rss_peak = metrics::rss(None).0;
+    let mut rss_peak = rss_now(&members);
     let mut ticker = tokio::time::interval(Duration::from_millis(2));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
     let mut posts_sent = 0u64;
+    let ctx = Ctx {
+        edges: &edges,
+        addrs: &addrs,
+        channels: &channels,
+        neighbours: &neighbours,
+    };
     loop {
         let elapsed = start.elapsed();
         if elapsed >= total {
@@ -462,7 +714,7 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         while timeline.front().is_some_and(|(at, _)| *at <= elapsed.as_secs_f64()) {
             let (at, action) = timeline.pop_front().expect("front exists");
             fault_log.push(format!("{at:.1}s {action:?}"));
-            apply(&mut lab, &mut tracker, &obs_tx, &edges, &addrs, action).await?;
+            apply(&mut members, &mut tracker, &ctx, action).await?;
         }
         // Posts due by now.
         let due = (h.rate * elapsed.as_secs_f64()) as u64;
@@ -472,16 +724,11 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
             if !tracker.up[author] {
                 continue;
             }
-            let t0 = Instant::now();
-            let index = tracker.record_post(author, t0);
+            let index = tracker.record_post(author, Instant::now());
             let text = filler(format!("#{index}"), h.size);
-            let handle = lab.nodes[author].handle.clone();
-            let room = room_names[room_of[author]].clone();
-            let tx = obs_tx.clone();
-            tokio::spawn(async move {
-                let r = handle.post(&room, &text).await.map_err(|e| e.to_string());
-                let _ = tx.send(Obs::Posted(r));
-            });
+            members[author]
+                .post(&room_names[room_of[author]], text, &obs_tx)
+                .await?;
         }
         // DMs within each pair's window.
         for (p, &(a, b)) in pairs.iter().enumerate() {
@@ -495,14 +742,8 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
                 tracker.dm_in_flight[p] += 1;
                 tracker.dm.sent += 1;
                 let text = filler(format!("dm{}", dm_sent_per_pair[p]), scenario.dm.size);
-                let handle = lab.nodes[a].handle.clone();
-                let to = lab.nodes[b].peer_id();
-                let tx = obs_tx.clone();
-                let t0 = Instant::now();
-                tokio::spawn(async move {
-                    let r = handle.send_dm(to, &text).await.map_err(|e| e.to_string());
-                    let _ = tx.send(Obs::DmSent(p, t0, r));
-                });
+                let to = members[b].peer_id();
+                members[a].send_dm(p, to, text, &obs_tx).await?;
             }
         }
         tokio::select! {
@@ -514,14 +755,14 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         }
         if last_progress.elapsed() >= Duration::from_millis(500) {
             last_progress = Instant::now();
-            rss_peak = rss_peak.max(metrics::rss(None).0);
+            rss_peak = rss_peak.max(rss_now(&members));
             progress(&snapshot(&tracker, start, total, posts_sent));
         }
     }
     // Faults scheduled past the traffic still happen (a partition heals).
     while let Some((at, action)) = timeline.pop_front() {
         fault_log.push(format!("{at:.1}s {action:?}"));
-        apply(&mut lab, &mut tracker, &obs_tx, &edges, &addrs, action).await?;
+        apply(&mut members, &mut tracker, &ctx, action).await?;
     }
     let traffic = start.elapsed();
     // Settle: wait for what is still in flight.
@@ -535,26 +776,48 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
             _ => break,
         }
     }
-    let cpu = metrics::cpu_time(None).saturating_sub(cpu0);
-    rss_peak = rss_peak.max(metrics::rss(None).0);
+    let cpu_used = cpu(&members).saturating_sub(cpu0);
+    rss_peak = rss_peak.max(rss_now(&members));
     progress(&snapshot(&tracker, start, total, posts_sent));
 
-    let mut rejected = BTreeMap::new();
-    for node in &lab.nodes {
-        if let Ok(stats) = node.handle.stats().await {
-            for (k, v) in stats.rejected {
-                *rejected.entry(k).or_insert(0) += v;
+    // Rejections counted by the nodes that are running.
+    let mut asked = 0;
+    for (i, member) in members.iter_mut().enumerate() {
+        if !tracker.up[i] {
+            continue;
+        }
+        match member {
+            Member::Local(node) => {
+                if let Ok(stats) = node.handle.stats().await {
+                    for (k, v) in stats.rejected {
+                        *tracker.rejected.entry(k).or_insert(0) += v;
+                    }
+                }
+            }
+            Member::Proc(p) => {
+                asked += 1;
+                let _ = p.say("/stats").await;
             }
         }
     }
-    lab.shutdown().await;
+    let stats_until = Instant::now() + Duration::from_secs(5);
+    while tracker.stats_seen < asked {
+        match tokio::time::timeout(stats_until.saturating_duration_since(Instant::now()), obs_rx.recv()).await {
+            Ok(Some(obs)) => tracker.observe(obs),
+            _ => break,
+        }
+    }
+    for member in &mut members {
+        member.stop(false).await;
+    }
+    drop(lab);
 
     let mut latencies = tracker.latencies.clone();
     let latency = Latency::of(&mut latencies);
     let mut rtts = tracker.dm_rtts.clone();
     tracker.dm.rtt = Latency::of(&mut rtts);
     tracker.dm.per_s = round2(tracker.dm.delivered as f64 / traffic.as_secs_f64().max(1e-9));
-    let rss_mb = rss_peak.saturating_sub(rss_before) as f64 / 1e6;
+    let rss_mb = rss_peak as f64 / 1e6;
     Ok(Report {
         scenario: scenario.name.clone(),
         implementation: "backchannel".into(),
@@ -562,7 +825,7 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
         rooms,
         topology: topology.to_string(),
         seed: scenario.seed,
-        processes: false,
+        processes: scenario.processes,
         formation_ms: round2(formation_ms),
         duration_s: round2(traffic.as_secs_f64()),
         posts_sent,
@@ -586,12 +849,14 @@ pub async fn run(scenario: &Scenario, mut progress: impl FnMut(&Progress)) -> Re
                 delivered: tracker.per_node_delivered[i],
             })
             .collect(),
-        cpu_s: round2(cpu.as_secs_f64()),
-        cpu_us_per_delivery: round2(cpu.as_secs_f64() * 1e6 / (tracker.delivered + tracker.dm.delivered).max(1) as f64),
+        cpu_s: round2(cpu_used.as_secs_f64()),
+        cpu_us_per_delivery: round2(
+            cpu_used.as_secs_f64() * 1e6 / (tracker.delivered + tracker.dm.delivered).max(1) as f64,
+        ),
         rss_peak_mb: round2(rss_mb),
         rss_per_node_mb: round2(rss_mb / n as f64),
         rss_idle_per_node_mb: round2(rss_idle as f64 / 1e6 / n as f64),
-        rejected,
+        rejected: tracker.rejected.clone(),
         faults: fault_log,
         latencies_ms: latencies,
     })
@@ -622,54 +887,56 @@ fn collect(node: &mut LabNode, tx: &mpsc::UnboundedSender<Obs>) {
     });
 }
 
-async fn apply(
-    lab: &mut Lab,
-    tracker: &mut Tracker,
-    obs_tx: &mpsc::UnboundedSender<Obs>,
-    edges: &[(usize, usize)],
-    addrs: &[crate::Multiaddr],
-    action: Action,
-) -> Result<(), LabError> {
+/// What fault actions need besides the members and the tracker.
+struct Ctx<'a> {
+    edges: &'a [(usize, usize)],
+    addrs: &'a [crate::Multiaddr],
+    channels: &'a Channels,
+    neighbours: &'a dyn Fn(usize) -> Vec<crate::Multiaddr>,
+}
+
+async fn apply(members: &mut [Member], tracker: &mut Tracker, ctx: &Ctx<'_>, action: Action) -> Result<(), LabError> {
+    let n = members.len();
     match action {
-        Action::Stop(i) => {
+        Action::Stop(i, kill) => {
             tracker.up[i] = false;
             tracker.forget_links_of(i);
-            lab.nodes[i].stop().await;
+            members[i].stop(kill).await;
         }
         Action::Start(i) => {
-            lab.nodes[i].restart().await?;
-            collect(&mut lab.nodes[i], obs_tx);
+            // It dials its neighbours itself (their addresses are its --peer list).
+            let peers: Vec<_> = (ctx.neighbours)(i)
+                .into_iter()
+                .filter(|a| ctx.addrs.iter().position(|x| x == a).is_some_and(|j| tracker.up[j]))
+                .collect();
+            members[i].start(peers, ctx.channels).await?;
             tracker.up[i] = true;
-            // Neighbours that did not configure this node as a peer dial it.
-            for &(a, b) in edges {
-                if b == i && tracker.up[a] {
-                    let _ = lab.nodes[a].handle.dial(addrs[i].clone()).await;
-                }
-            }
         }
         Action::Cut(group_of) => {
             tracker.group_of = group_of.clone();
             tracker.sees.retain(|(a, b)| group_of[*a] == group_of[*b]);
-            for a in 0..lab.nodes.len() {
-                for b in 0..lab.nodes.len() {
+            for a in 0..n {
+                for b in 0..n {
                     if group_of[a] != group_of[b] && tracker.up[a] {
-                        lab.nodes[a].handle.block_peer(lab.nodes[b].peer_id()).await?;
+                        let peer = members[b].peer_id();
+                        members[a].block(peer, true).await?;
                     }
                 }
             }
         }
         Action::Heal(group_of) => {
-            tracker.group_of = vec![0; lab.nodes.len()];
-            for a in 0..lab.nodes.len() {
-                for b in 0..lab.nodes.len() {
+            tracker.group_of = vec![0; n];
+            for a in 0..n {
+                for b in 0..n {
                     if group_of[a] != group_of[b] && tracker.up[a] {
-                        lab.nodes[a].handle.unblock_peer(lab.nodes[b].peer_id()).await?;
+                        let peer = members[b].peer_id();
+                        members[a].block(peer, false).await?;
                     }
                 }
             }
-            for &(a, b) in edges {
+            for &(a, b) in ctx.edges {
                 if group_of[a] != group_of[b] && tracker.up[a] && tracker.up[b] {
-                    let _ = lab.nodes[b].handle.dial(addrs[a].clone()).await;
+                    let _ = members[b].dial(ctx.addrs[a].clone()).await;
                 }
             }
         }

@@ -105,3 +105,37 @@ async fn dm_traffic_with_a_window_is_all_delivered() {
     assert_eq!((r.dm.delivered, r.dm.failed), (r.dm.sent, 0));
     assert!(r.dm.rtt.count as u64 == r.dm.delivered);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_processes_survive_a_sigkill_and_a_partition() {
+    let mut s = scenario(
+        "processes",
+        vec![
+            Fault::Kill {
+                at_s: 0.8,
+                node: 1,
+                down_s: 0.5,
+            },
+            Fault::Partition {
+                at_s: 2.0,
+                groups: vec![vec![0, 1], vec![2, 3]],
+                heal_after_s: 0.6,
+            },
+        ],
+    );
+    s.nodes = 4;
+    s.processes = true;
+    s.settle_s = 5.0;
+    s.dm.pairs = 1;
+    s.dm.rate = 10.0;
+    s.dm.window = 4;
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_backchannel"));
+    let r = runner::run_with(&s, Some(bin), |_| {})
+        .await
+        .expect("the run completes");
+    assert!(r.processes);
+    assert_complete(&r);
+    assert!(r.per_node[1].delivered > 0 && r.per_node[1].expected < r.per_node[0].expected);
+    assert!(r.dm.delivered > 0, "{:?}", r.dm);
+    assert_eq!(r.faults.len(), 4);
+}

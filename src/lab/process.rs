@@ -1,0 +1,271 @@
+//! Nodes as real `backchannel run --json` processes: the lab talks to them
+//! through stdin and reads their events from stdout, as a script would.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+use super::LabError;
+use super::metrics;
+use crate::{DirectMessage, Event, HallwayPost, Identity, MessageId, Multiaddr, PeerId, Room};
+
+/// What a process reports to the lab besides node events.
+pub(crate) enum ProcReport {
+    /// A node event, stamped on arrival.
+    Event(usize, Instant, Box<Event>),
+    /// A `dm_sent` line: the DM's id (matched to sends in order).
+    DmSent(usize, MessageId),
+    /// A `stats` line: rejected inputs by reason.
+    Stats(std::collections::BTreeMap<String, u64>),
+}
+
+/// One node running as a child process.
+pub(crate) struct ProcNode {
+    pub(crate) index: usize,
+    pub(crate) peer_id: PeerId,
+    pub(crate) addr: Multiaddr,
+    bin: PathBuf,
+    dir: PathBuf,
+    room: Room,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    /// CPU time of earlier incarnations (read just before they ended).
+    cpu_before: Duration,
+    /// Highest peak RSS of any incarnation.
+    rss_peak: u64,
+    /// DM sends waiting for their `dm_sent` line: (pair, time sent).
+    pub(crate) dm_sends: Arc<Mutex<VecDeque<(usize, Instant)>>>,
+}
+
+impl ProcNode {
+    /// Creates the node's identity from `secret` in `dir` and starts it.
+    pub(crate) async fn start(
+        bin: &Path,
+        dir: PathBuf,
+        index: usize,
+        secret: [u8; 32],
+        room: Room,
+        peers: &[Multiaddr],
+        tx: &mpsc::UnboundedSender<ProcReport>,
+    ) -> Result<ProcNode, LabError> {
+        let identity = Identity::from_secret(secret);
+        identity
+            .save(&dir)
+            .map_err(|e| LabError::Scenario(format!("node {index}: {e}")))?;
+        let mut node = ProcNode {
+            index,
+            peer_id: identity.peer_id(),
+            addr: "/ip4/127.0.0.1/tcp/0".parse().expect("valid"),
+            bin: bin.to_path_buf(),
+            dir,
+            room,
+            child: None,
+            stdin: None,
+            cpu_before: Duration::ZERO,
+            rss_peak: 0,
+            dm_sends: Arc::default(),
+        };
+        node.spawn(peers, tx).await?;
+        Ok(node)
+    }
+
+    /// Starts the process (again), listening on the node's address.
+    pub(crate) async fn spawn(
+        &mut self,
+        peers: &[Multiaddr],
+        tx: &mpsc::UnboundedSender<ProcReport>,
+    ) -> Result<(), LabError> {
+        let listen: Multiaddr = self
+            .addr
+            .iter()
+            .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+            .collect();
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--data-dir")
+            .arg(&self.dir)
+            .args(["run", "--json", "--no-mdns", "--name", &format!("node{}", self.index)])
+            .args(["--room", self.room.as_str(), "--listen", &listen.to_string()]);
+        for p in peers {
+            cmd.args(["--peer", &p.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| LabError::Scenario(format!("starting {}: {e}", self.bin.display())))?;
+        let stdout = child.stdout.take().expect("piped");
+        self.stdin = child.stdin.take();
+        self.child = Some(child);
+        let mut lines = BufReader::new(stdout).lines();
+        // The first address it listens on.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = tokio::time::timeout_at(deadline, lines.next_line())
+                .await
+                .map_err(|_| LabError::Timeout(format!("node {} to listen", self.index)))?
+                .map_err(LabError::Io)?
+                .ok_or(LabError::Stopped(self.index))?;
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["type"] == "listening"
+                && let Some(addr) = v["addr"].as_str().and_then(|a| a.parse().ok())
+            {
+                self.addr = addr;
+                break;
+            }
+        }
+        let (index, tx, dm_sends) = (self.index, tx.clone(), self.dm_sends.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let at = Instant::now();
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let report = match v["type"].as_str() {
+                    Some("dm_sent") => id(&v["id"]).map(|id| ProcReport::DmSent(index, id)),
+                    Some("stats") => serde_json::from_value(v["stats"]["rejected"].clone())
+                        .ok()
+                        .map(ProcReport::Stats),
+                    _ => event(&v).map(|e| ProcReport::Event(index, at, Box::new(e))),
+                };
+                if let Some(report) = report
+                    && tx.send(report).is_err()
+                {
+                    break;
+                }
+            }
+            drop(dm_sends);
+        });
+        Ok(())
+    }
+
+    /// Types a line into the node.
+    pub(crate) async fn say(&mut self, line: &str) -> Result<(), LabError> {
+        let stdin = self.stdin.as_mut().ok_or(LabError::Stopped(self.index))?;
+        stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
+    fn account(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            self.cpu_before += metrics::cpu_time(Some(pid));
+            self.rss_peak = self.rss_peak.max(metrics::rss(Some(pid)).1);
+        }
+    }
+
+    /// Stops the node cleanly (`/quit`), killing it if it does not exit.
+    pub(crate) async fn stop(&mut self) {
+        self.account();
+        let _ = self.say("/quit").await;
+        self.stdin = None;
+        if let Some(mut child) = self.child.take()
+            && tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// SIGKILLs the node.
+    pub(crate) async fn kill(&mut self) {
+        self.account();
+        self.stdin = None;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// CPU time of all incarnations so far.
+    pub(crate) fn cpu(&self) -> Duration {
+        let now = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .map_or(Duration::ZERO, |pid| metrics::cpu_time(Some(pid)));
+        self.cpu_before + now
+    }
+
+    /// Highest peak RSS of all incarnations, in bytes.
+    pub(crate) fn rss_peak(&self) -> u64 {
+        let now = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .map_or(0, |pid| metrics::rss(Some(pid)).1);
+        self.rss_peak.max(now)
+    }
+
+    /// Resident memory now, in bytes.
+    pub(crate) fn rss_now(&self) -> u64 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .map_or(0, |pid| metrics::rss(Some(pid)).0)
+    }
+}
+
+fn id(v: &Value) -> Option<MessageId> {
+    v.as_str()?.parse().ok()
+}
+
+fn peer(v: &Value) -> Option<PeerId> {
+    v.as_str()?.parse().ok()
+}
+
+/// Rebuilds a node event from its JSON line (the fields the lab uses).
+fn event(v: &Value) -> Option<Event> {
+    let room = || Room::new(v["room"].as_str()?).ok();
+    Some(match v["type"].as_str()? {
+        "room_peer_joined" => Event::RoomPeerJoined {
+            room: room()?,
+            peer: peer(&v["peer"])?,
+        },
+        "room_peer_left" => Event::RoomPeerLeft {
+            room: room()?,
+            peer: peer(&v["peer"])?,
+        },
+        "peer_disconnected" => Event::PeerDisconnected {
+            peer: peer(&v["peer"])?,
+        },
+        "hallway" => Event::Hallway {
+            id: id(&v["id"])?,
+            from: peer(&v["from"])?,
+            post: HallwayPost {
+                room: room()?,
+                text: v["text"].as_str()?.to_owned(),
+                time_ms: v["time"].as_u64()?,
+                nick: v["nick"].as_str().map(str::to_owned),
+            },
+        },
+        "dm" => Event::Dm {
+            id: id(&v["id"])?,
+            from: peer(&v["from"])?,
+            dm: DirectMessage {
+                recipient: peer(&v["to"])?,
+                text: v["text"].as_str()?.to_owned(),
+                time_ms: v["time"].as_u64()?,
+                nick: v["nick"].as_str().map(str::to_owned),
+            },
+        },
+        "delivered" => Event::Delivered {
+            id: id(&v["id"])?,
+            to: peer(&v["to"])?,
+        },
+        "dm_failed" => Event::DmFailed {
+            id: id(&v["id"])?,
+            to: peer(&v["to"])?,
+            reason: v["reason"].as_str().unwrap_or_default().to_owned(),
+        },
+        _ => return None,
+    })
+}
