@@ -222,6 +222,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_scenarios_parse() {
+        for text in [
+            include_str!("../../docs/scenarios/restart.toml"),
+            include_str!("../../docs/scenarios/partition.toml"),
+            include_str!("../../docs/scenarios/sigkill.toml"),
+        ] {
+            Scenario::parse(text).unwrap();
+        }
+    }
+
+    #[test]
     fn parses_toml_with_faults_and_rejects_nonsense() {
         let s = Scenario::parse(
             r#"

@@ -28,7 +28,8 @@ use crate::wire::pb;
 const TICK: Duration = Duration::from_secs(1);
 
 /// Received hallway posts are shown as soon as they are verified and logged
-/// in memory, and reach disk within this delay (or with any earlier flush).
+/// in memory, and reach disk within this delay (or with any earlier flush);
+/// so do the delivery states of sent DMs.
 /// Flushing before showing each one costs an fsync per post per node: on a
 /// 50-node single-machine mesh that queued posts for up to a second
 /// (docs/PERFORMANCE.md). A post lost to a crash in this window was shown
@@ -46,10 +47,8 @@ enum AfterFlush {
     Receipt {
         channel: ResponseChannel<Vec<u8>>,
         reply: Vec<u8>,
-        show: Option<Event>,
+        show: Option<Box<Event>>,
     },
-    /// Show an event whose state is now durable.
-    Show(Event),
     /// Nothing to do: the flush itself was the point.
     Durable,
 }
@@ -75,8 +74,8 @@ pub(crate) struct EventLoop {
     redial_interval: Duration,
     listen_addrs: Vec<Multiaddr>,
     stats: Stats,
-    /// Received posts are logged but not yet flushed.
-    unflushed_posts: bool,
+    /// Received posts or delivery states are logged but not yet flushed.
+    unflushed: bool,
 }
 
 impl EventLoop {
@@ -125,7 +124,7 @@ impl EventLoop {
             redial_interval: config.redial_interval,
             listen_addrs: Vec::new(),
             stats: Stats::default(),
-            unflushed_posts: false,
+            unflushed: false,
         })
     }
 
@@ -414,7 +413,7 @@ impl EventLoop {
                     let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
                     if let Some(event) = show {
                         self.stats.dms_received += 1;
-                        self.emit(event);
+                        self.emit(*event);
                     }
                 }
                 (AfterFlush::Receipt { channel, .. }, Err(_)) => {
@@ -424,7 +423,6 @@ impl EventLoop {
                         .dm
                         .send_response(channel, refusal(pb::Refusal::Storage));
                 }
-                (AfterFlush::Show(event), _) => self.emit(event),
                 (AfterFlush::Durable, _) => {}
             }
         }
@@ -577,7 +575,7 @@ impl EventLoop {
                     from: signed.author(),
                     post,
                 });
-                self.unflushed_posts = true;
+                self.unflushed = true;
                 MessageAcceptance::Accept
             }
             Ok(Inserted::Duplicate) => {
@@ -658,7 +656,7 @@ impl EventLoop {
                     from: signed.author(),
                     dm,
                 };
-                (receipt, Some(show))
+                (receipt, Some(Box::new(show)))
             }
             Ok(Inserted::Duplicate) => {
                 self.stats.duplicates += 1;
@@ -728,11 +726,15 @@ impl EventLoop {
             .set_delivery(&pending.id, &Delivery::Delivered, Some(&receipt))
         {
             Ok(_) => {
+                // The receipt is the proof; the mark reaches disk with the next
+                // lazy flush (a crash before it leaves the DM "sending", and a
+                // resend gets the same receipt back).
                 self.stats.dms_delivered += 1;
-                self.commit.push(AfterFlush::Show(Event::Delivered {
+                self.unflushed = true;
+                self.emit(Event::Delivered {
                     id: pending.id,
                     to: pending.to,
-                }));
+                });
             }
             Err(e) => tracing::error!("cannot record delivery: {e}"),
         }
@@ -746,18 +748,19 @@ impl EventLoop {
         {
             tracing::error!("cannot record failed delivery: {e}");
         }
-        self.commit.push(AfterFlush::Show(Event::DmFailed {
+        self.unflushed = true;
+        self.emit(Event::DmFailed {
             id: pending.id,
             to: pending.to,
             reason,
-        }));
+        });
     }
 
     // ---- timers --------------------------------------------------------------
 
     /// Makes received posts durable (see [`POST_FLUSH_DELAY`]).
     fn flush_posts(&mut self) {
-        if std::mem::take(&mut self.unflushed_posts) {
+        if std::mem::take(&mut self.unflushed) {
             self.commit.push(AfterFlush::Durable);
         }
     }
