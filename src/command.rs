@@ -26,6 +26,8 @@ pub enum Command {
     },
     /// `/peers`
     Peers,
+    /// `/outbox`: DMs waiting for receipts.
+    Outbox,
     /// `/addrs`: the addresses others can dial.
     Addrs,
     /// `/dial MULTIADDR`: connect to a peer now.
@@ -58,6 +60,7 @@ text              post to the current room's hallway
 /rooms            list joined rooms
 /dm PEER TEXT     send a private message (PEER: peer id or nickname)
 /peers            list connected peers
+/outbox           DMs still waiting for their receipt (retried until delivered or expired)
 /addrs            the addresses others can use with --peer
 /dial MULTIADDR   connect to a peer now
 /block PEER       close and refuse connections with a peer; /unblock PEER undoes it
@@ -115,6 +118,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             }))
         }
         "peers" => none(Command::Peers),
+        "outbox" => none(Command::Outbox),
         "addrs" => none(Command::Addrs),
         "dial" => Ok(Some(Command::Dial(need(args, "/dial MULTIADDR")?.to_owned()))),
         "block" => Ok(Some(Command::Block(need(args, "/block PEER")?.to_owned()))),
@@ -161,6 +165,7 @@ mod tests {
             }
         );
         assert_eq!(ok("/peers"), Command::Peers);
+        assert_eq!(ok("/outbox"), Command::Outbox);
         assert_eq!(ok("/addrs"), Command::Addrs);
         assert_eq!(
             ok("/dial /ip4/127.0.0.1/tcp/1"),

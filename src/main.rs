@@ -1,5 +1,14 @@
 //! The `backchannel` command: a thin layer over the library's API.
 
+/// Prints a line on stdout. A closed stdout (a reader that went away) is not
+/// a reason to panic: the node keeps running and its log keeps the messages.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod mesh;
 mod session;

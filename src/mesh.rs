@@ -1,6 +1,7 @@
 //! `backchannel mesh`: run a scenario on a local mesh and print what happened.
 
 use std::io::Write;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,7 +17,7 @@ pub async fn run(args: &MeshArgs) -> anyhow::Result<ExitCode> {
         .context("running the mesh")?;
     eprintln!();
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
         print_table(&report);
     }
@@ -28,7 +29,7 @@ pub async fn run(args: &MeshArgs) -> anyhow::Result<ExitCode> {
         let svg = cdf_svg("Hallway latency (CDF)", &[(label, report.latencies_ms.clone())]);
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
         if !args.json {
-            println!("latency CDF written to {}", path.display());
+            outln!("latency CDF written to {}", path.display());
         }
     }
     // A run that lost or duplicated messages is a failure for scripts.
@@ -47,10 +48,14 @@ fn progress_line(p: &Progress) {
 }
 
 fn print_table(r: &Report) {
-    let row = |k: &str, v: String| println!("  {k:<28} {v}");
-    println!(
+    let row = |k: &str, v: String| outln!("  {k:<28} {v}");
+    outln!(
         "mesh '{}': {} nodes, {} room(s), topology {}, seed {}",
-        r.scenario, r.nodes, r.rooms, r.topology, r.seed
+        r.scenario,
+        r.nodes,
+        r.rooms,
+        r.topology,
+        r.seed
     );
     row("mesh formation", format!("{} ms", r.formation_ms));
     row("traffic", format!("{} s", r.duration_s));

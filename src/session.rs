@@ -2,6 +2,7 @@
 //! terminal, or one JSON object per line with `--json`.
 
 use std::collections::HashMap;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -46,17 +47,17 @@ impl Out {
 
     fn emit(&self, human: impl FnOnce() -> String, value: impl FnOnce() -> Value) {
         if self.json {
-            println!("{}", value());
+            outln!("{}", value());
         } else {
-            println!("{}", human());
+            outln!("{}", human());
         }
     }
 
     fn error(&self, message: &str) {
         if self.json {
-            println!("{}", json!({"type": "error", "message": message}));
+            outln!("{}", json!({"type": "error", "message": message}));
         } else {
-            println!("error: {message}");
+            outln!("error: {message}");
         }
     }
 
@@ -137,6 +138,32 @@ impl Out {
                     },
                 )
             }
+            Event::DmQueued {
+                id,
+                to,
+                retry_at_ms,
+                reason,
+            } => self.emit(
+                || {
+                    let wait = retry_at_ms.saturating_sub(now_ms()) / 1000;
+                    format!(
+                        "[dm] … {} to {} queued ({reason}); retrying in {wait}s or when they appear",
+                        id.short(),
+                        self.who(to)
+                    )
+                },
+                || {
+                    json!({"type": "queued", "id": id.to_string(), "to": to.to_string(),
+                    "retry_at": retry_at_ms, "reason": reason})
+                },
+            ),
+            // Only scripts see every attempt; people see queued/delivered.
+            Event::DmSent { id, to, attempt } if self.json => {
+                outln!(
+                    "{}",
+                    json!({"type": "sent", "id": id.to_string(), "to": to.to_string(), "attempt": attempt})
+                );
+            }
             Event::Delivered { id, to } => self.emit(
                 || format!("[dm] ✓ {} delivered to {}", id.short(), self.who(to)),
                 || json!({"type": "delivered", "id": id.to_string(), "to": to.to_string()}),
@@ -147,7 +174,7 @@ impl Out {
             ),
             // Rejections are counted (/stats); only scripts see each one.
             Event::Rejected { from, reason } if self.json => {
-                println!(
+                outln!(
                     "{}",
                     json!({"type": "rejected", "from": from.to_string(), "reason": reason.as_str()})
                 );
@@ -182,7 +209,8 @@ impl Out {
             ),
             Body::Direct(dm) => {
                 let state = match &m.delivery {
-                    Delivery::Sending => " (sending)".to_string(),
+                    Delivery::Queued => " (queued)".to_string(),
+                    Delivery::Sent => " (sent)".to_string(),
                     Delivery::Delivered => " ✓".to_string(),
                     Delivery::Failed(why) => format!(" ✗ {why}"),
                     _ => String::new(),
@@ -215,6 +243,12 @@ fn short(peer: &PeerId) -> String {
     format!("…{}", &s[s.len().saturating_sub(6)..])
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// HH:MM:SS (UTC) of a time in ms since the Unix epoch.
 fn clock(ms: u64) -> String {
     let s = ms / 1000;
@@ -226,17 +260,17 @@ pub fn init(cli: &Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.data_dir()?;
     let (identity, created) = Identity::init(&dir)?;
     if created {
-        println!("created a new identity in {}", dir.display());
+        outln!("created a new identity in {}", dir.display());
     } else {
-        println!("kept the existing identity in {}", dir.display());
+        outln!("kept the existing identity in {}", dir.display());
     }
-    println!("{}", identity.peer_id());
+    outln!("{}", identity.peer_id());
     Ok(ExitCode::SUCCESS)
 }
 
 /// `backchannel id`
 pub fn id(cli: &Cli) -> anyhow::Result<ExitCode> {
-    println!("{}", Identity::load(&cli.data_dir()?)?.peer_id());
+    outln!("{}", Identity::load(&cli.data_dir()?)?.peer_id());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -346,7 +380,7 @@ async fn execute(
             };
             let id = handle.post(&room, &text).await?;
             if out.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"type": "posted", "room": room.as_str(), "id": id.to_string()})
                 );
@@ -442,6 +476,41 @@ async fn execute(
         Command::Addrs => {
             let addrs: Vec<String> = handle.listen_addrs().await?.iter().map(ToString::to_string).collect();
             out.emit(|| addrs.join("\n"), || json!({"type": "addresses", "addrs": addrs}));
+        }
+        Command::Outbox => {
+            let entries = handle.outbox().await?;
+            let rows: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| {
+                    json!({"id": e.id.to_string(), "to": e.to.to_string(), "attempts": e.attempts,
+                    "next_attempt": e.next_ms, "expires": e.expires_ms, "in_flight": e.in_flight})
+                })
+                .collect();
+            out.emit(
+                || {
+                    if entries.is_empty() {
+                        return "outbox empty: every DM has its receipt".into();
+                    }
+                    entries
+                        .iter()
+                        .map(|e| {
+                            let state = if e.in_flight {
+                                "sending".to_string()
+                            } else {
+                                format!("retry at {}", clock(e.next_ms))
+                            };
+                            format!(
+                                "{} to {}: {} attempts, {state}",
+                                e.id.short(),
+                                out.who(&e.to),
+                                e.attempts
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                || json!({"type": "outbox", "outbox": rows}),
+            );
         }
         Command::Dial(addr) => {
             let addr: backchannel::Multiaddr = addr.parse().with_context(|| format!("{addr:?} is not a multiaddr"))?;

@@ -5,6 +5,7 @@
 //!   envelope as signed, direction, local sequence number, delivery state.
 //! - `r` + room name + `0x00` + sequence (u64 BE) → message id.
 //! - `c` + peer id bytes + sequence (u64 BE) → message id.
+//! - `o` + message id → `OutboxRecord`: a sent DM waiting for its receipt.
 //!
 //! A message's index entry is written before the message itself. Writes reach
 //! disk on [`Store::flush`]; the node calls it (batched, see `node::commit`)
@@ -17,7 +18,7 @@ use libp2p::PeerId;
 use prost::Message as _;
 
 use crate::message::{Body, MessageId, Room, Signed};
-use crate::wire::store_pb::LogRecord;
+use crate::wire::store_pb::{LogRecord, OutboxRecord};
 
 /// sled's page cache. The log is append-mostly and read rarely, so a small
 /// cache keeps an idle node's memory low (sled's default is 1 GiB).
@@ -39,8 +40,10 @@ pub enum Direction {
 pub enum Delivery {
     /// Not a sent DM (posts, received messages).
     None,
-    /// Sent; no receipt yet.
-    Sending,
+    /// Logged and waiting in the outbox for its recipient.
+    Queued,
+    /// On the wire to its recipient; no receipt yet.
+    Sent,
     /// A valid receipt from the recipient arrived.
     Delivered,
     /// Delivery failed, with the reason.
@@ -86,6 +89,22 @@ pub struct Store {
 const MESSAGE: u8 = b'm';
 const ROOM: u8 = b'r';
 const CONVERSATION: u8 = b'c';
+const OUTBOX: u8 = b'o';
+
+/// A sent DM waiting for its receipt, as kept in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// The DM.
+    pub id: MessageId,
+    /// Its recipient.
+    pub to: PeerId,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Next attempt due (ms since the Unix epoch).
+    pub next_ms: u64,
+    /// Expiry (ms since the Unix epoch).
+    pub expires_ms: u64,
+}
 
 impl Store {
     /// Opens (or creates) the log at `path`. Only one process may have it
@@ -113,7 +132,7 @@ impl Store {
         }
         let seq = self.db.generate_id()?;
         let delivery = match (direction, message.body()) {
-            (Direction::Sent, Body::Direct(_)) => Delivery::Sending,
+            (Direction::Sent, Body::Direct(_)) => Delivery::Queued,
             _ => Delivery::None,
         };
         let record = LogRecord {
@@ -257,6 +276,46 @@ impl Store {
         Ok(out)
     }
 
+    /// Records (or updates) a DM in the outbox.
+    pub fn outbox_put(&self, item: &OutboxItem) -> Result<(), StoreError> {
+        let record = OutboxRecord {
+            to: item.to.to_bytes(),
+            attempts: item.attempts,
+            next_ms: item.next_ms,
+            expires_ms: item.expires_ms,
+        };
+        self.log.insert(outbox_key(&item.id), record.encode_to_vec())?;
+        Ok(())
+    }
+
+    /// Removes a DM from the outbox.
+    pub fn outbox_remove(&self, id: &MessageId) -> Result<(), StoreError> {
+        self.log.remove(outbox_key(id))?;
+        Ok(())
+    }
+
+    /// Every DM in the outbox (skipping unreadable entries).
+    pub fn outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.log.scan_prefix([OUTBOX]) {
+            let (key, value) = entry?;
+            let (Ok(id), Ok(record)) = (<[u8; 32]>::try_from(&key[1..]), OutboxRecord::decode(value.as_ref())) else {
+                continue;
+            };
+            let Ok(to) = PeerId::from_bytes(&record.to) else {
+                continue;
+            };
+            out.push(OutboxItem {
+                id: MessageId::from_bytes(id),
+                to,
+                attempts: record.attempts,
+                next_ms: record.next_ms,
+                expires_ms: record.expires_ms,
+            });
+        }
+        Ok(out)
+    }
+
     /// Writes everything logged so far to disk (blocking).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -291,6 +350,12 @@ fn message_key(id: &MessageId) -> [u8; 33] {
     key
 }
 
+fn outbox_key(id: &MessageId) -> [u8; 33] {
+    let mut key = [OUTBOX; 33];
+    key[1..].copy_from_slice(id.as_bytes());
+    key
+}
+
 fn room_key(room: &Room, seq: u64) -> Vec<u8> {
     let mut key = vec![ROOM];
     key.extend_from_slice(room.as_str().as_bytes());
@@ -309,7 +374,8 @@ fn peer_key(peer: &PeerId, seq: u64) -> Vec<u8> {
 fn delivery_code(d: &Delivery) -> u32 {
     match d {
         Delivery::None => 0,
-        Delivery::Sending => 1,
+        Delivery::Sent => 1,
+        Delivery::Queued => 4,
         Delivery::Delivered => 2,
         Delivery::Failed(_) => 3,
     }
@@ -319,7 +385,8 @@ fn decode_record(raw: &[u8]) -> Option<LoggedMessage> {
     let record = LogRecord::decode(raw).ok()?;
     let message = Signed::open_trusted(&record.envelope).ok()?;
     let delivery = match record.delivery {
-        1 => Delivery::Sending,
+        1 => Delivery::Sent,
+        4 => Delivery::Queued,
         2 => Delivery::Delivered,
         3 => Delivery::Failed(record.failure),
         _ => Delivery::None,

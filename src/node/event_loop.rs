@@ -16,13 +16,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::commit::GroupCommit;
+use super::outbox::{AfterFailure, Outbox, OutboxEntry};
 use super::rooms::{Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
 use crate::identity::Identity;
 use crate::message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
 use crate::protocol::MAX_TEXT_BYTES;
-use crate::store::{Delivery, Direction, Inserted, Store, now_ms};
+use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, now_ms};
 use crate::wire::pb;
+
+/// DMs waiting for receipts at most. A person never gets near it; a script
+/// sending to an unreachable peer is told (`NodeError::OutboxFull`).
+const MAX_OUTBOX: usize = 10_000;
 
 /// How often unsent posts are retried and lost peers checked for redial.
 const TICK: Duration = Duration::from_secs(1);
@@ -69,6 +74,8 @@ pub(crate) struct EventLoop {
     events: mpsc::Sender<Event>,
     rooms: Rooms,
     pending_dms: HashMap<OutboundRequestId, PendingDm>,
+    /// DMs waiting for receipts (mirrored in the log's outbox index).
+    outbox: Outbox,
     /// Peers from the configuration, redialled when lost, with the last attempt.
     bootstrap: Vec<(PeerId, Multiaddr, Option<Instant>)>,
     redial_interval: Duration,
@@ -103,6 +110,18 @@ impl EventLoop {
             swarm.add_peer_address(peer, addr.clone());
             bootstrap.push((peer, addr.clone(), None));
         }
+        // DMs still waiting from an earlier run are retried.
+        let mut outbox = Outbox::new(config.retry);
+        for item in store.outbox()? {
+            outbox.restore(OutboxEntry {
+                id: item.id,
+                to: item.to,
+                attempts: item.attempts,
+                next_ms: item.next_ms,
+                expires_ms: item.expires_ms,
+                in_flight: false,
+            });
+        }
         let mut rooms = Rooms::new();
         for room in &config.rooms {
             if let Some(topic) = rooms.join(room) {
@@ -120,6 +139,7 @@ impl EventLoop {
             events,
             rooms,
             pending_dms: HashMap::new(),
+            outbox,
             bootstrap,
             redial_interval: config.redial_interval,
             listen_addrs: Vec::new(),
@@ -208,6 +228,9 @@ impl EventLoop {
             }
             Command::Rooms(reply) => {
                 let _ = reply.send(self.room_infos());
+            }
+            Command::Outbox(reply) => {
+                let _ = reply.send(self.outbox.entries());
             }
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats.clone());
@@ -322,6 +345,10 @@ impl EventLoop {
             let _ = reply.send(Err(NodeError::InvalidPeer(to)));
             return;
         }
+        if self.outbox.len() >= MAX_OUTBOX {
+            let _ = reply.send(Err(NodeError::OutboxFull(self.outbox.len())));
+            return;
+        }
         let body = Body::Direct(DirectMessage {
             recipient: to,
             text,
@@ -330,11 +357,15 @@ impl EventLoop {
         });
         match self.log_own(body) {
             Ok(unsent) => {
-                // The receipt can only be processed after this: the DM is in
-                // the log (in memory) already, and flushed before it is reported.
-                let request = self.swarm.behaviour_mut().dm.send_request(&to, unsent.envelope);
-                self.pending_dms.insert(request, PendingDm { id: unsent.id, to });
+                // Into the outbox (and its index in the log) before the first
+                // attempt; reported done once both are on disk.
+                let entry = self.outbox.add(unsent.id, to, now_ms());
+                if let Err(e) = self.store.outbox_put(&item_of(&entry)) {
+                    let _ = reply.send(Err(e.into()));
+                    return;
+                }
                 self.stats.dms_sent += 1;
+                self.try_send(unsent.id);
                 self.commit.push(AfterFlush::Sent { id: unsent.id, reply });
             }
             Err(e) => {
@@ -473,10 +504,12 @@ impl EventLoop {
                 for addr in info.listen_addrs {
                     self.swarm.add_peer_address(peer_id, addr);
                 }
+                self.send_queued_for(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     self.swarm.add_peer_address(peer, addr.clone());
+                    self.send_queued_for(&peer);
                     if !self.swarm.is_connected(&peer) {
                         let opts = DialOpts::peer_id(peer)
                             .addresses(vec![addr])
@@ -502,6 +535,7 @@ impl EventLoop {
                 ..
             } if num_established.get() == 1 => {
                 self.emit(Event::PeerConnected { peer: peer_id });
+                self.send_queued_for(&peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -604,7 +638,7 @@ impl EventLoop {
             } => self.handle_dm_reply(peer, request_id, response),
             E::OutboundFailure { request_id, error, .. } => {
                 if let Some(pending) = self.pending_dms.remove(&request_id) {
-                    self.dm_failed(pending, error.to_string());
+                    self.attempt_failed(pending, error.to_string());
                 }
             }
             E::InboundFailure { peer, error, .. } => {
@@ -726,6 +760,11 @@ impl EventLoop {
             .set_delivery(&pending.id, &Delivery::Delivered, Some(&receipt))
         {
             Ok(_) => {
+                self.outbox.remove(&pending.id);
+                self.send_queued_for(&pending.to);
+                if let Err(e) = self.store.outbox_remove(&pending.id) {
+                    tracing::warn!("cannot clear outbox entry: {e}");
+                }
                 // The receipt is the proof; the mark reaches disk with the next
                 // lazy flush (a crash before it leaves the DM "sending", and a
                 // resend gets the same receipt back).
@@ -740,7 +779,13 @@ impl EventLoop {
         }
     }
 
+    /// A DM failed for good (refused, invalid receipt, expired).
     fn dm_failed(&mut self, pending: PendingDm, reason: String) {
+        self.outbox.remove(&pending.id);
+        self.send_queued_for(&pending.to);
+        if let Err(e) = self.store.outbox_remove(&pending.id) {
+            tracing::warn!("cannot clear outbox entry: {e}");
+        }
         self.stats.dms_failed += 1;
         if let Err(e) = self
             .store
@@ -756,6 +801,65 @@ impl EventLoop {
         });
     }
 
+    /// Starts an attempt to deliver an outbox DM, unless one is on the wire.
+    fn try_send(&mut self, id: MessageId) {
+        let Some(to) = self.outbox.get(&id).map(|e| e.to) else {
+            return;
+        };
+        if !self.outbox.start_attempt(&id) {
+            return; // on the wire already, or the peer's window is full
+        }
+        let envelope = match self.store.get(&id) {
+            Ok(Some(logged)) => logged.message.envelope().to_vec(),
+            _ => {
+                tracing::error!("outbox DM {id} is not in the log; dropping it");
+                self.outbox.remove(&id);
+                let _ = self.store.outbox_remove(&id);
+                return;
+            }
+        };
+        let attempt = self.outbox.get(&id).map_or(1, |e| e.attempts);
+        let request = self.swarm.behaviour_mut().dm.send_request(&to, envelope);
+        self.pending_dms.insert(request, PendingDm { id, to });
+        if let Err(e) = self.store.set_delivery(&id, &Delivery::Sent, None) {
+            tracing::warn!("cannot record DM state: {e}");
+        }
+        self.unflushed = true;
+        self.emit(Event::DmSent { id, to, attempt });
+    }
+
+    /// An attempt failed in transit: back off and retry, or expire.
+    fn attempt_failed(&mut self, pending: PendingDm, reason: String) {
+        match self.outbox.failed(&pending.id, now_ms()) {
+            Some(AfterFailure::RetryAt(at)) => {
+                if let Some(entry) = self.outbox.get(&pending.id)
+                    && let Err(e) = self.store.outbox_put(&item_of(entry))
+                {
+                    tracing::warn!("cannot record outbox entry: {e}");
+                }
+                if let Err(e) = self.store.set_delivery(&pending.id, &Delivery::Queued, None) {
+                    tracing::warn!("cannot record DM state: {e}");
+                }
+                self.unflushed = true;
+                self.emit(Event::DmQueued {
+                    id: pending.id,
+                    to: pending.to,
+                    retry_at_ms: at,
+                    reason,
+                });
+            }
+            Some(AfterFailure::Expired) => self.dm_failed(pending, format!("expired ({reason})")),
+            None => {}
+        }
+    }
+
+    /// The peer was seen: send everything waiting for it now.
+    fn send_queued_for(&mut self, peer: &PeerId) {
+        for id in self.outbox.for_peer(peer) {
+            self.try_send(id);
+        }
+    }
+
     // ---- timers --------------------------------------------------------------
 
     /// Makes received posts durable (see [`POST_FLUSH_DELAY`]).
@@ -766,6 +870,17 @@ impl EventLoop {
     }
 
     fn handle_tick(&mut self) {
+        let (due, expired) = self.outbox.due(now_ms());
+        for id in due {
+            self.try_send(id);
+        }
+        for entry in expired {
+            let pending = PendingDm {
+                id: entry.id,
+                to: entry.to,
+            };
+            self.dm_failed(pending, "expired".into());
+        }
         for room in self.rooms.with_unsent() {
             self.send_unsent(&room);
         }
@@ -807,4 +922,14 @@ fn refusal(reason: pb::Refusal) -> Vec<u8> {
         outcome: Some(pb::dm_reply::Outcome::Refused(reason as i32)),
     }
     .encode_to_vec()
+}
+
+fn item_of(entry: &OutboxEntry) -> OutboxItem {
+    OutboxItem {
+        id: entry.id,
+        to: entry.to,
+        attempts: entry.attempts,
+        next_ms: entry.next_ms,
+        expires_ms: entry.expires_ms,
+    }
 }

@@ -11,6 +11,7 @@ mod behaviour;
 mod codec;
 mod commit;
 mod event_loop;
+pub mod outbox;
 mod rooms;
 
 use std::collections::BTreeMap;
@@ -60,6 +61,8 @@ pub struct Config {
     /// How often lost `peers` are redialled. 5 s reconnects quickly without
     /// hammering a peer that is down.
     pub redial_interval: Duration,
+    /// How unacknowledged DMs are retried, and when they expire.
+    pub retry: outbox::RetryPolicy,
     /// How long a connection without active streams stays open. One minute
     /// keeps a DM conversation's connection between messages.
     pub idle_connection_timeout: Duration,
@@ -78,6 +81,7 @@ impl Config {
             gossip_auth: GossipAuth::default(),
             dm_timeout: Duration::from_secs(10),
             redial_interval: Duration::from_secs(5),
+            retry: outbox::RetryPolicy::default(),
             idle_connection_timeout: Duration::from_secs(60),
         }
     }
@@ -146,6 +150,27 @@ pub enum Event {
         /// The message.
         dm: DirectMessage,
     },
+    /// A DM is waiting in the outbox: its last attempt failed and it will be
+    /// retried at `retry_at_ms`, or sooner when the recipient is seen.
+    DmQueued {
+        /// The DM.
+        id: MessageId,
+        /// The recipient.
+        to: PeerId,
+        /// When the next attempt is due (ms since the Unix epoch).
+        retry_at_ms: u64,
+        /// Why the last attempt failed.
+        reason: String,
+    },
+    /// An attempt to deliver a DM is on the wire.
+    DmSent {
+        /// The DM.
+        id: MessageId,
+        /// The recipient.
+        to: PeerId,
+        /// Which attempt (1 = first).
+        attempt: u32,
+    },
     /// A DM this node sent was acknowledged by a valid receipt from its recipient.
     Delivered {
         /// The DM.
@@ -153,7 +178,7 @@ pub enum Event {
         /// The recipient.
         to: PeerId,
     },
-    /// A DM this node sent could not be delivered.
+    /// A DM this node sent failed for good (refused, invalid receipt, expired).
     DmFailed {
         /// The DM.
         id: MessageId,
@@ -190,6 +215,9 @@ pub enum NodeError {
     /// Posting to a room the node has not joined.
     #[error("not in room {0}: /join it first")]
     NotJoined(Room),
+    /// Too many DMs wait for receipts.
+    #[error("{0} DMs are already waiting for receipts")]
+    OutboxFull(usize),
     /// Too many posts are waiting for the room's first peer.
     #[error("{0} posts are already waiting for peers in room {1}")]
     Backlog(usize, Room),
@@ -311,6 +339,7 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Rooms(oneshot::Sender<Vec<RoomInfo>>),
     Stats(oneshot::Sender<Stats>),
+    Outbox(oneshot::Sender<Vec<outbox::OutboxEntry>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
     Block(PeerId, bool, oneshot::Sender<()>),
@@ -412,6 +441,11 @@ impl Handle {
     /// The joined rooms.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, NodeError> {
         self.ask(Command::Rooms).await
+    }
+
+    /// The DMs waiting for receipts, soonest expiry first.
+    pub async fn outbox(&self) -> Result<Vec<outbox::OutboxEntry>, NodeError> {
+        self.ask(Command::Outbox).await
     }
 
     /// The node's counters.

@@ -10,16 +10,16 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::support::T;
 
-const BIN: &str = env!("CARGO_BIN_EXE_backchannel");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_backchannel");
 
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Lines<BufReader<ChildStdout>>,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) stdin: Option<ChildStdin>,
+    pub(crate) lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl Proc {
-    fn run(dir: &Path, args: &[&str]) -> Proc {
+    pub(crate) fn run(dir: &Path, args: &[&str]) -> Proc {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(dir)
@@ -40,7 +40,7 @@ impl Proc {
     }
 
     /// Reads JSON lines until one matches; every stdout line must be JSON.
-    async fn wait(&mut self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
+    pub(crate) async fn wait(&mut self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
         tokio::time::timeout(T, async {
             loop {
                 let line = self
@@ -66,7 +66,7 @@ impl Proc {
     }
 }
 
-fn is(v: &Value, ty: &str) -> bool {
+pub(crate) fn is(v: &Value, ty: &str) -> bool {
     v["type"] == ty
 }
 

@@ -78,22 +78,40 @@ async fn the_same_text_twice_is_two_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dm_to_an_unreachable_peer_fails_visibly() {
-    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+async fn a_dm_to_an_unreachable_peer_is_queued_then_expires_visibly() {
+    let config = LabConfig {
+        seed: 1,
+        tweak: |c| {
+            c.retry.base = std::time::Duration::from_millis(100);
+            c.retry.max = std::time::Duration::from_millis(200);
+            c.retry.expiry = std::time::Duration::from_millis(1500);
+        },
+    };
+    let mut lab = Lab::start(1, config).await.expect("lab");
     let nobody = Identity::generate().peer_id();
     let id = lab.nodes[0]
         .handle
         .send_dm(nobody, "hello?")
         .await
-        .expect("logged and sent");
+        .expect("logged and queued");
     let reason = lab.nodes[0]
-        .wait_for("failure", T, |e| match e {
+        .wait_for("queued", T, |e| match e {
+            Event::DmQueued { id: got, reason, .. } if *got == id => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+        .expect("the failed attempt is an event");
+    assert!(!reason.is_empty());
+    assert_eq!(lab.nodes[0].handle.outbox().await.expect("outbox").len(), 1);
+    let failed = lab.nodes[0]
+        .wait_for("expiry", T, |e| match e {
             Event::DmFailed { id: got, reason, .. } if *got == id => Some(reason.clone()),
             _ => None,
         })
         .await
-        .expect("the failure is an event");
-    assert!(!reason.is_empty());
+        .expect("expiry is shown, never silent");
+    assert!(failed.contains("expired"), "{failed}");
+    assert!(lab.nodes[0].handle.outbox().await.expect("outbox").is_empty());
     let log = lab.nodes[0]
         .handle
         .history(HistoryQuery::Peer(nobody), 10)

@@ -4,9 +4,11 @@
 
 mod bad_input;
 mod cli;
+mod crash;
 mod dm;
 mod hallway;
 mod mesh;
+mod outbox;
 mod restart;
 mod support;
 mod vectors;
