@@ -6,6 +6,7 @@
 //! - `r` + room name + `0x00` + sequence (u64 BE) → message id.
 //! - `c` + peer id bytes + sequence (u64 BE) → message id.
 //! - `o` + message id → `OutboxRecord`: a sent DM waiting for its receipt.
+//! - `b` + peer id bytes → empty: a blocked peer.
 //!
 //! A message's index entry is written before the message itself. Writes reach
 //! disk on [`Store::flush`]; the node calls it (batched, see `node::commit`)
@@ -90,6 +91,7 @@ const MESSAGE: u8 = b'm';
 const ROOM: u8 = b'r';
 const CONVERSATION: u8 = b'c';
 const OUTBOX: u8 = b'o';
+const BLOCKED: u8 = b'b';
 
 /// A sent DM waiting for its receipt, as kept in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +314,29 @@ impl Store {
                 next_ms: record.next_ms,
                 expires_ms: record.expires_ms,
             });
+        }
+        Ok(out)
+    }
+
+    /// Blocks or unblocks a peer (kept across restarts).
+    pub fn set_blocked(&self, peer: &PeerId, blocked: bool) -> Result<(), StoreError> {
+        let mut key = vec![BLOCKED];
+        key.extend_from_slice(&peer.to_bytes());
+        if blocked {
+            self.log.insert(key, &[][..])?;
+        } else {
+            self.log.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// The blocked peers.
+    pub fn blocked(&self) -> Result<Vec<PeerId>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.log.scan_prefix([BLOCKED]).keys() {
+            if let Ok(peer) = PeerId::from_bytes(&key?[1..]) {
+                out.push(peer);
+            }
         }
         Ok(out)
     }

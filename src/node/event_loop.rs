@@ -1,7 +1,7 @@
 //! The one task that owns the swarm, the log and all network state. Every
 //! `select!` arm hands off to a `handle_*` method.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -83,6 +83,8 @@ pub(crate) struct EventLoop {
     stats: Stats,
     /// Received posts or delivery states are logged but not yet flushed.
     unflushed: bool,
+    /// Peers whose messages are dropped and whose connections are refused.
+    blocked: HashSet<PeerId>,
 }
 
 impl EventLoop {
@@ -122,6 +124,10 @@ impl EventLoop {
                 in_flight: false,
             });
         }
+        let blocked: HashSet<PeerId> = store.blocked()?.into_iter().collect();
+        for peer in &blocked {
+            swarm.behaviour_mut().blocked.block_peer(*peer);
+        }
         let mut rooms = Rooms::new();
         for room in &config.rooms {
             if let Some(topic) = rooms.join(room) {
@@ -145,6 +151,7 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             stats: Stats::default(),
             unflushed: false,
+            blocked,
         })
     }
 
@@ -246,13 +253,7 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Block(peer, block, reply) => {
-                let blocked = &mut self.swarm.behaviour_mut().blocked;
-                if block {
-                    blocked.block_peer(peer);
-                } else {
-                    blocked.unblock_peer(peer);
-                }
-                let _ = reply.send(());
+                let _ = reply.send(self.set_blocked(peer, block));
             }
             Command::AddAddress(peer, addr, reply) => {
                 self.swarm.add_peer_address(peer, addr);
@@ -260,6 +261,27 @@ impl EventLoop {
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
+    }
+
+    /// Blocks a peer: its connections are closed and refused, its posts and
+    /// DMs dropped before they are stored or shown; kept across restarts.
+    fn set_blocked(&mut self, peer: PeerId, block: bool) -> Result<(), NodeError> {
+        self.store.set_blocked(&peer, block)?;
+        self.unflushed = true;
+        let list = &mut self.swarm.behaviour_mut().blocked;
+        if block {
+            list.block_peer(peer);
+            self.blocked.insert(peer);
+        } else {
+            list.unblock_peer(peer);
+            self.blocked.remove(&peer);
+        }
+        Ok(())
+    }
+
+    fn drop_blocked(&mut self, author: PeerId) {
+        tracing::debug!(%author, "dropped a message from a blocked peer");
+        self.stats.dropped_blocked += 1;
     }
 
     fn join(&mut self, room: &Room) -> Result<(), NodeError> {
@@ -590,6 +612,10 @@ impl EventLoop {
                 return MessageAcceptance::Reject;
             }
         };
+        if self.blocked.contains(&signed.author()) {
+            self.drop_blocked(signed.author());
+            return MessageAcceptance::Ignore;
+        }
         let post = match signed.body() {
             Body::Hallway(post) if post.room == room => post.clone(),
             Body::Hallway(_) => {
@@ -661,6 +687,12 @@ impl EventLoop {
                 return;
             }
         };
+        if self.blocked.contains(&signed.author()) {
+            self.drop_blocked(signed.author());
+            let refused = refusal(pb::Refusal::NotAccepted);
+            let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
+            return;
+        }
         let dm = match signed.body() {
             Body::Direct(dm) if dm.recipient == self.local => dm.clone(),
             Body::Direct(_) => {

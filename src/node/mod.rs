@@ -295,6 +295,8 @@ pub struct Stats {
     pub dms_delivered: u64,
     /// DMs that failed.
     pub dms_failed: u64,
+    /// Posts and DMs from blocked peers, dropped before being stored or shown.
+    pub dropped_blocked: u64,
     /// Events the application did not take in time (the messages are in the log).
     pub events_dropped: u64,
 }
@@ -342,7 +344,7 @@ enum Command {
     Outbox(oneshot::Sender<Vec<outbox::OutboxEntry>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
-    Block(PeerId, bool, oneshot::Sender<()>),
+    Block(PeerId, bool, oneshot::Sender<Result<(), NodeError>>),
     AddAddress(PeerId, Multiaddr, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -469,16 +471,18 @@ impl Handle {
         self.ask(|tx| Command::AddAddress(peer, addr, tx)).await
     }
 
-    /// Closes every connection to `peer` and refuses new ones (in both
-    /// directions) until [`Handle::unblock_peer`]. The mesh lab partitions
-    /// networks with it.
+    /// Blocks `peer` until [`Handle::unblock_peer`], across restarts: its
+    /// connections are closed and refused in both directions, and its posts
+    /// (whoever forwards them) and DMs are dropped before they are stored or
+    /// shown, counted in [`Stats::dropped_blocked`]. The mesh lab also cuts
+    /// partitions with it.
     pub async fn block_peer(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.ask(|tx| Command::Block(peer, true, tx)).await
+        self.ask(|tx| Command::Block(peer, true, tx)).await?
     }
 
-    /// Accepts connections from `peer` again.
+    /// Unblocks `peer`: new messages from it are accepted again.
     pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.ask(|tx| Command::Block(peer, false, tx)).await
+        self.ask(|tx| Command::Block(peer, false, tx)).await?
     }
 
     /// Stops the node: closes the network, flushes the log and waits until

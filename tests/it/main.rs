@@ -3,6 +3,7 @@
 //! directories. Every wait waits for an event, with a time limit.
 
 mod bad_input;
+mod blocking;
 mod cli;
 mod crash;
 mod dm;
@@ -10,5 +11,6 @@ mod hallway;
 mod mesh;
 mod outbox;
 mod restart;
+mod store_model;
 mod support;
 mod vectors;
