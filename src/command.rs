@@ -28,6 +28,16 @@ pub enum Command {
     Peers,
     /// `/outbox`: DMs waiting for receipts.
     Outbox,
+    /// `/requests`: the requests inbox; `/requests on|off` accepts or refuses them.
+    Requests(Option<bool>),
+    /// `/accept PEER [NICK]`: make a requester a contact.
+    Accept(String, Option<String>),
+    /// `/decline PEER`: delete a request.
+    Decline(String),
+    /// `/contacts`
+    Contacts,
+    /// `/nick PEER NAME`: a local name for a peer, usable wherever a peer is named.
+    Nick(String, String),
     /// `/addrs`: the addresses others can dial.
     Addrs,
     /// `/dial MULTIADDR`: connect to a peer now.
@@ -61,6 +71,9 @@ text              post to the current room's hallway
 /dm PEER TEXT     send a private message (PEER: peer id or nickname)
 /peers            list connected peers
 /outbox           DMs still waiting for their receipt (retried until delivered or expired)
+/requests [on|off]  DMs from people who are not your contacts; on/off accepts or refuses them
+/accept PEER [NICK] make a requester a contact   /decline PEER  delete a request
+/contacts         your contacts                 /nick PEER NAME  your name for a peer
 /addrs            the addresses others can use with --peer
 /dial MULTIADDR   connect to a peer now
 /block PEER       close and refuse connections with a peer; /unblock PEER undoes it
@@ -119,6 +132,27 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         "peers" => none(Command::Peers),
         "outbox" => none(Command::Outbox),
+        "requests" => match args {
+            "" => Ok(Some(Command::Requests(None))),
+            "on" => Ok(Some(Command::Requests(Some(true)))),
+            "off" => Ok(Some(Command::Requests(Some(false)))),
+            _ => Err(ParseError("usage: /requests [on|off]".into())),
+        },
+        "accept" => {
+            let mut words = need(args, "/accept PEER [NICK]")?.splitn(2, char::is_whitespace);
+            let peer = words.next().unwrap_or_default().to_owned();
+            let nick = words.next().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+            Ok(Some(Command::Accept(peer, nick)))
+        }
+        "decline" => Ok(Some(Command::Decline(need(args, "/decline PEER")?.to_owned()))),
+        "contacts" => none(Command::Contacts),
+        "nick" => {
+            let usage = "usage: /nick PEER NAME";
+            let (peer, name) = need(args, usage)?
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| ParseError(usage.into()))?;
+            Ok(Some(Command::Nick(peer.to_owned(), name.trim().to_owned())))
+        }
         "addrs" => none(Command::Addrs),
         "dial" => Ok(Some(Command::Dial(need(args, "/dial MULTIADDR")?.to_owned()))),
         "block" => Ok(Some(Command::Block(need(args, "/block PEER")?.to_owned()))),
@@ -166,6 +200,16 @@ mod tests {
         );
         assert_eq!(ok("/peers"), Command::Peers);
         assert_eq!(ok("/outbox"), Command::Outbox);
+        assert_eq!(ok("/requests"), Command::Requests(None));
+        assert_eq!(ok("/requests off"), Command::Requests(Some(false)));
+        assert_eq!(ok("/accept bob"), Command::Accept("bob".into(), None));
+        assert_eq!(
+            ok("/accept bob Bobby B"),
+            Command::Accept("bob".into(), Some("Bobby B".into()))
+        );
+        assert_eq!(ok("/decline bob"), Command::Decline("bob".into()));
+        assert_eq!(ok("/contacts"), Command::Contacts);
+        assert_eq!(ok("/nick 12D3x Ann"), Command::Nick("12D3x".into(), "Ann".into()));
         assert_eq!(ok("/addrs"), Command::Addrs);
         assert_eq!(
             ok("/dial /ip4/127.0.0.1/tcp/1"),

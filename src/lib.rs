@@ -58,7 +58,7 @@ mod wire;
 pub use identity::{Identity, IdentityError};
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
-pub use node::{Config, Event, Handle, HistoryQuery, Node, NodeError, PeerInfo, RoomInfo, Stats};
+pub use node::{Config, Event, Handle, HistoryQuery, Node, NodeError, PeerInfo, Request, RoomInfo, Stats};
 pub use protocol::GossipAuth;
 pub use store::{Delivery, Direction, LoggedMessage, Store, StoreError};
 

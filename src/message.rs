@@ -160,6 +160,8 @@ pub struct Receipt {
     pub author: PeerId,
     /// The recipient's clock when it stored the message.
     pub time_ms: u64,
+    /// False when the recipient refused a message request and stored nothing.
+    pub accepted: bool,
 }
 
 /// What a signed envelope carries.
@@ -365,6 +367,11 @@ fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
             message_id: r.message_id.as_bytes().to_vec(),
             author: key_of(&r.author).expect("authors are ed25519 peers").to_vec(),
             time_ms: r.time_ms,
+            status: if r.accepted {
+                pb::ReceiptStatus::Delivered as i32
+            } else {
+                pb::ReceiptStatus::NotAccepted as i32
+            },
         }),
     };
     pb::Payload { kind: Some(kind) }
@@ -402,6 +409,11 @@ fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
             ),
             author: peer_of_bytes(&r.author)?,
             time_ms: r.time_ms,
+            accepted: match pb::ReceiptStatus::try_from(r.status) {
+                Ok(pb::ReceiptStatus::Delivered) => true,
+                Ok(pb::ReceiptStatus::NotAccepted) => false,
+                Err(_) => return Err(RejectReason::InvalidField),
+            },
         })),
     }
 }
@@ -476,6 +488,7 @@ mod tests {
                 message_id: dm.id(),
                 author: a.peer_id(),
                 time_ms: 1_700_000_000_002,
+                accepted: true,
             }),
             [0; 16],
         );

@@ -35,6 +35,8 @@ struct Out {
 struct Names {
     by_peer: HashMap<PeerId, String>,
     by_nick: HashMap<String, PeerId>,
+    /// Local petnames of contacts: they win over the names people give themselves.
+    petnames: HashMap<PeerId, String>,
 }
 
 impl Out {
@@ -72,16 +74,34 @@ impl Out {
     /// "nick (…abc123)" or "…abc123".
     fn who(&self, peer: &PeerId) -> String {
         let short = short(peer);
-        match self.names.lock().expect("names lock").by_peer.get(peer) {
+        let names = self.names.lock().expect("names lock");
+        match names
+            .petnames
+            .get(peer)
+            .filter(|n| !n.is_empty())
+            .or(names.by_peer.get(peer))
+        {
             Some(nick) => format!("{nick} ({short})"),
             None => short,
         }
     }
 
+    /// A peer id, a petname, or a nickname seen on a message.
     fn resolve(&self, name: &str) -> Option<PeerId> {
-        name.parse()
-            .ok()
-            .or_else(|| self.names.lock().expect("names lock").by_nick.get(name).copied())
+        if let Ok(peer) = name.parse() {
+            return Some(peer);
+        }
+        let names = self.names.lock().expect("names lock");
+        names
+            .petnames
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(p, _)| *p)
+            .or_else(|| names.by_nick.get(name).copied())
+    }
+
+    fn set_petnames(&self, contacts: Vec<(PeerId, String)>) {
+        self.names.lock().expect("names lock").petnames = contacts.into_iter().collect();
     }
 
     fn event(&self, event: &Event) {
@@ -128,13 +148,27 @@ impl Out {
                     },
                 )
             }
-            Event::Dm { id, from, dm } => {
+            Event::Dm { id, from, dm, request } => {
                 self.learn(*from, dm.nick.as_deref());
                 self.emit(
-                    || format!("[dm] {} {} → you: {}", clock(dm.time_ms), self.who(from), dm.text),
+                    || {
+                        let inbox = if *request { "request" } else { "dm" };
+                        let hint = if *request {
+                            "  (/accept, /decline or /block them)"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "[{inbox}] {} {} → you: {}{hint}",
+                            clock(dm.time_ms),
+                            self.who(from),
+                            dm.text
+                        )
+                    },
                     || {
                         json!({"type": "dm", "from": from.to_string(), "to": dm.recipient.to_string(),
-                        "nick": dm.nick, "id": id.to_string(), "text": dm.text, "time": dm.time_ms})
+                        "nick": dm.nick, "id": id.to_string(), "text": dm.text, "time": dm.time_ms,
+                        "request": request})
                     },
                 )
             }
@@ -302,6 +336,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let joined = config.rooms.clone();
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
     let me = handle.peer_id();
+    out.set_petnames(handle.contacts().await?);
     out.emit(
         || format!("you are {me}\ntype /help for commands"),
         || json!({"type": "identity", "peer": me.to_string()}),
@@ -476,6 +511,86 @@ async fn execute(
         Command::Addrs => {
             let addrs: Vec<String> = handle.listen_addrs().await?.iter().map(ToString::to_string).collect();
             out.emit(|| addrs.join("\n"), || json!({"type": "addresses", "addrs": addrs}));
+        }
+        Command::Requests(None) => {
+            let requests = handle.requests().await?;
+            out.emit(
+                || {
+                    if requests.is_empty() {
+                        return "no requests".into();
+                    }
+                    requests
+                        .iter()
+                        .map(|r| format!("{}: {} message(s), last: {}", out.who(&r.peer), r.messages, r.last))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                || json!({"type": "requests", "requests": requests}),
+            );
+        }
+        Command::Requests(Some(on)) => {
+            handle.accept_requests(on).await?;
+            out.emit(
+                || {
+                    if on {
+                        "message requests from non-contacts are accepted".into()
+                    } else {
+                        "message requests from non-contacts are refused (senders are told)".into()
+                    }
+                },
+                || json!({"type": "requests_setting", "accept": on}),
+            );
+        }
+        Command::Accept(peer, nick) => {
+            let Some(who) = out.resolve(&peer) else {
+                bail!("unknown peer {peer:?}")
+            };
+            handle.set_contact(who, nick.as_deref().unwrap_or("")).await?;
+            out.set_petnames(handle.contacts().await?);
+            out.emit(
+                || format!("{} is now a contact", out.who(&who)),
+                || json!({"type": "accepted", "peer": who.to_string()}),
+            );
+        }
+        Command::Nick(peer, name) => {
+            let Some(who) = out.resolve(&peer) else {
+                bail!("unknown peer {peer:?}")
+            };
+            handle.set_contact(who, &name).await?;
+            out.set_petnames(handle.contacts().await?);
+            out.emit(
+                || format!("{} is now called {name}", short(&who)),
+                || json!({"type": "nick", "peer": who.to_string(), "name": name}),
+            );
+        }
+        Command::Decline(peer) => {
+            let Some(who) = out.resolve(&peer) else {
+                bail!("unknown peer {peer:?}")
+            };
+            let n = handle.decline(who).await?;
+            out.emit(
+                || format!("declined {}: {n} message(s) deleted", out.who(&who)),
+                || json!({"type": "declined", "peer": who.to_string(), "deleted": n}),
+            );
+        }
+        Command::Contacts => {
+            let contacts = handle.contacts().await?;
+            out.set_petnames(contacts.clone());
+            out.emit(
+                || {
+                    if contacts.is_empty() {
+                        return "no contacts yet: /accept a request, or /dm someone".into();
+                    }
+                    contacts.iter().map(|(p, _)| out.who(p)).collect::<Vec<_>>().join("\n")
+                },
+                || {
+                    let list: Vec<Value> = contacts
+                        .iter()
+                        .map(|(p, n)| json!({"peer": p.to_string(), "nick": n}))
+                        .collect();
+                    json!({"type": "contacts", "contacts": list})
+                },
+            );
         }
         Command::Outbox => {
             let entries = handle.outbox().await?;

@@ -7,6 +7,8 @@
 //! - `c` + peer id bytes + sequence (u64 BE) → message id.
 //! - `o` + message id → `OutboxRecord`: a sent DM waiting for its receipt.
 //! - `b` + peer id bytes → empty: a blocked peer.
+//! - `k` + peer id bytes → petname (UTF-8, may be empty): a contact.
+//! - `s` + setting name → value: node settings (`requests`: 1 accept, 0 refuse).
 //!
 //! A message's index entry is written before the message itself. Writes reach
 //! disk on [`Store::flush`]; the node calls it (batched, see `node::commit`)
@@ -92,6 +94,8 @@ const ROOM: u8 = b'r';
 const CONVERSATION: u8 = b'c';
 const OUTBOX: u8 = b'o';
 const BLOCKED: u8 = b'b';
+const CONTACT: u8 = b'k';
+const SETTING: u8 = b's';
 
 /// A sent DM waiting for its receipt, as kept in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,6 +343,67 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Adds or renames a contact (`nick`: the local petname, may be empty).
+    pub fn set_contact(&self, peer: &PeerId, nick: &str) -> Result<(), StoreError> {
+        let mut key = vec![CONTACT];
+        key.extend_from_slice(&peer.to_bytes());
+        self.log.insert(key, nick.as_bytes())?;
+        Ok(())
+    }
+
+    /// Removes a contact.
+    pub fn remove_contact(&self, peer: &PeerId) -> Result<(), StoreError> {
+        let mut key = vec![CONTACT];
+        key.extend_from_slice(&peer.to_bytes());
+        self.log.remove(key)?;
+        Ok(())
+    }
+
+    /// The contacts and their petnames.
+    pub fn contacts(&self) -> Result<Vec<(PeerId, String)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.log.scan_prefix([CONTACT]) {
+            let (key, value) = entry?;
+            if let Ok(peer) = PeerId::from_bytes(&key[1..]) {
+                out.push((peer, String::from_utf8_lossy(&value).into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes every message of the conversation with `peer` (a declined
+    /// request). Returns how many were deleted.
+    pub fn delete_conversation(&self, peer: &PeerId) -> Result<usize, StoreError> {
+        let mut prefix = vec![CONVERSATION];
+        prefix.extend_from_slice(&peer.to_bytes());
+        let mut n = 0;
+        for entry in self.log.scan_prefix(&prefix) {
+            let (key, id) = entry?;
+            // The message first: a crash leaves an index entry that reads skip.
+            if let Ok(id) = <[u8; 32]>::try_from(id.as_ref()) {
+                self.log.remove(message_key(&MessageId::from_bytes(id)))?;
+            }
+            self.log.remove(key)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A setting, if set.
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut key = vec![SETTING];
+        key.extend_from_slice(name.as_bytes());
+        Ok(self.log.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Sets a setting.
+    pub fn set_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut key = vec![SETTING];
+        key.extend_from_slice(name.as_bytes());
+        self.log.insert(key, value)?;
+        Ok(())
     }
 
     /// Writes everything logged so far to disk (blocking).

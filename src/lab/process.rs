@@ -256,6 +256,7 @@ fn event(v: &Value) -> Option<Event> {
                 time_ms: v["time"].as_u64()?,
                 nick: v["nick"].as_str().map(str::to_owned),
             },
+            request: v["request"].as_bool().unwrap_or(false),
         },
         "delivered" => Event::Delivered {
             id: id(&v["id"])?,

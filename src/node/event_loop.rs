@@ -29,6 +29,9 @@ use crate::wire::pb;
 /// sending to an unreachable peer is told (`NodeError::OutboxFull`).
 const MAX_OUTBOX: usize = 10_000;
 
+/// The store setting that remembers `/requests on|off`.
+const REQUESTS_SETTING: &str = "requests";
+
 /// How often unsent posts are retried and lost peers checked for redial.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -85,6 +88,10 @@ pub(crate) struct EventLoop {
     unflushed: bool,
     /// Peers whose messages are dropped and whose connections are refused.
     blocked: HashSet<PeerId>,
+    /// Contacts and their petnames; DMs from anyone else are requests.
+    contacts: HashMap<PeerId, String>,
+    /// Whether DMs from non-contacts are accepted (as requests) or refused.
+    accept_requests: bool,
 }
 
 impl EventLoop {
@@ -125,6 +132,11 @@ impl EventLoop {
             });
         }
         let blocked: HashSet<PeerId> = store.blocked()?.into_iter().collect();
+        let contacts: HashMap<PeerId, String> = store.contacts()?.into_iter().collect();
+        let accept_requests = match store.setting(REQUESTS_SETTING)? {
+            Some(v) => v.first() == Some(&1),
+            None => config.accept_requests,
+        };
         for peer in &blocked {
             swarm.behaviour_mut().blocked.block_peer(*peer);
         }
@@ -152,6 +164,8 @@ impl EventLoop {
             stats: Stats::default(),
             unflushed: false,
             blocked,
+            contacts,
+            accept_requests,
         })
     }
 
@@ -236,6 +250,37 @@ impl EventLoop {
             Command::Rooms(reply) => {
                 let _ = reply.send(self.room_infos());
             }
+            Command::Contacts(reply) => {
+                let mut list: Vec<(PeerId, String)> = self.contacts.iter().map(|(p, n)| (*p, n.clone())).collect();
+                list.sort();
+                let _ = reply.send(list);
+            }
+            Command::SetContact(peer, nick, reply) => {
+                let result = self.store.set_contact(&peer, &nick).map_err(NodeError::from);
+                if result.is_ok() {
+                    self.contacts.insert(peer, nick);
+                    self.unflushed = true;
+                }
+                let _ = reply.send(result);
+            }
+            Command::Decline(peer, reply) => {
+                let result = self.decline(peer);
+                let _ = reply.send(result);
+            }
+            Command::Requests(reply) => {
+                let _ = reply.send(self.requests());
+            }
+            Command::AcceptRequests(on, reply) => {
+                let result = self
+                    .store
+                    .set_setting(REQUESTS_SETTING, &[u8::from(on)])
+                    .map_err(NodeError::from);
+                if result.is_ok() {
+                    self.accept_requests = on;
+                    self.unflushed = true;
+                }
+                let _ = reply.send(result);
+            }
             Command::Outbox(reply) => {
                 let _ = reply.send(self.outbox.entries());
             }
@@ -277,6 +322,41 @@ impl EventLoop {
             self.blocked.remove(&peer);
         }
         Ok(())
+    }
+
+    /// Declines a request: deletes the peer's messages and keeps it out of
+    /// the contacts (a later DM from it is a new request).
+    fn decline(&mut self, peer: PeerId) -> Result<usize, NodeError> {
+        if self.contacts.contains_key(&peer) {
+            return Err(NodeError::NotARequest(peer));
+        }
+        let n = self.store.delete_conversation(&peer)?;
+        self.unflushed = true;
+        Ok(n)
+    }
+
+    /// Peers with DMs in the log who are not contacts: the requests inbox.
+    fn requests(&self) -> Result<Vec<super::Request>, NodeError> {
+        let mut out = Vec::new();
+        for peer in self.store.conversations()? {
+            if self.contacts.contains_key(&peer) || self.blocked.contains(&peer) {
+                continue;
+            }
+            let messages = self.store.conversation(&peer, usize::MAX)?;
+            if messages.is_empty() {
+                continue;
+            }
+            let last = messages.last().and_then(|m| match m.message.body() {
+                Body::Direct(dm) => Some(dm.text.clone()),
+                _ => None,
+            });
+            out.push(super::Request {
+                peer,
+                messages: messages.len(),
+                last: last.unwrap_or_default(),
+            });
+        }
+        Ok(out)
     }
 
     fn drop_blocked(&mut self, author: PeerId) {
@@ -381,6 +461,14 @@ impl EventLoop {
             Ok(unsent) => {
                 // Into the outbox (and its index in the log) before the first
                 // attempt; reported done once both are on disk.
+                if !self.contacts.contains_key(&to) {
+                    // Writing to someone makes them a contact: their answers
+                    // are conversation, not requests.
+                    if let Err(e) = self.store.set_contact(&to, "") {
+                        tracing::warn!("cannot add contact: {e}");
+                    }
+                    self.contacts.insert(to, String::new());
+                }
                 let entry = self.outbox.add(unsent.id, to, now_ms());
                 if let Err(e) = self.store.outbox_put(&item_of(&entry)) {
                     let _ = reply.send(Err(e.into()));
@@ -711,9 +799,20 @@ impl EventLoop {
                 return;
             }
         };
+        let request = !self.contacts.contains_key(&signed.author());
+        if request && !self.accept_requests && !self.store.contains(&signed.id()).unwrap_or(false) {
+            // Requests are off: say so in a signed receipt, store nothing.
+            self.stats.requests_refused += 1;
+            let reply = pb::DmReply {
+                outcome: Some(pb::dm_reply::Outcome::Receipt(self.sign_receipt(&signed, false))),
+            }
+            .encode_to_vec();
+            let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
+            return;
+        }
         let (receipt, show) = match self.store.insert(&signed, Direction::Received, &self.local) {
             Ok(Inserted::New(_)) => {
-                let receipt = self.sign_receipt(&signed);
+                let receipt = self.sign_receipt(&signed, true);
                 if let Err(e) = self.store.set_receipt(&signed.id(), &receipt) {
                     tracing::warn!("cannot keep receipt: {e}");
                 }
@@ -721,13 +820,14 @@ impl EventLoop {
                     id: signed.id(),
                     from: signed.author(),
                     dm,
+                    request,
                 };
                 (receipt, Some(Box::new(show)))
             }
             Ok(Inserted::Duplicate) => {
                 self.stats.duplicates += 1;
                 let kept = self.store.receipt(&signed.id()).ok().flatten();
-                (kept.unwrap_or_else(|| self.sign_receipt(&signed)), None)
+                (kept.unwrap_or_else(|| self.sign_receipt(&signed, true)), None)
             }
             Err(e) => {
                 tracing::error!("cannot log DM: {e}");
@@ -746,11 +846,12 @@ impl EventLoop {
         self.commit.push(AfterFlush::Receipt { channel, reply, show });
     }
 
-    fn sign_receipt(&self, dm: &Signed) -> Vec<u8> {
+    fn sign_receipt(&self, dm: &Signed, accepted: bool) -> Vec<u8> {
         let body = Body::Receipt(Receipt {
             message_id: dm.id(),
             author: dm.author(),
             time_ms: now_ms(),
+            accepted,
         });
         Signed::sign(&self.identity, body).envelope().to_vec()
     }
@@ -773,16 +874,22 @@ impl EventLoop {
                 return;
             }
         };
-        let valid = match Signed::open(&receipt) {
+        let verdict = match Signed::open(&receipt) {
             Ok(signed) => match signed.body() {
-                Body::Receipt(r) => {
-                    signed.author() == pending.to && r.message_id == pending.id && r.author == self.local
+                Body::Receipt(r)
+                    if signed.author() == pending.to && r.message_id == pending.id && r.author == self.local =>
+                {
+                    Some(r.accepted)
                 }
-                _ => false,
+                _ => None,
             },
-            Err(_) => false,
+            Err(_) => None,
         };
-        if !valid {
+        if verdict == Some(false) {
+            self.dm_failed(pending, "not accepted: the recipient takes no message requests".into());
+            return;
+        }
+        if verdict.is_none() {
             self.reject(peer, RejectReason::BadReceipt);
             self.dm_failed(pending, "invalid receipt".into());
             return;

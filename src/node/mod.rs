@@ -61,6 +61,11 @@ pub struct Config {
     /// How often lost `peers` are redialled. 5 s reconnects quickly without
     /// hammering a peer that is down.
     pub redial_interval: Duration,
+    /// Accept DMs from peers who are not contacts (they land in the requests
+    /// inbox); when false they are refused with a "not accepted" receipt and
+    /// nothing is stored. Default on, like Clubhouse. `/requests on|off`
+    /// changes it and the choice is kept in the log.
+    pub accept_requests: bool,
     /// How unacknowledged DMs are retried, and when they expire.
     pub retry: outbox::RetryPolicy,
     /// How long a connection without active streams stays open. One minute
@@ -82,6 +87,7 @@ impl Config {
             dm_timeout: Duration::from_secs(10),
             redial_interval: Duration::from_secs(5),
             retry: outbox::RetryPolicy::default(),
+            accept_requests: true,
             idle_connection_timeout: Duration::from_secs(60),
         }
     }
@@ -149,6 +155,8 @@ pub enum Event {
         from: PeerId,
         /// The message.
         dm: DirectMessage,
+        /// The author is not a contact: the DM is in the requests inbox.
+        request: bool,
     },
     /// A DM is waiting in the outbox: its last attempt failed and it will be
     /// retried at `retry_at_ms`, or sooner when the recipient is seen.
@@ -215,6 +223,9 @@ pub enum NodeError {
     /// Posting to a room the node has not joined.
     #[error("not in room {0}: /join it first")]
     NotJoined(Room),
+    /// Declining a peer who is a contact (not a request).
+    #[error("{0} is a contact, not a request")]
+    NotARequest(PeerId),
     /// Too many DMs wait for receipts.
     #[error("{0} DMs are already waiting for receipts")]
     OutboxFull(usize),
@@ -273,6 +284,18 @@ pub struct RoomInfo {
     pub unsent: usize,
 }
 
+/// A peer in the requests inbox: DMs from someone who is not a contact.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Request {
+    /// The peer.
+    #[serde(serialize_with = "crate::serde_display")]
+    pub peer: PeerId,
+    /// How many DMs it sent.
+    pub messages: usize,
+    /// The text of the latest.
+    pub last: String,
+}
+
 /// Counters: what the node did and what it refused.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Stats {
@@ -295,6 +318,8 @@ pub struct Stats {
     pub dms_delivered: u64,
     /// DMs that failed.
     pub dms_failed: u64,
+    /// DMs from non-contacts refused because requests are off.
+    pub requests_refused: u64,
     /// Posts and DMs from blocked peers, dropped before being stored or shown.
     pub dropped_blocked: u64,
     /// Events the application did not take in time (the messages are in the log).
@@ -342,6 +367,11 @@ enum Command {
     Rooms(oneshot::Sender<Vec<RoomInfo>>),
     Stats(oneshot::Sender<Stats>),
     Outbox(oneshot::Sender<Vec<outbox::OutboxEntry>>),
+    Contacts(oneshot::Sender<Vec<(PeerId, String)>>),
+    SetContact(PeerId, String, oneshot::Sender<Result<(), NodeError>>),
+    Decline(PeerId, oneshot::Sender<Result<usize, NodeError>>),
+    Requests(oneshot::Sender<Result<Vec<Request>, NodeError>>),
+    AcceptRequests(bool, oneshot::Sender<Result<(), NodeError>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
     Block(PeerId, bool, oneshot::Sender<Result<(), NodeError>>),
@@ -443,6 +473,35 @@ impl Handle {
     /// The joined rooms.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, NodeError> {
         self.ask(Command::Rooms).await
+    }
+
+    /// The contacts and their petnames (empty: none set).
+    pub async fn contacts(&self) -> Result<Vec<(PeerId, String)>, NodeError> {
+        self.ask(Command::Contacts).await
+    }
+
+    /// Makes `peer` a contact (accepting its request) with a local petname,
+    /// or renames a contact.
+    pub async fn set_contact(&self, peer: PeerId, petname: &str) -> Result<(), NodeError> {
+        if petname.len() > MAX_NICK_BYTES || petname.chars().any(char::is_control) {
+            return Err(NodeError::InvalidNick);
+        }
+        self.ask(|tx| Command::SetContact(peer, petname.to_owned(), tx)).await?
+    }
+
+    /// Declines a request: deletes that peer's DMs. Returns how many.
+    pub async fn decline(&self, peer: PeerId) -> Result<usize, NodeError> {
+        self.ask(|tx| Command::Decline(peer, tx)).await?
+    }
+
+    /// The requests inbox: peers who are not contacts and sent DMs.
+    pub async fn requests(&self) -> Result<Vec<Request>, NodeError> {
+        self.ask(Command::Requests).await?
+    }
+
+    /// Accepts (true) or refuses (false) DMs from non-contacts from now on.
+    pub async fn accept_requests(&self, on: bool) -> Result<(), NodeError> {
+        self.ask(|tx| Command::AcceptRequests(on, tx)).await?
     }
 
     /// The DMs waiting for receipts, soonest expiry first.

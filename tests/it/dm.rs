@@ -15,7 +15,7 @@ async fn a_dm_reaches_only_its_recipient_and_comes_back_delivered() {
     let id = lab.nodes[0].handle.send_dm(b, "psst, B").await.expect("send");
     let (from, text) = lab.nodes[1]
         .wait_for("the DM", T, |e| match e {
-            Event::Dm { id: got, from, dm } if *got == id => Some((*from, dm.text.clone())),
+            Event::Dm { id: got, from, dm, .. } if *got == id => Some((*from, dm.text.clone())),
             _ => None,
         })
         .await

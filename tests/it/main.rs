@@ -10,6 +10,7 @@ mod dm;
 mod hallway;
 mod mesh;
 mod outbox;
+mod requests;
 mod restart;
 mod store_model;
 mod support;
