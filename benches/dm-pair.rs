@@ -1,5 +1,6 @@
 //! dm-pair: two nodes, durable signed DMs with receipts, window 64, 200-byte
-//! text, against plain libp2p request-response with the same payload.
+//! text: Backchannel with group commit, Backchannel with one flush per
+//! message, and plain libp2p request-response with the same payload.
 //! `cargo bench --bench dm-pair`
 
 #![allow(missing_docs)]
@@ -17,7 +18,7 @@ const WINDOW: usize = 64;
 
 fn run(which: &str) -> Value {
     common::runtime().block_on(async {
-        if which == "backchannel" {
+        if which.starts_with("backchannel") {
             let mut s = Scenario {
                 name: "dm-pair".into(),
                 nodes: 2,
@@ -29,9 +30,10 @@ fn run(which: &str) -> Value {
             s.dm.pairs = 1;
             s.dm.window = WINDOW;
             s.dm.size = 200;
+            s.group_commit = which == "backchannel";
             let r = common::backchannel(&s).await;
             json!({
-                "scenario": "dm-pair", "impl": "backchannel", "nodes": 2, "expected": r.dm.sent,
+                "scenario": "dm-pair", "impl": which, "nodes": 2, "expected": r.dm.sent,
                 "delivered": r.dm.delivered, "failed": r.dm.failed, "p50_ms": r.dm.rtt.p50_ms,
                 "p99_ms": r.dm.rtt.p99_ms, "msgs_per_s": r.dm.per_s, "rss_mb": r.rss_peak_mb, "cpu_s": r.cpu_s,
             })
@@ -53,15 +55,17 @@ fn run(which: &str) -> Value {
     })
 }
 
-fn ratios(b: &Value, l: &Value) -> Value {
+fn ratios(lines: &[Value]) -> Value {
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let (b, each, l) = (&lines[0], &lines[1], &lines[2]);
     let r = common::ratio(f(b, "msgs_per_s"), f(l, "msgs_per_s"));
     json!({
         "scenario": "dm-pair", "ratio": "backchannel/libp2p", "msgs_per_s": r,
+        "group_commit_over_flush_each": common::ratio(f(b, "msgs_per_s"), f(each, "msgs_per_s")),
         "target": ">= 0.5x the baseline's request-response rate", "met": r >= 0.5,
     })
 }
 
 fn main() {
-    common::main(run, ratios);
+    common::main_with(&["backchannel", "backchannel-flush-each", "libp2p"], run, ratios);
 }

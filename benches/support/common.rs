@@ -19,13 +19,20 @@ const IMPL: &str = "BACKCHANNEL_BENCH_IMPL";
 /// Runs `run_impl("backchannel")` and `run_impl("libp2p")` each in a child
 /// process, prints their JSON lines, then `ratios(backchannel, libp2p)`.
 pub fn main(run_impl: fn(&str) -> Value, ratios: fn(&Value, &Value) -> Value) {
+    main_with(&["backchannel", "libp2p"], run_impl, |lines| {
+        ratios(&lines[0], &lines[1])
+    });
+}
+
+/// [`main`] with any list of implementations; `ratios` sees their lines in order.
+pub fn main_with(impls: &[&str], run_impl: fn(&str) -> Value, ratios: impl Fn(&[Value]) -> Value) {
     if let Ok(which) = std::env::var(IMPL) {
         println!("{}", run_impl(&which));
         return;
     }
     let exe = std::env::current_exe().expect("own path");
     let mut lines = Vec::new();
-    for which in ["backchannel", "libp2p"] {
+    for &which in impls {
         let out = Command::new(&exe).env(IMPL, which).output().expect("child runs");
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -34,7 +41,7 @@ pub fn main(run_impl: fn(&str) -> Value, ratios: fn(&Value, &Value) -> Value) {
         lines.push(serde_json::from_str::<Value>(&line).unwrap_or(Value::Null));
         assert!(out.status.success(), "{which} run failed");
     }
-    println!("{}", ratios(&lines[0], &lines[1]));
+    println!("{}", ratios(&lines));
 }
 
 /// A multi-thread runtime like the node's (2 workers on this machine).

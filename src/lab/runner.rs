@@ -487,7 +487,14 @@ pub async fn run_with(
             n,
             LabConfig {
                 seed: scenario.seed,
-                tweak: |c| c.redial_interval = Duration::from_millis(500),
+                tweak: if scenario.group_commit {
+                    |c| c.redial_interval = Duration::from_millis(500)
+                } else {
+                    |c| {
+                        c.redial_interval = Duration::from_millis(500);
+                        c.group_commit = false;
+                    }
+                },
             },
         )
         .await?;

@@ -28,6 +28,8 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// How long to wait after the traffic for deliveries still in flight.
     pub settle_s: f64,
+    /// Group commit of log flushes (off: one flush per message, to measure).
+    pub group_commit: bool,
 }
 
 /// Posts to the rooms' hallways.
@@ -112,6 +114,7 @@ impl Default for Scenario {
             dm: DmTraffic::default(),
             faults: Vec::new(),
             settle_s: 5.0,
+            group_commit: true,
         }
     }
 }

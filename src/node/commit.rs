@@ -21,14 +21,18 @@ type Flush = JoinHandle<Result<(), StoreError>>;
 
 pub(crate) struct GroupCommit<A> {
     store: Store,
+    /// Actions one flush may cover: unbounded (group commit), or 1 to
+    /// measure what one flush per message costs.
+    batch: usize,
     waiting: Vec<A>,
     in_flight: Option<(Flush, Vec<A>)>,
 }
 
 impl<A> GroupCommit<A> {
-    pub(crate) fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store, grouped: bool) -> Self {
         Self {
             store,
+            batch: if grouped { usize::MAX } else { 1 },
             waiting: Vec::new(),
             in_flight: None,
         }
@@ -57,7 +61,12 @@ impl<A> GroupCommit<A> {
         }
         let store = self.store.clone();
         let task = tokio::task::spawn_blocking(move || store.flush());
-        self.in_flight = Some((task, mem::take(&mut self.waiting)));
+        let batch = if self.waiting.len() <= self.batch {
+            mem::take(&mut self.waiting)
+        } else {
+            self.waiting.drain(..self.batch).collect()
+        };
+        self.in_flight = Some((task, batch));
     }
 
     /// Waits for the running flush and returns its outcome with the actions
@@ -85,7 +94,7 @@ mod tests {
     async fn batches_actions_queued_during_a_flush() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("log")).unwrap();
-        let mut commit = GroupCommit::new(store);
+        let mut commit = GroupCommit::new(store, true);
         commit.push(1);
         commit.push(2);
         commit.push(3);
@@ -95,6 +104,19 @@ mod tests {
         let (r, second) = commit.next().await;
         r.unwrap();
         assert_eq!(second, vec![2, 3], "actions queued during a flush share the next one");
+        assert!(commit.is_idle());
+    }
+
+    #[tokio::test]
+    async fn without_grouping_each_flush_covers_one_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut commit = GroupCommit::new(Store::open(&dir.path().join("log")).unwrap(), false);
+        for i in 1..=3 {
+            commit.push(i);
+        }
+        for i in 1..=3 {
+            assert_eq!(commit.next().await.1, vec![i]);
+        }
         assert!(commit.is_idle());
     }
 }

@@ -150,7 +150,7 @@ impl EventLoop {
             local: identity.peer_id(),
             identity,
             nick: config.nick,
-            commit: GroupCommit::new(store.clone()),
+            commit: GroupCommit::new(store.clone(), config.group_commit),
             store,
             swarm,
             commands,

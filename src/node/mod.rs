@@ -66,6 +66,10 @@ pub struct Config {
     /// nothing is stored. Default on, like Clubhouse. `/requests on|off`
     /// changes it and the choice is kept in the log.
     pub accept_requests: bool,
+    /// Group commit: one flush covers every durable action queued while the
+    /// previous flush ran. Off means one flush per action; it exists to
+    /// measure the difference (`cargo bench --bench dm-pair`).
+    pub group_commit: bool,
     /// How unacknowledged DMs are retried, and when they expire.
     pub retry: outbox::RetryPolicy,
     /// How long a connection without active streams stays open. One minute
@@ -88,6 +92,7 @@ impl Config {
             redial_interval: Duration::from_secs(5),
             retry: outbox::RetryPolicy::default(),
             accept_requests: true,
+            group_commit: true,
             idle_connection_timeout: Duration::from_secs(60),
         }
     }
