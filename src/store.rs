@@ -5,7 +5,8 @@
 //!   envelope as signed, direction, local sequence number, delivery state.
 //! - `r` + room name + `0x00` + sequence (u64 BE) → message id.
 //! - `c` + peer id bytes + sequence (u64 BE) → message id.
-//! - `o` + message id → `OutboxRecord`: a sent DM waiting for its receipt.
+//! - `o` + message id + recipient peer id bytes → `OutboxRecord`: a sent DM
+//!   (or group message, per member) waiting for its receipt.
 //! - `b` + peer id bytes → empty: a blocked peer.
 //! - `k` + peer id bytes → petname (UTF-8, may be empty): a contact.
 //! - `s` + setting name → value: node settings (`requests`: 1 accept, 0 refuse).
@@ -82,6 +83,13 @@ pub enum Inserted {
 #[error("local log: {0}")]
 pub struct StoreError(#[from] sled::Error);
 
+impl StoreError {
+    /// Whether another handle (this process or another) holds the log open.
+    pub fn is_locked(&self) -> bool {
+        self.0.to_string().contains("could not acquire lock")
+    }
+}
+
 /// The local message log.
 #[derive(Clone)]
 pub struct Store {
@@ -126,6 +134,21 @@ impl Store {
             log: db.open_tree("log")?,
             db,
         })
+    }
+
+    /// [`Store::open`], waiting up to `patience` for a log that was just
+    /// closed in this process: sled's background threads release the file
+    /// lock a moment after the last handle drops.
+    pub fn open_waiting(path: &Path, patience: std::time::Duration) -> Result<Self, StoreError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match Self::open(path) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Logs a message unless its id is already logged. `local` is the peer id
@@ -290,13 +313,14 @@ impl Store {
             next_ms: item.next_ms,
             expires_ms: item.expires_ms,
         };
-        self.log.insert(outbox_key(&item.id), record.encode_to_vec())?;
+        self.log
+            .insert(outbox_key(&item.id, &item.to), record.encode_to_vec())?;
         Ok(())
     }
 
-    /// Removes a DM from the outbox.
-    pub fn outbox_remove(&self, id: &MessageId) -> Result<(), StoreError> {
-        self.log.remove(outbox_key(id))?;
+    /// Removes a DM (for one recipient) from the outbox.
+    pub fn outbox_remove(&self, id: &MessageId, to: &PeerId) -> Result<(), StoreError> {
+        self.log.remove(outbox_key(id, to))?;
         Ok(())
     }
 
@@ -305,7 +329,10 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.log.scan_prefix([OUTBOX]) {
             let (key, value) = entry?;
-            let (Ok(id), Ok(record)) = (<[u8; 32]>::try_from(&key[1..]), OutboxRecord::decode(value.as_ref())) else {
+            let (Some(Ok(id)), Ok(record)) = (
+                key.get(1..33).map(<[u8; 32]>::try_from),
+                OutboxRecord::decode(value.as_ref()),
+            ) else {
                 continue;
             };
             let Ok(to) = PeerId::from_bytes(&record.to) else {
@@ -440,9 +467,10 @@ fn message_key(id: &MessageId) -> [u8; 33] {
     key
 }
 
-fn outbox_key(id: &MessageId) -> [u8; 33] {
-    let mut key = [OUTBOX; 33];
-    key[1..].copy_from_slice(id.as_bytes());
+fn outbox_key(id: &MessageId, to: &PeerId) -> Vec<u8> {
+    let mut key = vec![OUTBOX];
+    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(&to.to_bytes());
     key
 }
 
@@ -576,7 +604,7 @@ mod tests {
             );
             store.flush().unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_waiting(&path, std::time::Duration::from_secs(5)).unwrap();
         let a = store.room(&Room::new("a").unwrap(), 10).unwrap();
         assert_eq!(texts(&a), ["one", "two"]);
         assert_eq!(a[1].direction, Direction::Sent);

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::commit::GroupCommit;
-use super::outbox::{AfterFailure, Outbox, OutboxEntry};
+use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::rooms::{Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
 use crate::identity::Identity;
@@ -475,7 +475,7 @@ impl EventLoop {
                     return;
                 }
                 self.stats.dms_sent += 1;
-                self.try_send(unsent.id);
+                self.try_send((unsent.id, to));
                 self.commit.push(AfterFlush::Sent { id: unsent.id, reply });
             }
             Err(e) => {
@@ -899,9 +899,9 @@ impl EventLoop {
             .set_delivery(&pending.id, &Delivery::Delivered, Some(&receipt))
         {
             Ok(_) => {
-                self.outbox.remove(&pending.id);
+                self.outbox.remove(&(pending.id, pending.to));
                 self.send_queued_for(&pending.to);
-                if let Err(e) = self.store.outbox_remove(&pending.id) {
+                if let Err(e) = self.store.outbox_remove(&pending.id, &pending.to) {
                     tracing::warn!("cannot clear outbox entry: {e}");
                 }
                 // The receipt is the proof; the mark reaches disk with the next
@@ -920,9 +920,9 @@ impl EventLoop {
 
     /// A DM failed for good (refused, invalid receipt, expired).
     fn dm_failed(&mut self, pending: PendingDm, reason: String) {
-        self.outbox.remove(&pending.id);
+        self.outbox.remove(&(pending.id, pending.to));
         self.send_queued_for(&pending.to);
-        if let Err(e) = self.store.outbox_remove(&pending.id) {
+        if let Err(e) = self.store.outbox_remove(&pending.id, &pending.to) {
             tracing::warn!("cannot clear outbox entry: {e}");
         }
         self.stats.dms_failed += 1;
@@ -941,23 +941,21 @@ impl EventLoop {
     }
 
     /// Starts an attempt to deliver an outbox DM, unless one is on the wire.
-    fn try_send(&mut self, id: MessageId) {
-        let Some(to) = self.outbox.get(&id).map(|e| e.to) else {
-            return;
-        };
-        if !self.outbox.start_attempt(&id) {
-            return; // on the wire already, or the peer's window is full
+    fn try_send(&mut self, key: Key) {
+        let (id, to) = key;
+        if !self.outbox.start_attempt(&key) {
+            return; // gone, on the wire already, or the peer's window is full
         }
         let envelope = match self.store.get(&id) {
             Ok(Some(logged)) => logged.message.envelope().to_vec(),
             _ => {
-                tracing::error!("outbox DM {id} is not in the log; dropping it");
-                self.outbox.remove(&id);
-                let _ = self.store.outbox_remove(&id);
+                tracing::error!("outbox message {id} is not in the log; dropping it");
+                self.outbox.remove(&key);
+                let _ = self.store.outbox_remove(&id, &to);
                 return;
             }
         };
-        let attempt = self.outbox.get(&id).map_or(1, |e| e.attempts);
+        let attempt = self.outbox.get(&key).map_or(1, |e| e.attempts);
         let request = self.swarm.behaviour_mut().dm.send_request(&to, envelope);
         self.pending_dms.insert(request, PendingDm { id, to });
         if let Err(e) = self.store.set_delivery(&id, &Delivery::Sent, None) {
@@ -969,9 +967,9 @@ impl EventLoop {
 
     /// An attempt failed in transit: back off and retry, or expire.
     fn attempt_failed(&mut self, pending: PendingDm, reason: String) {
-        match self.outbox.failed(&pending.id, now_ms()) {
+        match self.outbox.failed(&(pending.id, pending.to), now_ms()) {
             Some(AfterFailure::RetryAt(at)) => {
-                if let Some(entry) = self.outbox.get(&pending.id)
+                if let Some(entry) = self.outbox.get(&(pending.id, pending.to))
                     && let Err(e) = self.store.outbox_put(&item_of(entry))
                 {
                     tracing::warn!("cannot record outbox entry: {e}");
@@ -994,8 +992,8 @@ impl EventLoop {
 
     /// The peer was seen: send everything waiting for it now.
     fn send_queued_for(&mut self, peer: &PeerId) {
-        for id in self.outbox.for_peer(peer) {
-            self.try_send(id);
+        for key in self.outbox.for_peer(peer) {
+            self.try_send(key);
         }
     }
 
@@ -1010,8 +1008,8 @@ impl EventLoop {
 
     fn handle_tick(&mut self) {
         let (due, expired) = self.outbox.due(now_ms());
-        for id in due {
-            self.try_send(id);
+        for key in due {
+            self.try_send(key);
         }
         for entry in expired {
             let pending = PendingDm {

@@ -411,22 +411,15 @@ impl Node {
 }
 
 /// Opens the log, waiting briefly for a node that just stopped in this
-/// process to release it (sled releases its file lock asynchronously).
+/// process to release it.
 async fn open_store(config: &Config) -> Result<Store, NodeError> {
     let path = config.log_path();
-    let mut attempts = 0;
-    loop {
-        match Store::open(&path) {
-            Ok(store) => return Ok(store),
-            Err(e) if e.to_string().contains("lock") => {
-                if attempts == 20 {
-                    return Err(NodeError::LogInUse(path));
-                }
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let opened = tokio::task::spawn_blocking(move || Store::open_waiting(&path, Duration::from_secs(2)))
+        .await
+        .map_err(|e| NodeError::Network(format!("opening the log: {e}")))?;
+    match opened {
+        Err(e) if e.is_locked() => Err(NodeError::LogInUse(config.log_path())),
+        other => Ok(other?),
     }
 }
 

@@ -72,10 +72,14 @@ pub enum AfterFailure {
 /// comes back is paced instead of refused.
 pub const WINDOW_PER_PEER: usize = 64;
 
+/// An outbox entry's key: a message and one recipient (a group message has
+/// one entry per member).
+pub type Key = (MessageId, PeerId);
+
 /// The DMs waiting for receipts.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    entries: HashMap<MessageId, OutboxEntry>,
+    entries: HashMap<Key, OutboxEntry>,
     in_flight: HashMap<PeerId, usize>,
     policy: RetryPolicy,
 }
@@ -100,14 +104,14 @@ impl Outbox {
             expires_ms: now_ms.saturating_add(self.policy.expiry.as_millis() as u64),
             in_flight: false,
         };
-        self.entries.insert(id, entry.clone());
+        self.entries.insert((id, to), entry.clone());
         entry
     }
 
     /// Puts back an entry read from the log after a restart (not in flight).
     pub fn restore(&mut self, mut entry: OutboxEntry) {
         entry.in_flight = false;
-        self.entries.insert(entry.id, entry);
+        self.entries.insert((entry.id, entry.to), entry);
     }
 
     /// Number of entries.
@@ -128,14 +132,19 @@ impl Outbox {
     }
 
     /// One entry.
-    pub fn get(&self, id: &MessageId) -> Option<&OutboxEntry> {
-        self.entries.get(id)
+    pub fn get(&self, key: &Key) -> Option<&OutboxEntry> {
+        self.entries.get(key)
+    }
+
+    /// How many recipients of message `id` still wait for it.
+    pub fn waiting_for(&self, id: &MessageId) -> usize {
+        self.entries.keys().filter(|(m, _)| m == id).count()
     }
 
     /// Marks an attempt started; returns false if the DM is unknown, already
     /// on the wire, or its recipient's window is full.
-    pub fn start_attempt(&mut self, id: &MessageId) -> bool {
-        match self.entries.get_mut(id) {
+    pub fn start_attempt(&mut self, key: &Key) -> bool {
+        match self.entries.get_mut(key) {
             Some(e) if !e.in_flight => {
                 let flying = self.in_flight.entry(e.to).or_default();
                 if *flying >= WINDOW_PER_PEER {
@@ -160,12 +169,12 @@ impl Outbox {
     }
 
     /// The DMs due for an attempt now, and the ones that expired (removed).
-    pub fn due(&mut self, now_ms: u64) -> (Vec<MessageId>, Vec<OutboxEntry>) {
-        let expired: Vec<MessageId> = self
+    pub fn due(&mut self, now_ms: u64) -> (Vec<Key>, Vec<OutboxEntry>) {
+        let expired: Vec<Key> = self
             .entries
             .values()
             .filter(|e| !e.in_flight && now_ms >= e.expires_ms)
-            .map(|e| e.id)
+            .map(|e| (e.id, e.to))
             .collect();
         let expired = expired.iter().filter_map(|id| self.entries.remove(id)).collect();
         let mut due: Vec<&OutboxEntry> = self
@@ -174,23 +183,24 @@ impl Outbox {
             .filter(|e| !e.in_flight && now_ms >= e.next_ms)
             .collect();
         due.sort_by_key(|e| (e.next_ms, e.id));
-        (due.into_iter().map(|e| e.id).collect(), expired)
+        (due.into_iter().map(|e| (e.id, e.to)).collect(), expired)
     }
 
     /// The DMs for `peer` that are not on the wire: try them now, whatever
     /// their backoff (the peer was just seen).
-    pub fn for_peer(&self, peer: &PeerId) -> Vec<MessageId> {
+    pub fn for_peer(&self, peer: &PeerId) -> Vec<Key> {
         let mut v: Vec<&OutboxEntry> = self
             .entries
             .values()
             .filter(|e| e.to == *peer && !e.in_flight)
             .collect();
         v.sort_by_key(|e| (e.next_ms, e.id));
-        v.into_iter().map(|e| e.id).collect()
+        v.into_iter().map(|e| (e.id, e.to)).collect()
     }
 
     /// An attempt failed for a reason worth retrying.
-    pub fn failed(&mut self, id: &MessageId, now_ms: u64) -> Option<AfterFailure> {
+    pub fn failed(&mut self, key: &Key, now_ms: u64) -> Option<AfterFailure> {
+        let id = key;
         let e = self.entries.get_mut(id)?;
         let (was_flying, to) = (std::mem::replace(&mut e.in_flight, false), e.to);
         if was_flying {
@@ -208,8 +218,8 @@ impl Outbox {
     }
 
     /// The DM is done (delivered, refused or cancelled): remove it.
-    pub fn remove(&mut self, id: &MessageId) -> Option<OutboxEntry> {
-        let entry = self.entries.remove(id)?;
+    pub fn remove(&mut self, key: &Key) -> Option<OutboxEntry> {
+        let entry = self.entries.remove(key)?;
         if entry.in_flight {
             self.landed(&entry.to);
         }
@@ -234,6 +244,7 @@ mod tests {
     fn backoff_doubles_up_to_the_cap_and_expiry_ends_it() {
         let (mut o, to, id) = (outbox().0, outbox().1, outbox().2);
         o.add(id, to, 0);
+        let k = (id, to);
         let mut now = 0;
         let mut waits = Vec::new();
         loop {
@@ -242,10 +253,10 @@ mod tests {
                 assert_eq!(expired[0].id, id);
                 break;
             }
-            if due.contains(&id) {
-                assert!(o.start_attempt(&id));
-                assert!(!o.start_attempt(&id), "one attempt at a time");
-                match o.failed(&id, now).unwrap() {
+            if due.contains(&k) {
+                assert!(o.start_attempt(&k));
+                assert!(!o.start_attempt(&k), "one attempt at a time");
+                match o.failed(&k, now).unwrap() {
                     AfterFailure::RetryAt(at) => waits.push(at - now),
                     AfterFailure::Expired => break,
                 }
@@ -261,13 +272,14 @@ mod tests {
     fn seeing_the_peer_makes_its_dms_due_at_once() {
         let (mut o, to, id) = outbox();
         o.add(id, to, 0);
-        assert!(o.start_attempt(&id));
+        let k = (id, to);
+        assert!(o.start_attempt(&k));
         assert_eq!(o.for_peer(&to), vec![], "in flight");
-        o.failed(&id, 0);
+        o.failed(&k, 0);
         assert_eq!(o.due(10).0, vec![], "backing off");
-        assert_eq!(o.for_peer(&to), vec![id]);
+        assert_eq!(o.for_peer(&to), vec![k]);
         assert_eq!(o.for_peer(&PeerId::random()), vec![]);
-        o.remove(&id);
+        o.remove(&k);
         assert!(o.for_peer(&to).is_empty());
     }
 
@@ -280,10 +292,11 @@ mod tests {
         for id in &ids {
             o.add(*id, to, 0);
         }
-        let started = ids.iter().filter(|id| o.start_attempt(id)).count();
+        let keys: Vec<Key> = ids.iter().map(|id| (*id, to)).collect();
+        let started = keys.iter().filter(|k| o.start_attempt(k)).count();
         assert_eq!(started, WINDOW_PER_PEER);
-        let waiting = *ids.iter().find(|id| !o.get(id).unwrap().in_flight).unwrap();
-        let flying = *ids.iter().find(|id| o.get(id).unwrap().in_flight).unwrap();
+        let waiting = *keys.iter().find(|k| !o.get(k).unwrap().in_flight).unwrap();
+        let flying = *keys.iter().find(|k| o.get(k).unwrap().in_flight).unwrap();
         o.remove(&flying);
         assert!(o.start_attempt(&waiting), "a landed attempt frees a slot");
     }
@@ -295,6 +308,6 @@ mod tests {
         e.in_flight = true;
         let mut fresh = Outbox::new(RetryPolicy::default());
         fresh.restore(e);
-        assert_eq!(fresh.due(5).0, vec![id]);
+        assert_eq!(fresh.due(5).0, vec![(id, to)]);
     }
 }

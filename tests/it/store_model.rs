@@ -131,7 +131,7 @@ fn the_log_matches_a_model_through_random_operations_and_restarts() {
                             Delivery::Failed("expired".into())
                         };
                         assert!(store.set_delivery(&id, &state, None).unwrap());
-                        store.outbox_remove(&id).unwrap();
+                        store.outbox_remove(&id, &model.outbox[&id].to).unwrap();
                         model.outbox.remove(&id);
                         model.delivery.insert(id, state);
                     }
@@ -149,7 +149,7 @@ fn the_log_matches_a_model_through_random_operations_and_restarts() {
                     // A clean restart: flush, close, reopen.
                     store.flush().unwrap();
                     drop(store);
-                    store = Store::open(&path).unwrap();
+                    store = Store::open_waiting(&path, std::time::Duration::from_secs(5)).unwrap();
                 }
             }
             check(&store, &model);
