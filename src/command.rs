@@ -36,6 +36,25 @@ pub enum Command {
     Decline(String),
     /// `/contacts`
     Contacts,
+    /// `/group new NAME PEER...`
+    GroupNew(String, Vec<String>),
+    /// `/group add|remove NAME PEER`
+    GroupMember {
+        /// The group.
+        group: String,
+        /// The peer.
+        peer: String,
+        /// Add (true) or remove.
+        add: bool,
+    },
+    /// `/group leave NAME`
+    GroupLeave(String),
+    /// `/group rename NAME NEWNAME`
+    GroupRename(String, String),
+    /// `/groups`
+    Groups,
+    /// `/g NAME TEXT`: send to a group.
+    GroupSay(String, String),
     /// `/nick PEER NAME`: a local name for a peer, usable wherever a peer is named.
     Nick(String, String),
     /// `/addrs`: the addresses others can dial.
@@ -74,6 +93,9 @@ text              post to the current room's hallway
 /requests [on|off]  DMs from people who are not your contacts; on/off accepts or refuses them
 /accept PEER [NICK] make a requester a contact   /decline PEER  delete a request
 /contacts         your contacts                 /nick PEER NAME  your name for a peer
+/group new NAME PEER...   a group backchannel (you moderate it; up to 15 members)
+/group add|remove NAME PEER, /group rename NAME NEW, /group leave NAME, /groups
+/g NAME TEXT      send to a group
 /addrs            the addresses others can use with --peer
 /dial MULTIADDR   connect to a peer now
 /block PEER       close and refuse connections with a peer; /unblock PEER undoes it
@@ -146,6 +168,33 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         "decline" => Ok(Some(Command::Decline(need(args, "/decline PEER")?.to_owned()))),
         "contacts" => none(Command::Contacts),
+        "groups" => none(Command::Groups),
+        "g" => {
+            let usage = "usage: /g GROUP TEXT";
+            let (group, text) = need(args, usage)?
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| ParseError(usage.into()))?;
+            Ok(Some(Command::GroupSay(group.to_owned(), text.trim().to_owned())))
+        }
+        "group" => {
+            let usage =
+                "usage: /group new NAME PEER... | add NAME PEER | remove NAME PEER | rename NAME NEW | leave NAME";
+            let words: Vec<&str> = args.split_whitespace().collect();
+            match words.as_slice() {
+                ["new", name, peers @ ..] if !peers.is_empty() => Ok(Some(Command::GroupNew(
+                    (*name).to_owned(),
+                    peers.iter().map(|p| (*p).to_owned()).collect(),
+                ))),
+                [op @ ("add" | "remove"), group, peer] => Ok(Some(Command::GroupMember {
+                    group: (*group).to_owned(),
+                    peer: (*peer).to_owned(),
+                    add: *op == "add",
+                })),
+                ["rename", group, new] => Ok(Some(Command::GroupRename((*group).to_owned(), (*new).to_owned()))),
+                ["leave", group] => Ok(Some(Command::GroupLeave((*group).to_owned()))),
+                _ => Err(ParseError(usage.into())),
+            }
+        }
         "nick" => {
             let usage = "usage: /nick PEER NAME";
             let (peer, name) = need(args, usage)?
@@ -209,6 +258,25 @@ mod tests {
         );
         assert_eq!(ok("/decline bob"), Command::Decline("bob".into()));
         assert_eq!(ok("/contacts"), Command::Contacts);
+        assert_eq!(
+            ok("/group new mods a b"),
+            Command::GroupNew("mods".into(), vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            ok("/group remove mods b"),
+            Command::GroupMember {
+                group: "mods".into(),
+                peer: "b".into(),
+                add: false
+            }
+        );
+        assert_eq!(
+            ok("/group rename mods hosts"),
+            Command::GroupRename("mods".into(), "hosts".into())
+        );
+        assert_eq!(ok("/group leave mods"), Command::GroupLeave("mods".into()));
+        assert_eq!(ok("/groups"), Command::Groups);
+        assert_eq!(ok("/g mods hi all"), Command::GroupSay("mods".into(), "hi all".into()));
         assert_eq!(ok("/nick 12D3x Ann"), Command::Nick("12D3x".into(), "Ann".into()));
         assert_eq!(ok("/addrs"), Command::Addrs);
         assert_eq!(

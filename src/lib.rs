@@ -47,6 +47,7 @@
 //!   `/commands` of an interactive session.
 
 pub mod command;
+pub mod group;
 pub mod identity;
 pub mod lab;
 pub mod message;
@@ -55,10 +56,13 @@ pub mod protocol;
 pub mod store;
 mod wire;
 
+pub use group::GroupId;
 pub use identity::{Identity, IdentityError};
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
-pub use node::{Config, Event, Handle, HistoryQuery, Node, NodeError, PeerInfo, Request, RoomInfo, Stats};
+pub use node::{
+    Config, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, Node, NodeError, PeerInfo, Request, RoomInfo, Stats,
+};
 pub use protocol::GossipAuth;
 pub use store::{Delivery, Direction, LoggedMessage, Store, StoreError};
 

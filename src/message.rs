@@ -14,6 +14,7 @@ use libp2p::PeerId;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
+use crate::group::{GroupChange, GroupId, GroupMessage, GroupOp, MAX_GROUP_NAME_BYTES, MAX_WIRE_MEMBERS};
 use crate::identity::Identity;
 use crate::protocol::{
     ID_DOMAIN, MAX_ENVELOPE_BYTES, MAX_NICK_BYTES, MAX_ROOM_BYTES, MAX_TEXT_BYTES, NONCE_BYTES, SIGNING_DOMAIN,
@@ -174,6 +175,10 @@ pub enum Body {
     Direct(DirectMessage),
     /// A delivery receipt.
     Receipt(Receipt),
+    /// A change to a group's membership or name.
+    GroupOp(crate::group::GroupOp),
+    /// A message to a group.
+    Group(crate::group::GroupMessage),
 }
 
 /// Why bytes from the network were rejected. Each reason is counted.
@@ -210,6 +215,12 @@ pub enum RejectReason {
     /// A receipt that does not match the message it answers.
     #[error("bad_receipt")]
     BadReceipt,
+    /// A group state op not signed by the group's moderator.
+    #[error("not_moderator")]
+    NotModerator,
+    /// A group op or message from someone who is not a member.
+    #[error("not_member")]
+    NotMember,
 }
 
 impl RejectReason {
@@ -226,6 +237,8 @@ impl RejectReason {
             Self::WrongRecipient => "wrong_recipient",
             Self::WrongKind => "wrong_kind",
             Self::BadReceipt => "bad_receipt",
+            Self::NotModerator => "not_moderator",
+            Self::NotMember => "not_member",
         }
     }
 }
@@ -363,6 +376,36 @@ fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
             nonce: nonce.to_vec(),
             nick: d.nick.clone().unwrap_or_default(),
         }),
+        Body::GroupOp(op) => {
+            let (name, members, leave) = match &op.change {
+                GroupChange::State { name, members } => (
+                    name.clone(),
+                    members
+                        .iter()
+                        .map(|m| key_of(m).expect("members are ed25519 peers").to_vec())
+                        .collect(),
+                    false,
+                ),
+                GroupChange::Leave => (String::new(), Vec::new(), true),
+            };
+            Kind::GroupOp(pb::GroupOp {
+                group_id: op.group.as_bytes().to_vec(),
+                version: op.version,
+                name,
+                members,
+                nonce: op.nonce.to_vec(),
+                leave,
+                time_ms: op.time_ms,
+            })
+        }
+        Body::Group(m) => Kind::GroupMessage(pb::GroupMessage {
+            group_id: m.group.as_bytes().to_vec(),
+            text: m.text.clone(),
+            time_ms: m.time_ms,
+            nonce: nonce.to_vec(),
+            lamport: m.lamport,
+            nick: m.nick.clone().unwrap_or_default(),
+        }),
         Body::Receipt(r) => Kind::Receipt(pb::Receipt {
             message_id: r.message_id.as_bytes().to_vec(),
             author: key_of(&r.author).expect("authors are ed25519 peers").to_vec(),
@@ -398,6 +441,59 @@ fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
                 text: d.text,
                 time_ms: d.time_ms,
                 nick: check_nick(d.nick)?,
+            }))
+        }
+        Kind::GroupOp(op) => {
+            let group = GroupId::from_bytes(
+                op.group_id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| RejectReason::InvalidField)?,
+            );
+            let nonce: [u8; NONCE_BYTES] = op.nonce.as_slice().try_into().map_err(|_| RejectReason::InvalidField)?;
+            let change = if op.leave {
+                if !op.name.is_empty() || !op.members.is_empty() {
+                    return Err(RejectReason::InvalidField);
+                }
+                GroupChange::Leave
+            } else {
+                if op.name.is_empty()
+                    || op.name.len() > MAX_GROUP_NAME_BYTES
+                    || op.name.chars().any(char::is_control)
+                    || op.members.is_empty()
+                    || op.members.len() > MAX_WIRE_MEMBERS
+                {
+                    return Err(RejectReason::InvalidField);
+                }
+                let members = op
+                    .members
+                    .iter()
+                    .map(|m| peer_of_bytes(m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                GroupChange::State { name: op.name, members }
+            };
+            Ok(Body::GroupOp(GroupOp {
+                group,
+                nonce,
+                version: op.version,
+                change,
+                time_ms: op.time_ms,
+            }))
+        }
+        Kind::GroupMessage(m) => {
+            check_text(&m.text)?;
+            check_nonce(&m.nonce)?;
+            Ok(Body::Group(GroupMessage {
+                group: GroupId::from_bytes(
+                    m.group_id
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| RejectReason::InvalidField)?,
+                ),
+                text: m.text,
+                time_ms: m.time_ms,
+                lamport: m.lamport,
+                nick: check_nick(m.nick)?,
             }))
         }
         Kind::Receipt(r) => Ok(Body::Receipt(Receipt {

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use backchannel::command::{self, Command, HELP};
 use backchannel::{
-    Body, Delivery, Direction, Event, HistoryQuery, Identity, IdentityError, LoggedMessage, Node, PeerId, Room, Store,
+    Body, Delivery, Direction, Event, GroupEdit, HistoryQuery, Identity, IdentityError, LoggedMessage, Node, PeerId,
+    Room, Store,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -198,6 +199,81 @@ impl Out {
                     json!({"type": "sent", "id": id.to_string(), "to": to.to_string(), "attempt": attempt})
                 );
             }
+            Event::GroupChanged {
+                group,
+                name,
+                moderator,
+                members,
+            } => self.emit(
+                || {
+                    let names: Vec<String> = members.iter().map(|m| self.who(m)).collect();
+                    format!(
+                        "[group {name}] members: {} (moderator {})",
+                        names.join(", "),
+                        self.who(moderator)
+                    )
+                },
+                || {
+                    let members: Vec<String> = members.iter().map(ToString::to_string).collect();
+                    json!({"type": "group", "group": group.to_string(), "name": name,
+                    "moderator": moderator.to_string(), "members": members})
+                },
+            ),
+            Event::GroupWarning { group, name, blocked } => self.emit(
+                || {
+                    let names: Vec<String> = blocked.iter().map(|m| self.who(m)).collect();
+                    format!(
+                        "[group {name}] warning: you were added to a group with people you blocked: {}",
+                        names.join(", ")
+                    )
+                },
+                || {
+                    let blocked: Vec<String> = blocked.iter().map(ToString::to_string).collect();
+                    json!({"type": "group_warning", "group": group.to_string(), "name": name, "blocked": blocked})
+                },
+            ),
+            Event::GroupMessage {
+                group,
+                id,
+                from,
+                message,
+            } => {
+                self.learn(*from, message.nick.as_deref());
+                self.emit(
+                    || {
+                        format!(
+                            "[g {}] {} {}: {}",
+                            group.short(),
+                            clock(message.time_ms),
+                            self.who(from),
+                            message.text
+                        )
+                    },
+                    || {
+                        json!({"type": "group_message", "group": group.to_string(), "from": from.to_string(),
+                        "nick": message.nick, "id": id.to_string(), "text": message.text, "time": message.time_ms,
+                        "lamport": message.lamport})
+                    },
+                )
+            }
+            Event::GroupDelivered {
+                group,
+                id,
+                delivered,
+                of,
+            } => self.emit(
+                || {
+                    format!(
+                        "[g {}] ✓ {} delivered to {delivered} of {of}",
+                        group.short(),
+                        id.short()
+                    )
+                },
+                || {
+                    json!({"type": "group_delivered", "group": group.to_string(), "id": id.to_string(),
+                    "delivered": delivered, "of": of})
+                },
+            ),
             Event::Delivered { id, to } => self.emit(
                 || format!("[dm] ✓ {} delivered to {}", id.short(), self.who(to)),
                 || json!({"type": "delivered", "id": id.to_string(), "to": to.to_string()}),
@@ -592,6 +668,66 @@ async fn execute(
                 },
             );
         }
+        Command::GroupNew(name, peers) => {
+            let members = peers
+                .iter()
+                .map(|p| out.resolve(p).with_context(|| format!("unknown peer {p:?}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let group = handle.group_create(&name, members).await?;
+            out.emit(
+                || format!("created group {name} ({}); /g {name} TEXT to write", group.short()),
+                || json!({"type": "group_created", "group": group.to_string(), "name": name}),
+            );
+        }
+        Command::GroupMember { group, peer, add } => {
+            let group = find_group(handle, &group).await?;
+            let Some(who) = out.resolve(&peer) else {
+                bail!("unknown peer {peer:?}")
+            };
+            let edit = if add {
+                GroupEdit::Add(who)
+            } else {
+                GroupEdit::Remove(who)
+            };
+            handle.group_edit(group, edit).await?;
+        }
+        Command::GroupRename(group, new) => {
+            let group = find_group(handle, &group).await?;
+            handle.group_edit(group, GroupEdit::Rename(new)).await?;
+        }
+        Command::GroupLeave(group) => {
+            let group = find_group(handle, &group).await?;
+            handle.group_edit(group, GroupEdit::Leave).await?;
+        }
+        Command::Groups => {
+            let groups = handle.groups().await?;
+            out.emit(
+                || {
+                    if groups.is_empty() {
+                        return "no groups".into();
+                    }
+                    groups
+                        .iter()
+                        .map(|g| {
+                            let members: Vec<String> = g.members.iter().map(|m| out.who(m)).collect();
+                            format!("{} ({}): {}", g.name, g.id.short(), members.join(", "))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                || json!({"type": "groups", "groups": groups}),
+            );
+        }
+        Command::GroupSay(group, text) => {
+            let group = find_group(handle, &group).await?;
+            let id = handle.group_send(group, &text).await?;
+            if out.json {
+                outln!(
+                    "{}",
+                    json!({"type": "group_sent", "group": group.to_string(), "id": id.to_string()})
+                );
+            }
+        }
         Command::Outbox => {
             let entries = handle.outbox().await?;
             let rows: Vec<serde_json::Value> = entries
@@ -674,6 +810,20 @@ async fn execute(
         Command::Quit => {}
     }
     Ok(())
+}
+
+/// A group by name (or id, or id prefix) among the node's groups.
+async fn find_group(handle: &backchannel::Handle, name: &str) -> anyhow::Result<backchannel::GroupId> {
+    let groups = handle.groups().await?;
+    let found: Vec<_> = groups
+        .iter()
+        .filter(|g| g.name == name || g.id.to_string().starts_with(name))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.id),
+        [] => bail!("no group {name:?}: /groups lists them"),
+        _ => bail!("{name:?} names {} groups: use the id shown by /groups", found.len()),
+    }
 }
 
 /// `backchannel history`

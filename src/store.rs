@@ -8,6 +8,9 @@
 //! - `o` + message id + recipient peer id bytes → `OutboxRecord`: a sent DM
 //!   (or group message, per member) waiting for its receipt.
 //! - `b` + peer id bytes → empty: a blocked peer.
+//! - `p` + group id + sequence (u64 BE) → op id: a group's signed ops, replayed at start.
+//! - `q` + group id + Lamport (u64 BE) + message id → message id: a group's
+//!   messages in display order (Lamport clock, then id), the same on every member.
 //! - `k` + peer id bytes → petname (UTF-8, may be empty): a contact.
 //! - `s` + setting name → value: node settings (`requests`: 1 accept, 0 refuse).
 //!
@@ -103,6 +106,8 @@ const CONVERSATION: u8 = b'c';
 const OUTBOX: u8 = b'o';
 const BLOCKED: u8 = b'b';
 const CONTACT: u8 = b'k';
+const GROUP_OP: u8 = b'p';
+const GROUP_MESSAGE: u8 = b'q';
 const SETTING: u8 = b's';
 
 /// A sent DM waiting for its receipt, as kept in the log.
@@ -185,6 +190,19 @@ impl Store {
                 peer_key(&peer, seq)
             }
             Body::Receipt(_) => peer_key(&message.author(), seq),
+            Body::GroupOp(op) => {
+                let mut key = vec![GROUP_OP];
+                key.extend_from_slice(op.group.as_bytes());
+                key.extend_from_slice(&seq.to_be_bytes());
+                key
+            }
+            Body::Group(m) => {
+                let mut key = vec![GROUP_MESSAGE];
+                key.extend_from_slice(m.group.as_bytes());
+                key.extend_from_slice(&m.lamport.to_be_bytes());
+                key.extend_from_slice(id.as_bytes());
+                key
+            }
         };
         // Two plain inserts, index first: a crash between them leaves an index
         // entry without its message, which reads skip and a later insert of
@@ -264,6 +282,42 @@ impl Store {
         let mut prefix = vec![CONVERSATION];
         prefix.extend_from_slice(&peer.to_bytes());
         self.read_index(&prefix, limit)
+    }
+
+    /// The last `limit` messages of a group, in display order.
+    pub fn group(&self, group: &crate::group::GroupId, limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
+        let mut prefix = vec![GROUP_MESSAGE];
+        prefix.extend_from_slice(group.as_bytes());
+        let mut out = Vec::new();
+        for entry in self.log.scan_prefix(&prefix).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, id) = entry?;
+            let Ok(id) = <[u8; 32]>::try_from(id.as_ref()) else {
+                continue;
+            };
+            if let Some(m) = self.get(&MessageId::from_bytes(id))? {
+                out.push(m);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Every group op in the log, in log order per group (for replay).
+    pub fn group_ops(&self) -> Result<Vec<Signed>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.log.scan_prefix([GROUP_OP]) {
+            let (_, id) = entry?;
+            let Ok(id) = <[u8; 32]>::try_from(id.as_ref()) else {
+                continue;
+            };
+            if let Some(m) = self.get(&MessageId::from_bytes(id))? {
+                out.push(m.message);
+            }
+        }
+        Ok(out)
     }
 
     /// The rooms that have messages in the log.

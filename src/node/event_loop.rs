@@ -14,11 +14,14 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
+mod groups;
+
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::commit::GroupCommit;
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::rooms::{Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
+use crate::group::{GroupId, Groups};
 use crate::identity::Identity;
 use crate::message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
 use crate::protocol::MAX_TEXT_BYTES;
@@ -59,14 +62,27 @@ enum AfterFlush {
     },
     /// Nothing to do: the flush itself was the point.
     Durable,
+    /// Report a group created, once its first op is on disk.
+    Created {
+        group: GroupId,
+        reply: oneshot::Sender<Result<GroupId, NodeError>>,
+    },
+    /// Report a group change done, once its op is on disk.
+    Done {
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
 }
 
-struct PendingDm {
+pub(super) struct PendingDm {
     id: MessageId,
     to: PeerId,
 }
 
 pub(crate) struct EventLoop {
+    /// Group memberships, rebuilt from the log's group ops at start.
+    pub(super) groups: Groups,
+    /// Group messages this node sent: group and number of recipients.
+    pub(super) group_sends: HashMap<MessageId, (GroupId, usize)>,
     swarm: Swarm<Behaviour>,
     identity: Identity,
     local: PeerId,
@@ -132,6 +148,12 @@ impl EventLoop {
             });
         }
         let blocked: HashSet<PeerId> = store.blocked()?.into_iter().collect();
+        let mut groups = Groups::new(config.max_group_members);
+        for op in store.group_ops()? {
+            if let Body::GroupOp(g) = op.body() {
+                let _ = groups.apply(op.author(), g);
+            }
+        }
         let contacts: HashMap<PeerId, String> = store.contacts()?.into_iter().collect();
         let accept_requests = match store.setting(REQUESTS_SETTING)? {
             Some(v) => v.first() == Some(&1),
@@ -163,6 +185,8 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             stats: Stats::default(),
             unflushed: false,
+            groups,
+            group_sends: HashMap::new(),
             blocked,
             contacts,
             accept_requests,
@@ -241,6 +265,7 @@ impl EventLoop {
                 let result = match &query {
                     HistoryQuery::Room(room) => self.store.room(room, limit),
                     HistoryQuery::Peer(peer) => self.store.conversation(peer, limit),
+                    HistoryQuery::Group(group) => self.store.group(group, limit),
                 };
                 let _ = reply.send(result.map_err(NodeError::from));
             }
@@ -280,6 +305,12 @@ impl EventLoop {
                     self.unflushed = true;
                 }
                 let _ = reply.send(result);
+            }
+            Command::GroupCreate(name, members, reply) => self.group_create(name, members, reply),
+            Command::GroupEdit(group, edit, reply) => self.group_edit(group, edit, reply),
+            Command::GroupSend(group, text, reply) => self.group_send(group, text, reply),
+            Command::Groups(reply) => {
+                let _ = reply.send(self.group_infos());
             }
             Command::Outbox(reply) => {
                 let _ = reply.send(self.outbox.entries());
@@ -565,6 +596,12 @@ impl EventLoop {
                         .send_response(channel, refusal(pb::Refusal::Storage));
                 }
                 (AfterFlush::Durable, _) => {}
+                (AfterFlush::Created { group, reply }, outcome) => {
+                    let _ = reply.send(outcome.clone().map(|()| group).map_err(NodeError::Flush));
+                }
+                (AfterFlush::Done { reply }, outcome) => {
+                    let _ = reply.send(outcome.clone().map_err(NodeError::Flush));
+                }
             }
         }
     }
@@ -781,6 +818,10 @@ impl EventLoop {
             let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
             return;
         }
+        if matches!(signed.body(), Body::GroupOp(_) | Body::Group(_)) {
+            self.handle_group_request(peer, signed, channel);
+            return;
+        }
         let dm = match signed.body() {
             Body::Direct(dm) if dm.recipient == self.local => dm.clone(),
             Body::Direct(_) => {
@@ -810,27 +851,34 @@ impl EventLoop {
             let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
             return;
         }
-        let (receipt, show) = match self.store.insert(&signed, Direction::Received, &self.local) {
+        let show = Event::Dm {
+            id: signed.id(),
+            from: signed.author(),
+            dm,
+            request,
+        };
+        self.store_and_acknowledge(&signed, channel, show);
+    }
+
+    /// Logs a received DM, group op or group message (once per id), then,
+    /// after the flush, answers with the receipt (the same one for a
+    /// duplicate) and shows `show` if it is new.
+    pub(super) fn store_and_acknowledge(&mut self, signed: &Signed, channel: ResponseChannel<Vec<u8>>, show: Event) {
+        let (receipt, show) = match self.store.insert(signed, Direction::Received, &self.local) {
             Ok(Inserted::New(_)) => {
-                let receipt = self.sign_receipt(&signed, true);
+                let receipt = self.sign_receipt(signed, true);
                 if let Err(e) = self.store.set_receipt(&signed.id(), &receipt) {
                     tracing::warn!("cannot keep receipt: {e}");
                 }
-                let show = Event::Dm {
-                    id: signed.id(),
-                    from: signed.author(),
-                    dm,
-                    request,
-                };
                 (receipt, Some(Box::new(show)))
             }
             Ok(Inserted::Duplicate) => {
                 self.stats.duplicates += 1;
                 let kept = self.store.receipt(&signed.id()).ok().flatten();
-                (kept.unwrap_or_else(|| self.sign_receipt(&signed, true)), None)
+                (kept.unwrap_or_else(|| self.sign_receipt(signed, true)), None)
             }
             Err(e) => {
-                tracing::error!("cannot log DM: {e}");
+                tracing::error!("cannot log message: {e}");
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -863,6 +911,11 @@ impl EventLoop {
         let outcome = pb::DmReply::decode(reply.as_slice()).ok().and_then(|r| r.outcome);
         let receipt = match outcome {
             Some(pb::dm_reply::Outcome::Receipt(bytes)) => bytes,
+            Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::UnknownGroup as i32 => {
+                // The group's state op may still be on its way: try again.
+                self.attempt_failed(pending, "the recipient does not know the group yet".into());
+                return;
+            }
             Some(pb::dm_reply::Outcome::Refused(code)) => {
                 let why = pb::Refusal::try_from(code).map_or("unknown", |r| r.as_str_name());
                 self.dm_failed(pending, format!("refused by recipient: {why}"));
@@ -913,6 +966,7 @@ impl EventLoop {
                     id: pending.id,
                     to: pending.to,
                 });
+                self.group_progress(pending.id);
             }
             Err(e) => tracing::error!("cannot record delivery: {e}"),
         }

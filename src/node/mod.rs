@@ -23,6 +23,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::group::{GroupId, GroupMessage};
 use crate::identity::Identity;
 use crate::message::{DirectMessage, HallwayPost, MessageId, RejectReason, Room};
 use crate::protocol::{GossipAuth, MAX_NICK_BYTES, MAX_TEXT_BYTES};
@@ -66,6 +67,8 @@ pub struct Config {
     /// nothing is stored. Default on, like Clubhouse. `/requests on|off`
     /// changes it and the choice is kept in the log.
     pub accept_requests: bool,
+    /// Members per group at most, moderator included: Clubhouse's 15.
+    pub max_group_members: usize,
     /// Group commit: one flush covers every durable action queued while the
     /// previous flush ran. Off means one flush per action; it exists to
     /// measure the difference (`cargo bench --bench dm-pair`).
@@ -93,6 +96,7 @@ impl Config {
             retry: outbox::RetryPolicy::default(),
             accept_requests: true,
             group_commit: true,
+            max_group_members: 15,
             idle_connection_timeout: Duration::from_secs(60),
         }
     }
@@ -200,6 +204,48 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A group's membership or name changed (or this node learned of it).
+    GroupChanged {
+        /// The group.
+        group: GroupId,
+        /// Its name.
+        name: String,
+        /// Its moderator.
+        moderator: PeerId,
+        /// Its members now.
+        members: Vec<PeerId>,
+    },
+    /// This node was added to a group that includes peers it blocked.
+    GroupWarning {
+        /// The group.
+        group: GroupId,
+        /// Its name.
+        name: String,
+        /// The blocked members.
+        blocked: Vec<PeerId>,
+    },
+    /// A verified message from a member of a group, now in the log.
+    GroupMessage {
+        /// The group.
+        group: GroupId,
+        /// The message id.
+        id: MessageId,
+        /// The author.
+        from: PeerId,
+        /// The message.
+        message: GroupMessage,
+    },
+    /// A group message this node sent reached one more member.
+    GroupDelivered {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        id: MessageId,
+        /// Members holding it now.
+        delivered: usize,
+        /// Members it was sent to.
+        of: usize,
+    },
     /// Bytes from a peer were rejected (and counted in [`Stats`]).
     Rejected {
         /// The peer that sent them (for gossip: the one that forwarded them).
@@ -228,6 +274,18 @@ pub enum NodeError {
     /// Posting to a room the node has not joined.
     #[error("not in room {0}: /join it first")]
     NotJoined(Room),
+    /// No such group here.
+    #[error("unknown group {}", .0.short())]
+    UnknownGroup(GroupId),
+    /// Only the moderator adds, removes or renames.
+    #[error("only the moderator of group {} can do that", .0.short())]
+    NotModerator(GroupId),
+    /// This node is not a member of the group.
+    #[error("not a member of group {}", .0.short())]
+    NotMember(GroupId),
+    /// More members than the limit, or a membership without its moderator.
+    #[error("group {} would have too many members", .0.short())]
+    GroupTooLarge(GroupId),
     /// Declining a peer who is a contact (not a request).
     #[error("{0} is a contact, not a request")]
     NotARequest(PeerId),
@@ -266,6 +324,8 @@ pub enum HistoryQuery {
     Room(Room),
     /// The direct messages exchanged with a peer.
     Peer(PeerId),
+    /// A group's messages, in the order every member shows them.
+    Group(GroupId),
 }
 
 /// A connected peer.
@@ -287,6 +347,41 @@ pub struct RoomInfo {
     pub peers: usize,
     /// Posts logged but waiting for the room's first peer.
     pub unsent: usize,
+}
+
+/// A change to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEdit {
+    /// Add a member (moderator only).
+    Add(PeerId),
+    /// Remove a member (moderator only).
+    Remove(PeerId),
+    /// Rename the group (moderator only).
+    Rename(String),
+    /// Leave the group.
+    Leave,
+}
+
+/// A group as this node knows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupInfo {
+    /// The id.
+    #[serde(serialize_with = "crate::serde_display")]
+    pub id: GroupId,
+    /// The name.
+    pub name: String,
+    /// The moderator.
+    #[serde(serialize_with = "crate::serde_display")]
+    pub moderator: PeerId,
+    /// The members now.
+    #[serde(serialize_with = "serialize_peers")]
+    pub members: Vec<PeerId>,
+    /// The version of its latest state.
+    pub version: u64,
+}
+
+fn serialize_peers<S: serde::Serializer>(peers: &[PeerId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(peers.iter().map(ToString::to_string))
 }
 
 /// A peer in the requests inbox: DMs from someone who is not a contact.
@@ -373,6 +468,10 @@ enum Command {
     Stats(oneshot::Sender<Stats>),
     Outbox(oneshot::Sender<Vec<outbox::OutboxEntry>>),
     Contacts(oneshot::Sender<Vec<(PeerId, String)>>),
+    GroupCreate(String, Vec<PeerId>, oneshot::Sender<Result<GroupId, NodeError>>),
+    GroupEdit(GroupId, GroupEdit, oneshot::Sender<Result<(), NodeError>>),
+    GroupSend(GroupId, String, oneshot::Sender<Result<MessageId, NodeError>>),
+    Groups(oneshot::Sender<Vec<GroupInfo>>),
     SetContact(PeerId, String, oneshot::Sender<Result<(), NodeError>>),
     Decline(PeerId, oneshot::Sender<Result<usize, NodeError>>),
     Requests(oneshot::Sender<Result<Vec<Request>, NodeError>>),
@@ -471,6 +570,33 @@ impl Handle {
     /// The joined rooms.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, NodeError> {
         self.ask(Command::Rooms).await
+    }
+
+    /// Creates a group with this node as moderator and `members` (up to
+    /// [`Config::max_group_members`] with the moderator). Returns once the
+    /// creation is on disk; members learn of it through their outboxes.
+    pub async fn group_create(&self, name: &str, members: Vec<PeerId>) -> Result<GroupId, NodeError> {
+        if name.is_empty() || name.len() > crate::group::MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
+            return Err(NodeError::InvalidNick);
+        }
+        self.ask(|tx| Command::GroupCreate(name.to_owned(), members, tx))
+            .await?
+    }
+
+    /// Adds, removes or renames (moderator) or leaves (anyone).
+    pub async fn group_edit(&self, group: GroupId, edit: GroupEdit) -> Result<(), NodeError> {
+        self.ask(|tx| Command::GroupEdit(group, edit, tx)).await?
+    }
+
+    /// Sends a message to a group: signed once, delivered to each member with
+    /// a receipt each ([`Event::GroupDelivered`]).
+    pub async fn group_send(&self, group: GroupId, text: &str) -> Result<MessageId, NodeError> {
+        self.ask(|tx| Command::GroupSend(group, text.to_owned(), tx)).await?
+    }
+
+    /// The groups this node knows.
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, NodeError> {
+        self.ask(Command::Groups).await
     }
 
     /// The contacts and their petnames (empty: none set).

@@ -25,6 +25,7 @@ async fn a_blocked_peers_messages_never_appear() {
         .expect("mesh");
     let (n0, n2) = (lab.nodes[0].peer_id(), lab.nodes[2].peer_id());
     lab.nodes[0].handle.block_peer(n2).await.expect("block");
+    lab.nodes[1].drain(); // only events after node 0's restart count below
     lab.nodes[0].restart().await.expect("the block survives a restart");
     lab.nodes[0].handle.join(&lobby).await.expect("join");
     let a1 = lab.nodes[1].addr.clone();
@@ -36,6 +37,14 @@ async fn a_blocked_peers_messages_never_appear() {
         })
         .await
         .expect("rejoined");
+    // Node 1 grafts node 0 into its mesh when it sees node 0 subscribe, so
+    // from then on it forwards node 2's posts to node 0.
+    lab.nodes[1]
+        .wait_for("node 0 back in the room", T, |e| {
+            matches!(e, Event::RoomPeerJoined { peer, .. } if *peer == n0).then_some(())
+        })
+        .await
+        .expect("node 1 sees node 0");
 
     let blocked_post = lab.nodes[2]
         .handle

@@ -7,6 +7,7 @@ mod blocking;
 mod cli;
 mod crash;
 mod dm;
+mod groups;
 mod hallway;
 mod mesh;
 mod outbox;

@@ -89,3 +89,37 @@ pub fn rand_nonce() -> Vec<u8> {
     getrandom::fill(&mut n).expect("random");
     n
 }
+
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupOp {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    #[prost(string, tag = "3")]
+    pub name: String,
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub members: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub nonce: Vec<u8>,
+    #[prost(bool, tag = "6")]
+    pub leave: bool,
+    #[prost(uint64, tag = "7")]
+    pub time_ms: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub text: String,
+    #[prost(uint64, tag = "3")]
+    pub time_ms: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub nonce: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub lamport: u64,
+    #[prost(string, tag = "6")]
+    pub nick: String,
+}

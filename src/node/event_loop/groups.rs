@@ -1,0 +1,287 @@
+//! The event loop's side of group backchannels: creating and changing
+//! groups, sending to them, and checking what members send. The rules are in
+//! `crate::group`; this is the IO around them.
+
+use libp2p::PeerId;
+use libp2p::request_response::ResponseChannel;
+use tokio::sync::oneshot;
+
+use super::{AfterFlush, EventLoop, item_of, refusal};
+use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
+use crate::message::{Body, MessageId, RejectReason, Signed};
+use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
+use crate::protocol::MAX_TEXT_BYTES;
+use crate::store::{Direction, now_ms};
+use crate::wire::pb;
+
+impl EventLoop {
+    /// A group op or message arrived over the DM protocol.
+    pub(super) fn handle_group_request(&mut self, peer: PeerId, signed: Signed, channel: ResponseChannel<Vec<u8>>) {
+        let author = signed.author();
+        let show = match signed.body() {
+            Body::GroupOp(op) => {
+                let listed_before = self.groups.get(&op.group).map(|g| g.listed.contains(&self.local));
+                let names_me =
+                    matches!(&op.change, GroupChange::State { members, .. } if members.contains(&self.local));
+                if listed_before != Some(true) && !names_me {
+                    // An op for a group this node is not in: not for us.
+                    return self.refuse_group(peer, channel, GroupReject::NotMember);
+                }
+                match self.groups.apply(author, op) {
+                    Ok(Applied::Changed { before, after }) => {
+                        let state = self.groups.get(&op.group).expect("just applied");
+                        let (name, moderator) = (state.name.clone(), state.moderator);
+                        let joined = !before.contains(&self.local) && after.contains(&self.local);
+                        let blocked: Vec<PeerId> = after.iter().filter(|m| self.blocked.contains(m)).copied().collect();
+                        if joined && !blocked.is_empty() {
+                            self.emit(Event::GroupWarning {
+                                group: op.group,
+                                name: name.clone(),
+                                blocked,
+                            });
+                        }
+                        Event::GroupChanged {
+                            group: op.group,
+                            name,
+                            moderator,
+                            members: after,
+                        }
+                    }
+                    // Nothing new; still logged once and acknowledged.
+                    Ok(Applied::Unchanged) => Event::GroupChanged {
+                        group: op.group,
+                        name: self.groups.get(&op.group).map(|g| g.name.clone()).unwrap_or_default(),
+                        moderator: self.groups.get(&op.group).map_or(author, |g| g.moderator),
+                        members: self.groups.get(&op.group).map(|g| g.members()).unwrap_or_default(),
+                    },
+                    Err(reject) => return self.refuse_group(peer, channel, reject),
+                }
+            }
+            Body::Group(msg) => {
+                if let Err(reject) = self.groups.check_message(&author, &self.local, msg) {
+                    return self.refuse_group(peer, channel, reject);
+                }
+                self.groups.observe(&msg.group, msg.lamport);
+                Event::GroupMessage {
+                    group: msg.group,
+                    id: signed.id(),
+                    from: author,
+                    message: msg.clone(),
+                }
+            }
+            _ => unreachable!("only group bodies come here"),
+        };
+        self.store_and_acknowledge(&signed, channel, show);
+    }
+
+    fn refuse_group(&mut self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, reject: GroupReject) {
+        let code = match reject {
+            // Not an attack: the group's state op may still be on its way.
+            GroupReject::UnknownGroup => pb::Refusal::UnknownGroup,
+            GroupReject::NotModerator => {
+                self.reject(peer, RejectReason::NotModerator);
+                pb::Refusal::NotMember
+            }
+            GroupReject::NotMember | GroupReject::InvalidMembership => {
+                self.reject(peer, RejectReason::NotMember);
+                pb::Refusal::NotMember
+            }
+        };
+        let _ = self.swarm.behaviour_mut().dm.send_response(channel, refusal(code));
+    }
+
+    /// Creates a group with this node as moderator.
+    pub(super) fn group_create(
+        &mut self,
+        name: String,
+        mut members: Vec<PeerId>,
+        reply: oneshot::Sender<Result<GroupId, NodeError>>,
+    ) {
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).expect("the OS random number generator works");
+        let group = crate::group::group_id(&self.local, &nonce).expect("own key is ed25519");
+        members.retain(|m| *m != self.local);
+        members.insert(0, self.local);
+        members.dedup();
+        let op = GroupOp {
+            group,
+            nonce,
+            version: 1,
+            change: GroupChange::State { name, members },
+            time_ms: now_ms(),
+        };
+        match self.publish_group_op(op) {
+            Ok(_) => self.commit.push(AfterFlush::Created { group, reply }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Adds, removes, renames (moderator) or leaves (anyone).
+    pub(super) fn group_edit(
+        &mut self,
+        group: GroupId,
+        edit: GroupEdit,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    ) {
+        let Some(state) = self.groups.get(&group).cloned() else {
+            let _ = reply.send(Err(NodeError::UnknownGroup(group)));
+            return;
+        };
+        let op = match edit {
+            GroupEdit::Leave => GroupOp {
+                group,
+                nonce: state.nonce,
+                version: state.version,
+                change: GroupChange::Leave,
+                time_ms: now_ms(),
+            },
+            edit => {
+                if state.moderator != self.local {
+                    let _ = reply.send(Err(NodeError::NotModerator(group)));
+                    return;
+                }
+                let (mut name, mut members) = (state.name.clone(), state.members());
+                match edit {
+                    GroupEdit::Add(peer) if !members.contains(&peer) => members.push(peer),
+                    GroupEdit::Remove(peer) if peer != self.local => members.retain(|m| *m != peer),
+                    GroupEdit::Rename(new) => name = new,
+                    _ => {
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                }
+                GroupOp {
+                    group,
+                    nonce: state.nonce,
+                    version: state.version + 1,
+                    change: GroupChange::State { name, members },
+                    time_ms: now_ms(),
+                }
+            }
+        };
+        match self.publish_group_op(op) {
+            Ok(_) => self.commit.push(AfterFlush::Done { reply }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Applies an own op, logs it and sends it to everyone it concerns (the
+    /// members before and after, so the removed learn of it too).
+    fn publish_group_op(&mut self, op: GroupOp) -> Result<MessageId, NodeError> {
+        let before = self.groups.get(&op.group).map(|g| g.members()).unwrap_or_default();
+        let after = match self.groups.apply(self.local, &op) {
+            Ok(Applied::Changed { after, .. }) => after,
+            Ok(Applied::Unchanged) => before.clone(),
+            Err(GroupReject::InvalidMembership) => return Err(NodeError::GroupTooLarge(op.group)),
+            Err(e) => return Err(NodeError::Network(format!("group op: {e}"))),
+        };
+        let mut to: Vec<PeerId> = before.into_iter().chain(after.iter().copied()).collect();
+        to.sort();
+        to.dedup();
+        let signed = Signed::sign(&self.identity, Body::GroupOp(op.clone()));
+        self.store.insert(&signed, Direction::Sent, &self.local)?;
+        self.send_to(&signed, &to)?;
+        let state = self.groups.get(&op.group).expect("applied");
+        self.emit(Event::GroupChanged {
+            group: op.group,
+            name: state.name.clone(),
+            moderator: state.moderator,
+            members: after,
+        });
+        Ok(signed.id())
+    }
+
+    /// Sends a message to a group's current members.
+    pub(super) fn group_send(
+        &mut self,
+        group: GroupId,
+        text: String,
+        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+    ) {
+        if text.is_empty() || text.len() > MAX_TEXT_BYTES {
+            let _ = reply.send(Err(NodeError::InvalidText));
+            return;
+        }
+        let Some(members) = self.groups.get(&group).map(|g| g.members()) else {
+            let _ = reply.send(Err(NodeError::UnknownGroup(group)));
+            return;
+        };
+        if !members.contains(&self.local) {
+            let _ = reply.send(Err(NodeError::NotMember(group)));
+            return;
+        }
+        let msg = GroupMessage {
+            group,
+            text,
+            time_ms: now_ms(),
+            lamport: self.groups.next_lamport(&group),
+            nick: self.nick.clone(),
+        };
+        let signed = Signed::sign(&self.identity, Body::Group(msg));
+        let result = self
+            .store
+            .insert(&signed, Direction::Sent, &self.local)
+            .map_err(NodeError::from)
+            .and_then(|_| self.send_to(&signed, &members));
+        match result {
+            Ok(n) => {
+                self.group_sends.insert(signed.id(), (group, n));
+                self.commit.push(AfterFlush::Sent { id: signed.id(), reply });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Puts a signed message in the outbox for each recipient but this node,
+    /// and starts the attempts. Returns the number of recipients.
+    fn send_to(&mut self, signed: &Signed, to: &[PeerId]) -> Result<usize, NodeError> {
+        let mut n = 0;
+        let local = self.local;
+        for peer in to.iter().filter(|p| **p != local) {
+            let entry = self.outbox.add(signed.id(), *peer, now_ms());
+            self.store.outbox_put(&item_of(&entry))?;
+            self.try_send((signed.id(), *peer));
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// After a receipt for a group message: "delivered to k of n".
+    pub(super) fn group_progress(&mut self, id: MessageId) {
+        let Some(&(group, of)) = self.group_sends.get(&id) else {
+            return;
+        };
+        let waiting = self.outbox.waiting_for(&id);
+        let delivered = of.saturating_sub(waiting);
+        if waiting == 0 {
+            self.group_sends.remove(&id);
+        }
+        self.emit(Event::GroupDelivered {
+            group,
+            id,
+            delivered,
+            of,
+        });
+    }
+
+    /// The groups this node knows.
+    pub(super) fn group_infos(&self) -> Vec<GroupInfo> {
+        self.groups
+            .all()
+            .into_iter()
+            .map(|g| GroupInfo {
+                id: g.id,
+                name: g.name.clone(),
+                moderator: g.moderator,
+                members: g.members(),
+                version: g.version,
+            })
+            .collect()
+    }
+}
