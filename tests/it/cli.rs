@@ -114,15 +114,27 @@ async fn two_processes_chat_through_stdin_and_stdout() {
     drop(b.stdin.take());
     // Alice learned bob's nickname from his post.
     a.say("/dm bob psst").await;
-    let sent = a.wait("dm_sent", |v| is(v, "dm_sent")).await;
+    // The receipt can come back before the command's own line: take both in
+    // either order.
+    let (mut sent, mut delivered) = (None, None);
+    while sent.is_none() || delivered.is_none() {
+        let v = a
+            .wait("dm_sent and delivered", |v| is(v, "dm_sent") || is(v, "delivered"))
+            .await;
+        if is(&v, "dm_sent") {
+            sent = Some(v);
+        } else {
+            delivered = Some(v);
+        }
+    }
+    let (sent, delivered) = (sent.expect("seen"), delivered.expect("seen"));
+    assert_eq!(delivered["id"], sent["id"]);
     let dm = b.wait("the DM", |v| is(v, "dm")).await;
     assert_eq!(
         (dm["text"].as_str(), dm["from"].as_str()),
         (Some("psst"), Some(a_id.as_str()))
     );
     assert_eq!(dm["id"], sent["id"]);
-    let delivered = a.wait("delivered", |v| is(v, "delivered")).await;
-    assert_eq!(delivered["id"], sent["id"]);
 
     a.say("/bogus").await;
     a.wait("an error line", |v| is(v, "error")).await;
