@@ -182,3 +182,60 @@ async fn invalid_dms_are_refused_counted_and_never_stored() {
     assert_eq!(dms.len(), 1);
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_not_signed_by_the_recipient_is_rejected_and_the_dm_not_marked_delivered() {
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    let node = lab.nodes[0].peer_id();
+    let mut fake = RawPeer::start(64 * 1024).await;
+    fake.connect(&lab.nodes[0].addr, node).await;
+    // The "recipient" answers with a receipt signed by somebody else.
+    let forger = Identity::generate();
+    let receipt = {
+        let dm = backchannel::Signed::sign(
+            &forger,
+            backchannel::Body::Direct(backchannel::DirectMessage {
+                recipient: node,
+                text: "x".into(),
+                time_ms: 1,
+                nick: None,
+            }),
+        );
+        backchannel::Signed::sign(
+            &forger,
+            backchannel::Body::Receipt(backchannel::Receipt {
+                message_id: dm.id(),
+                author: node,
+                time_ms: 1,
+                accepted: true,
+            }),
+        )
+    };
+    *fake.answer.lock().expect("answer") = DmReply {
+        receipt: Some(receipt.envelope().to_vec()),
+        refused: None,
+    }
+    .encode_to_vec();
+    let id = lab.nodes[0]
+        .handle
+        .send_dm(fake.peer_id, "are you real?")
+        .await
+        .expect("send");
+    let reason = lab.nodes[0]
+        .wait_for("failure", crate::support::T, |e| match e {
+            Event::DmFailed { id: got, reason, .. } if *got == id => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+        .expect("the DM fails instead of being marked delivered");
+    assert!(reason.contains("invalid receipt"), "{reason}");
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    assert_eq!(stats.rejected.get("bad_receipt"), Some(&1), "{stats:?}");
+    let log = lab.nodes[0]
+        .handle
+        .history(HistoryQuery::Peer(fake.peer_id), 10)
+        .await
+        .expect("history");
+    assert!(matches!(log[0].delivery, backchannel::Delivery::Failed(_)));
+    lab.shutdown().await;
+}

@@ -27,6 +27,8 @@ pub enum RawEvent {
     Connected(PeerId),
     Subscribed(PeerId, TopicHash),
     Message(TopicHash, Vec<u8>),
+    /// A DM request this peer received (and answered with `answer`).
+    Request(Vec<u8>),
 }
 
 enum Cmd {
@@ -39,6 +41,8 @@ enum Cmd {
 pub struct RawPeer {
     pub peer_id: PeerId,
     pub key: ed25519_dalek::SigningKey,
+    /// What the peer answers to every DM request it receives.
+    pub answer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     cmds: mpsc::Sender<Cmd>,
     pub events: mpsc::UnboundedReceiver<RawEvent>,
 }
@@ -78,6 +82,8 @@ impl RawPeer {
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
             .expect("listen");
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<Cmd>(64);
+        let answer: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let answer_for_task = answer.clone();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut pending: std::collections::HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, String>>> =
@@ -110,6 +116,14 @@ impl RawPeer {
                         })) => {
                             if let Some(reply) = pending.remove(&request_id) { let _ = reply.send(Ok(response)); }
                         }
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Dm(request_response::Event::Message {
+                            message: request_response::Message::Request { request, channel, .. }, ..
+                        })) => {
+                            // Answer whatever the test put in `answer`.
+                            let bytes = answer_for_task.lock().expect("answer").clone();
+                            let _ = swarm.behaviour_mut().dm.send_response(channel, bytes);
+                            let _ = ev_tx.send(RawEvent::Request(request));
+                        }
                         SwarmEvent::Behaviour(RawBehaviourEvent::Dm(request_response::Event::OutboundFailure { request_id, error, .. })) => {
                             if let Some(reply) = pending.remove(&request_id) { let _ = reply.send(Err(error.to_string())); }
                         }
@@ -121,6 +135,7 @@ impl RawPeer {
         RawPeer {
             peer_id,
             key,
+            answer,
             cmds: cmd_tx,
             events: ev_rx,
         }
