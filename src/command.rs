@@ -99,7 +99,7 @@ text              post to the current room's hallway
 /addrs            the addresses others can use with --peer
 /dial MULTIADDR   connect to a peer now
 /block PEER       close and refuse connections with a peer; /unblock PEER undoes it
-/history [ROOM|PEER]  show the log of a room or a conversation
+/history [ROOM|PEER|GROUP]  show the log of a room, a conversation or a group
 /stats            show counters (rejected input, deliveries)
 /help             this help
 /quit             stop the node";

@@ -274,6 +274,37 @@ impl Out {
                     "delivered": delivered, "of": of})
                 },
             ),
+            Event::ContactChanged { peer, petname } => {
+                if !petname.is_empty() {
+                    self.names
+                        .lock()
+                        .expect("names lock")
+                        .petnames
+                        .insert(*peer, petname.clone());
+                }
+                self.emit(
+                    || format!("{} is a contact", self.who(peer)),
+                    || json!({"type": "contact", "peer": peer.to_string(), "petname": petname}),
+                )
+            }
+            Event::RequestDeclined { peer, deleted } => self.emit(
+                || format!("declined {}: {deleted} message(s) deleted", self.who(peer)),
+                || json!({"type": "declined", "peer": peer.to_string(), "deleted": deleted}),
+            ),
+            Event::RequestsSetting { accept } => self.emit(
+                || {
+                    if *accept {
+                        "message requests from non-contacts are accepted".into()
+                    } else {
+                        "message requests from non-contacts are refused (senders are told)".into()
+                    }
+                },
+                || json!({"type": "requests_setting", "accept": accept}),
+            ),
+            Event::BlockChanged { peer, blocked } => self.emit(
+                || format!("{} {}", if *blocked { "blocked" } else { "unblocked" }, self.who(peer)),
+                || json!({"type": if *blocked { "blocked" } else { "unblocked" }, "peer": peer.to_string()}),
+            ),
             Event::Delivered { id, to } => self.emit(
                 || format!("[dm] ✓ {} delivered to {}", id.short(), self.who(to)),
                 || json!({"type": "delivered", "id": id.to_string(), "to": to.to_string()}),
@@ -315,6 +346,22 @@ impl Out {
                     json!({"type": "history", "kind": "hallway", "room": post.room.as_str(),
                     "from": from.to_string(), "nick": post.nick, "id": id.to_string(), "text": post.text,
                     "time": post.time_ms, "direction": direction})
+                },
+            ),
+            Body::Group(g) => self.emit(
+                || {
+                    format!(
+                        "[g {}] {} {}: {}",
+                        g.group.short(),
+                        clock(g.time_ms),
+                        self.who(&from),
+                        g.text
+                    )
+                },
+                || {
+                    json!({"type": "history", "kind": "group", "group": g.group.to_string(), "from": from.to_string(),
+                    "nick": g.nick, "id": id.to_string(), "text": g.text, "time": g.time_ms, "lamport": g.lamport,
+                    "direction": direction})
                 },
             ),
             Body::Direct(dm) => {
@@ -606,27 +653,14 @@ async fn execute(
         }
         Command::Requests(Some(on)) => {
             handle.accept_requests(on).await?;
-            out.emit(
-                || {
-                    if on {
-                        "message requests from non-contacts are accepted".into()
-                    } else {
-                        "message requests from non-contacts are refused (senders are told)".into()
-                    }
-                },
-                || json!({"type": "requests_setting", "accept": on}),
-            );
         }
         Command::Accept(peer, nick) => {
             let Some(who) = out.resolve(&peer) else {
                 bail!("unknown peer {peer:?}")
             };
+            // The node's ContactChanged event says it.
             handle.set_contact(who, nick.as_deref().unwrap_or("")).await?;
             out.set_petnames(handle.contacts().await?);
-            out.emit(
-                || format!("{} is now a contact", out.who(&who)),
-                || json!({"type": "accepted", "peer": who.to_string()}),
-            );
         }
         Command::Nick(peer, name) => {
             let Some(who) = out.resolve(&peer) else {
@@ -634,20 +668,12 @@ async fn execute(
             };
             handle.set_contact(who, &name).await?;
             out.set_petnames(handle.contacts().await?);
-            out.emit(
-                || format!("{} is now called {name}", short(&who)),
-                || json!({"type": "nick", "peer": who.to_string(), "name": name}),
-            );
         }
         Command::Decline(peer) => {
             let Some(who) = out.resolve(&peer) else {
                 bail!("unknown peer {peer:?}")
             };
-            let n = handle.decline(who).await?;
-            out.emit(
-                || format!("declined {}: {n} message(s) deleted", out.who(&who)),
-                || json!({"type": "declined", "peer": who.to_string(), "deleted": n}),
-            );
+            handle.decline(who).await?;
         }
         Command::Contacts => {
             let contacts = handle.contacts().await?;
@@ -781,18 +807,16 @@ async fn execute(
             } else {
                 handle.unblock_peer(who).await?;
             }
-            let kind = if block { "blocked" } else { "unblocked" };
-            out.emit(
-                || format!("{kind} {}", out.who(&who)),
-                || json!({"type": kind, "peer": who.to_string()}),
-            );
         }
         Command::History(target) => {
             let query = match target {
                 None => HistoryQuery::Room(current.clone().context("you are in no room: /history ROOM|PEER")?),
                 Some(t) => match out.resolve(&t) {
                     Some(peer) => HistoryQuery::Peer(peer),
-                    None => HistoryQuery::Room(Room::new(t)?),
+                    None => match find_group(handle, &t).await {
+                        Ok(group) => HistoryQuery::Group(group),
+                        Err(_) => HistoryQuery::Room(Room::new(t)?),
+                    },
                 },
             };
             for m in handle.history(query, HISTORY_LIMIT).await? {

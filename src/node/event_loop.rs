@@ -283,13 +283,17 @@ impl EventLoop {
             Command::SetContact(peer, nick, reply) => {
                 let result = self.store.set_contact(&peer, &nick).map_err(NodeError::from);
                 if result.is_ok() {
-                    self.contacts.insert(peer, nick);
+                    self.contacts.insert(peer, nick.clone());
                     self.unflushed = true;
+                    self.emit(Event::ContactChanged { peer, petname: nick });
                 }
                 let _ = reply.send(result);
             }
             Command::Decline(peer, reply) => {
                 let result = self.decline(peer);
+                if let Ok(deleted) = result {
+                    self.emit(Event::RequestDeclined { peer, deleted });
+                }
                 let _ = reply.send(result);
             }
             Command::Requests(reply) => {
@@ -303,6 +307,7 @@ impl EventLoop {
                 if result.is_ok() {
                     self.accept_requests = on;
                     self.unflushed = true;
+                    self.emit(Event::RequestsSetting { accept: on });
                 }
                 let _ = reply.send(result);
             }
@@ -352,6 +357,7 @@ impl EventLoop {
             list.unblock_peer(peer);
             self.blocked.remove(&peer);
         }
+        self.emit(Event::BlockChanged { peer, blocked: block });
         Ok(())
     }
 

@@ -246,6 +246,32 @@ pub enum Event {
         /// Members it was sent to.
         of: usize,
     },
+    /// A peer became a contact (a request accepted) or got a new petname.
+    ContactChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Its local name (empty: none).
+        petname: String,
+    },
+    /// A request was declined and its DMs deleted.
+    RequestDeclined {
+        /// The peer.
+        peer: PeerId,
+        /// DMs deleted.
+        deleted: usize,
+    },
+    /// Requests from non-contacts are now accepted (or refused).
+    RequestsSetting {
+        /// Accepted?
+        accept: bool,
+    },
+    /// A peer was blocked or unblocked.
+    BlockChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Blocked now?
+        blocked: bool,
+    },
     /// Bytes from a peer were rejected (and counted in [`Stats`]).
     Rejected {
         /// The peer that sent them (for gossip: the one that forwarded them).
