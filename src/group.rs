@@ -120,6 +120,8 @@ pub struct GroupMessage {
     pub lamport: u64,
     /// The author's display name.
     pub nick: Option<String>,
+    /// The group state version the author saw.
+    pub version: u64,
 }
 
 /// What a node knows of one group.
@@ -162,7 +164,8 @@ impl GroupState {
 /// Why a group op or message is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum GroupReject {
-    /// The group is not known here (yet).
+    /// The group is not known here, or this node has not yet applied the
+    /// state the sender saw: retry later.
     #[error("unknown group")]
     UnknownGroup,
     /// A state op not signed by the moderator the group id commits to.
@@ -207,6 +210,16 @@ impl Groups {
         }
     }
 
+    /// How many groups are known.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether no group is known.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
     /// A group.
     pub fn get(&self, id: &GroupId) -> Option<&GroupState> {
         self.groups.get(id)
@@ -227,7 +240,11 @@ impl Groups {
                     return Err(GroupReject::NotModerator);
                 }
                 let unique: BTreeSet<_> = members.iter().collect();
-                if !members.contains(&author) || unique.len() != members.len() || members.len() > self.max_members {
+                if op.version == 0
+                    || !members.contains(&author)
+                    || unique.len() != members.len()
+                    || members.len() > self.max_members
+                {
                     return Err(GroupReject::InvalidMembership);
                 }
                 let state = self.groups.entry(op.group).or_insert_with(|| GroupState {
@@ -254,6 +271,13 @@ impl Groups {
             }
             GroupChange::Leave => {
                 let state = self.groups.get_mut(&op.group).ok_or(GroupReject::UnknownGroup)?;
+                if op.nonce != state.nonce {
+                    return Err(GroupReject::NotMember);
+                }
+                if op.version > state.version {
+                    // The leaver saw a state this node has not applied yet.
+                    return Err(GroupReject::UnknownGroup);
+                }
                 if !state.listed.contains(&author) {
                     return Err(GroupReject::NotMember);
                 }
@@ -273,6 +297,10 @@ impl Groups {
     /// receive it.
     pub fn check_message(&self, author: &PeerId, me: &PeerId, msg: &GroupMessage) -> Result<(), GroupReject> {
         let state = self.groups.get(&msg.group).ok_or(GroupReject::UnknownGroup)?;
+        if msg.version > state.version {
+            // The author saw a newer state (perhaps the one adding it).
+            return Err(GroupReject::UnknownGroup);
+        }
         if !state.is_member(author) || !state.is_member(me) {
             return Err(GroupReject::NotMember);
         }
@@ -290,7 +318,7 @@ impl Groups {
     pub fn next_lamport(&mut self, group: &GroupId) -> u64 {
         match self.groups.get_mut(group) {
             Some(s) => {
-                s.lamport += 1;
+                s.lamport = s.lamport.saturating_add(1);
                 s.lamport
             }
             None => 1,
@@ -382,23 +410,63 @@ mod tests {
     }
 
     #[test]
+    fn a_leave_ahead_of_this_nodes_state_is_retried_not_refused() {
+        // The moderator adds C (version 2) while B is away; C leaves at
+        // version 2; B gets the leave before the add.
+        let p = people(3);
+        let nonce = [3; 16];
+        let g = group_id(&p[0], &nonce).unwrap();
+        let leave = GroupOp {
+            group: g,
+            nonce,
+            version: 2,
+            change: GroupChange::Leave,
+            time_ms: 0,
+        };
+        let mut b = Groups::new(15);
+        b.apply(p[0], &state(g, nonce, 1, &p[..2])).unwrap();
+        assert_eq!(
+            b.apply(p[2], &leave),
+            Err(GroupReject::UnknownGroup),
+            "retried, not refused for good"
+        );
+        b.apply(p[0], &state(g, nonce, 2, &p)).unwrap();
+        b.apply(p[2], &leave).unwrap();
+        assert_eq!(b.get(&g).unwrap().members(), vec![p[0], p[1]]);
+        assert_eq!(
+            Groups::new(15).apply(p[0], &state(g, nonce, 0, &p)),
+            Err(GroupReject::InvalidMembership),
+            "version 0 makes no phantom group"
+        );
+    }
+
+    #[test]
     fn messages_need_a_member_author_and_recipient() {
         let p = people(3);
         let nonce = [2; 16];
         let g = group_id(&p[0], &nonce).unwrap();
         let mut groups = Groups::new(15);
         groups.apply(p[0], &state(g, nonce, 1, &p[..2])).unwrap();
-        let msg = GroupMessage {
+        let mut msg = GroupMessage {
             group: g,
             text: "hi".into(),
             time_ms: 0,
             lamport: 1,
             nick: None,
+            version: 1,
         };
         assert_eq!(groups.check_message(&p[1], &p[0], &msg), Ok(()));
         assert_eq!(groups.check_message(&p[2], &p[0], &msg), Err(GroupReject::NotMember));
         assert_eq!(groups.check_message(&p[0], &p[2], &msg), Err(GroupReject::NotMember));
+        msg.version = 2;
+        assert_eq!(
+            groups.check_message(&p[1], &p[0], &msg),
+            Err(GroupReject::UnknownGroup),
+            "behind: retry"
+        );
         groups.observe(&g, 41);
         assert_eq!(groups.next_lamport(&g), 42);
+        groups.observe(&g, u64::MAX);
+        assert_eq!(groups.next_lamport(&g), u64::MAX, "no overflow from a hostile clock");
     }
 }

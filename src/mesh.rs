@@ -33,7 +33,10 @@ pub async fn run(args: &MeshArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // A run that lost or duplicated messages is a failure for scripts.
-    let ok = report.delivered == report.expected && report.duplicates == 0 && report.dm.failed == 0;
+    let ok = report.delivered == report.expected
+        && report.duplicates == 0
+        && report.dm.failed == 0
+        && report.dm.delivered == report.dm.sent;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 

@@ -405,6 +405,7 @@ fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
             nonce: nonce.to_vec(),
             lamport: m.lamport,
             nick: m.nick.clone().unwrap_or_default(),
+            version: m.version,
         }),
         Body::Receipt(r) => Kind::Receipt(pb::Receipt {
             message_id: r.message_id.as_bytes().to_vec(),
@@ -494,6 +495,7 @@ fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
                 time_ms: m.time_ms,
                 lamport: m.lamport,
                 nick: check_nick(m.nick)?,
+                version: m.version,
             }))
         }
         Kind::Receipt(r) => Ok(Body::Receipt(Receipt {

@@ -305,6 +305,20 @@ impl Store {
         Ok(out)
     }
 
+    /// The highest Lamport clock of a group's logged messages.
+    pub fn group_lamport(&self, group: &crate::group::GroupId) -> Result<Option<u64>, StoreError> {
+        let mut prefix = vec![GROUP_MESSAGE];
+        prefix.extend_from_slice(group.as_bytes());
+        let Some(last) = self.log.scan_prefix(&prefix).keys().next_back() else {
+            return Ok(None);
+        };
+        let key = last?;
+        Ok(key
+            .get(33..41)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes))
+    }
+
     /// Every group op in the log, in log order per group (for replay).
     pub fn group_ops(&self) -> Result<Vec<Signed>, StoreError> {
         let mut out = Vec::new();

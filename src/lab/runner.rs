@@ -166,7 +166,9 @@ struct Tracker {
     per_node_expected: Vec<u64>,
     per_node_delivered: Vec<u64>,
     dm_pending: HashMap<MessageId, (usize, Instant)>,
-    dm_early: HashMap<MessageId, Instant>,
+    /// Verdicts that arrived before the send's own reply: delivered at, or
+    /// `None` for failed.
+    dm_early: HashMap<MessageId, Option<Instant>>,
     dm_rtts: Vec<f64>,
     dm_in_flight: Vec<usize>,
     dm: DmReport,
@@ -182,7 +184,7 @@ impl Tracker {
             Obs::Posted(Ok(_)) => {}
             Obs::Posted(Err(_)) => self.post_errors += 1,
             Obs::DmSent(pair, t0, Ok(id)) => match self.dm_early.remove(&id) {
-                Some(at) => self.dm_done(pair, t0, Some(at)),
+                Some(verdict) => self.dm_done(pair, t0, verdict),
                 None => {
                     self.dm_pending.insert(id, (pair, t0));
                 }
@@ -242,14 +244,15 @@ impl Tracker {
             Event::Delivered { id, .. } => match self.dm_pending.remove(&id) {
                 Some((pair, t0)) => self.dm_done(pair, t0, Some(at)),
                 None => {
-                    self.dm_early.insert(id, at);
+                    self.dm_early.insert(id, Some(at));
                 }
             },
-            Event::DmFailed { id, .. } => {
-                if let Some((pair, t0)) = self.dm_pending.remove(&id) {
-                    self.dm_done(pair, t0, None);
+            Event::DmFailed { id, .. } => match self.dm_pending.remove(&id) {
+                Some((pair, t0)) => self.dm_done(pair, t0, None),
+                None => {
+                    self.dm_early.insert(id, None);
                 }
-            }
+            },
             _ => {}
         }
     }
@@ -707,6 +710,7 @@ pub async fn run_with(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
     let mut posts_sent = 0u64;
+    let mut posts_due = 0u64;
     let ctx = Ctx {
         edges: &edges,
         addrs: &addrs,
@@ -725,12 +729,13 @@ pub async fn run_with(
         }
         // Posts due by now.
         let due = (h.rate * elapsed.as_secs_f64()) as u64;
-        while posts_sent < due && !publishers.is_empty() {
-            let author = publishers[posts_sent as usize % publishers.len()];
-            posts_sent += 1;
+        while posts_due < due && !publishers.is_empty() {
+            let author = publishers[posts_due as usize % publishers.len()];
+            posts_due += 1;
             if !tracker.up[author] {
-                continue;
+                continue; // a stopped node posts nothing
             }
+            posts_sent += 1;
             let index = tracker.record_post(author, Instant::now());
             let text = filler(format!("#{index}"), h.size);
             members[author]

@@ -30,7 +30,7 @@ use crate::wire::pb;
 
 /// DMs waiting for receipts at most. A person never gets near it; a script
 /// sending to an unreachable peer is told (`NodeError::OutboxFull`).
-const MAX_OUTBOX: usize = 10_000;
+pub(super) const MAX_OUTBOX: usize = 10_000;
 
 /// The store setting that remembers `/requests on|off`.
 const REQUESTS_SETTING: &str = "requests";
@@ -81,8 +81,8 @@ pub(super) struct PendingDm {
 pub(crate) struct EventLoop {
     /// Group memberships, rebuilt from the log's group ops at start.
     pub(super) groups: Groups,
-    /// Group messages this node sent: group and number of recipients.
-    pub(super) group_sends: HashMap<MessageId, (GroupId, usize)>,
+    /// Group messages this node sent, while their receipts come in.
+    pub(super) group_sends: HashMap<MessageId, groups::GroupSend>,
     swarm: Swarm<Behaviour>,
     identity: Identity,
     local: PeerId,
@@ -152,6 +152,13 @@ impl EventLoop {
         for op in store.group_ops()? {
             if let Body::GroupOp(g) = op.body() {
                 let _ = groups.apply(op.author(), g);
+            }
+        }
+        // Lamport clocks continue from the newest message of each group.
+        let ids: Vec<GroupId> = groups.all().iter().map(|g| g.id).collect();
+        for id in ids {
+            if let Some(lamport) = store.group_lamport(&id)? {
+                groups.observe(&id, lamport);
             }
         }
         let contacts: HashMap<PeerId, String> = store.contacts()?.into_iter().collect();
@@ -494,31 +501,31 @@ impl EventLoop {
             time_ms: now_ms(),
             nick: self.nick.clone(),
         });
-        match self.log_own(body) {
-            Ok(unsent) => {
-                // Into the outbox (and its index in the log) before the first
-                // attempt; reported done once both are on disk.
-                if !self.contacts.contains_key(&to) {
-                    // Writing to someone makes them a contact: their answers
-                    // are conversation, not requests.
-                    if let Err(e) = self.store.set_contact(&to, "") {
-                        tracing::warn!("cannot add contact: {e}");
-                    }
-                    self.contacts.insert(to, String::new());
-                }
-                let entry = self.outbox.add(unsent.id, to, now_ms());
-                if let Err(e) = self.store.outbox_put(&item_of(&entry)) {
-                    let _ = reply.send(Err(e.into()));
-                    return;
-                }
-                self.stats.dms_sent += 1;
-                self.try_send((unsent.id, to));
-                self.commit.push(AfterFlush::Sent { id: unsent.id, reply });
+        if !self.contacts.contains_key(&to) {
+            // Writing to someone makes them a contact: their answers are
+            // conversation, not requests.
+            if let Err(e) = self.store.set_contact(&to, "") {
+                tracing::warn!("cannot add contact: {e}");
             }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
+            self.contacts.insert(to, String::new());
         }
+        // The outbox entry is written before the message: a crash between the
+        // two leaves an entry without a message, which the outbox drops, never
+        // a queued message that nothing would retry.
+        let signed = Signed::sign(&self.identity, body);
+        let entry = self.outbox.add(signed.id(), to, now_ms());
+        let logged = self
+            .store
+            .outbox_put(&item_of(&entry))
+            .and_then(|()| self.store.insert(&signed, Direction::Sent, &self.local));
+        if let Err(e) = logged {
+            self.outbox.remove(&(signed.id(), to));
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        self.stats.dms_sent += 1;
+        self.try_send((signed.id(), to));
+        self.commit.push(AfterFlush::Sent { id: signed.id(), reply });
     }
 
     /// Signs and logs a message of this node's.
@@ -922,6 +929,11 @@ impl EventLoop {
                 self.attempt_failed(pending, "the recipient does not know the group yet".into());
                 return;
             }
+            Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::Storage as i32 => {
+                // A disk error at the recipient is worth another try.
+                self.attempt_failed(pending, "the recipient could not store it".into());
+                return;
+            }
             Some(pb::dm_reply::Outcome::Refused(code)) => {
                 let why = pb::Refusal::try_from(code).map_or("unknown", |r| r.as_str_name());
                 self.dm_failed(pending, format!("refused by recipient: {why}"));
@@ -972,7 +984,7 @@ impl EventLoop {
                     id: pending.id,
                     to: pending.to,
                 });
-                self.group_progress(pending.id);
+                self.group_progress(&pending, true);
             }
             Err(e) => tracing::error!("cannot record delivery: {e}"),
         }
@@ -986,9 +998,12 @@ impl EventLoop {
             tracing::warn!("cannot clear outbox entry: {e}");
         }
         self.stats.dms_failed += 1;
-        if let Err(e) = self
-            .store
-            .set_delivery(&pending.id, &Delivery::Failed(reason.clone()), None)
+        // A group message has one state per member (its outbox entries and
+        // GroupDelivered events), not one for the whole message.
+        if !self.group_sends.contains_key(&pending.id)
+            && let Err(e) = self
+                .store
+                .set_delivery(&pending.id, &Delivery::Failed(reason.clone()), None)
         {
             tracing::error!("cannot record failed delivery: {e}");
         }
@@ -998,6 +1013,7 @@ impl EventLoop {
             to: pending.to,
             reason,
         });
+        self.group_progress(&pending, false);
     }
 
     /// Starts an attempt to deliver an outbox DM, unless one is on the wire.
@@ -1018,7 +1034,9 @@ impl EventLoop {
         let attempt = self.outbox.get(&key).map_or(1, |e| e.attempts);
         let request = self.swarm.behaviour_mut().dm.send_request(&to, envelope);
         self.pending_dms.insert(request, PendingDm { id, to });
-        if let Err(e) = self.store.set_delivery(&id, &Delivery::Sent, None) {
+        if !self.group_sends.contains_key(&id)
+            && let Err(e) = self.store.set_delivery(&id, &Delivery::Sent, None)
+        {
             tracing::warn!("cannot record DM state: {e}");
         }
         self.unflushed = true;
@@ -1034,7 +1052,9 @@ impl EventLoop {
                 {
                     tracing::warn!("cannot record outbox entry: {e}");
                 }
-                if let Err(e) = self.store.set_delivery(&pending.id, &Delivery::Queued, None) {
+                if !self.group_sends.contains_key(&pending.id)
+                    && let Err(e) = self.store.set_delivery(&pending.id, &Delivery::Queued, None)
+                {
                     tracing::warn!("cannot record DM state: {e}");
                 }
                 self.unflushed = true;

@@ -245,3 +245,41 @@ async fn forged_group_ops_and_messages_from_non_members_are_refused_and_counted(
     assert_eq!(still[0].members, vec![n0, n1], "membership unchanged");
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lamport_clocks_continue_after_a_restart() {
+    let mut lab = Lab::start(2, quick()).await.expect("lab");
+    lab.connect(Topology::Full, T).await.expect("connect");
+    let p1 = lab.nodes[1].peer_id();
+    let group = lab.nodes[0]
+        .handle
+        .group_create("pair", vec![p1])
+        .await
+        .expect("create");
+    lab.nodes[1]
+        .wait_for("group", T, members_are(group, 2))
+        .await
+        .expect("learns it");
+    let mut sent = Vec::new();
+    for text in ["one", "two", "three"] {
+        sent.push(lab.nodes[0].handle.group_send(group, text).await.expect("send"));
+    }
+    lab.nodes[0].restart().await.expect("restart");
+    let a1 = lab.nodes[1].addr.clone();
+    lab.nodes[0].handle.dial(a1).await.expect("dial");
+    sent.push(
+        lab.nodes[0]
+            .handle
+            .group_send(group, "after the restart")
+            .await
+            .expect("send"),
+    );
+    assert_eq!(group_log(&lab, 0, group).await, sent, "the newest message stays last");
+    let last = *sent.last().expect("sent");
+    lab.nodes[1]
+        .wait_for("last", T, group_message(last))
+        .await
+        .expect("arrives");
+    assert_eq!(group_log(&lab, 1, group).await, sent);
+    lab.shutdown().await;
+}

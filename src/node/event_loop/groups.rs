@@ -6,7 +6,7 @@ use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::oneshot;
 
-use super::{AfterFlush, EventLoop, item_of, refusal};
+use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, item_of, refusal};
 use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
 use crate::message::{Body, MessageId, RejectReason, Signed};
 use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
@@ -14,21 +14,42 @@ use crate::protocol::MAX_TEXT_BYTES;
 use crate::store::{Direction, now_ms};
 use crate::wire::pb;
 
+/// Groups a node keeps at most. A stranger could otherwise make a node hold
+/// any number of groups by naming it in them.
+const MAX_GROUPS: usize = 1024;
+
 impl EventLoop {
     /// A group op or message arrived over the DM protocol.
     pub(super) fn handle_group_request(&mut self, peer: PeerId, signed: Signed, channel: ResponseChannel<Vec<u8>>) {
         let author = signed.author();
         let show = match signed.body() {
             Body::GroupOp(op) => {
+                let known = self.groups.get(&op.group).is_some();
                 let listed_before = self.groups.get(&op.group).map(|g| g.listed.contains(&self.local));
                 let names_me =
                     matches!(&op.change, GroupChange::State { members, .. } if members.contains(&self.local));
+                if !known && matches!(op.change, GroupChange::Leave) {
+                    // The group's creation may still be on its way.
+                    return self.refuse_group(peer, channel, GroupReject::UnknownGroup);
+                }
                 if listed_before != Some(true) && !names_me {
                     // An op for a group this node is not in: not for us.
                     return self.refuse_group(peer, channel, GroupReject::NotMember);
                 }
+                if !known {
+                    // A new group is like a DM from its moderator: contacts and
+                    // the requests setting decide, and the number is bounded.
+                    let from_contact = self.contacts.contains_key(&author);
+                    if (!from_contact && !self.accept_requests) || self.groups.len() >= MAX_GROUPS {
+                        self.stats.requests_refused += 1;
+                        let refused = refusal(pb::Refusal::NotAccepted);
+                        let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
+                        return;
+                    }
+                }
                 match self.groups.apply(author, op) {
                     Ok(Applied::Changed { before, after }) => {
+                        self.cancel_sends_to_removed(op.group, &before, &after);
                         let state = self.groups.get(&op.group).expect("just applied");
                         let (name, moderator) = (state.name.clone(), state.moderator);
                         let joined = !before.contains(&self.local) && after.contains(&self.local);
@@ -100,9 +121,14 @@ impl EventLoop {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS random number generator works");
         let group = crate::group::group_id(&self.local, &nonce).expect("own key is ed25519");
+        if let Some(bad) = members.iter().find(|m| crate::message::key_of(m).is_none()) {
+            let _ = reply.send(Err(NodeError::InvalidPeer(*bad)));
+            return;
+        }
         members.retain(|m| *m != self.local);
-        members.insert(0, self.local);
+        members.sort();
         members.dedup();
+        members.insert(0, self.local);
         let op = GroupOp {
             group,
             nonce,
@@ -143,6 +169,12 @@ impl EventLoop {
                     return;
                 }
                 let (mut name, mut members) = (state.name.clone(), state.members());
+                if let GroupEdit::Add(peer) = &edit
+                    && crate::message::key_of(peer).is_none()
+                {
+                    let _ = reply.send(Err(NodeError::InvalidPeer(*peer)));
+                    return;
+                }
                 match edit {
                     GroupEdit::Add(peer) if !members.contains(&peer) => members.push(peer),
                     GroupEdit::Remove(peer) if peer != self.local => members.retain(|m| *m != peer),
@@ -174,7 +206,10 @@ impl EventLoop {
     fn publish_group_op(&mut self, op: GroupOp) -> Result<MessageId, NodeError> {
         let before = self.groups.get(&op.group).map(|g| g.members()).unwrap_or_default();
         let after = match self.groups.apply(self.local, &op) {
-            Ok(Applied::Changed { after, .. }) => after,
+            Ok(Applied::Changed { before, after }) => {
+                self.cancel_sends_to_removed(op.group, &before, &after);
+                after
+            }
             Ok(Applied::Unchanged) => before.clone(),
             Err(GroupReject::InvalidMembership) => return Err(NodeError::GroupTooLarge(op.group)),
             Err(e) => return Err(NodeError::Network(format!("group op: {e}"))),
@@ -220,6 +255,7 @@ impl EventLoop {
             time_ms: now_ms(),
             lamport: self.groups.next_lamport(&group),
             nick: self.nick.clone(),
+            version: self.groups.get(&group).map_or(0, |g| g.version),
         };
         let signed = Signed::sign(&self.identity, Body::Group(msg));
         let result = self
@@ -229,7 +265,14 @@ impl EventLoop {
             .and_then(|_| self.send_to(&signed, &members));
         match result {
             Ok(n) => {
-                self.group_sends.insert(signed.id(), (group, n));
+                self.group_sends.insert(
+                    signed.id(),
+                    GroupSend {
+                        group,
+                        of: n,
+                        delivered: 0,
+                    },
+                );
                 self.commit.push(AfterFlush::Sent { id: signed.id(), reply });
             }
             Err(e) => {
@@ -243,6 +286,9 @@ impl EventLoop {
     fn send_to(&mut self, signed: &Signed, to: &[PeerId]) -> Result<usize, NodeError> {
         let mut n = 0;
         let local = self.local;
+        if self.outbox.len() + to.len() > MAX_OUTBOX {
+            return Err(NodeError::OutboxFull(self.outbox.len()));
+        }
         for peer in to.iter().filter(|p| **p != local) {
             let entry = self.outbox.add(signed.id(), *peer, now_ms());
             self.store.outbox_put(&item_of(&entry))?;
@@ -253,21 +299,41 @@ impl EventLoop {
     }
 
     /// After a receipt for a group message: "delivered to k of n".
-    pub(super) fn group_progress(&mut self, id: MessageId) {
-        let Some(&(group, of)) = self.group_sends.get(&id) else {
+    pub(super) fn group_progress(&mut self, pending: &PendingDm, delivered: bool) {
+        let Some(entry) = self.group_sends.get_mut(&pending.id) else {
             return;
         };
-        let waiting = self.outbox.waiting_for(&id);
-        let delivered = of.saturating_sub(waiting);
-        if waiting == 0 {
-            self.group_sends.remove(&id);
+        if delivered {
+            entry.delivered += 1;
+        }
+        let (group, delivered, of) = (entry.group, entry.delivered, entry.of);
+        if self.outbox.waiting_for(&pending.id) == 0 {
+            self.group_sends.remove(&pending.id);
         }
         self.emit(Event::GroupDelivered {
             group,
-            id,
+            id: pending.id,
             delivered,
             of,
         });
+    }
+
+    /// Cancels queued group messages of `group` to peers no longer in it:
+    /// a removed member is sent nothing more, not even what was still queued.
+    fn cancel_sends_to_removed(&mut self, group: GroupId, before: &[PeerId], after: &[PeerId]) {
+        for gone in before.iter().filter(|p| !after.contains(p) && **p != self.local) {
+            for (id, to) in self.outbox.for_peer(gone) {
+                let is_this_group = matches!(
+                    self.store.get(&id).ok().flatten().map(|m| m.message.body().clone()),
+                    Some(Body::Group(m)) if m.group == group
+                );
+                if is_this_group {
+                    self.outbox.remove(&(id, to));
+                    let _ = self.store.outbox_remove(&id, &to);
+                    self.unflushed = true;
+                }
+            }
+        }
     }
 
     /// The groups this node knows.
@@ -284,4 +350,11 @@ impl EventLoop {
             })
             .collect()
     }
+}
+
+/// A group message this node sent, while receipts come in.
+pub(crate) struct GroupSend {
+    group: GroupId,
+    of: usize,
+    delivered: usize,
 }
