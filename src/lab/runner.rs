@@ -173,6 +173,8 @@ struct Tracker {
     dm_in_flight: Vec<usize>,
     dm: DmReport,
     post_errors: u64,
+    /// When the last expected delivery or receipt was seen.
+    last_at: Option<Instant>,
     rejected: BTreeMap<String, u64>,
     stats_seen: usize,
 }
@@ -206,6 +208,7 @@ impl Tracker {
         self.dm_in_flight[pair] = self.dm_in_flight[pair].saturating_sub(1);
         match delivered_at {
             Some(at) => {
+                self.last_at = Some(self.last_at.map_or(at, |l| l.max(at)));
                 self.dm.delivered += 1;
                 self.dm_rtts.push(at.duration_since(t0).as_secs_f64() * 1e3);
             }
@@ -234,6 +237,7 @@ impl Tracker {
                 if !self.seen.insert((node, index)) {
                     self.duplicates += 1;
                 } else if rec.expected.contains(&node) {
+                    self.last_at = Some(self.last_at.map_or(at, |l| l.max(at)));
                     self.delivered += 1;
                     self.per_node_delivered[node] += 1;
                     self.latencies.push(at.duration_since(rec.t0).as_secs_f64() * 1e3);
@@ -558,6 +562,7 @@ pub async fn run_with(
         dm_in_flight: Vec::new(),
         dm: DmReport::default(),
         post_errors: 0,
+        last_at: None,
         rejected: BTreeMap::new(),
         stats_seen: 0,
     };
@@ -777,6 +782,8 @@ pub async fn run_with(
         apply(&mut members, &mut tracker, &ctx, action).await?;
     }
     let traffic = start.elapsed();
+    // Rates divide by the time until the last delivery, which includes any
+    // backlog drained after the traffic stopped.
     // Settle: wait for what is still in flight.
     let settle_until = Instant::now() + Duration::from_secs_f64(scenario.settle_s);
     while (tracker.delivered < tracker.expected_total || tracker.dm.delivered + tracker.dm.failed < tracker.dm.sent)
@@ -828,7 +835,10 @@ pub async fn run_with(
     let latency = Latency::of(&mut latencies);
     let mut rtts = tracker.dm_rtts.clone();
     tracker.dm.rtt = Latency::of(&mut rtts);
-    tracker.dm.per_s = round2(tracker.dm.delivered as f64 / traffic.as_secs_f64().max(1e-9));
+    let busy = tracker
+        .last_at
+        .map_or(traffic, |l| l.duration_since(start).max(traffic));
+    tracker.dm.per_s = round2(tracker.dm.delivered as f64 / busy.as_secs_f64().max(1e-9));
     let rss_mb = rss_peak as f64 / 1e6;
     Ok(Report {
         scenario: scenario.name.clone(),
@@ -852,7 +862,7 @@ pub async fn run_with(
             (tracker.delivered as f64 / tracker.expected_total as f64 * 1e4).round() / 1e4
         },
         latency,
-        msgs_per_s: round2(tracker.delivered as f64 / traffic.as_secs_f64().max(1e-9)),
+        msgs_per_s: round2(tracker.delivered as f64 / busy.as_secs_f64().max(1e-9)),
         dm: tracker.dm.clone(),
         per_node: (0..n)
             .map(|i| NodeReport {
