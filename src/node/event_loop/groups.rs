@@ -169,6 +169,10 @@ impl EventLoop {
                     return;
                 }
                 let (mut name, mut members) = (state.name.clone(), state.members());
+                if !members.contains(&self.local) {
+                    // A moderator who left and edits again is back in.
+                    members.insert(0, self.local);
+                }
                 if let GroupEdit::Add(peer) = &edit
                     && crate::message::key_of(peer).is_none()
                 {
