@@ -10,6 +10,7 @@ mod dm;
 mod groups;
 mod hallway;
 mod mesh;
+mod never_panic;
 mod outbox;
 mod requests;
 mod restart;
