@@ -221,6 +221,12 @@ pub enum RejectReason {
     /// A group op or message from someone who is not a member.
     #[error("not_member")]
     NotMember,
+    /// The author's clock is further ahead than the allowed window.
+    #[error("future_time")]
+    FutureTime,
+    /// A live post older than the allowed window (a replay).
+    #[error("stale")]
+    Stale,
 }
 
 impl RejectReason {
@@ -239,6 +245,8 @@ impl RejectReason {
             Self::BadReceipt => "bad_receipt",
             Self::NotModerator => "not_moderator",
             Self::NotMember => "not_member",
+            Self::FutureTime => "future_time",
+            Self::Stale => "stale",
         }
     }
 }
@@ -333,6 +341,21 @@ impl Signed {
     pub fn envelope(&self) -> &[u8] {
         &self.envelope
     }
+}
+
+/// Checks an author's timestamp against this node's clock: never more than
+/// `window` ahead; and, when `past` is true (live hallway posts, which
+/// gossip delivers within seconds), never more than `window` behind either.
+/// DMs and group messages may arrive days late through an outbox, so only
+/// the future is checked for them.
+pub fn check_time(time_ms: u64, now_ms: u64, window_ms: u64, past: bool) -> Result<(), RejectReason> {
+    if time_ms > now_ms.saturating_add(window_ms) {
+        return Err(RejectReason::FutureTime);
+    }
+    if past && time_ms < now_ms.saturating_sub(window_ms) {
+        return Err(RejectReason::Stale);
+    }
+    Ok(())
 }
 
 /// The PeerId of an ed25519 public key.
@@ -650,6 +673,16 @@ mod tests {
         let a = alice();
         assert_eq!(key_of(&a.peer_id()), Some(a.verifying_key().to_bytes()));
         assert_eq!(peer_id_of(&a.verifying_key()), a.peer_id());
+    }
+
+    #[test]
+    fn author_clocks_are_checked_against_a_window() {
+        let (now, w) = (1_000_000, 600_000);
+        assert_eq!(check_time(now + w, now, w, true), Ok(()));
+        assert_eq!(check_time(now + w + 1, now, w, false), Err(RejectReason::FutureTime));
+        assert_eq!(check_time(now - w - 1, now, w, true), Err(RejectReason::Stale));
+        assert_eq!(check_time(1, now, w, false), Ok(()), "a DM may arrive days late");
+        assert_eq!(check_time(u64::MAX, now, w, false), Err(RejectReason::FutureTime));
     }
 
     #[test]

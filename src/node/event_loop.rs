@@ -102,6 +102,8 @@ pub(crate) struct EventLoop {
     stats: Stats,
     /// Received posts or delivery states are logged but not yet flushed.
     unflushed: bool,
+    /// How far authors' clocks may be from ours, in ms (`Config::clock_window`).
+    clock_window_ms: u64,
     /// Peers whose messages are dropped and whose connections are refused.
     blocked: HashSet<PeerId>,
     /// Contacts and their petnames; DMs from anyone else are requests.
@@ -192,6 +194,7 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             stats: Stats::default(),
             unflushed: false,
+            clock_window_ms: config.clock_window.as_millis() as u64,
             groups,
             group_sends: HashMap::new(),
             blocked,
@@ -754,6 +757,13 @@ impl EventLoop {
             self.drop_blocked(signed.author());
             return MessageAcceptance::Ignore;
         }
+        if let Body::Hallway(post) = signed.body()
+            && let Err(reason) = crate::message::check_time(post.time_ms, now_ms(), self.clock_window_ms, true)
+        {
+            // Not penalised: an honest forwarder's clock may differ from ours.
+            self.reject(source, reason);
+            return MessageAcceptance::Ignore;
+        }
         let post = match signed.body() {
             Body::Hallway(post) if post.room == room => post.clone(),
             Body::Hallway(_) => {
@@ -829,6 +839,22 @@ impl EventLoop {
             self.drop_blocked(signed.author());
             let refused = refusal(pb::Refusal::NotAccepted);
             let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
+            return;
+        }
+        let time = match signed.body() {
+            Body::Direct(dm) => Some(dm.time_ms),
+            Body::Group(m) => Some(m.time_ms),
+            _ => None,
+        };
+        if let Some(time) = time
+            && let Err(reason) = crate::message::check_time(time, now_ms(), self.clock_window_ms, false)
+        {
+            self.reject(peer, reason);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .dm
+                .send_response(channel, refusal(pb::Refusal::Invalid));
             return;
         }
         if matches!(signed.body(), Body::GroupOp(_) | Body::Group(_)) {

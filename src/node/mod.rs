@@ -67,6 +67,11 @@ pub struct Config {
     /// nothing is stored. Default on, like Clubhouse. `/requests on|off`
     /// changes it and the choice is kept in the log.
     pub accept_requests: bool,
+    /// How far an author's clock may be from this node's: posts outside it
+    /// (either way) and DMs or group messages ahead of it are rejected.
+    /// Ten minutes tolerates unsynchronised phones and laptops while keeping
+    /// replays of old posts and "always the newest" timestamps out.
+    pub clock_window: Duration,
     /// Members per group at most, moderator included: Clubhouse's 15.
     pub max_group_members: usize,
     /// Group commit: one flush covers every durable action queued while the
@@ -97,6 +102,7 @@ impl Config {
             accept_requests: true,
             group_commit: true,
             max_group_members: 15,
+            clock_window: Duration::from_secs(600),
             idle_connection_timeout: Duration::from_secs(60),
         }
     }

@@ -239,3 +239,73 @@ async fn a_receipt_not_signed_by_the_recipient_is_rejected_and_the_dm_not_marked
     assert!(matches!(log[0].delivery, backchannel::Delivery::Failed(_)));
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_and_dms_with_clocks_outside_the_window_are_rejected() {
+    let lobby = room("lobby");
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    lab.nodes[0].handle.join(&lobby).await.expect("join");
+    let node = lab.nodes[0].peer_id();
+    let mut peer = RawPeer::start(64 * 1024).await;
+    peer.connect(&lab.nodes[0].addr, node).await;
+    peer.join("lobby", node).await;
+    lab.nodes[0]
+        .wait_for("room peer", T, |e| {
+            matches!(e, Event::RoomPeerJoined { .. }).then_some(())
+        })
+        .await
+        .expect("in the room");
+    let own = peer.public_key();
+    let hour = 3_600_000;
+    let mut future = wire::post("lobby", "from the future");
+    future.time_ms += hour;
+    let mut replay = wire::post("lobby", "from last year");
+    replay.time_ms -= 365 * 24 * hour;
+    for p in [&future, &replay] {
+        peer.publish("lobby", wire::envelope(&peer.key, own, wire::payload_post(p)))
+            .await;
+    }
+    let fair = wire::post("lobby", "on time");
+    peer.publish("lobby", wire::envelope(&peer.key, own, wire::payload_post(&fair)))
+        .await;
+    lab.nodes[0]
+        .wait_for("the fair post", T, |e| {
+            matches!(e, Event::Hallway { post, .. } if post.text == "on time").then_some(())
+        })
+        .await
+        .expect("shown");
+    // A DM dated an hour ahead is refused.
+    let node_key = backchannel::message::key_of(&node).expect("ed25519");
+    let dm = wire::payload_dm(&wire::DirectMessage {
+        recipient: node_key.to_vec(),
+        text: "early".into(),
+        time_ms: wire::now_ms() + hour,
+        nonce: wire::rand_nonce(),
+        nick: String::new(),
+    });
+    let reply = peer
+        .dm(node, wire::envelope(&peer.key, own, dm))
+        .await
+        .expect("a reply");
+    assert_eq!(DmReply::decode(reply.as_slice()).expect("reply").refused, Some(1));
+
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    assert_eq!(stats.rejected.get("future_time"), Some(&2), "{stats:?}");
+    assert_eq!(stats.rejected.get("stale"), Some(&1), "{stats:?}");
+    let shown: Vec<String> = lab.nodes[0]
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Hallway { post, .. } => Some(post.text),
+            _ => None,
+        })
+        .collect();
+    assert!(shown.is_empty(), "{shown:?}");
+    let log = lab.nodes[0]
+        .handle
+        .history(HistoryQuery::Room(lobby), 10)
+        .await
+        .expect("history");
+    assert_eq!(log.len(), 1, "only the post on time is stored");
+    lab.shutdown().await;
+}

@@ -78,7 +78,7 @@ pub fn post(room: &str, text: &str) -> HallwayPost {
     HallwayPost {
         room: room.into(),
         text: text.into(),
-        time_ms: 1,
+        time_ms: now_ms(),
         nonce: rand_nonce(),
         nick: String::new(),
     }
@@ -122,4 +122,11 @@ pub struct GroupMessage {
     pub lamport: u64,
     #[prost(string, tag = "6")]
     pub nick: String,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
 }
