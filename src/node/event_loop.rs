@@ -605,11 +605,7 @@ impl EventLoop {
                     }
                 }
                 (AfterFlush::Receipt { channel, .. }, Err(_)) => {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .dm
-                        .send_response(channel, refusal(pb::Refusal::Storage));
+                    self.refuse(channel, pb::Refusal::Storage);
                 }
                 (AfterFlush::Durable, _) => {}
                 (AfterFlush::Created { group, reply }, outcome) => {
@@ -827,18 +823,13 @@ impl EventLoop {
             Ok(signed) => signed,
             Err(reason) => {
                 self.reject(peer, reason);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .dm
-                    .send_response(channel, refusal(pb::Refusal::Invalid));
+                self.refuse(channel, pb::Refusal::Invalid);
                 return;
             }
         };
         if self.blocked.contains(&signed.author()) {
             self.drop_blocked(signed.author());
-            let refused = refusal(pb::Refusal::NotAccepted);
-            let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
+            self.refuse(channel, pb::Refusal::NotAccepted);
             return;
         }
         let time = match signed.body() {
@@ -850,11 +841,7 @@ impl EventLoop {
             && let Err(reason) = crate::message::check_time(time, now_ms(), self.clock_window_ms, false)
         {
             self.reject(peer, reason);
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .dm
-                .send_response(channel, refusal(pb::Refusal::Invalid));
+            self.refuse(channel, pb::Refusal::Invalid);
             return;
         }
         if matches!(signed.body(), Body::GroupOp(_) | Body::Group(_)) {
@@ -865,17 +852,12 @@ impl EventLoop {
             Body::Direct(dm) if dm.recipient == self.local => dm.clone(),
             Body::Direct(_) => {
                 self.reject(peer, RejectReason::WrongRecipient);
-                let refused = refusal(pb::Refusal::WrongRecipient);
-                let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
+                self.refuse(channel, pb::Refusal::WrongRecipient);
                 return;
             }
             _ => {
                 self.reject(peer, RejectReason::WrongKind);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .dm
-                    .send_response(channel, refusal(pb::Refusal::WrongKind));
+                self.refuse(channel, pb::Refusal::WrongKind);
                 return;
             }
         };
@@ -918,11 +900,7 @@ impl EventLoop {
             }
             Err(e) => {
                 tracing::error!("cannot log message: {e}");
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .dm
-                    .send_response(channel, refusal(pb::Refusal::Storage));
+                self.refuse(channel, pb::Refusal::Storage);
                 return;
             }
         };
@@ -931,6 +909,11 @@ impl EventLoop {
         }
         .encode_to_vec();
         self.commit.push(AfterFlush::Receipt { channel, reply, show });
+    }
+
+    /// Answers a DM-protocol request with a refusal.
+    fn refuse(&mut self, channel: ResponseChannel<Vec<u8>>, code: pb::Refusal) {
+        let _ = self.swarm.behaviour_mut().dm.send_response(channel, refusal(code));
     }
 
     fn sign_receipt(&self, dm: &Signed, accepted: bool) -> Vec<u8> {

@@ -6,7 +6,7 @@ use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::oneshot;
 
-use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, item_of, refusal};
+use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, item_of};
 use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
 use crate::message::{Body, MessageId, RejectReason, Signed};
 use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
@@ -42,8 +42,7 @@ impl EventLoop {
                     let from_contact = self.contacts.contains_key(&author);
                     if (!from_contact && !self.accept_requests) || self.groups.len() >= MAX_GROUPS {
                         self.stats.requests_refused += 1;
-                        let refused = refusal(pb::Refusal::NotAccepted);
-                        let _ = self.swarm.behaviour_mut().dm.send_response(channel, refused);
+                        self.refuse(channel, pb::Refusal::NotAccepted);
                         return;
                     }
                 }
@@ -108,7 +107,7 @@ impl EventLoop {
                 pb::Refusal::NotMember
             }
         };
-        let _ = self.swarm.behaviour_mut().dm.send_response(channel, refusal(code));
+        self.refuse(channel, code);
     }
 
     /// Creates a group with this node as moderator.
