@@ -10,8 +10,6 @@
 //! computes the same membership, whatever order they arrived in.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
-use std::str::FromStr;
 
 use libp2p::PeerId;
 use sha2::{Digest, Sha256};
@@ -26,46 +24,9 @@ pub const MAX_WIRE_MEMBERS: usize = 64;
 /// Longest group name, in UTF-8 bytes.
 pub const MAX_GROUP_NAME_BYTES: usize = 64;
 
-/// A group's id.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GroupId([u8; 32]);
-
-impl GroupId {
-    /// The id's bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// An id from 32 bytes.
-    pub fn from_bytes(b: [u8; 32]) -> Self {
-        Self(b)
-    }
-
-    /// The first 8 hex digits.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..4])
-    }
-}
-
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GroupId({})", self.short())
-    }
-}
-
-impl FromStr for GroupId {
-    type Err = hex::FromHexError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0; 32];
-        hex::decode_to_slice(s, &mut out)?;
-        Ok(Self(out))
-    }
+crate::message::hex_id! {
+    /// A group's id: it commits to the moderator's key ([`group_id`]).
+    GroupId
 }
 
 /// The id of the group a moderator creates with `nonce`.
@@ -75,7 +36,7 @@ pub fn group_id(moderator: &PeerId, nonce: &[u8; 16]) -> Option<GroupId> {
     h.update(GROUP_DOMAIN);
     h.update(key);
     h.update(nonce);
-    Some(GroupId(h.finalize().into()))
+    Some(GroupId::from_bytes(h.finalize().into()))
 }
 
 /// A signed change to a group (its author is the envelope's signer).

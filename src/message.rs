@@ -21,55 +21,69 @@ use crate::protocol::{
 };
 use crate::wire::pb;
 
-/// A message id: SHA-256 over [`ID_DOMAIN`], the author's public key and the
-/// signed payload bytes. Every post carries a random nonce, so the same text
-/// sent twice gives two ids.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId([u8; 32]);
+/// Defines a 32-byte id type shown as hex: `as_bytes`, `from_bytes`,
+/// `short`, `Display` (64 hex digits), `Debug` and `FromStr`.
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            /// The id's bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Builds an id from 32 bytes.
+            pub fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+
+            /// The first 8 hex digits, for display.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..4])
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.short())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = hex::FromHexError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut out = [0; 32];
+                hex::decode_to_slice(s, &mut out)?;
+                Ok(Self(out))
+            }
+        }
+    };
+}
+pub(crate) use hex_id;
+
+hex_id! {
+    /// A message id: SHA-256 over [`ID_DOMAIN`], the author's public key and the
+    /// signed payload bytes. Every post carries a random nonce, so the same text
+    /// sent twice gives two ids.
+    MessageId
+}
 
 impl MessageId {
-    /// The id's bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Builds an id from 32 bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// The first 8 hex digits, for display.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..4])
-    }
-
     fn derive(public_key: &[u8; 32], payload: &[u8]) -> Self {
         let mut h = Sha256::new();
         h.update(ID_DOMAIN);
         h.update(public_key);
         h.update(payload);
         Self(h.finalize().into())
-    }
-}
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MessageId({})", self.short())
-    }
-}
-
-impl FromStr for MessageId {
-    type Err = hex::FromHexError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0; 32];
-        hex::decode_to_slice(s, &mut out)?;
-        Ok(Self(out))
     }
 }
 

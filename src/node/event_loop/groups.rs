@@ -6,11 +6,10 @@ use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::oneshot;
 
-use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, item_of};
+use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, check_text, item_of};
 use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
 use crate::message::{Body, MessageId, RejectReason, Signed};
 use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
-use crate::protocol::MAX_TEXT_BYTES;
 use crate::store::{Direction, now_ms};
 use crate::wire::pb;
 
@@ -240,8 +239,8 @@ impl EventLoop {
         text: String,
         reply: oneshot::Sender<Result<MessageId, NodeError>>,
     ) {
-        if text.is_empty() || text.len() > MAX_TEXT_BYTES {
-            let _ = reply.send(Err(NodeError::InvalidText));
+        if let Err(e) = check_text(&text) {
+            let _ = reply.send(Err(e));
             return;
         }
         let Some(members) = self.groups.get(&group).map(|g| g.members()) else {
