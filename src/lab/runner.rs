@@ -610,16 +610,7 @@ pub async fn run_with(
         }
     }
     let formation_ms = formed_at.elapsed().as_secs_f64() * 1e3;
-    let rss_idle = match lab {
-        Some(_) => metrics::rss(None).0.saturating_sub(rss_before),
-        None => members
-            .iter()
-            .map(|m| match m {
-                Member::Proc(p) => p.rss_now(),
-                Member::Local(_) => 0,
-            })
-            .sum(),
-    };
+    let rss_idle = usage(&members, lab.is_some(), rss_before).rss_now;
 
     // The timeline of faults.
     let mut timeline: Vec<(f64, Action)> = Vec::new();
@@ -684,33 +675,10 @@ pub async fn run_with(
     }
 
     let total = Duration::from_secs_f64(h.duration_s);
-    let cpu = |members: &[Member]| -> Duration {
-        match lab {
-            Some(_) => metrics::cpu_time(None),
-            None => members
-                .iter()
-                .map(|m| match m {
-                    Member::Proc(p) => p.cpu(),
-                    Member::Local(_) => Duration::ZERO,
-                })
-                .sum(),
-        }
-    };
-    let rss_now = |members: &[Member]| -> u64 {
-        match lab {
-            Some(_) => metrics::rss(None).0.saturating_sub(rss_before),
-            None => members
-                .iter()
-                .map(|m| match m {
-                    Member::Proc(p) => p.rss_peak(),
-                    Member::Local(_) => 0,
-                })
-                .sum(),
-        }
-    };
-    let cpu0 = cpu(&members);
+    let in_process = lab.is_some();
+    let cpu0 = usage(&members, in_process, rss_before).cpu;
     let start = Instant::now();
-    let mut rss_peak = rss_now(&members);
+    let mut rss_peak = usage(&members, in_process, rss_before).rss_peak;
     let mut ticker = tokio::time::interval(Duration::from_millis(2));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
@@ -772,7 +740,7 @@ pub async fn run_with(
         }
         if last_progress.elapsed() >= Duration::from_millis(500) {
             last_progress = Instant::now();
-            rss_peak = rss_peak.max(rss_now(&members));
+            rss_peak = rss_peak.max(usage(&members, in_process, rss_before).rss_peak);
             progress(&snapshot(&tracker, start, total, posts_sent));
         }
     }
@@ -795,8 +763,9 @@ pub async fn run_with(
             _ => break,
         }
     }
-    let cpu_used = cpu(&members).saturating_sub(cpu0);
-    rss_peak = rss_peak.max(rss_now(&members));
+    let end = usage(&members, in_process, rss_before);
+    let cpu_used = end.cpu.saturating_sub(cpu0);
+    rss_peak = rss_peak.max(end.rss_peak);
     progress(&snapshot(&tracker, start, total, posts_sent));
 
     // Rejections counted by the nodes that are running.
@@ -893,6 +862,41 @@ fn snapshot(t: &Tracker, start: Instant, total: Duration, sent: u64) -> Progress
         delivered: t.delivered,
         dm_delivered: t.dm.delivered,
     }
+}
+
+/// What the nodes use: CPU so far, resident memory now and at its peak
+/// (above `rss_before` for in-process nodes; summed over child processes).
+struct Usage {
+    cpu: Duration,
+    rss_now: u64,
+    rss_peak: u64,
+}
+
+fn usage(members: &[Member], in_process: bool, rss_before: u64) -> Usage {
+    if in_process {
+        let rss = metrics::rss(None).0.saturating_sub(rss_before);
+        return Usage {
+            cpu: metrics::cpu_time(None),
+            rss_now: rss,
+            rss_peak: rss,
+        };
+    }
+    let procs = members.iter().filter_map(|m| match m {
+        Member::Proc(p) => Some(p),
+        Member::Local(_) => None,
+    });
+    procs.fold(
+        Usage {
+            cpu: Duration::ZERO,
+            rss_now: 0,
+            rss_peak: 0,
+        },
+        |u, p| Usage {
+            cpu: u.cpu + p.cpu(),
+            rss_now: u.rss_now + p.rss_now(),
+            rss_peak: u.rss_peak + p.rss_peak(),
+        },
+    )
 }
 
 /// Forwards a node's events to the runner, stamped on arrival.
