@@ -19,6 +19,17 @@ struct DmReply {
     refused: Option<i32>,
 }
 
+/// The texts of the posts a node showed since the last wait or drain.
+fn shown_posts(node: &mut backchannel::lab::LabNode) -> Vec<String> {
+    node.drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Hallway { post, .. } => Some(post.text),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_posts_are_rejected_counted_and_never_forwarded() {
     let lobby = room("lobby");
@@ -100,14 +111,7 @@ async fn invalid_posts_are_rejected_counted_and_never_forwarded() {
         })
         .await
         .expect("shown");
-    let shown: Vec<String> = lab.nodes[0]
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Hallway { post, .. } => Some(post.text),
-            _ => None,
-        })
-        .collect();
+    let shown = shown_posts(&mut lab.nodes[0]);
     assert!(shown.is_empty(), "only the valid post is shown: {shown:?}");
     let log = lab.nodes[0]
         .handle
@@ -292,14 +296,7 @@ async fn posts_and_dms_with_clocks_outside_the_window_are_rejected() {
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
     assert_eq!(stats.rejected.get("future_time"), Some(&2), "{stats:?}");
     assert_eq!(stats.rejected.get("stale"), Some(&1), "{stats:?}");
-    let shown: Vec<String> = lab.nodes[0]
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Hallway { post, .. } => Some(post.text),
-            _ => None,
-        })
-        .collect();
+    let shown = shown_posts(&mut lab.nodes[0]);
     assert!(shown.is_empty(), "{shown:?}");
     let log = lab.nodes[0]
         .handle

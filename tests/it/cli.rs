@@ -59,6 +59,19 @@ impl Proc {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
     }
 
+    /// The node's peer id and first listen address, from its first lines.
+    pub(crate) async fn identity_and_addr(&mut self) -> (String, String) {
+        let id = self.wait("identity", |v| is(v, "identity")).await["peer"]
+            .as_str()
+            .expect("peer")
+            .to_owned();
+        let addr = self.wait("listening", |v| is(v, "listening")).await["addr"]
+            .as_str()
+            .expect("addr")
+            .to_owned();
+        (id, addr)
+    }
+
     async fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write");
@@ -75,14 +88,7 @@ async fn two_processes_chat_through_stdin_and_stdout() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
     let mut a = Proc::run(&da, &["--room", "lobby", "--name", "alice"]);
-    let a_id = a.wait("identity", |v| is(v, "identity")).await["peer"]
-        .as_str()
-        .expect("peer")
-        .to_owned();
-    let addr = a.wait("listening", |v| is(v, "listening")).await["addr"]
-        .as_str()
-        .expect("addr")
-        .to_owned();
+    let (a_id, addr) = a.identity_and_addr().await;
     assert!(addr.ends_with(&format!("/p2p/{a_id}")));
 
     let mut b = Proc::run(&db, &["--room", "lobby", "--name", "bob", "--peer", &addr]);
@@ -247,14 +253,7 @@ async fn a_node_killed_with_sigkill_keeps_everything_it_had_shown() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
     let mut a = Proc::run(&da, &["--room", "lobby", "--name", "alice"]);
-    let a_id = a.wait("identity", |v| is(v, "identity")).await["peer"]
-        .as_str()
-        .expect("peer")
-        .to_owned();
-    let addr = a.wait("listening", |v| is(v, "listening")).await["addr"]
-        .as_str()
-        .expect("addr")
-        .to_owned();
+    let (a_id, addr) = a.identity_and_addr().await;
     let mut b = Proc::run(&db, &["--room", "lobby", "--name", "bob", "--peer", &addr]);
     let b_id = b.wait("identity", |v| is(v, "identity")).await["peer"]
         .as_str()

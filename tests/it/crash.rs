@@ -21,14 +21,7 @@ async fn sigkilled_recipient_loses_nothing_and_shows_nothing_twice() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
     let mut a = Proc::run(&da, &["--name", "alice"]);
-    let a_id = a.wait("identity", |v| is(v, "identity")).await["peer"]
-        .as_str()
-        .expect("peer")
-        .to_owned();
-    let a_addr = a.wait("listening", |v| is(v, "listening")).await["addr"]
-        .as_str()
-        .expect("addr")
-        .to_owned();
+    let (a_id, a_addr) = a.identity_and_addr().await;
     let mut b = Proc::run(&db, &["--peer", &a_addr]);
     let b_id = b.wait("identity", |v| is(v, "identity")).await["peer"]
         .as_str()
