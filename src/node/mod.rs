@@ -306,6 +306,9 @@ pub enum NodeError {
     /// Posting to a room the node has not joined.
     #[error("not in room {0}: /join it first")]
     NotJoined(Room),
+    /// A group name must be 1 to 64 bytes without control characters.
+    #[error("a group name is 1 to 64 bytes without control characters")]
+    InvalidGroupName,
     /// No such group here.
     #[error("unknown group {}", .0.short())]
     UnknownGroup(GroupId),
@@ -554,6 +557,13 @@ async fn open_store(config: &Config) -> Result<Store, NodeError> {
     }
 }
 
+fn check_group_name(name: &str) -> Result<(), NodeError> {
+    if name.is_empty() || name.len() > crate::group::MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(NodeError::InvalidGroupName);
+    }
+    Ok(())
+}
+
 impl Handle {
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
@@ -608,15 +618,16 @@ impl Handle {
     /// [`Config::max_group_members`] with the moderator). Returns once the
     /// creation is on disk; members learn of it through their outboxes.
     pub async fn group_create(&self, name: &str, members: Vec<PeerId>) -> Result<GroupId, NodeError> {
-        if name.is_empty() || name.len() > crate::group::MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
-            return Err(NodeError::InvalidNick);
-        }
+        check_group_name(name)?;
         self.ask(|tx| Command::GroupCreate(name.to_owned(), members, tx))
             .await?
     }
 
     /// Adds, removes or renames (moderator) or leaves (anyone).
     pub async fn group_edit(&self, group: GroupId, edit: GroupEdit) -> Result<(), NodeError> {
+        if let GroupEdit::Rename(name) = &edit {
+            check_group_name(name)?;
+        }
         self.ask(|tx| Command::GroupEdit(group, edit, tx)).await?
     }
 
