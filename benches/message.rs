@@ -14,6 +14,10 @@ fn post(identity: &Identity) -> Signed {
             text: "x".repeat(200),
             time_ms: 1_700_000_000_000,
             nick: Some("alice".into()),
+            clock: 1_700_000_000_000,
+            reply_to: None,
+            mentions: Vec::new(),
+            question: false,
         }),
     )
 }

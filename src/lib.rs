@@ -53,7 +53,9 @@ pub mod lab;
 pub mod message;
 pub mod node;
 pub mod protocol;
+pub mod room;
 pub mod store;
+pub mod sync;
 mod wire;
 
 pub use group::GroupId;

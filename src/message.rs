@@ -19,6 +19,7 @@ use crate::identity::Identity;
 use crate::protocol::{
     ID_DOMAIN, MAX_ENVELOPE_BYTES, MAX_NICK_BYTES, MAX_ROOM_BYTES, MAX_TEXT_BYTES, NONCE_BYTES, SIGNING_DOMAIN,
 };
+use crate::room::{ChatMode, Presence, QuestionState, Reaction, Role, RoomAction, RoomOp, check_emoji};
 use crate::wire::pb;
 
 /// Defines a 32-byte id type shown as hex: `as_bytes`, `from_bytes`,
@@ -87,8 +88,10 @@ impl MessageId {
     }
 }
 
-/// A room name: 1..=64 bytes of UTF-8 without control characters or
-/// surrounding whitespace.
+/// A room id. An open room's id is its name: 1..=64 bytes of UTF-8 without
+/// control characters, `~` or surrounding whitespace. A hosted room's id is
+/// `NAME~HOST` with the host's peer id (base58), so the host is verifiable
+/// from the id itself.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Room(String);
 
@@ -101,29 +104,77 @@ pub struct InvalidRoom {
 }
 
 impl Room {
-    /// Validates a room name.
-    pub fn new(name: impl Into<String>) -> Result<Self, InvalidRoom> {
-        let name = name.into();
-        let why = if name.is_empty() {
-            Some("it is empty")
-        } else if name.len() > MAX_ROOM_BYTES {
-            Some("it is longer than 64 bytes")
-        } else if name.chars().any(char::is_control) {
-            Some("it contains control characters")
-        } else if name.trim() != name {
-            Some("it starts or ends with whitespace")
+    /// Validates a room id: an open room's name, or a hosted room's
+    /// `NAME~HOST` (see [`Room::hosted`]).
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidRoom> {
+        let id = id.into();
+        let (name, host) = match id.rsplit_once(HOST_SEPARATOR) {
+            Some((name, host)) => (name, Some(host)),
+            None => (id.as_str(), None),
+        };
+        let why = if let Some(why) = name_problem(name) {
+            Some(why)
+        } else if let Some(host) = host {
+            match host.parse::<PeerId>() {
+                Ok(peer) if key_of(&peer).is_some() && peer.to_base58() == host => None,
+                _ => Some("a ~ must be followed by the host's peer id"),
+            }
         } else {
             None
         };
         match why {
-            Some(why) => Err(InvalidRoom { name, why }),
-            None => Ok(Self(name)),
+            Some(why) => Err(InvalidRoom { name: id, why }),
+            None => Ok(Self(id)),
         }
     }
 
-    /// The name.
+    /// The id of the room `host` creates as `name`: `NAME~HOST`, so that
+    /// everyone can tell who the host is from the id alone.
+    pub fn hosted(name: &str, host: &PeerId) -> Result<Self, InvalidRoom> {
+        if let Some(why) = name_problem(name) {
+            return Err(InvalidRoom {
+                name: name.to_owned(),
+                why,
+            });
+        }
+        Self::new(format!("{name}{HOST_SEPARATOR}{host}"))
+    }
+
+    /// The room id (the string people join by).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name part of the id.
+    pub fn name(&self) -> &str {
+        self.0
+            .rsplit_once(HOST_SEPARATOR)
+            .map_or(self.0.as_str(), |(name, _)| name)
+    }
+
+    /// The host of a hosted room (None: an open room).
+    pub fn host(&self) -> Option<PeerId> {
+        let (_, host) = self.0.rsplit_once(HOST_SEPARATOR)?;
+        host.parse().ok()
+    }
+}
+
+/// What separates a hosted room's name from its host's peer id.
+pub const HOST_SEPARATOR: char = '~';
+
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_ROOM_BYTES {
+        Some("it is longer than 64 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains control characters")
+    } else if name.trim() != name {
+        Some("it starts or ends with whitespace")
+    } else if name.contains(HOST_SEPARATOR) {
+        Some("a ~ must be followed by the host's peer id")
+    } else {
+        None
     }
 }
 
@@ -151,6 +202,14 @@ pub struct HallwayPost {
     pub time_ms: u64,
     /// The author's display name, if any.
     pub nick: Option<String>,
+    /// The room clock (see [`crate::room`]): orders the room.
+    pub clock: u64,
+    /// The post this one answers.
+    pub reply_to: Option<MessageId>,
+    /// Participants mentioned.
+    pub mentions: Vec<PeerId>,
+    /// A question to the stage.
+    pub question: bool,
 }
 
 /// A private backchannel message.
@@ -164,6 +223,8 @@ pub struct DirectMessage {
     pub time_ms: u64,
     /// The author's display name, if any.
     pub nick: Option<String>,
+    /// A reaction to a message of the conversation (then `text` is empty).
+    pub reaction: Option<Reaction>,
 }
 
 /// A recipient's acknowledgement that it stored a direct message.
@@ -193,6 +254,21 @@ pub enum Body {
     GroupOp(crate::group::GroupOp),
     /// A message to a group.
     Group(crate::group::GroupMessage),
+    /// An operation on a room (moderation, edit, reaction, question state).
+    RoomOp(RoomOp),
+    /// A presence announcement in a room.
+    Presence(Presence),
+}
+
+impl Body {
+    /// The room a room message (post or op) belongs to, with its clock.
+    pub fn room_clock(&self) -> Option<(&Room, u64)> {
+        match self {
+            Body::Hallway(p) => Some((&p.room, p.clock)),
+            Body::RoomOp(op) => Some((&op.room, op.clock)),
+            _ => None,
+        }
+    }
 }
 
 /// Why bytes from the network were rejected. Each reason is counted.
@@ -241,6 +317,18 @@ pub enum RejectReason {
     /// A live post older than the allowed window (a replay).
     #[error("stale")]
     Stale,
+    /// A room operation its author had no right to make.
+    #[error("not_allowed")]
+    NotAllowed,
+    /// A post or operation by a participant removed from the room.
+    #[error("removed")]
+    Removed,
+    /// A post while the hallway is off (or read-only, for listeners).
+    #[error("chat_closed")]
+    ChatClosed,
+    /// A sender that exceeded its rate limit.
+    #[error("rate_limited")]
+    RateLimited,
 }
 
 impl RejectReason {
@@ -261,6 +349,10 @@ impl RejectReason {
             Self::NotMember => "not_member",
             Self::FutureTime => "future_time",
             Self::Stale => "stale",
+            Self::NotAllowed => "not_allowed",
+            Self::Removed => "removed",
+            Self::ChatClosed => "chat_closed",
+            Self::RateLimited => "rate_limited",
         }
     }
 }
@@ -306,6 +398,40 @@ impl Signed {
     /// Verifies and decodes an envelope received from the network.
     pub fn open(bytes: &[u8]) -> Result<Self, RejectReason> {
         Self::open_inner(bytes, true)
+    }
+
+    /// Verifies and decodes a batch of envelopes (a page of history) with
+    /// one ed25519 batch verification, about twice as fast as one by one.
+    /// If the batch fails, each envelope is checked alone, so one bad
+    /// signature rejects only its own envelope. Envelopes with a weak
+    /// (small-order) key always take the strict path.
+    pub fn open_batch(envelopes: &[Vec<u8>]) -> Vec<Result<Self, RejectReason>> {
+        let mut parsed = Vec::with_capacity(envelopes.len());
+        let mut out: Vec<Option<Result<Self, RejectReason>>> = vec![None; envelopes.len()];
+        for (i, bytes) in envelopes.iter().enumerate() {
+            match parse_for_batch(bytes) {
+                Some(p) => parsed.push((i, p)),
+                None => out[i] = Some(Self::open(bytes)),
+            }
+        }
+        let signed: Vec<Vec<u8>> = parsed
+            .iter()
+            .map(|(_, (env, _, _))| signed_bytes(&env.payload))
+            .collect();
+        let messages: Vec<&[u8]> = signed.iter().map(Vec::as_slice).collect();
+        let signatures: Vec<Signature> = parsed.iter().map(|(_, (_, _, sig))| *sig).collect();
+        let keys: Vec<VerifyingKey> = parsed.iter().map(|(_, (_, key, _))| *key).collect();
+        let batch_ok = !parsed.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+        for (i, _) in parsed {
+            out[i] = Some(if batch_ok {
+                Self::open_inner(&envelopes[i], false)
+            } else {
+                Self::open(&envelopes[i])
+            });
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or(Err(RejectReason::Malformed)))
+            .collect()
     }
 
     /// Decodes an envelope this node verified before (its own log) without
@@ -357,6 +483,21 @@ impl Signed {
     }
 }
 
+/// An envelope's parts for batch verification, or None when it must take the
+/// one-by-one path (it will be rejected there, or has a weak key).
+fn parse_for_batch(bytes: &[u8]) -> Option<(pb::Envelope, VerifyingKey, Signature)> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return None;
+    }
+    let env = pb::Envelope::decode(bytes).ok()?;
+    let key = VerifyingKey::from_bytes(env.public_key.as_slice().try_into().ok()?).ok()?;
+    if key.is_weak() {
+        return None;
+    }
+    let signature = Signature::from_slice(&env.signature).ok()?;
+    Some((env, key, signature))
+}
+
 /// Checks an author's timestamp against this node's clock: never more than
 /// `window` ahead; and, when `past` is true (live hallway posts, which
 /// gossip delivers within seconds), never more than `window` behind either.
@@ -405,13 +546,69 @@ fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
             time_ms: p.time_ms,
             nonce: nonce.to_vec(),
             nick: p.nick.clone().unwrap_or_default(),
+            clock: p.clock,
+            reply_to: p.reply_to.map(|id| id.0.to_vec()).unwrap_or_default(),
+            mentions: p.mentions.iter().map(key_bytes).collect(),
+            question: p.question,
         }),
         Body::Direct(d) => Kind::DirectMessage(pb::DirectMessage {
-            recipient: key_of(&d.recipient).expect("recipients are ed25519 peers").to_vec(),
+            recipient: key_bytes(&d.recipient),
             text: d.text.clone(),
             time_ms: d.time_ms,
             nonce: nonce.to_vec(),
             nick: d.nick.clone().unwrap_or_default(),
+            reaction: d.reaction.as_ref().map(reaction_to_pb),
+        }),
+        Body::RoomOp(op) => {
+            use pb::room_op::Op;
+            let action = match &op.action {
+                RoomAction::SetRole { peer, role } => Op::SetRole(pb::SetRole {
+                    peer: key_bytes(peer),
+                    role: match role {
+                        Role::Listener | Role::Host => pb::Role::Listener,
+                        Role::Speaker => pb::Role::Speaker,
+                        Role::Moderator => pb::Role::Moderator,
+                    } as i32,
+                }),
+                RoomAction::Delete(target) => Op::Delete(target.0.to_vec()),
+                RoomAction::Edit { target, text } => Op::Edit(pb::Edit {
+                    target: target.0.to_vec(),
+                    text: text.clone(),
+                }),
+                RoomAction::Remove { peer, restore } => Op::Remove(pb::Removal {
+                    peer: key_bytes(peer),
+                    restore: *restore,
+                }),
+                RoomAction::Chat(mode) => Op::Chat(match mode {
+                    ChatMode::On => pb::ChatMode::On,
+                    ChatMode::Off => pb::ChatMode::Off,
+                    ChatMode::ReadOnly => pb::ChatMode::ReadOnly,
+                } as i32),
+                RoomAction::Question { target, state } => Op::Question(pb::QuestionMark {
+                    target: target.0.to_vec(),
+                    state: match state {
+                        QuestionState::Open => pb::QuestionState::Open,
+                        QuestionState::Answered => pb::QuestionState::Answered,
+                        QuestionState::Dismissed => pb::QuestionState::Dismissed,
+                    } as i32,
+                }),
+                RoomAction::React(r) => Op::React(reaction_to_pb(r)),
+            };
+            Kind::RoomOp(pb::RoomOp {
+                room: op.room.as_str().to_owned(),
+                clock: op.clock,
+                time_ms: op.time_ms,
+                nonce: nonce.to_vec(),
+                op: Some(action),
+            })
+        }
+        Body::Presence(p) => Kind::Presence(pb::Presence {
+            room: p.room.as_str().to_owned(),
+            time_ms: p.time_ms,
+            nonce: nonce.to_vec(),
+            nick: p.nick.clone().unwrap_or_default(),
+            ttl_s: p.ttl_s,
+            leaving: p.leaving,
         }),
         Body::GroupOp(op) => {
             let (name, members, leave) = match &op.change {
@@ -464,21 +661,100 @@ fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
         Kind::HallwayPost(p) => {
             check_text(&p.text)?;
             check_nonce(&p.nonce)?;
+            let clock = effective_clock(p.clock, p.time_ms)?;
+            if p.mentions.len() > crate::room::MAX_MENTIONS {
+                return Err(RejectReason::InvalidField);
+            }
             Ok(Body::Hallway(HallwayPost {
-                room: Room::new(p.room).map_err(|_| RejectReason::InvalidField)?,
+                room: room_of(p.room)?,
                 text: p.text,
                 time_ms: p.time_ms,
                 nick: check_nick(p.nick)?,
+                clock,
+                reply_to: if p.reply_to.is_empty() {
+                    None
+                } else {
+                    Some(id_of_bytes(&p.reply_to)?)
+                },
+                mentions: p.mentions.iter().map(|m| peer_of_bytes(m)).collect::<Result<_, _>>()?,
+                question: p.question,
             }))
         }
         Kind::DirectMessage(d) => {
-            check_text(&d.text)?;
             check_nonce(&d.nonce)?;
+            let reaction = d.reaction.map(reaction_of_pb).transpose()?;
+            if reaction.is_some() {
+                if !d.text.is_empty() {
+                    return Err(RejectReason::InvalidField);
+                }
+            } else {
+                check_text(&d.text)?;
+            }
             Ok(Body::Direct(DirectMessage {
                 recipient: peer_of_bytes(&d.recipient)?,
                 text: d.text,
                 time_ms: d.time_ms,
                 nick: check_nick(d.nick)?,
+                reaction,
+            }))
+        }
+        Kind::RoomOp(op) => {
+            use pb::room_op::Op;
+            check_nonce(&op.nonce)?;
+            let clock = effective_clock(op.clock, op.time_ms)?;
+            let action = match op.op.ok_or(RejectReason::UnknownKind)? {
+                Op::SetRole(r) => RoomAction::SetRole {
+                    peer: peer_of_bytes(&r.peer)?,
+                    role: match pb::Role::try_from(r.role).map_err(|_| RejectReason::InvalidField)? {
+                        pb::Role::Listener => Role::Listener,
+                        pb::Role::Speaker => Role::Speaker,
+                        pb::Role::Moderator => Role::Moderator,
+                    },
+                },
+                Op::Delete(target) => RoomAction::Delete(id_of_bytes(&target)?),
+                Op::Edit(e) => {
+                    check_text(&e.text)?;
+                    RoomAction::Edit {
+                        target: id_of_bytes(&e.target)?,
+                        text: e.text,
+                    }
+                }
+                Op::Remove(r) => RoomAction::Remove {
+                    peer: peer_of_bytes(&r.peer)?,
+                    restore: r.restore,
+                },
+                Op::Chat(mode) => RoomAction::Chat(
+                    match pb::ChatMode::try_from(mode).map_err(|_| RejectReason::InvalidField)? {
+                        pb::ChatMode::On => ChatMode::On,
+                        pb::ChatMode::Off => ChatMode::Off,
+                        pb::ChatMode::ReadOnly => ChatMode::ReadOnly,
+                    },
+                ),
+                Op::Question(q) => RoomAction::Question {
+                    target: id_of_bytes(&q.target)?,
+                    state: match pb::QuestionState::try_from(q.state).map_err(|_| RejectReason::InvalidField)? {
+                        pb::QuestionState::Open => QuestionState::Open,
+                        pb::QuestionState::Answered => QuestionState::Answered,
+                        pb::QuestionState::Dismissed => QuestionState::Dismissed,
+                    },
+                },
+                Op::React(r) => RoomAction::React(reaction_of_pb(r)?),
+            };
+            Ok(Body::RoomOp(RoomOp {
+                room: room_of(op.room)?,
+                clock,
+                time_ms: op.time_ms,
+                action,
+            }))
+        }
+        Kind::Presence(p) => {
+            check_nonce(&p.nonce)?;
+            Ok(Body::Presence(Presence {
+                room: room_of(p.room)?,
+                time_ms: p.time_ms,
+                nick: check_nick(p.nick)?,
+                ttl_s: p.ttl_s,
+                leaving: p.leaving,
             }))
         }
         Kind::GroupOp(op) => {
@@ -553,6 +829,45 @@ fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
     }
 }
 
+fn key_bytes(peer: &PeerId) -> Vec<u8> {
+    key_of(peer).expect("peers in messages are ed25519 peers").to_vec()
+}
+
+fn reaction_to_pb(r: &Reaction) -> pb::Reaction {
+    pb::Reaction {
+        target: r.target.0.to_vec(),
+        emoji: r.emoji.clone(),
+        retract: r.retract,
+    }
+}
+
+fn reaction_of_pb(r: pb::Reaction) -> Result<Reaction, RejectReason> {
+    check_emoji(&r.emoji)?;
+    Ok(Reaction {
+        target: id_of_bytes(&r.target)?,
+        emoji: r.emoji,
+        retract: r.retract,
+    })
+}
+
+fn room_of(room: String) -> Result<Room, RejectReason> {
+    Room::new(room).map_err(|_| RejectReason::InvalidField)
+}
+
+fn id_of_bytes(bytes: &[u8]) -> Result<MessageId, RejectReason> {
+    Ok(MessageId(bytes.try_into().map_err(|_| RejectReason::InvalidField)?))
+}
+
+/// A room clock is a hybrid Lamport clock: never behind its own timestamp.
+/// Zero (absent: a sender that keeps no room clock) stands for `time_ms`.
+fn effective_clock(clock: u64, time_ms: u64) -> Result<u64, RejectReason> {
+    match clock {
+        0 => Ok(time_ms),
+        c if c < time_ms => Err(RejectReason::InvalidField),
+        c => Ok(c),
+    }
+}
+
 fn peer_of_bytes(bytes: &[u8]) -> Result<PeerId, RejectReason> {
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| RejectReason::InvalidField)?;
     let key = VerifyingKey::from_bytes(&bytes).map_err(|_| RejectReason::InvalidField)?;
@@ -598,6 +913,10 @@ mod tests {
             text: "hello, hallway".into(),
             time_ms: 1_700_000_000_000,
             nick: Some("alice".into()),
+            clock: 1_700_000_000_000,
+            reply_to: None,
+            mentions: Vec::new(),
+            question: false,
         })
     }
 
@@ -614,6 +933,7 @@ mod tests {
                 text: "psst".into(),
                 time_ms: 1_700_000_000_001,
                 nick: None,
+                reaction: None,
             }),
             [0x22; 16],
         );

@@ -23,6 +23,9 @@ pub const TOPIC_PREFIX: &str = "backchannel/v1/room/";
 /// The request-response protocol that carries direct messages and receipts.
 pub const DM_PROTOCOL: StreamProtocol = StreamProtocol::new("/backchannel/dm/1.0.0");
 
+/// The request-response protocol of history sync (`crate::sync`).
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/backchannel/sync/1.0.0");
+
 /// The protocol version announced by identify.
 pub const IDENTIFY_PROTOCOL: &str = "/backchannel/1.0.0";
 

@@ -3,7 +3,8 @@
 //! Layout (one sled database, `<data dir>/log`, one tree `log`, keys by prefix):
 //! - `m` + message id (32 bytes) → `LogRecord` (proto/store.proto): the
 //!   envelope as signed, direction, local sequence number, delivery state.
-//! - `r` + room name + `0x00` + sequence (u64 BE) → message id.
+//! - `r` + room id + `0x00` + room clock (u64 BE) + message id → message id:
+//!   a room's posts and operations in the room's order (the same on every node).
 //! - `c` + peer id bytes + sequence (u64 BE) → message id.
 //! - `o` + message id + recipient peer id bytes → `OutboxRecord`: a sent DM
 //!   (or group message, per member) waiting for its receipt.
@@ -180,7 +181,9 @@ impl Store {
         }
         .encode_to_vec();
         let index = match message.body() {
-            Body::Hallway(post) => room_key(&post.room, seq),
+            Body::Hallway(post) => room_key(&post.room, post.clock, &id),
+            Body::RoomOp(op) => room_key(&op.room, op.clock, &id),
+            Body::Presence(_) => peer_key(&message.author(), seq),
             Body::Direct(dm) => {
                 let peer = if dm.recipient == *local {
                     message.author()
@@ -269,12 +272,65 @@ impl Store {
         Ok(self.log.get(message_key(id))?.and_then(|raw| decode_record(&raw)))
     }
 
-    /// The last `limit` messages of a room's hallway, oldest first.
+    /// The last `limit` messages of a room (posts and room operations) in
+    /// the room's order (clock, then id), oldest first.
     pub fn room(&self, room: &Room, limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
-        let mut prefix = vec![ROOM];
-        prefix.extend_from_slice(room.as_str().as_bytes());
-        prefix.push(0);
-        self.read_index(&prefix, limit)
+        let prefix = room_prefix(room);
+        let mut out = Vec::new();
+        for entry in self.log.scan_prefix(&prefix).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = entry?;
+            let Some((_, id)) = room_entry(&prefix, &key) else {
+                continue;
+            };
+            if let Some(m) = self.get(&id)? {
+                out.push(m);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The (clock, id) of a room's last `limit` messages with a clock of at
+    /// least `min_clock`, in room order: the set the history sync reconciles.
+    pub fn room_keys(&self, room: &Room, min_clock: u64, limit: usize) -> Result<Vec<(u64, MessageId)>, StoreError> {
+        let prefix = room_prefix(room);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&min_clock.to_be_bytes());
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 41]);
+        let mut out = Vec::new();
+        for entry in self.log.range(start..end).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = entry?;
+            if let Some(k) = room_entry(&prefix, &key) {
+                out.push(k);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The envelope of a logged message, as signed.
+    pub fn envelope(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .log
+            .get(message_key(id))?
+            .and_then(|raw| LogRecord::decode(raw.as_ref()).ok())
+            .map(|r| r.envelope))
+    }
+
+    /// Drops a deleted room post from the log: its record (and so its text)
+    /// and its room index entry. The delete operation stays, so the post is
+    /// refused if it comes again.
+    pub fn forget(&self, room: &Room, clock: u64, id: &MessageId) -> Result<(), StoreError> {
+        self.log.remove(room_key(room, clock, id))?;
+        self.log.remove(message_key(id))?;
+        Ok(())
     }
 
     /// The last `limit` direct messages exchanged with `peer`, oldest first.
@@ -542,12 +598,28 @@ fn outbox_key(id: &MessageId, to: &PeerId) -> Vec<u8> {
     key
 }
 
-fn room_key(room: &Room, seq: u64) -> Vec<u8> {
+fn room_prefix(room: &Room) -> Vec<u8> {
     let mut key = vec![ROOM];
     key.extend_from_slice(room.as_str().as_bytes());
     key.push(0);
-    key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+fn room_key(room: &Room, clock: u64, id: &MessageId) -> Vec<u8> {
+    let mut key = room_prefix(room);
+    key.extend_from_slice(&clock.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The (clock, id) of a room index key, if it is one of `prefix`'s room.
+fn room_entry(prefix: &[u8], key: &[u8]) -> Option<(u64, MessageId)> {
+    let rest = key.strip_prefix(prefix)?;
+    if rest.len() != 40 {
+        return None; // another room whose name extends this one
+    }
+    let clock = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    Some((clock, MessageId::from_bytes(rest[8..].try_into().ok()?)))
 }
 
 fn peer_key(peer: &PeerId, seq: u64) -> Vec<u8> {
@@ -604,7 +676,11 @@ mod tests {
     use crate::message::{DirectMessage, HallwayPost};
     use crate::{Body, Identity};
 
+    /// A post whose room clock grows with each call, so rooms read back in
+    /// the order posted.
     fn post(who: &Identity, room: &str, text: &str) -> Signed {
+        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let clock = CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Signed::sign(
             who,
             Body::Hallway(HallwayPost {
@@ -612,6 +688,10 @@ mod tests {
                 text: text.into(),
                 time_ms: 1,
                 nick: None,
+                clock,
+                reply_to: None,
+                mentions: Vec::new(),
+                question: false,
             }),
         )
     }
@@ -624,6 +704,7 @@ mod tests {
                 text: text.into(),
                 time_ms: 1,
                 nick: None,
+                reaction: None,
             }),
         )
     }

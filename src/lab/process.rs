@@ -245,6 +245,10 @@ fn event(v: &Value) -> Option<Event> {
                 text: v["text"].as_str()?.to_owned(),
                 time_ms: v["time"].as_u64()?,
                 nick: v["nick"].as_str().map(str::to_owned),
+                clock: v["clock"].as_u64().unwrap_or_default(),
+                reply_to: v["reply_to"].as_str().and_then(|s| s.parse().ok()),
+                mentions: Vec::new(),
+                question: v["question"].as_bool().unwrap_or(false),
             },
         },
         "dm" => Event::Dm {
@@ -255,6 +259,7 @@ fn event(v: &Value) -> Option<Event> {
                 text: v["text"].as_str()?.to_owned(),
                 time_ms: v["time"].as_u64()?,
                 nick: v["nick"].as_str().map(str::to_owned),
+                reaction: None,
             },
             request: v["request"].as_bool().unwrap_or(false),
         },

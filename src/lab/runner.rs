@@ -55,6 +55,10 @@ pub struct Report {
     pub unexpected: u64,
     /// Posts shown twice to the application (must be 0).
     pub duplicates: u64,
+    /// Posts shown again by a node after it was killed: it showed them in
+    /// the last moments before the kill, lost them with the unflushed end of
+    /// its log, and history sync brought them back.
+    pub reshown_after_crash: u64,
     /// delivered / expected.
     pub delivery_ratio: f64,
     /// Publish call to display on each receiver.
@@ -158,6 +162,11 @@ struct Tracker {
     sees: HashSet<(usize, usize)>,
     posts: Vec<PostRec>,
     seen: HashSet<(usize, usize)>,
+    /// When each node was last killed.
+    killed_at: Vec<Option<Instant>>,
+    /// When each (node, post) was first shown.
+    seen_at: HashMap<(usize, usize), Instant>,
+    reshown_after_crash: u64,
     latencies: Vec<f64>,
     delivered: u64,
     unexpected: u64,
@@ -235,10 +244,15 @@ impl Tracker {
                 let Some(index) = post_index(&post.text) else { return };
                 let Some(rec) = self.posts.get(index) else { return };
                 if !self.seen.insert((node, index)) {
-                    self.duplicates += 1;
+                    let first = self.seen_at.get(&(node, index));
+                    match (first, self.killed_at[node]) {
+                        (Some(first), Some(killed)) if killed > *first => self.reshown_after_crash += 1,
+                        _ => self.duplicates += 1,
+                    }
                 } else if rec.expected.contains(&node) {
                     self.last_at = Some(self.last_at.map_or(at, |l| l.max(at)));
                     self.delivered += 1;
+                    self.seen_at.insert((node, index), at);
                     self.per_node_delivered[node] += 1;
                     self.latencies.push(at.duration_since(rec.t0).as_secs_f64() * 1e3);
                 } else {
@@ -549,6 +563,9 @@ pub async fn run_with(
         sees: HashSet::new(),
         posts: Vec::new(),
         seen: HashSet::new(),
+        killed_at: vec![None; n],
+        seen_at: HashMap::new(),
+        reshown_after_crash: 0,
         latencies: Vec::new(),
         delivered: 0,
         unexpected: 0,
@@ -825,6 +842,7 @@ pub async fn run_with(
         delivered: tracker.delivered,
         unexpected: tracker.unexpected,
         duplicates: tracker.duplicates,
+        reshown_after_crash: tracker.reshown_after_crash,
         delivery_ratio: if tracker.expected_total == 0 {
             1.0
         } else {
@@ -926,6 +944,9 @@ async fn apply(members: &mut [Member], tracker: &mut Tracker, ctx: &Ctx<'_>, act
     match action {
         Action::Stop(i, kill) => {
             tracker.up[i] = false;
+            if kill {
+                tracker.killed_at[i] = Some(Instant::now());
+            }
             tracker.forget_links_of(i);
             members[i].stop(kill).await;
         }

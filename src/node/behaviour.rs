@@ -5,21 +5,31 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Swarm, SwarmBuilder, gossipsub, identify, mdns, noise, ping, request_response, tcp, yamux};
 
-use super::codec::DmCodec;
+use super::codec::{BytesCodec, DM_CODEC, SYNC_CODEC};
 use super::{Config, NodeError};
 use crate::identity::Identity;
-use crate::protocol::{self, DM_PROTOCOL, IDENTIFY_PROTOCOL};
+use crate::protocol::{self, DM_PROTOCOL, IDENTIFY_PROTOCOL, SYNC_PROTOCOL};
 
 /// Concurrent DM streams per connection: a window of in-flight DMs large
 /// enough for bursts, small enough that a peer cannot pin much memory.
 const MAX_DM_STREAMS: usize = 128;
+
+/// Concurrent sync streams per connection: a few sessions' pages in flight.
+/// Each may carry a page of up to 1 MiB, so this bounds what a peer can make
+/// a node buffer.
+const MAX_SYNC_STREAMS: usize = 16;
+
+/// How long a sync request waits for its answer (a page of 1 MiB).
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     /// Peers whose connections are closed and refused.
     pub(crate) blocked: allow_block_list::Behaviour<BlockedPeers>,
     pub(crate) gossipsub: gossipsub::Behaviour,
-    pub(crate) dm: request_response::Behaviour<DmCodec>,
+    pub(crate) dm: request_response::Behaviour<BytesCodec>,
+    /// History sync (`crate::sync`).
+    pub(crate) sync: request_response::Behaviour<BytesCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -36,8 +46,15 @@ pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<
                 protocol::gossipsub_authenticity(config.gossip_auth, key),
                 protocol::gossipsub_config(config.gossip_auth),
             )?;
+            let sync = request_response::Behaviour::with_codec(
+                SYNC_CODEC,
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(SYNC_TIMEOUT)
+                    .with_max_concurrent_streams(MAX_SYNC_STREAMS),
+            );
             let dm = request_response::Behaviour::with_codec(
-                DmCodec,
+                DM_CODEC,
                 [(DM_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(config.dm_timeout)
@@ -56,6 +73,7 @@ pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<
                 blocked: Default::default(),
                 gossipsub,
                 dm,
+                sync,
                 identify,
                 ping: ping::Behaviour::default(),
                 mdns: mdns.into(),

@@ -15,6 +15,8 @@ use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 mod groups;
+mod hallway;
+mod sync;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::commit::GroupCommit;
@@ -23,8 +25,9 @@ use super::rooms::{Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
 use crate::group::{GroupId, Groups};
 use crate::identity::Identity;
-use crate::message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
+use crate::message::{Body, DirectMessage, MessageId, Receipt, RejectReason, Room, Signed};
 use crate::protocol::MAX_TEXT_BYTES;
+use crate::room::RoomState;
 use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, now_ms};
 use crate::wire::pb;
 
@@ -110,6 +113,18 @@ pub(crate) struct EventLoop {
     contacts: HashMap<PeerId, String>,
     /// Whether DMs from non-contacts are accepted (as requests) or refused.
     accept_requests: bool,
+    /// The rules of joined rooms (`crate::room`), loaded from the log on join.
+    room_states: HashMap<Room, RoomState>,
+    /// Operations waiting for the operation that gives their author the right.
+    parked: HashMap<Room, std::collections::VecDeque<Signed>>,
+    /// Who is in each joined room (`Config::presence`).
+    presence: HashMap<Room, super::presence::Book>,
+    presence_on: bool,
+    /// History sync sessions and their limits.
+    syncs: sync::Syncs,
+    history_window_ms: u64,
+    history_max: usize,
+    sync_interval: Duration,
 }
 
 impl EventLoop {
@@ -200,6 +215,14 @@ impl EventLoop {
             blocked,
             contacts,
             accept_requests,
+            room_states: HashMap::new(),
+            parked: HashMap::new(),
+            presence: HashMap::new(),
+            presence_on: config.presence,
+            syncs: sync::Syncs::default(),
+            history_window_ms: config.history_window.as_millis() as u64,
+            history_max: config.history_max,
+            sync_interval: config.sync_interval,
         })
     }
 
@@ -269,7 +292,38 @@ impl EventLoop {
             Command::Leave(room, reply) => {
                 let _ = reply.send(Ok(self.leave(&room)));
             }
-            Command::Post(room, text, reply) => self.post(room, text, reply),
+            Command::PostWith(room, text, options, reply) => self.post(room, text, options, reply),
+            Command::Host(name, reply) => {
+                let _ = reply.send(self.host(&name));
+            }
+            Command::RoomOp(room, action, reply) => self.room_op(room, action, reply),
+            Command::ReactDm(target, emoji, retract, reply) => self.react_dm(target, emoji, retract, reply),
+            Command::RoomView(room, limit, reply) => {
+                let _ = reply.send(self.room_view(&room, limit));
+            }
+            Command::Rules(room, reply) => {
+                let _ = reply.send(Ok(self.room_rules(&room)));
+            }
+            Command::Who(room, reply) => {
+                let _ = reply.send(self.who(&room));
+            }
+            Command::Sync(room, reply) => {
+                let result = if self.rooms.get(&room).is_none() {
+                    Err(NodeError::NotJoined(room))
+                } else {
+                    let topic = crate::protocol::topic(&room).hash();
+                    let peers: Vec<PeerId> = self
+                        .swarm
+                        .behaviour()
+                        .gossipsub
+                        .all_peers()
+                        .filter(|(_, topics)| topics.contains(&&topic))
+                        .map(|(p, _)| *p)
+                        .collect();
+                    Ok(peers.into_iter().filter(|p| self.start_sync(*p, &room, true)).count())
+                };
+                let _ = reply.send(result);
+            }
             Command::SendDm(to, text, reply) => self.send_dm(to, text, reply),
             Command::History(query, limit, reply) => {
                 let result = match &query {
@@ -426,7 +480,10 @@ impl EventLoop {
             .filter(|(_, topics)| topics.contains(&&hash))
             .map(|(peer, _)| *peer)
             .collect();
+        self.presence.insert(room.clone(), super::presence::Book::default());
+        self.room_state(room);
         for peer in present {
+            self.start_sync(peer, room, false);
             self.emit(Event::RoomPeerJoined {
                 room: room.clone(),
                 peer,
@@ -436,52 +493,18 @@ impl EventLoop {
     }
 
     fn leave(&mut self, room: &Room) -> usize {
+        if self.presence_on && self.rooms.get(room).is_some() {
+            self.announce(room, true);
+        }
+        self.presence.remove(room);
+        self.room_states.remove(room);
+        self.parked.remove(room);
         match self.rooms.leave(room) {
             Some((topic, unsent)) => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
                 unsent
             }
             None => 0,
-        }
-    }
-
-    fn post(&mut self, room: Room, text: String, reply: oneshot::Sender<Result<MessageId, NodeError>>) {
-        if let Err(e) = check_text(&text) {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        if self.rooms.get(&room).is_none() {
-            let _ = reply.send(Err(NodeError::NotJoined(room)));
-            return;
-        }
-        if !self.rooms.has_room_for_unsent(&room) {
-            let n = self.rooms.unsent_len(&room);
-            let _ = reply.send(Err(NodeError::Backlog(n, room)));
-            return;
-        }
-        let body = Body::Hallway(HallwayPost {
-            room: room.clone(),
-            text,
-            time_ms: now_ms(),
-            nick: self.nick.clone(),
-        });
-        match self.log_own(body) {
-            Ok(unsent) => {
-                // On the wire at once; reported done once the log is on disk.
-                let id = unsent.id;
-                self.stats.posts_sent += 1;
-                if self.rooms.unsent_len(&room) > 0 {
-                    // Keep posting order behind posts already waiting.
-                    self.rooms.push_unsent(&room, unsent);
-                    self.send_unsent(&room);
-                } else if let Err(unsent) = self.publish(&room, unsent) {
-                    self.rooms.push_unsent(&room, unsent);
-                }
-                self.commit.push(AfterFlush::Sent { id, reply });
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
         }
     }
 
@@ -503,7 +526,53 @@ impl EventLoop {
             text,
             time_ms: now_ms(),
             nick: self.nick.clone(),
+            reaction: None,
         });
+        self.send_direct(to, body, reply);
+    }
+
+    /// Reacts to a DM of a conversation: a DM carrying the reaction.
+    fn react_dm(
+        &mut self,
+        target: MessageId,
+        emoji: String,
+        retract: bool,
+        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+    ) {
+        let to = match self.store.get(&target) {
+            Ok(Some(m)) => match m.message.body() {
+                Body::Direct(dm) if dm.recipient == self.local => m.message.author(),
+                Body::Direct(dm) => dm.recipient,
+                _ => {
+                    let _ = reply.send(Err(NodeError::UnknownMessage(target)));
+                    return;
+                }
+            },
+            Ok(None) => {
+                let _ = reply.send(Err(NodeError::UnknownMessage(target)));
+                return;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        if self.outbox.len() >= MAX_OUTBOX {
+            let _ = reply.send(Err(NodeError::OutboxFull(self.outbox.len())));
+            return;
+        }
+        let body = Body::Direct(DirectMessage {
+            recipient: to,
+            text: String::new(),
+            time_ms: now_ms(),
+            nick: self.nick.clone(),
+            reaction: Some(crate::room::Reaction { target, emoji, retract }),
+        });
+        self.send_direct(to, body, reply);
+    }
+
+    /// Signs, logs and sends a DM through the outbox.
+    fn send_direct(&mut self, to: PeerId, body: Body, reply: oneshot::Sender<Result<MessageId, NodeError>>) {
         if !self.contacts.contains_key(&to) {
             // Writing to someone makes them a contact: their answers are
             // conversation, not requests.
@@ -529,16 +598,6 @@ impl EventLoop {
         self.stats.dms_sent += 1;
         self.try_send((signed.id(), to));
         self.commit.push(AfterFlush::Sent { id: signed.id(), reply });
-    }
-
-    /// Signs and logs a message of this node's.
-    fn log_own(&mut self, body: Body) -> Result<Unsent, NodeError> {
-        let signed = Signed::sign(&self.identity, body);
-        self.store.insert(&signed, Direction::Sent, &self.local)?;
-        Ok(Unsent {
-            id: signed.id(),
-            envelope: signed.envelope().to_vec(),
-        })
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
@@ -659,6 +718,7 @@ impl EventLoop {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.handle_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Dm(event)) => self.handle_dm(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 for addr in info.listen_addrs {
                     self.swarm.add_peer_address(peer_id, addr);
@@ -724,6 +784,7 @@ impl EventLoop {
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 if let Some(room) = self.rooms.room_of(&topic).cloned() {
                     self.send_unsent(&room);
+                    self.start_sync(peer_id, &room, false);
                     self.emit(Event::RoomPeerJoined { room, peer: peer_id });
                 }
             }
@@ -753,44 +814,7 @@ impl EventLoop {
             self.drop_blocked(signed.author());
             return MessageAcceptance::Ignore;
         }
-        if let Body::Hallway(post) = signed.body()
-            && let Err(reason) = crate::message::check_time(post.time_ms, now_ms(), self.clock_window_ms, true)
-        {
-            // Not penalised: an honest forwarder's clock may differ from ours.
-            self.reject(source, reason);
-            return MessageAcceptance::Ignore;
-        }
-        let post = match signed.body() {
-            Body::Hallway(post) if post.room == room => post.clone(),
-            Body::Hallway(_) => {
-                self.reject(source, RejectReason::WrongRoom);
-                return MessageAcceptance::Reject;
-            }
-            _ => {
-                self.reject(source, RejectReason::WrongKind);
-                return MessageAcceptance::Reject;
-            }
-        };
-        match self.store.insert(&signed, Direction::Received, &self.local) {
-            Ok(Inserted::New(_)) => {
-                self.stats.hallway_received += 1;
-                self.emit(Event::Hallway {
-                    id: signed.id(),
-                    from: signed.author(),
-                    post,
-                });
-                self.unflushed = true;
-                MessageAcceptance::Accept
-            }
-            Ok(Inserted::Duplicate) => {
-                self.stats.duplicates += 1;
-                MessageAcceptance::Ignore
-            }
-            Err(e) => {
-                tracing::error!("cannot log post: {e}");
-                MessageAcceptance::Ignore
-            }
-        }
+        self.check_room_message(source, room, signed)
     }
 
     fn handle_dm(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -1110,6 +1134,8 @@ impl EventLoop {
         for room in self.rooms.with_unsent() {
             self.send_unsent(&room);
         }
+        self.presence_tick();
+        self.periodic_sync();
         self.redial();
     }
 

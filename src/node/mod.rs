@@ -12,6 +12,7 @@ mod codec;
 mod commit;
 mod event_loop;
 pub mod outbox;
+mod presence;
 mod rooms;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use crate::group::{GroupId, GroupMessage};
 use crate::identity::Identity;
 use crate::message::{DirectMessage, HallwayPost, MessageId, RejectReason, Room};
 use crate::protocol::{GossipAuth, MAX_NICK_BYTES, MAX_TEXT_BYTES};
+use crate::room::{ChatMode, QuestionState, Role, RoomAction};
 use crate::store::{LoggedMessage, Store, StoreError};
 
 /// Commands waiting for the event loop. Callers wait (backpressure) when full.
@@ -83,6 +85,19 @@ pub struct Config {
     /// How long a connection without active streams stays open. One minute
     /// keeps a DM conversation's connection between messages.
     pub idle_connection_timeout: Duration,
+    /// How far back history sync reaches: the room's messages of the last
+    /// `history_window` (default 24 hours)...
+    pub history_window: Duration,
+    /// ...and at most the last `history_max` of them (default 10,000). This
+    /// is what a node serves to others and what it asks for.
+    pub history_max: usize,
+    /// How often a node reconciles each joined room with one random room
+    /// peer, besides when it joins and when a peer (re)appears. One minute
+    /// repairs what gossip lost within a minute at a few hundred bytes per
+    /// room when nothing is missing.
+    pub sync_interval: Duration,
+    /// Announce presence in joined rooms (and list others'). Default on.
+    pub presence: bool,
 }
 
 impl Config {
@@ -104,6 +119,10 @@ impl Config {
             max_group_members: 15,
             clock_window: Duration::from_secs(600),
             idle_connection_timeout: Duration::from_secs(60),
+            history_window: Duration::from_secs(24 * 3600),
+            history_max: 10_000,
+            sync_interval: Duration::from_secs(60),
+            presence: true,
         }
     }
 
@@ -278,6 +297,41 @@ pub enum Event {
         /// Blocked now?
         blocked: bool,
     },
+    /// A verified room operation from another participant took effect
+    /// (a delete, edit, reaction, role, removal, hallway mode or question
+    /// state). Read the room again ([`Handle::room_view`]) to show it.
+    RoomOp {
+        /// The room.
+        room: Room,
+        /// The operation's id.
+        id: MessageId,
+        /// Its author.
+        from: PeerId,
+        /// What it does.
+        action: RoomAction,
+    },
+    /// A participant appeared in a room, changed nickname, left or vanished.
+    Presence {
+        /// The room.
+        room: Room,
+        /// The participant.
+        peer: PeerId,
+        /// Its nickname.
+        nick: Option<String>,
+        /// Present now?
+        present: bool,
+    },
+    /// History sync with a peer brought in messages this node lacked.
+    Synced {
+        /// The room.
+        room: Room,
+        /// The peer.
+        peer: PeerId,
+        /// Posts and operations new to this node.
+        received: usize,
+        /// Messages this node sent to the peer because it lacked them.
+        sent: usize,
+    },
     /// Bytes from a peer were rejected (and counted in [`Stats`]).
     Rejected {
         /// The peer that sent them (for gossip: the one that forwarded them).
@@ -350,6 +404,24 @@ pub enum NodeError {
     /// The network stack could not be set up.
     #[error("network setup: {0}")]
     Network(String),
+    /// The room's rules do not let this node do that (not the host, not a
+    /// moderator, not the author, removed, hallway closed).
+    #[error("not allowed in room {room}: {reason}")]
+    NotAllowed {
+        /// The room.
+        room: Room,
+        /// Which rule.
+        reason: RejectReason,
+    },
+    /// No such message in the room (or conversation).
+    #[error("no message {} here", .0.short())]
+    UnknownMessage(MessageId),
+    /// An emoji must be 1 to 32 bytes without whitespace.
+    #[error("an emoji is 1 to 32 bytes without whitespace")]
+    InvalidEmoji,
+    /// A room name is invalid.
+    #[error(transparent)]
+    InvalidRoom(#[from] crate::message::InvalidRoom),
 }
 
 /// What to read back from the log.
@@ -361,6 +433,96 @@ pub enum HistoryQuery {
     Peer(PeerId),
     /// A group's messages, in the order every member shows them.
     Group(GroupId),
+}
+
+/// Extras of a post: a reply, mentions, a question to the stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostOptions {
+    /// The post this one answers.
+    pub reply_to: Option<MessageId>,
+    /// Mark the post as a question to the stage.
+    pub question: bool,
+    /// Participants mentioned. Words `@<peer id>` and `@<nickname>` (of a
+    /// participant present in the room) in the text are added by the node.
+    pub mentions: Vec<PeerId>,
+}
+
+/// A post as a room shows it: the latest text, reactions, question state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomPost {
+    /// The post's id.
+    #[serde(serialize_with = "crate::serde_display")]
+    pub id: MessageId,
+    /// Its author.
+    #[serde(serialize_with = "crate::serde_display")]
+    pub author: PeerId,
+    /// The author's nickname when posting.
+    pub nick: Option<String>,
+    /// The author's role now.
+    pub role: Role,
+    /// The text (the latest edit, if any).
+    pub text: String,
+    /// Edited by its author.
+    pub edited: bool,
+    /// The room clock: the room's order is (clock, id).
+    pub clock: u64,
+    /// The author's clock, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The post it answers.
+    #[serde(serialize_with = "serialize_opt_id")]
+    pub reply_to: Option<MessageId>,
+    /// Participants mentioned.
+    #[serde(serialize_with = "serialize_peers")]
+    pub mentions: Vec<PeerId>,
+    /// For a question: its state.
+    pub question: Option<QuestionState>,
+    /// Reactions: emoji and how many.
+    pub reactions: Vec<(String, usize)>,
+    /// Sent by this node.
+    pub mine: bool,
+}
+
+fn serialize_opt_id<S: serde::Serializer>(id: &Option<MessageId>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.collect_str(id),
+        None => s.serialize_none(),
+    }
+}
+
+/// A room's rules now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomRules {
+    /// The host (None: an open room).
+    #[serde(serialize_with = "serialize_opt_peer")]
+    pub host: Option<PeerId>,
+    /// Who may post.
+    pub mode: ChatMode,
+    /// Participants with a role above listener, host first.
+    pub roles: Vec<(String, Role)>,
+    /// Removed participants.
+    #[serde(serialize_with = "serialize_peers")]
+    pub removed: Vec<PeerId>,
+}
+
+fn serialize_opt_peer<S: serde::Serializer>(peer: &Option<PeerId>, s: S) -> Result<S::Ok, S::Error> {
+    match peer {
+        Some(p) => s.collect_str(p),
+        None => s.serialize_none(),
+    }
+}
+
+/// Someone in a room now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Participant {
+    /// The peer.
+    #[serde(serialize_with = "crate::serde_display")]
+    pub peer: PeerId,
+    /// Its nickname.
+    pub nick: Option<String>,
+    /// Its role.
+    pub role: Role,
+    /// This node.
+    pub me: bool,
 }
 
 /// A connected peer.
@@ -459,6 +621,20 @@ pub struct Stats {
     pub dropped_blocked: u64,
     /// Events the application did not take in time (the messages are in the log).
     pub events_dropped: u64,
+    /// Room operations received and applied.
+    pub room_ops_received: u64,
+    /// Reconciliations this node started, and how many completed.
+    pub syncs_started: u64,
+    /// Reconciliations completed.
+    pub syncs_completed: u64,
+    /// Posts and operations received through history sync.
+    pub synced_received: u64,
+    /// Posts and operations sent to peers that lacked them (fetched or pushed).
+    pub synced_sent: u64,
+    /// Bytes of sync requests and responses this node received.
+    pub sync_bytes_in: u64,
+    /// Bytes of sync requests and responses this node sent.
+    pub sync_bytes_out: u64,
 }
 
 impl Stats {
@@ -491,7 +667,6 @@ pub struct Handle {
 enum Command {
     Join(Room, oneshot::Sender<Result<(), NodeError>>),
     Leave(Room, oneshot::Sender<Result<usize, NodeError>>),
-    Post(Room, String, oneshot::Sender<Result<MessageId, NodeError>>),
     SendDm(PeerId, String, oneshot::Sender<Result<MessageId, NodeError>>),
     History(
         HistoryQuery,
@@ -515,6 +690,14 @@ enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<(), NodeError>>),
     Block(PeerId, bool, oneshot::Sender<Result<(), NodeError>>),
     AddAddress(PeerId, Multiaddr, oneshot::Sender<()>),
+    Host(String, oneshot::Sender<Result<Room, NodeError>>),
+    PostWith(Room, String, PostOptions, oneshot::Sender<Result<MessageId, NodeError>>),
+    RoomOp(Room, RoomAction, oneshot::Sender<Result<MessageId, NodeError>>),
+    ReactDm(MessageId, String, bool, oneshot::Sender<Result<MessageId, NodeError>>),
+    RoomView(Room, usize, oneshot::Sender<Result<Vec<RoomPost>, NodeError>>),
+    Rules(Room, oneshot::Sender<Result<RoomRules, NodeError>>),
+    Who(Room, oneshot::Sender<Result<Vec<Participant>, NodeError>>),
+    Sync(Room, oneshot::Sender<Result<usize, NodeError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -590,7 +773,7 @@ impl Handle {
     /// Posts to a room's hallway. Returns once the post is signed, durably
     /// logged and handed to gossipsub (or queued until the room has peers).
     pub async fn post(&self, room: &Room, text: &str) -> Result<MessageId, NodeError> {
-        self.ask(|tx| Command::Post(room.clone(), text.to_owned(), tx)).await?
+        self.post_with(room, text, PostOptions::default()).await
     }
 
     /// Sends a direct message. Returns once it is signed, durably logged and
@@ -709,6 +892,65 @@ impl Handle {
     /// Unblocks `peer`: new messages from it are accepted again.
     pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), NodeError> {
         self.ask(|tx| Command::Block(peer, false, tx)).await?
+    }
+
+    /// Creates a hosted room named `name` with this node as its host, and
+    /// joins it. The returned room's id (`NAME~PEERID`) is what others join.
+    pub async fn host(&self, name: &str) -> Result<Room, NodeError> {
+        self.ask(|tx| Command::Host(name.to_owned(), tx)).await?
+    }
+
+    /// Posts with extras: a reply, mentions, or a question to the stage.
+    pub async fn post_with(&self, room: &Room, text: &str, options: PostOptions) -> Result<MessageId, NodeError> {
+        self.ask(|tx| Command::PostWith(room.clone(), text.to_owned(), options, tx))
+            .await?
+    }
+
+    /// Signs, logs and publishes a room operation, if this node has the
+    /// right ([`NodeError::NotAllowed`] otherwise): roles, deletes, edits,
+    /// removals, the hallway's mode, question states, reactions.
+    pub async fn room_op(&self, room: &Room, action: RoomAction) -> Result<MessageId, NodeError> {
+        if let RoomAction::React(r) = &action {
+            crate::room::check_emoji(&r.emoji).map_err(|_| NodeError::InvalidEmoji)?;
+        }
+        self.ask(|tx| Command::RoomOp(room.clone(), action, tx)).await?
+    }
+
+    /// Reacts to a DM of a conversation (or takes the reaction back): sent to
+    /// the other participant as a DM with a receipt.
+    pub async fn react_dm(&self, target: MessageId, emoji: &str, retract: bool) -> Result<MessageId, NodeError> {
+        crate::room::check_emoji(emoji).map_err(|_| NodeError::InvalidEmoji)?;
+        self.ask(|tx| Command::ReactDm(target, emoji.to_owned(), retract, tx))
+            .await?
+    }
+
+    /// The last `limit` posts a room shows, in the room's order (the same on
+    /// every node): deleted posts and posts the rules refuse left out, edits
+    /// applied, reactions counted. Works for rooms left or ended too.
+    pub async fn room_view(&self, room: &Room, limit: usize) -> Result<Vec<RoomPost>, NodeError> {
+        self.ask(|tx| Command::RoomView(room.clone(), limit, tx)).await?
+    }
+
+    /// A room's rules now: host, hallway mode, roles, removals.
+    pub async fn room_rules(&self, room: &Room) -> Result<RoomRules, NodeError> {
+        self.ask(|tx| Command::Rules(room.clone(), tx)).await?
+    }
+
+    /// Who is in a joined room now, with nicknames and roles (this node too).
+    pub async fn who(&self, room: &Room) -> Result<Vec<Participant>, NodeError> {
+        self.ask(|tx| Command::Who(room.clone(), tx)).await?
+    }
+
+    /// A room's questions to the stage, in the room's order, with states.
+    pub async fn questions(&self, room: &Room) -> Result<Vec<RoomPost>, NodeError> {
+        let view = self.room_view(room, usize::MAX).await?;
+        Ok(view.into_iter().filter(|p| p.question.is_some()).collect())
+    }
+
+    /// Starts history sync of a joined room with every peer in it now.
+    /// Returns how many syncs started; [`Event::Synced`] reports each.
+    pub async fn sync(&self, room: &Room) -> Result<usize, NodeError> {
+        self.ask(|tx| Command::Sync(room.clone(), tx)).await?
     }
 
     /// Stops the node: closes the network, flushes the log and waits until

@@ -203,6 +203,7 @@ async fn a_receipt_not_signed_by_the_recipient_is_rejected_and_the_dm_not_marked
                 text: "x".into(),
                 time_ms: 1,
                 nick: None,
+                reaction: None,
             }),
         );
         backchannel::Signed::sign(

@@ -28,8 +28,8 @@ fn assert_complete(r: &Report) {
     assert!(r.expected > 0, "{r:#?}");
     assert_eq!(
         r.delivered, r.expected,
-        "every expected delivery happened: {:#?}",
-        r.per_node
+        "every expected delivery happened: {:#?} rejected {:?} unexpected {}",
+        r.per_node, r.rejected, r.unexpected
     );
     assert_eq!(r.duplicates, 0);
     assert_eq!(r.post_errors, 0);

@@ -22,6 +22,10 @@ proptest! {
             text: "hello".into(),
             time_ms: 1,
             nick: None,
+            clock: 1,
+            reply_to: None,
+            mentions: Vec::new(),
+            question: false,
         }));
         let mut bytes = signed.envelope().to_vec();
         let pos = pos % bytes.len();
@@ -36,7 +40,7 @@ proptest! {
     fn what_is_signed_opens_to_the_same_message(text in "\\PC{1,200}", time in any::<u64>(), nick in proptest::option::of("[a-z]{1,32}")) {
         let alice = Identity::from_secret([7; 32]);
         let bob = Identity::from_secret([8; 32]).peer_id();
-        let body = Body::Direct(DirectMessage { recipient: bob, text, time_ms: time, nick });
+        let body = Body::Direct(DirectMessage { recipient: bob, text, time_ms: time, nick, reaction: None, });
         let signed = Signed::sign(&alice, body.clone());
         let opened = Signed::open(signed.envelope()).unwrap();
         prop_assert_eq!(opened.body(), &body);

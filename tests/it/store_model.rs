@@ -56,7 +56,7 @@ fn the_log_matches_a_model_through_random_operations_and_restarts() {
         let mut store = Store::open(&path).unwrap();
         let mut model = Model::default();
         let mut rng = Rng::new(seed);
-        for _ in 0..150 {
+        for step in 0..150u64 {
             match rng.below(10) {
                 0..=2 => {
                     let author = &people[rng.below(people.len())];
@@ -68,6 +68,10 @@ fn the_log_matches_a_model_through_random_operations_and_restarts() {
                             text: format!("post {}", rng.next_u64()),
                             time_ms: 1,
                             nick: None,
+                            clock: step + 1,
+                            reply_to: None,
+                            mentions: Vec::new(),
+                            question: false,
                         }),
                     );
                     let dir = if author.peer_id() == me.peer_id() {
@@ -93,6 +97,7 @@ fn the_log_matches_a_model_through_random_operations_and_restarts() {
                             text: format!("dm {}", rng.next_u64()),
                             time_ms: 1,
                             nick: None,
+                            reaction: None,
                         }),
                     );
                     let dir = if outgoing { Direction::Sent } else { Direction::Received };

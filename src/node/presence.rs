@@ -1,0 +1,206 @@
+//! Who is in a room now: signed presence announcements with an expiry, as
+//! plain state with the time passed in.
+//!
+//! Every participant announces itself when it joins, then every
+//! [`interval_s`] seconds, and once more when it leaves. The interval grows
+//! with the room (2 s per participant present, between 20 s and one hour), so
+//! a room of up to 1,800 participants carries at most one announcement every
+//! two seconds in all (a larger one, n / 3600 per second); an announcement
+//! holds for three intervals, so a participant that vanishes without leaving
+//! is gone within three intervals.
+
+use std::collections::HashMap;
+
+use libp2p::PeerId;
+
+use crate::message::RejectReason;
+
+/// Participants remembered per room at most (the rest are not listed).
+pub(crate) const MAX_PRESENT: usize = 10_000;
+
+/// Longest an announcement may hold, in seconds.
+pub(crate) const MAX_TTL_S: u32 = 3 * 3600;
+
+/// Announcements of one participant are a token bucket: a burst of
+/// [`BURST`] (a restart announces again at once), then one per
+/// `MIN_GAP_MS`. More is a rate-limit violation (leaving is always accepted).
+pub(crate) const MIN_GAP_MS: u64 = 5_000;
+pub(crate) const BURST: u64 = 3;
+
+/// Seconds between this node's announcements in a room with `present`
+/// participants.
+pub(crate) fn interval_s(present: usize) -> u32 {
+    (2 * present.min(u32::MAX as usize / 2) as u32).clamp(20, 3600)
+}
+
+/// One participant as the room sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Present {
+    pub(crate) nick: Option<String>,
+    pub(crate) expires_ms: u64,
+    /// When the bucket was last full, in ms: tokens = (now - this) / gap.
+    full_since_ms: u64,
+}
+
+/// What an announcement changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A participant is now present (or changed nickname).
+    Here,
+    /// A participant left.
+    Left,
+    /// Nothing to report (a renewal).
+    Same,
+}
+
+/// The participants of one room, and when this node announces next.
+#[derive(Default)]
+pub(crate) struct Book {
+    present: HashMap<PeerId, Present>,
+    /// When this node's next announcement is due (0: at once).
+    pub(crate) next_due_ms: u64,
+}
+
+impl Book {
+    /// Takes a verified announcement received at `now_ms`.
+    pub(crate) fn observe(
+        &mut self,
+        peer: PeerId,
+        nick: Option<String>,
+        ttl_s: u32,
+        leaving: bool,
+        now_ms: u64,
+    ) -> Result<Change, RejectReason> {
+        if leaving {
+            return Ok(match self.present.remove(&peer) {
+                Some(_) => Change::Left,
+                None => Change::Same,
+            });
+        }
+        let expires_ms = now_ms + u64::from(ttl_s.min(MAX_TTL_S)) * 1000;
+        match self.present.get_mut(&peer) {
+            Some(p) => {
+                // Tokens refill one per gap, up to the burst.
+                let floor = now_ms.saturating_sub(BURST * MIN_GAP_MS);
+                let start = p.full_since_ms.max(floor);
+                if now_ms < start + MIN_GAP_MS {
+                    return Err(RejectReason::RateLimited);
+                }
+                p.full_since_ms = start + MIN_GAP_MS;
+                let renamed = p.nick != nick;
+                p.nick = nick;
+                p.expires_ms = expires_ms;
+                Ok(if renamed { Change::Here } else { Change::Same })
+            }
+            None => {
+                if self.present.len() >= MAX_PRESENT {
+                    return Err(RejectReason::RateLimited);
+                }
+                self.present.insert(
+                    peer,
+                    Present {
+                        nick,
+                        expires_ms,
+                        full_since_ms: now_ms.saturating_sub((BURST - 1) * MIN_GAP_MS),
+                    },
+                );
+                Ok(Change::Here)
+            }
+        }
+    }
+
+    /// Drops expired participants and returns them.
+    pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<PeerId> {
+        let gone: Vec<PeerId> = self
+            .present
+            .iter()
+            .filter(|(_, p)| p.expires_ms <= now_ms)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in &gone {
+            self.present.remove(peer);
+        }
+        gone
+    }
+
+    /// The participants present, by peer id.
+    pub(crate) fn list(&self) -> Vec<(PeerId, Present)> {
+        let mut out: Vec<(PeerId, Present)> = self.present.iter().map(|(p, v)| (*p, v.clone())).collect();
+        out.sort_by_key(|(p, _)| *p);
+        out
+    }
+
+    /// How many are present.
+    pub(crate) fn len(&self) -> usize {
+        self.present.len()
+    }
+
+    /// The peers whose nickname is `nick`.
+    pub(crate) fn by_nick(&self, nick: &str) -> Vec<PeerId> {
+        self.present
+            .iter()
+            .filter(|(_, p)| p.nick.as_deref() == Some(nick))
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u8) -> PeerId {
+        crate::identity::Identity::from_secret([n; 32]).peer_id()
+    }
+
+    #[test]
+    fn participants_come_renew_and_go() {
+        let mut book = Book::default();
+        let a = peer(1);
+        assert_eq!(book.observe(a, Some("ann".into()), 60, false, 0), Ok(Change::Here));
+        assert_eq!(book.observe(a, Some("ann".into()), 60, false, 10_000), Ok(Change::Same));
+        assert_eq!(
+            book.observe(a, Some("anna".into()), 60, false, 20_000),
+            Ok(Change::Here)
+        );
+        assert_eq!(book.by_nick("anna"), vec![a]);
+        assert!(book.expire(79_999).is_empty());
+        assert_eq!(book.expire(80_000), vec![a]);
+        assert_eq!(book.len(), 0);
+        book.observe(a, None, 60, false, 90_000).unwrap();
+        assert_eq!(book.observe(a, None, 0, true, 91_000), Ok(Change::Left));
+    }
+
+    #[test]
+    fn announcements_are_rate_limited_and_capped() {
+        let mut book = Book::default();
+        let a = peer(1);
+        book.observe(a, None, 60, false, 100_000).unwrap();
+        // A burst of three (the first, and a restart's twice), then one per gap.
+        book.observe(a, None, 60, false, 100_100).unwrap();
+        book.observe(a, None, 60, false, 100_200).unwrap();
+        assert_eq!(
+            book.observe(a, None, 60, false, 100_300),
+            Err(RejectReason::RateLimited)
+        );
+        book.observe(a, None, 60, false, 105_000).unwrap();
+        assert_eq!(
+            book.observe(a, None, 60, false, 106_000),
+            Err(RejectReason::RateLimited)
+        );
+        book.observe(a, None, u32::MAX, false, 200_000).unwrap();
+        assert_eq!(book.list()[0].1.expires_ms, 200_000 + u64::from(MAX_TTL_S) * 1000);
+    }
+
+    #[test]
+    fn the_interval_keeps_room_traffic_bounded() {
+        assert_eq!(interval_s(1), 20);
+        assert_eq!(interval_s(50), 100);
+        assert_eq!(interval_s(1_000_000), 3600);
+        // Announcements per second in the whole room.
+        for n in [1usize, 10, 100, 1_800] {
+            let rate = n as f64 / f64::from(interval_s(n));
+            assert!(rate <= 0.5, "{n}: {rate}");
+        }
+    }
+}

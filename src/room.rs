@@ -1,0 +1,860 @@
+//! Rooms as plain state: who may do what in a room, which posts are shown,
+//! with which text, reactions and question states, and in which order. No
+//! network and no IO: the event loop feeds [`RoomState`] verified messages
+//! and asks it what may pass, so every rule here is unit-tested.
+//!
+//! A room is **open** (just a name: anyone may post, no one moderates) or
+//! **hosted**: its id `NAME~HOST` names the host's peer id, so every node can
+//! check the host's signature without asking anyone ([`Room::host`]). The host
+//! grants roles; the host and moderators delete posts, remove participants
+//! and switch the hallway on, off or read-only; authors edit and delete their
+//! own posts; host, moderators and speakers mark questions.
+//!
+//! Posts and operations carry a room **clock** (a hybrid Lamport clock in ms:
+//! more than every clock the author saw in the room, and at least its own
+//! wall clock). Everything is decided at the clock of the message: an
+//! operation counts if its author had the right at that clock, given every
+//! operation with a smaller (clock, id); a post counts if its author was not
+//! removed and the hallway let it post at that clock. So two nodes that hold
+//! the same messages show the same room, whatever order they arrived in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use libp2p::PeerId;
+
+use crate::message::{MessageId, RejectReason, Room};
+
+/// Longest emoji (a reaction), in UTF-8 bytes.
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// Participants a post may mention at most.
+pub const MAX_MENTIONS: usize = 16;
+
+/// A participant's role in a room. Ordered: each role may do what the ones
+/// below it may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everyone.
+    Listener,
+    /// May post in a read-only hallway and mark questions.
+    Speaker,
+    /// May also delete posts, remove participants and set the hallway's mode.
+    Moderator,
+    /// The room's creator (named in a hosted room's id): may also grant roles.
+    Host,
+}
+
+/// Who may post in a hallway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatMode {
+    /// Everyone.
+    On,
+    /// No one.
+    Off,
+    /// The host, moderators and speakers; listeners may still ask questions.
+    ReadOnly,
+}
+
+/// Where a question to the stage stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionState {
+    /// Waiting in the queue.
+    Open,
+    /// Answered from the stage.
+    Answered,
+    /// Dismissed.
+    Dismissed,
+}
+
+/// An emoji reaction to a post (in a room) or a DM (in a conversation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reaction {
+    /// The message reacted to.
+    pub target: MessageId,
+    /// The emoji.
+    pub emoji: String,
+    /// Takes the reaction back.
+    pub retract: bool,
+}
+
+/// What a room operation does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomAction {
+    /// Host only: set a participant's role (not [`Role::Host`]).
+    SetRole {
+        /// The participant.
+        peer: PeerId,
+        /// The new role ([`Role::Listener`] takes a role away).
+        role: Role,
+    },
+    /// Delete a post: its author, a moderator or the host.
+    Delete(MessageId),
+    /// Replace a post's text: its author only.
+    Edit {
+        /// The post.
+        target: MessageId,
+        /// The new text.
+        text: String,
+    },
+    /// Moderators and the host: remove a participant (or let them back).
+    Remove {
+        /// The participant.
+        peer: PeerId,
+        /// Lets a removed participant back in.
+        restore: bool,
+    },
+    /// Moderators and the host: set the hallway's mode.
+    Chat(ChatMode),
+    /// Host, moderators and speakers (open rooms: the asker): mark a question.
+    Question {
+        /// The question post.
+        target: MessageId,
+        /// Its new state.
+        state: QuestionState,
+    },
+    /// Anyone in the room: add or retract a reaction.
+    React(Reaction),
+}
+
+/// A signed operation on a room (its author is the envelope's signer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomOp {
+    /// The room.
+    pub room: Room,
+    /// The room clock.
+    pub clock: u64,
+    /// The author's clock, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// What it does.
+    pub action: RoomAction,
+}
+
+/// "I am in this room", with an expiry. Never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Presence {
+    /// The room.
+    pub room: Room,
+    /// The author's clock, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The author's display name.
+    pub nick: Option<String>,
+    /// Seconds the announcement holds.
+    pub ttl_s: u32,
+    /// The author is leaving the room.
+    pub leaving: bool,
+}
+
+/// What the rules need to know of a post.
+#[derive(Clone, Debug)]
+struct PostMeta {
+    author: PeerId,
+    clock: u64,
+    question: bool,
+}
+
+/// A (clock, id) key: the one order of a room.
+pub type Key = (u64, MessageId);
+
+/// What the operations folded so far decided.
+#[derive(Default)]
+struct Derived {
+    /// Role changes per participant, in order: (clock, role).
+    roles: HashMap<PeerId, Vec<(u64, Role)>>,
+    /// Removals per participant, in order: (clock, removed?).
+    removed: HashMap<PeerId, Vec<(u64, bool)>>,
+    /// Mode changes, in order.
+    modes: Vec<(u64, ChatMode)>,
+    /// Deletes per target: (author, the author was a moderator or the host).
+    deletes: HashMap<MessageId, Vec<(PeerId, bool)>>,
+    /// Edits per target, in order: (author, text).
+    edits: HashMap<MessageId, Vec<(PeerId, String)>>,
+    /// Question marks per target, in order: (author, author's role, state).
+    questions: HashMap<MessageId, Vec<(PeerId, Role, QuestionState)>>,
+    /// Reactions per target: emoji → who.
+    reactions: HashMap<MessageId, BTreeMap<String, BTreeSet<PeerId>>>,
+}
+
+/// The value of a timeline at `clock`: its last entry at or before it.
+fn at<T: Copy>(timeline: Option<&Vec<(u64, T)>>, clock: u64) -> Option<T> {
+    timeline?.iter().rev().find(|(c, _)| *c <= clock).map(|(_, v)| *v)
+}
+
+/// One room's posts and operations, and what they decide.
+pub struct RoomState {
+    room: Room,
+    host: Option<PeerId>,
+    posts: HashMap<MessageId, PostMeta>,
+    ops: BTreeMap<Key, (PeerId, RoomAction)>,
+    derived: Derived,
+    /// The last operation folded into `derived`.
+    folded: Option<Key>,
+    max_clock: u64,
+}
+
+impl RoomState {
+    /// An empty room.
+    pub fn new(room: Room) -> Self {
+        Self {
+            host: room.host(),
+            room,
+            posts: HashMap::new(),
+            ops: BTreeMap::new(),
+            derived: Derived::default(),
+            folded: None,
+            max_clock: 0,
+        }
+    }
+
+    /// The room.
+    pub fn room(&self) -> &Room {
+        &self.room
+    }
+
+    /// The host, for a hosted room.
+    pub fn host(&self) -> Option<PeerId> {
+        self.host
+    }
+
+    /// The clock for a new message of this node's: more than every clock
+    /// seen here, and at least `now_ms`.
+    pub fn next_clock(&self, now_ms: u64) -> u64 {
+        (self.max_clock + 1).max(now_ms)
+    }
+
+    /// The highest clock seen.
+    pub fn max_clock(&self) -> u64 {
+        self.max_clock
+    }
+
+    /// Posts known (deleted ones included).
+    pub fn post_count(&self) -> usize {
+        self.posts.len()
+    }
+
+    /// `peer`'s role at `clock`.
+    pub fn role_at(&self, peer: &PeerId, clock: u64) -> Role {
+        if self.host == Some(*peer) {
+            return Role::Host;
+        }
+        if self.host.is_none() {
+            return Role::Listener;
+        }
+        at(self.derived.roles.get(peer), clock).unwrap_or(Role::Listener)
+    }
+
+    /// `peer`'s role now.
+    pub fn role(&self, peer: &PeerId) -> Role {
+        self.role_at(peer, u64::MAX)
+    }
+
+    /// Whether `peer` was removed at `clock`.
+    pub fn removed_at(&self, peer: &PeerId, clock: u64) -> bool {
+        at(self.derived.removed.get(peer), clock).unwrap_or(false)
+    }
+
+    /// Whether `peer` is removed now.
+    pub fn is_removed(&self, peer: &PeerId) -> bool {
+        self.removed_at(peer, u64::MAX)
+    }
+
+    /// The hallway's mode at `clock`.
+    pub fn mode_at(&self, clock: u64) -> ChatMode {
+        at(Some(&self.derived.modes), clock).unwrap_or(ChatMode::On)
+    }
+
+    /// The hallway's mode now.
+    pub fn mode(&self) -> ChatMode {
+        self.mode_at(u64::MAX)
+    }
+
+    /// Participants with a role (not listeners), host first.
+    pub fn roles(&self) -> Vec<(PeerId, Role)> {
+        let mut out: Vec<(PeerId, Role)> = self.host.iter().map(|h| (*h, Role::Host)).collect();
+        let mut others: Vec<(PeerId, Role)> = self
+            .derived
+            .roles
+            .keys()
+            .map(|p| (*p, self.role(p)))
+            .filter(|(p, r)| *r > Role::Listener && Some(*p) != self.host)
+            .collect();
+        others.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.extend(others);
+        out
+    }
+
+    /// Whether a post by `author` at `clock` may stand, by the rules at that
+    /// clock (the deterministic check, for history).
+    pub fn check_post(&self, author: &PeerId, clock: u64, question: bool) -> Result<(), RejectReason> {
+        if self.removed_at(author, clock) {
+            return Err(RejectReason::Removed);
+        }
+        match self.mode_at(clock) {
+            ChatMode::On => Ok(()),
+            ChatMode::ReadOnly if question || self.role_at(author, clock) >= Role::Speaker => Ok(()),
+            ChatMode::ReadOnly | ChatMode::Off => Err(RejectReason::ChatClosed),
+        }
+    }
+
+    /// The check for a live post: the rules at its clock, and its author is
+    /// not removed now (a removed participant cannot slip posts in with an
+    /// old clock while the removal is known).
+    pub fn check_live_post(&self, author: &PeerId, clock: u64, question: bool) -> Result<(), RejectReason> {
+        if self.is_removed(author) {
+            return Err(RejectReason::Removed);
+        }
+        self.check_post(author, clock, question)
+    }
+
+    /// Whether `author` may do `action` at `clock`, given what is known.
+    pub fn check_op(&self, author: &PeerId, clock: u64, action: &RoomAction) -> Result<(), RejectReason> {
+        if self.removed_at(author, clock) {
+            return Err(RejectReason::Removed);
+        }
+        let role = self.role_at(author, clock);
+        let post_author = |target: &MessageId| self.posts.get(target).map(|p| p.author);
+        match action {
+            RoomAction::SetRole { peer, role: new } => {
+                if role != Role::Host || Some(*peer) == self.host || *new == Role::Host {
+                    return Err(RejectReason::NotModerator);
+                }
+            }
+            RoomAction::Delete(target) => {
+                // A moderator may delete anything; anyone else only their own
+                // posts (a delete of a post not seen yet waits for it).
+                if role < Role::Moderator && post_author(target).is_some_and(|a| a != *author) {
+                    return Err(RejectReason::NotAllowed);
+                }
+            }
+            RoomAction::Edit { target, .. } => {
+                if post_author(target).is_some_and(|a| a != *author) {
+                    return Err(RejectReason::NotAllowed);
+                }
+            }
+            RoomAction::Remove { peer, .. } => {
+                if role < Role::Moderator || Some(*peer) == self.host || peer == author {
+                    return Err(RejectReason::NotModerator);
+                }
+                if role == Role::Moderator && self.role_at(peer, clock) >= Role::Moderator {
+                    return Err(RejectReason::NotModerator);
+                }
+            }
+            RoomAction::Chat(_) => {
+                if role < Role::Moderator {
+                    return Err(RejectReason::NotModerator);
+                }
+            }
+            RoomAction::Question { target, .. } => {
+                let allowed = if self.host.is_some() {
+                    role >= Role::Speaker
+                } else {
+                    post_author(target).is_none_or(|a| a == *author)
+                };
+                if !allowed {
+                    return Err(RejectReason::NotAllowed);
+                }
+            }
+            RoomAction::React(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Adds a verified post (already checked). Returns false if known.
+    pub fn add_post(&mut self, id: MessageId, author: PeerId, clock: u64, question: bool) -> bool {
+        self.max_clock = self.max_clock.max(clock);
+        self.posts
+            .insert(
+                id,
+                PostMeta {
+                    author,
+                    clock,
+                    question,
+                },
+            )
+            .is_none()
+    }
+
+    /// A known post's clock.
+    pub fn post_clock(&self, id: &MessageId) -> Option<u64> {
+        self.posts.get(id).map(|p| p.clock)
+    }
+
+    /// Participants removed now.
+    pub fn removed(&self) -> Vec<PeerId> {
+        let mut out: Vec<PeerId> = self
+            .derived
+            .removed
+            .keys()
+            .filter(|p| self.is_removed(p))
+            .copied()
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether a post is known (deleted ones included).
+    pub fn knows_post(&self, id: &MessageId) -> bool {
+        self.posts.contains_key(id)
+    }
+
+    /// Adds a verified operation (already checked) and folds it in. Returns
+    /// false if it was known.
+    pub fn add_op(&mut self, id: MessageId, author: PeerId, clock: u64, action: RoomAction) -> bool {
+        let key = (clock, id);
+        if self.ops.contains_key(&key) {
+            return false;
+        }
+        self.max_clock = self.max_clock.max(clock);
+        self.ops.insert(key, (author, action));
+        if self.folded.is_none_or(|last| key > last) {
+            self.fold(key);
+        } else {
+            // An operation from the past (history, a healed partition):
+            // decide everything again in order.
+            self.derived = Derived::default();
+            self.folded = None;
+            let keys: Vec<Key> = self.ops.keys().copied().collect();
+            for key in keys {
+                self.fold(key);
+            }
+        }
+        true
+    }
+
+    fn fold(&mut self, key: Key) {
+        self.folded = Some(key);
+        let (clock, _) = key;
+        let Some((author, action)) = self.ops.get(&key).cloned() else {
+            return;
+        };
+        // Rights are judged as they were at the operation's clock.
+        if self.check_op(&author, clock, &action).is_err() {
+            return;
+        }
+        let role = self.role_at(&author, clock);
+        let d = &mut self.derived;
+        match action {
+            RoomAction::SetRole { peer, role } => d.roles.entry(peer).or_default().push((clock, role)),
+            RoomAction::Remove { peer, restore } => d.removed.entry(peer).or_default().push((clock, !restore)),
+            RoomAction::Chat(mode) => d.modes.push((clock, mode)),
+            RoomAction::Delete(target) => d
+                .deletes
+                .entry(target)
+                .or_default()
+                .push((author, role >= Role::Moderator)),
+            RoomAction::Edit { target, text } => d.edits.entry(target).or_default().push((author, text)),
+            RoomAction::Question { target, state } => {
+                d.questions.entry(target).or_default().push((author, role, state));
+            }
+            RoomAction::React(r) => {
+                let by_emoji = d.reactions.entry(r.target).or_default();
+                if r.retract {
+                    if let Some(who) = by_emoji.get_mut(&r.emoji) {
+                        who.remove(&author);
+                        if who.is_empty() {
+                            by_emoji.remove(&r.emoji);
+                        }
+                    }
+                } else {
+                    by_emoji.entry(r.emoji).or_default().insert(author);
+                }
+            }
+        }
+    }
+
+    /// Whether a post is deleted: by a moderator or the host, or by its own
+    /// author.
+    pub fn is_deleted(&self, id: &MessageId) -> bool {
+        let Some(deletes) = self.derived.deletes.get(id) else {
+            return false;
+        };
+        let author = self.posts.get(id).map(|p| p.author);
+        deletes.iter().any(|(by, moderator)| *moderator || Some(*by) == author)
+    }
+
+    /// Whether a known post is shown: not deleted and allowed at its clock.
+    pub fn is_visible(&self, id: &MessageId) -> bool {
+        let Some(post) = self.posts.get(id) else {
+            return false;
+        };
+        !self.is_deleted(id) && self.check_post(&post.author, post.clock, post.question).is_ok()
+    }
+
+    /// A post's latest text by its author, if edited.
+    pub fn edited_text(&self, id: &MessageId) -> Option<&str> {
+        let author = self.posts.get(id)?.author;
+        self.derived
+            .edits
+            .get(id)?
+            .iter()
+            .rev()
+            .find(|(by, _)| *by == author)
+            .map(|(_, text)| text.as_str())
+    }
+
+    /// A question's state (None: not a question).
+    pub fn question_state(&self, id: &MessageId) -> Option<QuestionState> {
+        let post = self.posts.get(id)?;
+        if !post.question {
+            return None;
+        }
+        let marks = self.derived.questions.get(id);
+        let hosted = self.host.is_some();
+        let state = marks
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|(by, role, _)| {
+                if hosted {
+                    *role >= Role::Speaker
+                } else {
+                    *by == post.author
+                }
+            })
+            .map(|(_, _, s)| *s);
+        Some(state.unwrap_or(QuestionState::Open))
+    }
+
+    /// A message's reactions: emoji → who, in emoji order.
+    pub fn reactions(&self, id: &MessageId) -> Vec<(String, Vec<PeerId>)> {
+        self.derived
+            .reactions
+            .get(id)
+            .map(|m| {
+                m.iter()
+                    .map(|(e, who)| (e.clone(), who.iter().copied().collect()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Posts whose deletion is decided: their text should leave the log.
+    pub fn deleted_posts(&self) -> Vec<MessageId> {
+        self.derived
+            .deletes
+            .keys()
+            .filter(|id| self.posts.contains_key(id) && self.is_deleted(id))
+            .copied()
+            .collect()
+    }
+
+    /// The questions, in room order, with their states.
+    pub fn questions(&self) -> Vec<(Key, QuestionState)> {
+        let mut out: Vec<(Key, QuestionState)> = self
+            .posts
+            .iter()
+            .filter(|(id, p)| p.question && self.is_visible(id))
+            .filter_map(|(id, p)| Some(((p.clock, *id), self.question_state(id)?)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Checks an emoji: 1..=32 bytes, no whitespace or control characters.
+pub fn check_emoji(emoji: &str) -> Result<(), RejectReason> {
+    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES || emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(RejectReason::InvalidField);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    fn peer(n: u8) -> PeerId {
+        Identity::from_secret([n; 32]).peer_id()
+    }
+
+    fn id(n: u8) -> MessageId {
+        MessageId::from_bytes([n; 32])
+    }
+
+    fn hosted(host: PeerId) -> RoomState {
+        RoomState::new(Room::hosted("stage", &host).unwrap())
+    }
+
+    #[test]
+    fn a_hosted_room_names_its_host_and_an_open_room_none() {
+        let h = peer(1);
+        let room = Room::hosted("stage", &h).unwrap();
+        assert_eq!(room.host(), Some(h));
+        assert_eq!(room.name(), "stage");
+        assert_eq!(Room::new(room.as_str()).unwrap(), room);
+        assert_eq!(Room::new("lobby").unwrap().host(), None);
+        assert!(Room::new("a~b").is_err(), "a ~ must be followed by a peer id");
+    }
+
+    #[test]
+    fn only_the_host_grants_roles_and_only_moderators_moderate() {
+        let (h, m, l) = (peer(1), peer(2), peer(3));
+        let mut r = hosted(h);
+        let grant = RoomAction::SetRole {
+            peer: m,
+            role: Role::Moderator,
+        };
+        assert_eq!(r.check_op(&l, 10, &grant), Err(RejectReason::NotModerator));
+        assert_eq!(
+            r.check_op(&l, 10, &RoomAction::Chat(ChatMode::Off)),
+            Err(RejectReason::NotModerator)
+        );
+        r.add_op(id(1), h, 10, grant);
+        assert_eq!(r.role(&m), Role::Moderator);
+        assert_eq!(r.role_at(&m, 9), Role::Listener);
+        assert_eq!(r.check_op(&m, 11, &RoomAction::Chat(ChatMode::Off)), Ok(()));
+        assert_eq!(
+            r.check_op(&m, 9, &RoomAction::Chat(ChatMode::Off)),
+            Err(RejectReason::NotModerator)
+        );
+        // A moderator cannot remove the host or another moderator.
+        let remove_host = RoomAction::Remove {
+            peer: h,
+            restore: false,
+        };
+        assert_eq!(r.check_op(&m, 11, &remove_host), Err(RejectReason::NotModerator));
+    }
+
+    #[test]
+    fn a_moderator_deletes_any_post_and_an_author_only_their_own() {
+        let (h, m, a, b) = (peer(1), peer(2), peer(3), peer(4));
+        let mut r = hosted(h);
+        r.add_op(
+            id(1),
+            h,
+            10,
+            RoomAction::SetRole {
+                peer: m,
+                role: Role::Moderator,
+            },
+        );
+        r.add_post(id(2), a, 20, false);
+        r.add_post(id(3), a, 21, false);
+        assert_eq!(
+            r.check_op(&b, 30, &RoomAction::Delete(id(2))),
+            Err(RejectReason::NotAllowed)
+        );
+        r.add_op(id(4), m, 30, RoomAction::Delete(id(2)));
+        r.add_op(id(5), a, 31, RoomAction::Delete(id(3)));
+        assert!(r.is_deleted(&id(2)) && r.is_deleted(&id(3)));
+        assert!(!r.is_visible(&id(2)));
+        let mut deleted = r.deleted_posts();
+        deleted.sort();
+        assert_eq!(deleted, vec![id(2), id(3)]);
+    }
+
+    #[test]
+    fn a_delete_that_arrives_before_its_post_counts_only_for_the_author() {
+        let (a, b) = (peer(3), peer(4));
+        let mut r = RoomState::new(Room::new("lobby").unwrap());
+        r.add_op(id(9), b, 30, RoomAction::Delete(id(2)));
+        r.add_op(id(8), a, 31, RoomAction::Delete(id(3)));
+        r.add_post(id(2), a, 20, false);
+        r.add_post(id(3), a, 21, false);
+        assert!(!r.is_deleted(&id(2)), "b cannot delete a's post");
+        assert!(r.is_deleted(&id(3)));
+    }
+
+    #[test]
+    fn a_removed_participant_posts_nothing_after_the_removal() {
+        let (h, x) = (peer(1), peer(5));
+        let mut r = hosted(h);
+        r.add_post(id(2), x, 10, false);
+        r.add_op(
+            id(3),
+            h,
+            20,
+            RoomAction::Remove {
+                peer: x,
+                restore: false,
+            },
+        );
+        assert!(r.is_visible(&id(2)), "earlier posts stay");
+        assert_eq!(r.check_post(&x, 25, false), Err(RejectReason::Removed));
+        assert_eq!(r.check_post(&x, 15, false), Ok(()), "by the rules at clock 15");
+        assert_eq!(r.check_live_post(&x, 15, false), Err(RejectReason::Removed));
+        assert_eq!(
+            r.check_op(
+                &x,
+                25,
+                &RoomAction::React(Reaction {
+                    target: id(2),
+                    emoji: "👍".into(),
+                    retract: false
+                })
+            ),
+            Err(RejectReason::Removed)
+        );
+        r.add_op(id(4), h, 30, RoomAction::Remove { peer: x, restore: true });
+        assert_eq!(r.check_post(&x, 35, false), Ok(()));
+    }
+
+    #[test]
+    fn the_hallway_mode_decides_who_posts() {
+        let (h, s, l) = (peer(1), peer(2), peer(3));
+        let mut r = hosted(h);
+        r.add_op(
+            id(1),
+            h,
+            10,
+            RoomAction::SetRole {
+                peer: s,
+                role: Role::Speaker,
+            },
+        );
+        r.add_op(id(2), h, 20, RoomAction::Chat(ChatMode::ReadOnly));
+        assert_eq!(r.check_post(&l, 25, false), Err(RejectReason::ChatClosed));
+        assert_eq!(r.check_post(&l, 25, true), Ok(()), "questions still reach the stage");
+        assert_eq!(r.check_post(&s, 25, false), Ok(()));
+        r.add_op(id(3), h, 30, RoomAction::Chat(ChatMode::Off));
+        assert_eq!(r.check_post(&h, 35, false), Err(RejectReason::ChatClosed));
+        assert_eq!(r.check_post(&l, 15, false), Ok(()));
+    }
+
+    #[test]
+    fn a_late_revocation_undoes_what_followed_it_in_every_order() {
+        let (h, m, a) = (peer(1), peer(2), peer(3));
+        let ops = [
+            (
+                id(1),
+                h,
+                10,
+                RoomAction::SetRole {
+                    peer: m,
+                    role: Role::Moderator,
+                },
+            ),
+            (
+                id(2),
+                h,
+                20,
+                RoomAction::SetRole {
+                    peer: m,
+                    role: Role::Listener,
+                },
+            ),
+            (id(3), m, 30, RoomAction::Delete(id(9))),
+            (id(4), m, 15, RoomAction::Chat(ChatMode::Off)),
+        ];
+        let mut outcomes = BTreeSet::new();
+        // Every arrival order gives the same room.
+        for perm in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]] {
+            let mut r = hosted(h);
+            r.add_post(id(9), a, 5, false);
+            for i in perm {
+                let (oid, author, clock, action) = ops[i].clone();
+                r.add_op(oid, author, clock, action);
+            }
+            outcomes.insert((r.is_deleted(&id(9)), r.mode_at(16) == ChatMode::Off, r.mode()));
+        }
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        let (deleted, off_at_16, _) = outcomes.into_iter().next().unwrap();
+        assert!(!deleted, "m was no longer a moderator at 30");
+        assert!(off_at_16, "m was a moderator at 15");
+    }
+
+    #[test]
+    fn edits_count_only_from_the_author_and_the_latest_wins() {
+        let (a, b) = (peer(3), peer(4));
+        let mut r = RoomState::new(Room::new("lobby").unwrap());
+        r.add_post(id(1), a, 10, false);
+        r.add_op(
+            id(2),
+            a,
+            11,
+            RoomAction::Edit {
+                target: id(1),
+                text: "v2".into(),
+            },
+        );
+        r.add_op(
+            id(3),
+            a,
+            12,
+            RoomAction::Edit {
+                target: id(1),
+                text: "v3".into(),
+            },
+        );
+        assert_eq!(
+            r.check_op(
+                &b,
+                13,
+                &RoomAction::Edit {
+                    target: id(1),
+                    text: "x".into()
+                }
+            ),
+            Err(RejectReason::NotAllowed)
+        );
+        assert_eq!(r.edited_text(&id(1)), Some("v3"));
+    }
+
+    #[test]
+    fn reactions_add_and_retract() {
+        let (a, b) = (peer(3), peer(4));
+        let mut r = RoomState::new(Room::new("lobby").unwrap());
+        let react = |retract| {
+            RoomAction::React(Reaction {
+                target: id(1),
+                emoji: "🎉".into(),
+                retract,
+            })
+        };
+        r.add_op(id(2), a, 10, react(false));
+        r.add_op(id(3), b, 11, react(false));
+        r.add_op(id(4), a, 12, react(true));
+        assert_eq!(r.reactions(&id(1)), vec![("🎉".to_string(), vec![b])]);
+    }
+
+    #[test]
+    fn questions_are_marked_from_the_stage_and_queued_in_order() {
+        let (h, s, l) = (peer(1), peer(2), peer(3));
+        let mut r = hosted(h);
+        r.add_op(
+            id(1),
+            h,
+            10,
+            RoomAction::SetRole {
+                peer: s,
+                role: Role::Speaker,
+            },
+        );
+        r.add_post(id(5), l, 30, true);
+        r.add_post(id(4), l, 20, true);
+        r.add_post(id(6), l, 25, false);
+        let answered = RoomAction::Question {
+            target: id(4),
+            state: QuestionState::Answered,
+        };
+        assert_eq!(r.check_op(&l, 40, &answered), Err(RejectReason::NotAllowed));
+        r.add_op(id(7), s, 40, answered);
+        assert_eq!(
+            r.questions(),
+            vec![
+                ((20, id(4)), QuestionState::Answered),
+                ((30, id(5)), QuestionState::Open)
+            ]
+        );
+        assert_eq!(r.question_state(&id(6)), None);
+    }
+
+    #[test]
+    fn the_next_clock_is_past_everything_seen_and_the_wall_clock() {
+        let mut r = RoomState::new(Room::new("lobby").unwrap());
+        assert_eq!(r.next_clock(1000), 1000);
+        r.add_post(id(1), peer(1), 5000, false);
+        assert_eq!(r.next_clock(1000), 5001);
+    }
+
+    #[test]
+    fn emoji_are_checked() {
+        assert!(check_emoji("👍").is_ok());
+        for bad in ["", "a b", "\n", &"x".repeat(33)] {
+            assert!(check_emoji(bad).is_err(), "{bad:?}");
+        }
+    }
+}
