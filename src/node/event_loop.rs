@@ -311,16 +311,11 @@ impl EventLoop {
                 let result = if self.rooms.get(&room).is_none() {
                     Err(NodeError::NotJoined(room))
                 } else {
-                    let topic = crate::protocol::topic(&room).hash();
-                    let peers: Vec<PeerId> = self
-                        .swarm
-                        .behaviour()
-                        .gossipsub
-                        .all_peers()
-                        .filter(|(_, topics)| topics.contains(&&topic))
-                        .map(|(p, _)| *p)
-                        .collect();
-                    Ok(peers.into_iter().filter(|p| self.start_sync(*p, &room, true)).count())
+                    let peers = self.room_peers_of(&room);
+                    Ok(peers
+                        .into_iter()
+                        .filter(|p| self.start_sync(*p, &room, sync::Why::Asked))
+                        .count())
                 };
                 let _ = reply.send(result);
             }
@@ -483,7 +478,7 @@ impl EventLoop {
         self.presence.insert(room.clone(), super::presence::Book::default());
         self.room_state(room);
         for peer in present {
-            self.start_sync(peer, room, false);
+            self.start_sync(peer, room, sync::Why::Appeared);
             self.emit(Event::RoomPeerJoined {
                 room: room.clone(),
                 peer,
@@ -784,7 +779,9 @@ impl EventLoop {
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 if let Some(room) = self.rooms.room_of(&topic).cloned() {
                     self.send_unsent(&room);
-                    self.start_sync(peer_id, &room, false);
+                    // A peer (re)appears in the room: whatever either side
+                    // missed meanwhile is reconciled at once.
+                    self.start_sync(peer_id, &room, sync::Why::Appeared);
                     self.emit(Event::RoomPeerJoined { room, peer: peer_id });
                 }
             }

@@ -14,6 +14,7 @@ mod never_panic;
 mod outbox;
 mod requests;
 mod restart;
+mod rooms;
 mod store_model;
 mod support;
 mod vectors;

@@ -19,11 +19,15 @@ use crate::wire::pb;
 
 /// A node syncs a room with the same peer at most this often on its own
 /// (joins, reconnections); `Handle::sync` is not limited.
-const PEER_COOLDOWN: Duration = Duration::from_secs(10);
+const PEER_COOLDOWN: Duration = Duration::from_secs(3);
 
 /// Reconciliations running at once per room, and in all.
 const MAX_SESSIONS_PER_ROOM: usize = 2;
 const MAX_SESSIONS: usize = 16;
+
+/// A session that has not finished by then is dropped (its requests time
+/// out on their own; this frees the slot).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Fetch or push requests in flight per session.
 const MAX_IN_FLIGHT: usize = 4;
@@ -35,6 +39,20 @@ const MAX_REQUESTS_PER_MINUTE: u32 = 600;
 
 /// Peers whose request rates are tracked at most.
 const MAX_TRACKED_PEERS: usize = 4096;
+
+/// Why a sync starts: it decides which limits apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Why {
+    /// The application asked (`Handle::sync`): only the global limit.
+    Asked,
+    /// The peer (re)appeared in the room: not limited by the cooldown.
+    Appeared,
+    /// This node just learned messages from another peer: spreading the
+    /// repair is not limited by the cooldown either.
+    Spread,
+    /// Periodic: every limit.
+    Routine,
+}
 
 /// History sync state of the event loop.
 #[derive(Default)]
@@ -54,6 +72,7 @@ enum Asked {
 }
 
 struct Session {
+    started: Instant,
     reconciler: Reconciler,
     need: VecDeque<MessageId>,
     in_flight: usize,
@@ -62,16 +81,21 @@ struct Session {
 }
 
 impl EventLoop {
-    /// Starts reconciling `room` with `peer`, unless one runs already, the
-    /// pair synced recently (`force` skips that), or too many run.
-    pub(super) fn start_sync(&mut self, peer: PeerId, room: &Room, force: bool) -> bool {
+    /// Starts reconciling `room` with `peer`, unless one runs already or
+    /// too many run, or (depending on why) the pair synced recently.
+    pub(super) fn start_sync(&mut self, peer: PeerId, room: &Room, why: Why) -> bool {
         let key = (peer, room.clone());
         let syncs = &self.syncs;
         let per_room = syncs.sessions.keys().filter(|(_, r)| r == room).count();
         let recent = syncs.last.get(&key).is_some_and(|t| t.elapsed() < PEER_COOLDOWN);
+        let limited = match why {
+            Why::Asked => false,
+            Why::Appeared | Why::Spread => per_room >= MAX_SESSIONS_PER_ROOM,
+            Why::Routine => recent || per_room >= MAX_SESSIONS_PER_ROOM,
+        };
         if syncs.sessions.contains_key(&key)
             || syncs.sessions.len() >= MAX_SESSIONS
-            || (!force && (recent || per_room >= MAX_SESSIONS_PER_ROOM))
+            || limited
             || self.rooms.get(room).is_none()
         {
             return false;
@@ -97,6 +121,7 @@ impl EventLoop {
         self.syncs.sessions.insert(
             key,
             Session {
+                started: Instant::now(),
                 reconciler,
                 need: VecDeque::new(),
                 in_flight: 0,
@@ -129,6 +154,9 @@ impl EventLoop {
     /// Syncs each joined room with a random peer of it, every `sync_interval`.
     pub(super) fn periodic_sync(&mut self) {
         let now = Instant::now();
+        self.syncs
+            .sessions
+            .retain(|_, s| now.duration_since(s.started) < SESSION_TIMEOUT);
         if self.syncs.next_periodic.is_some_and(|t| now < t) {
             return;
         }
@@ -138,23 +166,31 @@ impl EventLoop {
             .iter()
             .map(|(room, state)| (room.clone(), state.topic.hash()))
             .collect();
-        for (room, topic) in rooms {
-            let peers: Vec<PeerId> = self
-                .swarm
-                .behaviour()
-                .gossipsub
-                .all_peers()
-                .filter(|(_, topics)| topics.contains(&&topic))
-                .map(|(p, _)| *p)
-                .collect();
+        for (room, _) in rooms {
+            let peers = self.room_peers_of(&room);
             if peers.is_empty() {
                 continue;
             }
             let mut pick = [0u8; 8];
             let _ = getrandom::fill(&mut pick);
             let peer = peers[(u64::from_le_bytes(pick) % peers.len() as u64) as usize];
-            self.start_sync(peer, &room, false);
+            self.start_sync(peer, &room, Why::Routine);
         }
+    }
+
+    /// The peers known to be in a joined room.
+    pub(super) fn room_peers_of(&self, room: &Room) -> Vec<PeerId> {
+        let Some(state) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        let topic = state.topic.hash();
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&topic))
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     pub(super) fn handle_sync(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -264,11 +300,12 @@ impl EventLoop {
                 let received = self.apply_history(peer, &room, list.envelopes);
                 if received > 0 {
                     self.emit(Event::Synced {
-                        room,
+                        room: room.clone(),
                         peer,
                         received,
                         sent: 0,
                     });
+                    self.spread(peer, &room);
                 }
                 Ok(R::Pushed(received as u32))
             }
@@ -422,6 +459,19 @@ impl EventLoop {
                 received: session.received,
                 sent: session.sent,
             });
+            if session.received > 0 {
+                self.spread(peer, room);
+            }
+        }
+    }
+
+    /// What this node just learned from `source`, its other room peers may
+    /// lack too: reconcile with them, so a repair spreads hop by hop.
+    fn spread(&mut self, source: PeerId, room: &Room) {
+        for other in self.room_peers_of(room) {
+            if other != source {
+                self.start_sync(other, room, Why::Spread);
+            }
         }
     }
 
