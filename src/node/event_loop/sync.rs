@@ -45,7 +45,8 @@ const MAX_TRACKED_PEERS: usize = 4096;
 pub(super) enum Why {
     /// The application asked (`Handle::sync`): only the global limit.
     Asked,
-    /// The peer (re)appeared in the room: not limited by the cooldown.
+    /// The peer (re)appeared in the room: not limited by the cooldown, and
+    /// started by one side only.
     Appeared,
     /// This node just learned messages from another peer: spreading the
     /// repair is not limited by the cooldown either.
@@ -89,6 +90,10 @@ impl EventLoop {
         let per_room = syncs.sessions.keys().filter(|(_, r)| r == room).count();
         let recent = syncs.last.get(&key).is_some_and(|t| t.elapsed() < PEER_COOLDOWN);
         let limited = match why {
+            // Both sides see each other appear; one reconciliation serves
+            // both (the initiator fetches and pushes), so only the side with
+            // the smaller peer id starts it.
+            Why::Appeared if self.local > peer => true,
             Why::Asked => false,
             Why::Appeared | Why::Spread => per_room >= MAX_SESSIONS_PER_ROOM,
             Why::Routine => recent || per_room >= MAX_SESSIONS_PER_ROOM,
