@@ -3,6 +3,7 @@
 //! input can be tested (and fuzzed) without a node.
 
 use crate::message::Room;
+use crate::room::{ChatMode, QuestionState, Role};
 
 /// A parsed input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,36 @@ pub enum Command {
     History(Option<String>),
     /// `/stats`
     Stats,
+    /// `/host NAME`: create a hosted room (you are its host) and join it.
+    Host(String),
+    /// `/mod PEER`, `/unmod PEER`, `/speaker PEER`, `/listener PEER`: set a
+    /// participant's role in the current room (host only).
+    SetRole(String, Role),
+    /// `/delete ID`: delete a post (yours; any, for moderators and the host).
+    Delete(String),
+    /// `/edit ID TEXT`: replace the text of a post of yours.
+    Edit(String, String),
+    /// `/remove PEER` (`/unremove PEER`): remove a participant from the
+    /// current room (or let them back).
+    Remove(String, bool),
+    /// `/chat on|off|readonly`: who may post in the current room.
+    Chat(ChatMode),
+    /// `/who`: who is in the current room.
+    Who,
+    /// `/reply ID TEXT`
+    Reply(String, String),
+    /// `/react ID EMOJI` (`/unreact ID EMOJI`): on a post or a DM.
+    React(String, String, bool),
+    /// `/ask TEXT`: a question to the stage.
+    Ask(String),
+    /// `/questions`: the current room's question queue.
+    Questions,
+    /// `/answered ID`, `/dismiss ID`, `/reopen ID`: a question's state.
+    Mark(String, QuestionState),
+    /// `/sync`: reconcile the current room's history with its peers now.
+    Sync,
+    /// `/rules`: the current room's host, mode, roles and removals.
+    Rules,
     /// `/help`
     Help,
     /// `/quit`
@@ -101,6 +132,16 @@ text              post to the current room's hallway
 /block PEER       close and refuse connections with a peer; /unblock PEER undoes it
 /history [ROOM|PEER|GROUP]  show the log of a room, a conversation or a group
 /stats            show counters (rejected input, deliveries)
+Rooms (ID: a post's id or its first hex digits, as shown in brackets):
+/host NAME        create a hosted room (you are its host); others /join the id it prints
+/who              who is in the current room, with roles   /rules  host, mode, roles
+/reply ID TEXT    answer a post            /ask TEXT   a question to the stage
+/react ID EMOJI   react to a post or DM    /unreact ID EMOJI  take it back
+/edit ID TEXT     change your post         /delete ID  delete it (moderators: any post)
+/questions        the question queue       /answered ID, /dismiss ID, /reopen ID
+/mod PEER, /unmod PEER, /speaker PEER, /listener PEER   roles (host only)
+/remove PEER, /unremove PEER   remove a participant (moderators)
+/chat on|off|readonly   who may post (moderators)   /sync  fetch missed history now
 /help             this help
 /quit             stop the node";
 
@@ -208,10 +249,69 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "unblock" => Ok(Some(Command::Unblock(need(args, "/unblock PEER")?.to_owned()))),
         "history" => Ok(Some(Command::History((!args.is_empty()).then(|| args.to_owned())))),
         "stats" => none(Command::Stats),
+        "host" => Ok(Some(Command::Host(need(args, "/host NAME")?.to_owned()))),
+        "mod" => Ok(Some(Command::SetRole(one(args, "/mod PEER")?, Role::Moderator))),
+        "unmod" => Ok(Some(Command::SetRole(one(args, "/unmod PEER")?, Role::Listener))),
+        "speaker" => Ok(Some(Command::SetRole(one(args, "/speaker PEER")?, Role::Speaker))),
+        "listener" => Ok(Some(Command::SetRole(one(args, "/listener PEER")?, Role::Listener))),
+        "delete" => Ok(Some(Command::Delete(one(args, "/delete ID")?))),
+        "edit" => {
+            let (id, text) = two(args, "/edit ID TEXT")?;
+            Ok(Some(Command::Edit(id, text)))
+        }
+        "remove" => Ok(Some(Command::Remove(one(args, "/remove PEER")?, false))),
+        "unremove" => Ok(Some(Command::Remove(one(args, "/unremove PEER")?, true))),
+        "chat" => match args {
+            "on" => Ok(Some(Command::Chat(ChatMode::On))),
+            "off" => Ok(Some(Command::Chat(ChatMode::Off))),
+            "readonly" | "read-only" => Ok(Some(Command::Chat(ChatMode::ReadOnly))),
+            _ => Err(ParseError("usage: /chat on|off|readonly".into())),
+        },
+        "who" => none(Command::Who),
+        "reply" => {
+            let (id, text) = two(args, "/reply ID TEXT")?;
+            Ok(Some(Command::Reply(id, text)))
+        }
+        "react" | "unreact" => {
+            let usage = format!("/{name} ID EMOJI");
+            let (id, emoji) = two(args, &usage)?;
+            if emoji.contains(char::is_whitespace) {
+                return Err(ParseError(format!("usage: {usage}")));
+            }
+            Ok(Some(Command::React(id, emoji, name == "react")))
+        }
+        "ask" => Ok(Some(Command::Ask(need(args, "/ask TEXT")?.to_owned()))),
+        "questions" => none(Command::Questions),
+        "answered" => Ok(Some(Command::Mark(one(args, "/answered ID")?, QuestionState::Answered))),
+        "dismiss" => Ok(Some(Command::Mark(one(args, "/dismiss ID")?, QuestionState::Dismissed))),
+        "reopen" => Ok(Some(Command::Mark(one(args, "/reopen ID")?, QuestionState::Open))),
+        "sync" => none(Command::Sync),
+        "rules" => none(Command::Rules),
         "help" | "?" => none(Command::Help),
         "quit" | "exit" => none(Command::Quit),
         _ => Err(ParseError(format!("unknown command /{name}"))),
     }
+}
+
+/// Exactly one word.
+fn one(args: &str, usage: &str) -> Result<String, ParseError> {
+    let word = need(args, usage)?;
+    if word.contains(char::is_whitespace) {
+        return Err(ParseError(format!("usage: {usage}")));
+    }
+    Ok(word.to_owned())
+}
+
+/// A word, then the rest (not empty).
+fn two(args: &str, usage: &str) -> Result<(String, String), ParseError> {
+    let (first, rest) = need(args, usage)?
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| ParseError(format!("usage: {usage}")))?;
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Err(ParseError(format!("usage: {usage}")));
+    }
+    Ok((first.to_owned(), rest.to_owned()))
 }
 
 fn need<'a>(args: &'a str, usage: &str) -> Result<&'a str, ParseError> {
@@ -290,6 +390,36 @@ mod tests {
         assert_eq!(ok("/stats"), Command::Stats);
         assert_eq!(ok("/help"), Command::Help);
         assert_eq!(ok("/quit"), Command::Quit);
+        assert_eq!(ok("/host stage"), Command::Host("stage".into()));
+        assert_eq!(ok("/mod bob"), Command::SetRole("bob".into(), Role::Moderator));
+        assert_eq!(ok("/unmod bob"), Command::SetRole("bob".into(), Role::Listener));
+        assert_eq!(ok("/speaker bob"), Command::SetRole("bob".into(), Role::Speaker));
+        assert_eq!(ok("/delete ab12"), Command::Delete("ab12".into()));
+        assert_eq!(
+            ok("/edit ab12 new text"),
+            Command::Edit("ab12".into(), "new text".into())
+        );
+        assert_eq!(ok("/remove bob"), Command::Remove("bob".into(), false));
+        assert_eq!(ok("/chat readonly"), Command::Chat(ChatMode::ReadOnly));
+        assert_eq!(ok("/chat off"), Command::Chat(ChatMode::Off));
+        assert_eq!(ok("/who"), Command::Who);
+        assert_eq!(ok("/reply ab12 yes!"), Command::Reply("ab12".into(), "yes!".into()));
+        assert_eq!(ok("/react ab12 👍"), Command::React("ab12".into(), "👍".into(), true));
+        assert_eq!(
+            ok("/unreact ab12 👍"),
+            Command::React("ab12".into(), "👍".into(), false)
+        );
+        assert_eq!(ok("/ask why?"), Command::Ask("why?".into()));
+        assert_eq!(ok("/questions"), Command::Questions);
+        assert_eq!(
+            ok("/answered ab12"),
+            Command::Mark("ab12".into(), QuestionState::Answered)
+        );
+        assert_eq!(
+            ok("/dismiss ab12"),
+            Command::Mark("ab12".into(), QuestionState::Dismissed)
+        );
+        assert_eq!(ok("/sync"), Command::Sync);
     }
 
     #[test]
@@ -303,6 +433,13 @@ mod tests {
             "/rooms x",
             "/room \u{7}",
             "/quit now",
+            "/host",
+            "/mod a b",
+            "/edit ab12",
+            "/chat maybe",
+            "/react ab12",
+            "/react ab12 two words",
+            "/who me",
         ] {
             let err = parse(line).unwrap_err();
             assert!(!err.to_string().is_empty(), "{line}");

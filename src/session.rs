@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use backchannel::command::{self, Command, HELP};
+use backchannel::node::{PostOptions, RoomPost};
+use backchannel::room::{Reaction, RoomAction};
 use backchannel::{
-    Body, Delivery, Direction, Event, GroupEdit, HistoryQuery, Identity, IdentityError, LoggedMessage, Node, PeerId,
-    Room, Store,
+    Body, Delivery, Direction, Event, GroupEdit, HistoryQuery, Identity, IdentityError, LoggedMessage, MessageId, Node,
+    PeerId, Room, Store,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -29,6 +31,8 @@ const HISTORY_LIMIT: usize = 50;
 struct Out {
     json: bool,
     names: Arc<Mutex<Names>>,
+    /// This node (to highlight mentions of it).
+    me: Option<PeerId>,
 }
 
 /// Nicknames seen on messages, to show authors and to resolve `/dm NICK`.
@@ -45,6 +49,7 @@ impl Out {
         Self {
             json,
             names: Arc::default(),
+            me: None,
         }
     }
 
@@ -133,22 +138,72 @@ impl Out {
             ),
             Event::Hallway { id, from, post } => {
                 self.learn(*from, post.nick.as_deref());
+                let mentioned = self.me.is_some_and(|me| post.mentions.contains(&me));
                 self.emit(
                     || {
+                        let reply = post.reply_to.map(|r| format!(" ↪[{}]", r.short())).unwrap_or_default();
+                        let kind = if post.question { " ❓" } else { "" };
+                        let ping = if mentioned { "  ← mentions you" } else { "" };
                         format!(
-                            "[{}] {} {}: {}",
+                            "[{}] {} [{}] {}{reply}{kind}: {}{ping}",
                             post.room,
                             clock(post.time_ms),
+                            id.short(),
                             self.who(from),
                             post.text
                         )
                     },
                     || {
                         json!({"type": "hallway", "room": post.room.as_str(), "from": from.to_string(),
-                        "nick": post.nick, "id": id.to_string(), "text": post.text, "time": post.time_ms})
+                        "nick": post.nick, "id": id.to_string(), "text": post.text, "time": post.time_ms,
+                        "clock": post.clock, "reply_to": post.reply_to.map(|r| r.to_string()),
+                        "mentions": post.mentions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "mentions_me": mentioned, "question": post.question})
                     },
                 )
             }
+            Event::RoomOp { room, id, from, action } => self.emit(
+                || format!("[{room}] * {} {}", self.who(from), describe(action, |p| self.who(p))),
+                || {
+                    json!({"type": "room_op", "room": room.as_str(), "id": id.to_string(), "from": from.to_string(),
+                    "op": action_json(action)})
+                },
+            ),
+            Event::Presence {
+                room,
+                peer,
+                nick,
+                present,
+            } => {
+                self.learn(*peer, nick.as_deref());
+                self.emit(
+                    || {
+                        let verb = if *present { "is in the room" } else { "is gone" };
+                        format!("[{room}] · {} {verb}", self.who(peer))
+                    },
+                    || {
+                        json!({"type": "presence", "room": room.as_str(), "peer": peer.to_string(), "nick": nick,
+                        "present": present})
+                    },
+                )
+            }
+            Event::Synced {
+                room,
+                peer,
+                received,
+                sent,
+            } => self.emit(
+                || {
+                    format!(
+                        "[{room}] * history sync with {}: {received} new, {sent} sent",
+                        self.who(peer)
+                    )
+                },
+                || {
+                    json!({"type": "synced", "room": room.as_str(), "peer": peer.to_string(), "received": received,
+                    "sent": sent})
+                },
+            ),
             Event::Dm { id, from, dm, request } => {
                 self.learn(*from, dm.nick.as_deref());
                 self.emit(
@@ -159,17 +214,23 @@ impl Out {
                         } else {
                             ""
                         };
+                        let text = match &dm.reaction {
+                            Some(r) if r.retract => format!("(takes back {} on [{}])", r.emoji, r.target.short()),
+                            Some(r) => format!("(reacts {} to [{}])", r.emoji, r.target.short()),
+                            None => dm.text.clone(),
+                        };
                         format!(
-                            "[{inbox}] {} {} → you: {}{hint}",
+                            "[{inbox}] {} [{}] {} → you: {text}{hint}",
                             clock(dm.time_ms),
+                            id.short(),
                             self.who(from),
-                            dm.text
                         )
                     },
                     || {
                         json!({"type": "dm", "from": from.to_string(), "to": dm.recipient.to_string(),
                         "nick": dm.nick, "id": id.to_string(), "text": dm.text, "time": dm.time_ms,
-                        "request": request})
+                        "request": request, "reaction": dm.reaction.as_ref().map(|r| json!({
+                            "target": r.target.to_string(), "emoji": r.emoji, "retract": r.retract}))})
                     },
                 )
             }
@@ -394,6 +455,107 @@ impl Out {
     }
 }
 
+/// A room operation in words.
+fn describe(action: &RoomAction, who: impl Fn(&PeerId) -> String) -> String {
+    match action {
+        RoomAction::SetRole { peer, role } => format!("made {} {role:?}", who(peer)).to_lowercase(),
+        RoomAction::Delete(id) => format!("deleted [{}]", id.short()),
+        RoomAction::Edit { target, text } => format!("edited [{}]: {text}", target.short()),
+        RoomAction::Remove { peer, restore: false } => format!("removed {}", who(peer)),
+        RoomAction::Remove { peer, restore: true } => format!("let {} back in", who(peer)),
+        RoomAction::Chat(mode) => format!("set the hallway {mode:?}").to_lowercase(),
+        RoomAction::Question { target, state } => {
+            format!("marked question [{}] {state:?}", target.short()).to_lowercase()
+        }
+        RoomAction::React(r) if r.retract => format!("took back {} on [{}]", r.emoji, r.target.short()),
+        RoomAction::React(r) => format!("reacted {} to [{}]", r.emoji, r.target.short()),
+    }
+}
+
+fn action_json(action: &RoomAction) -> Value {
+    match action {
+        RoomAction::SetRole { peer, role } => json!({"kind": "set_role", "peer": peer.to_string(), "role": role}),
+        RoomAction::Delete(id) => json!({"kind": "delete", "target": id.to_string()}),
+        RoomAction::Edit { target, text } => json!({"kind": "edit", "target": target.to_string(), "text": text}),
+        RoomAction::Remove { peer, restore } => {
+            json!({"kind": "remove", "peer": peer.to_string(), "restore": restore})
+        }
+        RoomAction::Chat(mode) => json!({"kind": "chat", "mode": mode}),
+        RoomAction::Question { target, state } => {
+            json!({"kind": "question", "target": target.to_string(), "state": state})
+        }
+        RoomAction::React(r) => {
+            json!({"kind": "react", "target": r.target.to_string(), "emoji": r.emoji, "retract": r.retract})
+        }
+    }
+}
+
+/// One post of a room view as a line.
+fn post_line(out: &Out, p: &RoomPost) -> String {
+    let reply = p.reply_to.map(|r| format!(" ↪[{}]", r.short())).unwrap_or_default();
+    let question = match p.question {
+        Some(state) => format!(" ❓{state:?}").to_lowercase(),
+        None => String::new(),
+    };
+    let edited = if p.edited { " (edited)" } else { "" };
+    let reactions: String = p.reactions.iter().map(|(e, n)| format!(" {e}{n}")).collect();
+    format!(
+        "{} [{}] {}{reply}{question}: {}{edited}{reactions}",
+        clock(p.time_ms),
+        p.id.short(),
+        out.who(&p.author),
+        p.text
+    )
+}
+
+/// A post of `room` by its id or the first hex digits of it.
+async fn find_post(handle: &backchannel::Handle, room: &Room, prefix: &str) -> anyhow::Result<MessageId> {
+    let prefix = prefix
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("{prefix:?} is not a message id");
+    }
+    let view = handle.room_view(room, usize::MAX).await?;
+    let found: Vec<MessageId> = view
+        .iter()
+        .map(|p| p.id)
+        .filter(|id| id.to_string().starts_with(&prefix))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no post [{prefix}] in {room}"),
+        _ => bail!("[{prefix}] names {} posts: give more digits", found.len()),
+    }
+}
+
+/// A DM by id or id prefix, among the recent conversations with contacts
+/// and requests.
+async fn find_dm(handle: &backchannel::Handle, prefix: &str) -> anyhow::Result<MessageId> {
+    let prefix = prefix
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let mut peers: Vec<PeerId> = handle.contacts().await?.into_iter().map(|(p, _)| p).collect();
+    peers.extend(handle.requests().await?.into_iter().map(|r| r.peer));
+    let mut found = Vec::new();
+    for peer in peers {
+        for m in handle.history(HistoryQuery::Peer(peer), 200).await? {
+            if matches!(m.message.body(), Body::Direct(_)) && m.message.id().to_string().starts_with(&prefix) {
+                found.push(m.message.id());
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no post or DM [{prefix}]"),
+        _ => bail!("[{prefix}] names {} messages: give more digits", found.len()),
+    }
+}
+
 /// The last 6 characters of a peer id: enough to tell people apart.
 fn short(peer: &PeerId) -> String {
     let s = peer.to_string();
@@ -451,9 +613,10 @@ fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<Identity> {
 
 /// `backchannel run`
 pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let out = Out::new(args.json);
+    let mut out = Out::new(args.json);
     let dir = cli.data_dir()?;
     let identity = identity_for_run(&dir, &out)?;
+    out.me = Some(identity.peer_id());
     let config = args.config(dir)?;
     let mut current = config.rooms.first().cloned();
     let joined = config.rooms.clone();
@@ -819,6 +982,21 @@ async fn execute(
                     },
                 },
             };
+            if let HistoryQuery::Room(room) = &query {
+                // A room as it shows: edits, deletes, reactions, questions applied.
+                for p in handle.room_view(room, HISTORY_LIMIT).await? {
+                    out.emit(
+                        || format!("[{room}] {}", post_line(out, &p)),
+                        || {
+                            json!({"type": "history", "kind": "hallway", "room": room.as_str(),
+                            "from": p.author.to_string(), "nick": p.nick, "id": p.id.to_string(), "text": p.text,
+                            "time": p.time_ms, "direction": if p.mine { "sent" } else { "received" },
+                            "post": p})
+                        },
+                    );
+                }
+                return Ok(());
+            }
             for m in handle.history(query, HISTORY_LIMIT).await? {
                 out.logged(&m);
             }
@@ -832,8 +1010,186 @@ async fn execute(
         }
         Command::Help => out.emit(|| HELP.into(), || json!({"type": "help", "text": HELP})),
         Command::Quit => {}
+        Command::Host(name) => {
+            let room = handle.host(&name).await?;
+            let addrs = handle.listen_addrs().await?;
+            out.emit(
+                || {
+                    let dial = addrs
+                        .first()
+                        .map(|a| format!("\n  they can reach you with --peer {a}"))
+                        .unwrap_or_default();
+                    format!("hosting {room}\n  others join with: /join {room}{dial}")
+                },
+                || {
+                    json!({"type": "hosting", "room": room.as_str(), "host": room.host().map(|h| h.to_string()),
+                    "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>()})
+                },
+            );
+            *current = Some(room);
+        }
+        Command::SetRole(peer, role) => {
+            let room = in_room(current)?;
+            let peer = resolve(out, &peer)?;
+            let id = handle.room_op(&room, RoomAction::SetRole { peer, role }).await?;
+            done(
+                out,
+                &room,
+                id,
+                &format!("{} is now {role:?}", out.who(&peer)).to_lowercase(),
+            );
+        }
+        Command::Delete(target) => {
+            let room = in_room(current)?;
+            let target = find_post(handle, &room, &target).await?;
+            let id = handle.room_op(&room, RoomAction::Delete(target)).await?;
+            done(out, &room, id, &format!("deleted [{}]", target.short()));
+        }
+        Command::Edit(target, text) => {
+            let room = in_room(current)?;
+            let target = find_post(handle, &room, &target).await?;
+            let id = handle.room_op(&room, RoomAction::Edit { target, text }).await?;
+            done(out, &room, id, &format!("edited [{}]", target.short()));
+        }
+        Command::Remove(peer, restore) => {
+            let room = in_room(current)?;
+            let peer = resolve(out, &peer)?;
+            let id = handle.room_op(&room, RoomAction::Remove { peer, restore }).await?;
+            let what = if restore { "let back in" } else { "removed" };
+            done(out, &room, id, &format!("{what} {}", out.who(&peer)));
+        }
+        Command::Chat(mode) => {
+            let room = in_room(current)?;
+            let id = handle.room_op(&room, RoomAction::Chat(mode)).await?;
+            done(out, &room, id, &format!("hallway {mode:?}").to_lowercase());
+        }
+        Command::Who => {
+            let room = in_room(current)?;
+            let who = handle.who(&room).await?;
+            out.emit(
+                || {
+                    who.iter()
+                        .map(|p| {
+                            let me = if p.me { " (you)" } else { "" };
+                            format!(
+                                "{:<10} {}{me}",
+                                format!("{:?}", p.role).to_lowercase(),
+                                out.who(&p.peer)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                || json!({"type": "who", "room": room.as_str(), "participants": who}),
+            );
+        }
+        Command::Rules => {
+            let room = in_room(current)?;
+            let rules = handle.room_rules(&room).await?;
+            out.emit(
+                || serde_json::to_string_pretty(&rules).unwrap_or_default(),
+                || json!({"type": "rules", "room": room.as_str(), "rules": rules}),
+            );
+        }
+        Command::Reply(target, text) => {
+            let room = in_room(current)?;
+            let target = find_post(handle, &room, &target).await?;
+            let options = PostOptions {
+                reply_to: Some(target),
+                ..PostOptions::default()
+            };
+            let id = handle.post_with(&room, &text, options).await?;
+            done(out, &room, id, &format!("replied to [{}]", target.short()));
+        }
+        Command::Ask(text) => {
+            let room = in_room(current)?;
+            let options = PostOptions {
+                question: true,
+                ..PostOptions::default()
+            };
+            let id = handle.post_with(&room, &text, options).await?;
+            done(out, &room, id, "asked the stage");
+        }
+        Command::React(target, emoji, add) => {
+            let in_room_post = match current.clone() {
+                Some(room) => find_post(handle, &room, &target).await.ok().map(|t| (room, t)),
+                None => None,
+            };
+            match in_room_post {
+                Some((room, target)) => {
+                    let reaction = Reaction {
+                        target,
+                        emoji,
+                        retract: !add,
+                    };
+                    let id = handle.room_op(&room, RoomAction::React(reaction)).await?;
+                    done(out, &room, id, &format!("reacted to [{}]", target.short()));
+                }
+                None => {
+                    let target = find_dm(handle, &target).await?;
+                    let id = handle.react_dm(target, &emoji, !add).await?;
+                    out.emit(
+                        || format!("[dm] reacted to [{}] (sending {})", target.short(), id.short()),
+                        || json!({"type": "dm_reaction_sent", "target": target.to_string(), "id": id.to_string()}),
+                    );
+                }
+            }
+        }
+        Command::Questions => {
+            let room = in_room(current)?;
+            let questions = handle.questions(&room).await?;
+            out.emit(
+                || {
+                    if questions.is_empty() {
+                        return "no questions".into();
+                    }
+                    questions
+                        .iter()
+                        .map(|q| post_line(out, q))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                || json!({"type": "questions", "room": room.as_str(), "questions": questions}),
+            );
+        }
+        Command::Mark(target, state) => {
+            let room = in_room(current)?;
+            let target = find_post(handle, &room, &target).await?;
+            let id = handle.room_op(&room, RoomAction::Question { target, state }).await?;
+            done(
+                out,
+                &room,
+                id,
+                &format!("question [{}] {state:?}", target.short()).to_lowercase(),
+            );
+        }
+        Command::Sync => {
+            let room = in_room(current)?;
+            let started = handle.sync(&room).await?;
+            out.emit(
+                || format!("[{room}] syncing history with {started} peers"),
+                || json!({"type": "sync_started", "room": room.as_str(), "peers": started}),
+            );
+        }
     }
     Ok(())
+}
+
+fn in_room(current: &Option<Room>) -> anyhow::Result<Room> {
+    current.clone().context("you are in no room: /join ROOM first")
+}
+
+fn resolve(out: &Out, peer: &str) -> anyhow::Result<PeerId> {
+    out.resolve(peer)
+        .with_context(|| format!("unknown peer {peer:?}: use a peer id or a nickname seen in a room"))
+}
+
+/// Reports a room operation or post done.
+fn done(out: &Out, room: &Room, id: MessageId, what: &str) {
+    out.emit(
+        || format!("[{room}] {what} ({})", id.short()),
+        || json!({"type": "room_done", "room": room.as_str(), "id": id.to_string(), "what": what}),
+    );
 }
 
 /// A group by name (or id, or id prefix) among the node's groups.

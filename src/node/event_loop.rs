@@ -782,6 +782,9 @@ impl EventLoop {
                     // A peer (re)appears in the room: whatever either side
                     // missed meanwhile is reconciled at once.
                     self.start_sync(peer_id, &room, sync::Why::Appeared);
+                    if let Some(book) = self.presence.get_mut(&room) {
+                        book.peer_appeared(now_ms());
+                    }
                     self.emit(Event::RoomPeerJoined { room, peer: peer_id });
                 }
             }

@@ -330,3 +330,63 @@ async fn b_addr(b: &mut Proc) -> String {
     let v = b.wait("addresses", |v| is(v, "addresses")).await;
     v["addrs"][0].as_str().expect("an address").to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_room_from_the_command_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut a = Proc::run(&da, &["--name", "alice"]);
+    let (a_id, addr) = a.identity_and_addr().await;
+    a.say("/host stage").await;
+    let hosting = a.wait("hosting", |v| is(v, "hosting")).await;
+    let room = hosting["room"].as_str().expect("room id").to_owned();
+    assert_eq!(room, format!("stage~{a_id}"));
+
+    let mut b = Proc::run(&db, &["--room", &room, "--name", "bob", "--peer", &addr]);
+    b.wait("alice in the room", |v| {
+        is(v, "room_peer_joined") && v["peer"] == a_id.as_str()
+    })
+    .await;
+    // Alice announces herself as soon as she sees bob arrive.
+    b.wait("alice's presence", |v| is(v, "presence") && v["peer"] == a_id.as_str())
+        .await;
+    b.say("/ask is this on?").await;
+    let question = a.wait("bob's question", |v| is(v, "hallway")).await;
+    assert_eq!(question["question"], true);
+    let id = question["id"].as_str().expect("id").to_owned();
+
+    // The host answers it by a short id prefix, then makes bob a speaker.
+    a.say(&format!("/answered {}", &id[..8])).await;
+    a.wait("done", |v| is(v, "room_done")).await;
+    b.wait("the mark", |v| is(v, "room_op") && v["op"]["kind"] == "question")
+        .await;
+    b.say("/questions").await;
+    let q = b.wait("the queue", |v| is(v, "questions")).await;
+    assert_eq!(q["questions"][0]["question"], "answered", "{q}");
+    a.say("/speaker bob").await;
+    a.wait("done", |v| is(v, "room_done")).await;
+    b.wait("the role", |v| is(v, "room_op") && v["op"]["role"] == "speaker")
+        .await;
+
+    // A listener's moderation is refused with a message; the host's works.
+    b.say(&format!("/delete {}", &id[..8])).await;
+    b.wait("done", |v| is(v, "room_done")).await; // bob deletes his own question
+    a.wait("the delete", |v| is(v, "room_op") && v["op"]["kind"] == "delete")
+        .await;
+    b.say("/chat off").await;
+    let refused = b.wait("a refusal", |v| is(v, "error")).await;
+    assert!(
+        refused["message"].as_str().unwrap_or_default().contains("not allowed"),
+        "{refused}"
+    );
+
+    b.say("/who").await;
+    let who = b.wait("who", |v| is(v, "who")).await;
+    let roles: Vec<&str> = who["participants"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["role"].as_str())
+        .collect();
+    assert_eq!(roles, vec!["host", "speaker"], "{who}");
+}

@@ -471,7 +471,8 @@ impl EventLoop {
             return false;
         }
         if let Some(book) = self.presence.get_mut(room) {
-            book.next_due_ms = now_ms() + u64::from(interval) * 1000;
+            book.last_sent_ms = now_ms();
+            book.next_due_ms = book.last_sent_ms + u64::from(interval) * 1000;
         }
         true
     }
