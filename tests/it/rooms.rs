@@ -396,23 +396,21 @@ async fn replies_reactions_mentions_and_the_question_queue() {
         .expect("the speaker marks it");
     everyone_applies(&mut lab, 1, answered).await;
 
-    // A reply that mentions the asker by nickname, and reactions.
+    // A reply that mentions the asker (by peer id: a nickname resolves once
+    // that participant's presence has arrived), and reactions.
+    let asker = lab.nodes[2].peer_id();
     let reply = lab.nodes[1]
         .handle
         .post_with(
             &room,
-            "@node2 it is free",
+            &format!("@{asker}, it is free"),
             PostOptions {
                 reply_to: Some(first),
                 ..Default::default()
             },
         )
-        .await;
-    // node2's nickname is known once its presence arrived; by peer id always.
-    let reply = match reply {
-        Ok(id) => id,
-        Err(e) => panic!("reply: {e}"),
-    };
+        .await
+        .expect("reply");
     let got = lab.nodes[2]
         .wait_for("the reply", T, |e| match e {
             Event::Hallway { id, post, .. } if *id == reply => Some(post.clone()),
@@ -421,6 +419,7 @@ async fn replies_reactions_mentions_and_the_question_queue() {
         .await
         .expect("reply arrives");
     assert_eq!(got.reply_to, Some(first));
+    assert_eq!(got.mentions, vec![asker]);
     let react = |retract| {
         RoomAction::React(Reaction {
             target: first,
@@ -569,6 +568,11 @@ async fn a_late_joiner_gets_the_rooms_history_in_the_same_order() {
     for node in &lab.nodes {
         assert_eq!(shown(&view(node, &room).await), reference, "node {}", node.index);
     }
+    // After the room ends (everyone leaves), its hallway stays readable.
+    for node in &lab.nodes {
+        node.handle.leave(&room).await.expect("leave");
+        assert_eq!(shown(&view(node, &room).await), reference, "node {}", node.index);
+    }
     lab.shutdown().await;
 }
 
@@ -661,5 +665,36 @@ async fn a_split_room_converges_to_identical_logs_after_healing() {
         logs.push(log.iter().map(|m| m.message.id()).collect::<Vec<_>>());
     }
     assert!(logs.windows(2).all(|w| w[0] == w[1]), "logs differ: {logs:?}");
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_clocks_far_in_the_future_are_rejected() {
+    let (mut lab, room) = hosted_line(2, "stage", LabConfig::default()).await;
+    let (attacker, who) = attacker_at(&mut lab.nodes[1], &room).await;
+    let now = now_ms();
+    let post = |text: &str, clock: u64| {
+        Signed::sign(
+            &who,
+            Body::Hallway(backchannel::HallwayPost {
+                room: room.clone(),
+                text: text.into(),
+                time_ms: now,
+                nick: None,
+                clock,
+                reply_to: None,
+                mentions: Vec::new(),
+                question: false,
+            }),
+        )
+    };
+    let ahead = post("always on top", now + 3_600_000);
+    attacker.publish(room.as_str(), ahead.envelope().to_vec()).await;
+    wait_rejected(&mut lab.nodes[1], RejectReason::FutureTime).await;
+    assert!(!view(&lab.nodes[1], &room).await.iter().any(|p| p.id == ahead.id()));
+    // A clock behind its own timestamp is malformed.
+    let behind = post("from the past", now - 1);
+    attacker.publish(room.as_str(), behind.envelope().to_vec()).await;
+    wait_rejected(&mut lab.nodes[1], RejectReason::InvalidField).await;
     lab.shutdown().await;
 }
