@@ -8,7 +8,7 @@ use backchannel::{Event, HistoryQuery, Identity};
 use prost::Message;
 
 use crate::support::raw::{RawEvent, RawPeer};
-use crate::support::wire::{self, Envelope};
+use crate::support::wire::{self, Envelope, SyncResponse};
 use crate::support::{T, room};
 
 #[derive(Clone, PartialEq, Message)]
@@ -305,5 +305,86 @@ async fn posts_and_dms_with_clocks_outside_the_window_are_rejected() {
         .await
         .expect("history");
     assert_eq!(log.len(), 1, "only the post on time is stored");
+    lab.shutdown().await;
+}
+
+/// The history-sync protocol is a boundary too: every request is checked,
+/// refused with a reason and counted; a page served holds only that room's
+/// messages; pushed envelopes are verified like gossip; a flood is told to
+/// wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sync_requests_are_refused_counted_and_never_leak() {
+    const INVALID: i32 = 2;
+    const NOT_IN_ROOM: i32 = 1;
+    const BUSY: i32 = 3;
+    let lobby = room("lobby");
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    let node = lab.nodes[0].peer_id();
+    lab.nodes[0].handle.join(&lobby).await.expect("join");
+    let post = lab.nodes[0].handle.post(&lobby, "on the record").await.expect("post");
+    let mut raw = RawPeer::start(64 * 1024).await;
+    raw.connect(&lab.nodes[0].addr, node).await;
+    // A DM the node sent: it must never come out of the sync protocol.
+    let dm = lab.nodes[0].handle.send_dm(raw.peer_id, "private").await.expect("dm");
+
+    let answer = |bytes: Result<Vec<u8>, String>| {
+        SyncResponse::decode(bytes.expect("a response").as_slice()).expect("SyncResponse")
+    };
+    // Garbage, an unknown room, a broken reconciliation, too many ids.
+    assert_eq!(answer(raw.sync(node, vec![0xff, 0x01]).await).refused, Some(INVALID));
+    let elsewhere = wire::sync_request("elsewhere", 2, &[0x61]);
+    assert_eq!(answer(raw.sync(node, elsewhere).await).refused, Some(NOT_IN_ROOM));
+    // Not a negentropy message (no protocol version byte 0x6_).
+    let broken = wire::sync_request("lobby", 2, &[0x10, 0xff, 0xff]);
+    assert_eq!(answer(raw.sync(node, broken).await).refused, Some(INVALID));
+    let many: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| [i.to_be_bytes().to_vec(), vec![0; 28]].concat())
+        .collect();
+    let too_many = wire::sync_request("lobby", 3, &wire::list(&many));
+    assert_eq!(answer(raw.sync(node, too_many).await).refused, Some(INVALID));
+
+    // A fetch serves the room's post, and neither the DM nor unknown ids.
+    let ids = vec![post.as_bytes().to_vec(), dm.as_bytes().to_vec(), vec![7; 32]];
+    let page = answer(raw.sync(node, wire::sync_request("lobby", 3, &wire::list(&ids))).await)
+        .page
+        .expect("a page");
+    assert_eq!(page.envelopes.len(), 1);
+    let served = backchannel::Signed::open(&page.envelopes[0]).expect("a valid envelope");
+    assert_eq!(served.id(), post);
+
+    // A push of a forged post and of another room's post stores nothing.
+    let own = raw.public_key();
+    let victim = Identity::generate().verifying_key().to_bytes();
+    let forged = wire::envelope(&raw.key, victim, wire::payload_post(&wire::post("lobby", "forged")));
+    let other_room = wire::envelope(&raw.key, own, wire::payload_post(&wire::post("elsewhere", "hi")));
+    let push = wire::sync_request("lobby", 4, &wire::list(&[forged, other_room]));
+    assert_eq!(answer(raw.sync(node, push).await).pushed, Some(0));
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    let count = |k: &str| stats.rejected.get(k).copied().unwrap_or(0);
+    assert!(count("malformed") >= 2, "{stats:?}");
+    assert_eq!(
+        (count("bad_signature"), count("wrong_room"), count("oversize")),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+    let log = lab.nodes[0]
+        .handle
+        .history(HistoryQuery::Room(lobby.clone()), 100)
+        .await
+        .expect("history");
+    assert_eq!(log.len(), 1, "only the node's own post");
+
+    // A flood of requests is told to wait, and counted.
+    let mut busy = false;
+    for _ in 0..700 {
+        let fetch = wire::sync_request("lobby", 3, &wire::list(&[vec![9; 32]]));
+        if answer(raw.sync(node, fetch).await).refused == Some(BUSY) {
+            busy = true;
+            break;
+        }
+    }
+    assert!(busy, "600 requests a minute at most");
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    assert!(stats.rejected.get("rate_limited").copied().unwrap_or(0) >= 1);
     lab.shutdown().await;
 }

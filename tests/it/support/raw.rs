@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Duration;
 
-use backchannel::protocol::{self, DM_PROTOCOL, MAX_ENVELOPE_BYTES};
+use backchannel::protocol::{self, DM_PROTOCOL, MAX_ENVELOPE_BYTES, SYNC_PROTOCOL};
 use backchannel::{Multiaddr, PeerId};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, TopicHash};
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 struct RawBehaviour {
     gossipsub: gossipsub::Behaviour,
     dm: request_response::Behaviour<RawCodec>,
+    sync: request_response::Behaviour<RawCodec>,
 }
 
 /// What the raw peer saw.
@@ -36,6 +37,7 @@ enum Cmd {
     Subscribe(String),
     Publish(String, Vec<u8>, oneshot::Sender<Result<(), String>>),
     Dm(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
+    Sync(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
 pub struct RawPeer {
@@ -74,6 +76,11 @@ impl RawPeer {
                         [(DM_PROTOCOL, ProtocolSupport::Full)],
                         request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
                     ),
+                    sync: request_response::Behaviour::with_codec(
+                        RawCodec,
+                        [(SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                        request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                    ),
                 }
             })
             .expect("behaviour")
@@ -102,6 +109,10 @@ impl RawPeer {
                             let id = swarm.behaviour_mut().dm.send_request(&peer, data);
                             pending.insert(id, reply);
                         }
+                        Some(Cmd::Sync(peer, data, reply)) => {
+                            let id = swarm.behaviour_mut().sync.send_request(&peer, data);
+                            pending.insert(id, reply);
+                        }
                     },
                     event = swarm.select_next_some() => match event {
                         SwarmEvent::ConnectionEstablished { peer_id, .. } => { let _ = ev_tx.send(RawEvent::Connected(peer_id)); }
@@ -124,8 +135,14 @@ impl RawPeer {
                             let _ = swarm.behaviour_mut().dm.send_response(channel, bytes);
                             let _ = ev_tx.send(RawEvent::Request(request));
                         }
-                        SwarmEvent::Behaviour(RawBehaviourEvent::Dm(request_response::Event::OutboundFailure { request_id, error, .. })) => {
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Dm(request_response::Event::OutboundFailure { request_id, error, .. }))
+                        | SwarmEvent::Behaviour(RawBehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, error, .. })) => {
                             if let Some(reply) = pending.remove(&request_id) { let _ = reply.send(Err(error.to_string())); }
+                        }
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Sync(request_response::Event::Message {
+                            message: request_response::Message::Response { request_id, response }, ..
+                        })) => {
+                            if let Some(reply) = pending.remove(&request_id) { let _ = reply.send(Ok(response)); }
                         }
                         _ => {}
                     },
@@ -176,6 +193,16 @@ impl RawPeer {
     pub async fn dm(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, String> {
         let (tx, rx) = oneshot::channel();
         self.cmds.send(Cmd::Dm(peer, data, tx)).await.expect("raw peer running");
+        rx.await.expect("reply")
+    }
+
+    /// Sends a raw history-sync request and returns the raw response.
+    pub async fn sync(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Sync(peer, data, tx))
+            .await
+            .expect("raw peer running");
         rx.await.expect("reply")
     }
 

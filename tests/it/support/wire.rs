@@ -130,3 +130,44 @@ pub fn now_ms() -> u64 {
         .expect("after 1970")
         .as_millis() as u64
 }
+
+/// The history-sync response, decoded field by field (its oneof is a set of
+/// optional fields on the wire).
+#[derive(Clone, PartialEq, Message)]
+pub struct SyncResponse {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub reconcile: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "2")]
+    pub page: Option<EnvelopeList>,
+    #[prost(int32, optional, tag = "3")]
+    pub refused: Option<i32>,
+    #[prost(uint32, optional, tag = "4")]
+    pub pushed: Option<u32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct EnvelopeList {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub envelopes: Vec<Vec<u8>>,
+}
+
+/// A sync request: the room (field 1) and one kind: 2 reconcile, 3 fetch
+/// (ids), 4 push (envelopes).
+pub fn sync_request(room: &str, kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = field(1, room.as_bytes());
+    out.extend(long_field(kind, body));
+    out
+}
+
+/// A list of byte strings in field 1 (an IdList or EnvelopeList).
+pub fn list(items: &[Vec<u8>]) -> Vec<u8> {
+    items.iter().flat_map(|i| long_field(1, i)).collect()
+}
+
+/// A length-delimited field of any length.
+pub fn long_field(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(tag << 3) | 2];
+    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
