@@ -47,6 +47,9 @@
 //!   `/commands` of an interactive session.
 
 pub mod command;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod identity;
 pub mod lab;

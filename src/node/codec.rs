@@ -3,26 +3,32 @@
 //! size limit per protocol. DM: one encoded envelope, answered by a
 //! `DmReply`; sync: a `SyncRequest` answered by a `SyncResponse`. Decoding
 //! into domain types happens after (for envelopes, in `Signed::open` once the
-//! signature is checked over these exact bytes).
+//! signature is checked over these exact bytes); [`judge_reply`] decides
+//! what a reply means for the DM it answers.
 
 use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::StreamProtocol;
 use libp2p::request_response;
+use libp2p::{PeerId, StreamProtocol};
+use prost::Message as _;
 
+use crate::message::{Body, MessageId, Signed};
 use crate::protocol::{MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES};
 use crate::sync::MAX_SYNC_MESSAGE_BYTES;
+use crate::wire::pb;
 
 /// Raw bytes with a size limit enforced on both read and write.
+// `pub` (in a crate-private module) only so that the `fuzzing` feature can
+// re-export it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BytesCodec {
+pub struct BytesCodec {
     request_max: usize,
     response_max: usize,
 }
 
 /// The DM protocol's limits: an envelope, and a reply with a receipt.
-pub(crate) const DM_CODEC: BytesCodec = BytesCodec {
+pub const DM_CODEC: BytesCodec = BytesCodec {
     request_max: MAX_ENVELOPE_BYTES,
     response_max: MAX_REPLY_BYTES,
 };
@@ -32,6 +38,58 @@ pub(crate) const SYNC_CODEC: BytesCodec = BytesCodec {
     request_max: MAX_SYNC_MESSAGE_BYTES,
     response_max: MAX_SYNC_MESSAGE_BYTES,
 };
+
+/// What a reply to a DM means for that DM. Plain code with no IO, so that
+/// every reply a peer can send is testable (and fuzzed) without a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyVerdict {
+    /// A valid receipt from the recipient naming the DM: delivered, with
+    /// these receipt bytes as the proof to keep.
+    Delivered(Vec<u8>),
+    /// A valid receipt saying the recipient takes no message requests.
+    NotAccepted,
+    /// A refusal worth another attempt (why, for the log).
+    Retry(&'static str),
+    /// A refusal for good (the refusal's name).
+    Refused(&'static str),
+    /// Not a `DmReply`.
+    Malformed,
+    /// A receipt that is not a valid receipt for this DM by its recipient.
+    BadReceipt,
+}
+
+/// Judges the reply to the DM `id` sent by `local` to `to`.
+pub fn judge_reply(reply: &[u8], id: MessageId, to: PeerId, local: PeerId) -> ReplyVerdict {
+    let outcome = pb::DmReply::decode(reply).ok().and_then(|r| r.outcome);
+    let receipt = match outcome {
+        Some(pb::dm_reply::Outcome::Receipt(bytes)) => bytes,
+        // The group's state op may still be on its way: try again.
+        Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::UnknownGroup as i32 => {
+            return ReplyVerdict::Retry("the recipient does not know the group yet");
+        }
+        // A disk error at the recipient is worth another try.
+        Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::Storage as i32 => {
+            return ReplyVerdict::Retry("the recipient could not store it");
+        }
+        Some(pb::dm_reply::Outcome::Refused(code)) => {
+            return ReplyVerdict::Refused(pb::Refusal::try_from(code).map_or("unknown", |r| r.as_str_name()));
+        }
+        None => return ReplyVerdict::Malformed,
+    };
+    match Signed::open(&receipt) {
+        Ok(signed) => match signed.body() {
+            Body::Receipt(r) if signed.author() == to && r.message_id == id && r.author == local => {
+                if r.accepted {
+                    ReplyVerdict::Delivered(receipt)
+                } else {
+                    ReplyVerdict::NotAccepted
+                }
+            }
+            _ => ReplyVerdict::BadReceipt,
+        },
+        Err(_) => ReplyVerdict::BadReceipt,
+    }
+}
 
 impl request_response::Codec for BytesCodec {
     type Protocol = StreamProtocol;
@@ -113,5 +171,53 @@ mod tests {
         );
         let reply = vec![0u8; MAX_REPLY_BYTES + 1];
         assert!(codec.read_response(&p, &mut Cursor::new(reply)).await.is_err());
+    }
+
+    #[test]
+    fn a_reply_delivers_only_with_the_recipients_receipt_for_that_dm() {
+        use crate::identity::Identity;
+        use crate::message::{Body, Receipt};
+        let (alice, bob, mallory) = (
+            Identity::from_secret([1; 32]),
+            Identity::from_secret([2; 32]),
+            Identity::from_secret([3; 32]),
+        );
+        let id = MessageId::from_bytes([7; 32]);
+        let reply = |signer: &Identity, message_id, accepted| {
+            let receipt = Body::Receipt(Receipt {
+                message_id,
+                author: alice.peer_id(),
+                time_ms: 1,
+                accepted,
+            });
+            let receipt = Signed::sign(signer, receipt).envelope().to_vec();
+            let reply = pb::DmReply {
+                outcome: Some(pb::dm_reply::Outcome::Receipt(receipt.clone())),
+            };
+            (reply.encode_to_vec(), receipt)
+        };
+        let judge = |bytes: &[u8]| judge_reply(bytes, id, bob.peer_id(), alice.peer_id());
+        let (good, receipt) = reply(&bob, id, true);
+        assert_eq!(judge(&good), ReplyVerdict::Delivered(receipt));
+        assert_eq!(judge(&reply(&bob, id, false).0), ReplyVerdict::NotAccepted);
+        assert_eq!(judge(&reply(&mallory, id, true).0), ReplyVerdict::BadReceipt);
+        let other = MessageId::from_bytes([8; 32]);
+        assert_eq!(judge(&reply(&bob, other, true).0), ReplyVerdict::BadReceipt);
+        assert_eq!(judge(&[0xff]), ReplyVerdict::Malformed);
+        let refused = |code: i32| {
+            pb::DmReply {
+                outcome: Some(pb::dm_reply::Outcome::Refused(code)),
+            }
+            .encode_to_vec()
+        };
+        assert!(matches!(
+            judge(&refused(pb::Refusal::Storage as i32)),
+            ReplyVerdict::Retry(_)
+        ));
+        assert_eq!(
+            judge(&refused(pb::Refusal::WrongRecipient as i32)),
+            ReplyVerdict::Refused("REFUSAL_WRONG_RECIPIENT")
+        );
+        assert_eq!(judge(&refused(-5)), ReplyVerdict::Refused("unknown"));
     }
 }

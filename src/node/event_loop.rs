@@ -19,6 +19,7 @@ mod hallway;
 mod sync;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
+use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::GroupCommit;
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::rooms::{Rooms, Unsent};
@@ -954,50 +955,22 @@ impl EventLoop {
         let Some(pending) = self.pending_dms.remove(&request_id) else {
             return;
         };
-        let outcome = pb::DmReply::decode(reply.as_slice()).ok().and_then(|r| r.outcome);
-        let receipt = match outcome {
-            Some(pb::dm_reply::Outcome::Receipt(bytes)) => bytes,
-            Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::UnknownGroup as i32 => {
-                // The group's state op may still be on its way: try again.
-                self.attempt_failed(pending, "the recipient does not know the group yet".into());
-                return;
+        let receipt = match judge_reply(&reply, pending.id, pending.to, self.local) {
+            ReplyVerdict::Delivered(receipt) => receipt,
+            ReplyVerdict::Retry(why) => return self.attempt_failed(pending, why.into()),
+            ReplyVerdict::Refused(why) => return self.dm_failed(pending, format!("refused by recipient: {why}")),
+            ReplyVerdict::NotAccepted => {
+                return self.dm_failed(pending, "not accepted: the recipient takes no message requests".into());
             }
-            Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::Storage as i32 => {
-                // A disk error at the recipient is worth another try.
-                self.attempt_failed(pending, "the recipient could not store it".into());
-                return;
-            }
-            Some(pb::dm_reply::Outcome::Refused(code)) => {
-                let why = pb::Refusal::try_from(code).map_or("unknown", |r| r.as_str_name());
-                self.dm_failed(pending, format!("refused by recipient: {why}"));
-                return;
-            }
-            None => {
+            ReplyVerdict::Malformed => {
                 self.reject(peer, RejectReason::Malformed);
-                self.dm_failed(pending, "malformed reply".into());
-                return;
+                return self.dm_failed(pending, "malformed reply".into());
+            }
+            ReplyVerdict::BadReceipt => {
+                self.reject(peer, RejectReason::BadReceipt);
+                return self.dm_failed(pending, "invalid receipt".into());
             }
         };
-        let verdict = match Signed::open(&receipt) {
-            Ok(signed) => match signed.body() {
-                Body::Receipt(r)
-                    if signed.author() == pending.to && r.message_id == pending.id && r.author == self.local =>
-                {
-                    Some(r.accepted)
-                }
-                _ => None,
-            },
-            Err(_) => None,
-        };
-        if verdict == Some(false) {
-            self.dm_failed(pending, "not accepted: the recipient takes no message requests".into());
-            return;
-        }
-        if verdict.is_none() {
-            self.reject(peer, RejectReason::BadReceipt);
-            self.dm_failed(pending, "invalid receipt".into());
-            return;
-        }
         match self
             .store
             .set_delivery(&pending.id, &Delivery::Delivered, Some(&receipt))

@@ -8,7 +8,7 @@
 //! ```
 
 mod behaviour;
-mod codec;
+pub(crate) mod codec;
 mod commit;
 mod event_loop;
 pub mod outbox;
