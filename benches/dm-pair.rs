@@ -31,6 +31,8 @@ fn run(which: &str) -> Value {
             s.dm.window = WINDOW;
             s.dm.size = 200;
             s.group_commit = which == "backchannel";
+            // A throughput measurement: no rate limits.
+            s.rate_limits = false;
             let r = common::backchannel(&s).await;
             json!({
                 "scenario": "dm-pair", "impl": which, "nodes": 2, "expected": r.dm.sent,

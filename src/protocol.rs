@@ -102,3 +102,62 @@ pub fn gossipsub_authenticity(auth: GossipAuth, keypair: &libp2p::identity::Keyp
         GossipAuth::Signed => gossipsub::MessageAuthenticity::Signed(keypair.clone()),
     }
 }
+
+/// Gossipsub peer scoring tuned for chat (docs/SECURITY.md, "Peer scoring").
+///
+/// - **P4, invalid messages** (per room topic, [`chat_topic_params`]): a peer
+///   that forwards a message this node `Reject`s (bad signature, malformed,
+///   oversize, wrong kind or room) loses 10 × count², decaying by 1% a
+///   second: three invalid messages put it past the graylist.
+/// - **P5, application score** (weight 1): minus the peer's rate-limit
+///   penalty (`node::limits::Penalties`): one point per violation, decaying
+///   by 3% a second. A peer flooding faster than its limits reaches the
+///   graylist within a second or two of violations.
+/// - **Off on purpose:** P3/P3b (mesh delivery deficits) penalise every peer
+///   of a quiet room; P6 (IP colocation) penalises peers behind one NAT and
+///   every test on loopback; the slow-peer penalty punishes a busy machine,
+///   not a hostile one.
+/// - Kept from libp2p: P7 behaviour penalty (broken promises, GRAFT
+///   flooding), and P1/P2 small positive credit for time in the mesh and
+///   first deliveries, capped so that it cannot buy an attacker more than
+///   one invalid message.
+pub fn peer_score_params() -> gossipsub::PeerScoreParams {
+    gossipsub::PeerScoreParams {
+        app_specific_weight: 1.0,
+        ip_colocation_factor_weight: 0.0,
+        slow_peer_weight: 0.0,
+        topic_score_cap: 10.0,
+        ..gossipsub::PeerScoreParams::default()
+    }
+}
+
+/// The score thresholds: below -10 a peer gets no gossip (IHAVE), below -50
+/// it is not published to, below -80 everything it sends is ignored
+/// (graylisted). libp2p's defaults, made explicit.
+pub fn peer_score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 5.0,
+    }
+}
+
+/// The score parameters of a room topic (see [`peer_score_params`]).
+pub fn chat_topic_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 300.0,
+        first_message_deliveries_weight: 0.05,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.99,
+        ..gossipsub::TopicScoreParams::default()
+    }
+}

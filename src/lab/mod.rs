@@ -256,11 +256,17 @@ pub struct LabConfig {
     pub seed: u64,
     /// Applied to each node's default configuration.
     pub tweak: fn(&mut Config),
+    /// Rate limits for every node (None: the defaults).
+    pub limits: Option<crate::node::limits::Limits>,
 }
 
 impl Default for LabConfig {
     fn default() -> Self {
-        Self { seed: 1, tweak: |_| {} }
+        Self {
+            seed: 1,
+            tweak: |_| {},
+            limits: None,
+        }
     }
 }
 
@@ -290,6 +296,9 @@ impl Lab {
         config.mdns = false;
         config.nick = Some(format!("node{index}"));
         (lab.tweak)(&mut config);
+        if let Some(limits) = &lab.limits {
+            config.limits = limits.clone();
+        }
         let Node { handle, events } = Node::start(config.clone(), identity.clone()).await?;
         let mut node = LabNode {
             index,

@@ -516,6 +516,7 @@ pub async fn run_with(
                         c.group_commit = false;
                     }
                 },
+                limits: (!scenario.rate_limits).then(crate::node::limits::Limits::unlimited),
             },
         )
         .await?;

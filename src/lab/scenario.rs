@@ -30,6 +30,9 @@ pub struct Scenario {
     pub settle_s: f64,
     /// Group commit of log flushes (off: one flush per message, to measure).
     pub group_commit: bool,
+    /// Rate limits as in production (off: limits far above any benchmark's
+    /// rates, for capacity measurements that send faster than a person).
+    pub rate_limits: bool,
 }
 
 /// Posts to the rooms' hallways.
@@ -115,6 +118,7 @@ impl Default for Scenario {
             faults: Vec::new(),
             settle_s: 5.0,
             group_commit: true,
+            rate_limits: true,
         }
     }
 }

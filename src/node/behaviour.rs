@@ -1,6 +1,7 @@
 //! The libp2p behaviour of a node and how its swarm is built.
 
 use libp2p::allow_block_list::{self, BlockedPeers};
+use libp2p::connection_limits;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Swarm, SwarmBuilder, gossipsub, identify, mdns, noise, ping, request_response, tcp, yamux};
@@ -24,6 +25,8 @@ const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Connection caps: total, per peer, pending (`Config::connections`).
+    pub(crate) limits: connection_limits::Behaviour,
     /// Peers whose connections are closed and refused.
     pub(crate) blocked: allow_block_list::Behaviour<BlockedPeers>,
     pub(crate) gossipsub: gossipsub::Behaviour,
@@ -42,10 +45,11 @@ pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .map_err(|e| net(&e))?
         .with_behaviour(|key| {
-            let gossipsub = gossipsub::Behaviour::new(
+            let mut gossipsub = gossipsub::Behaviour::new(
                 protocol::gossipsub_authenticity(config.gossip_auth, key),
                 protocol::gossipsub_config(config.gossip_auth),
             )?;
+            gossipsub.with_peer_score(protocol::peer_score_params(), protocol::peer_score_thresholds())?;
             let sync = request_response::Behaviour::with_codec(
                 SYNC_CODEC,
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -69,7 +73,15 @@ pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<
             } else {
                 None
             };
+            let c = &config.connections;
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(c.established))
+                .with_max_established_incoming(Some(c.established_incoming))
+                .with_max_established_per_peer(Some(c.per_peer))
+                .with_max_pending_incoming(Some(c.pending_incoming))
+                .with_max_pending_outgoing(Some(c.pending_outgoing));
             Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
                 blocked: Default::default(),
                 gossipsub,
                 dm,

@@ -67,6 +67,10 @@ pub fn judge_reply(reply: &[u8], id: MessageId, to: PeerId, local: PeerId) -> Re
         Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::UnknownGroup as i32 => {
             return ReplyVerdict::Retry("the recipient does not know the group yet");
         }
+        // A rate limit at the recipient: later.
+        Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::Busy as i32 => {
+            return ReplyVerdict::Retry("the recipient is busy");
+        }
         // A disk error at the recipient is worth another try.
         Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::Storage as i32 => {
             return ReplyVerdict::Retry("the recipient could not store it");

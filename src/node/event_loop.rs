@@ -126,6 +126,8 @@ pub(crate) struct EventLoop {
     history_window_ms: u64,
     history_max: usize,
     sync_interval: Duration,
+    /// Rate limits and the penalties of peers that broke them.
+    limiters: super::limits::Limiters,
 }
 
 impl EventLoop {
@@ -190,7 +192,9 @@ impl EventLoop {
         let mut rooms = Rooms::new();
         for room in &config.rooms {
             if let Some(topic) = rooms.join(room) {
-                let _ = swarm.behaviour_mut().gossipsub.subscribe(&topic);
+                let gossip = &mut swarm.behaviour_mut().gossipsub;
+                let _ = gossip.subscribe(&topic);
+                let _ = gossip.set_topic_params(topic, crate::protocol::chat_topic_params());
             }
         }
         Ok(Self {
@@ -224,6 +228,7 @@ impl EventLoop {
             history_window_ms: config.history_window.as_millis() as u64,
             history_max: config.history_max,
             sync_interval: config.sync_interval,
+            limiters: super::limits::Limiters::new(&config.limits),
         })
     }
 
@@ -280,7 +285,25 @@ impl EventLoop {
         if by_peer.contains_key(&key) || by_peer.len() < Stats::MAX_PEERS_TRACKED {
             *by_peer.entry(key).or_default() += 1;
         }
-        self.emit(Event::Rejected { from, reason });
+        if self.limiters.reject_events.allow(&(), now_ms()) {
+            self.emit(Event::Rejected { from, reason });
+        } else {
+            self.stats.rejected_events_suppressed += 1;
+        }
+    }
+
+    /// A rate limit was exceeded by what `peer` sent: counted, and when
+    /// `at_fault` (the peer itself floods, rather than forwarding someone
+    /// else's flood) its gossipsub application score goes down.
+    fn violation(&mut self, peer: PeerId, at_fault: bool) {
+        self.reject(peer, RejectReason::RateLimited);
+        if at_fault {
+            let penalty = self.limiters.penalties.add(peer, now_ms());
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, -penalty);
+        }
     }
 
     // ---- commands ------------------------------------------------------------
@@ -469,6 +492,7 @@ impl EventLoop {
         gossip
             .subscribe(&topic)
             .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
+        let _ = gossip.set_topic_params(topic.clone(), crate::protocol::chat_topic_params());
         // Peers already in the room subscribed before we listened for it.
         let hash = topic.hash();
         let present: Vec<PeerId> = gossip
@@ -604,6 +628,7 @@ impl EventLoop {
             .map(|peer| PeerInfo {
                 peer: *peer,
                 rooms: Vec::new(),
+                score: gossip.peer_score(peer),
             })
             .collect();
         for (peer, topics) in gossip.all_peers() {
@@ -804,6 +829,11 @@ impl EventLoop {
         let Some(room) = self.rooms.room_of(&message.topic).cloned() else {
             return MessageAcceptance::Ignore;
         };
+        // Before any signature check: a flood costs a map lookup each.
+        if !self.limiters.gossip.allow(&source, now_ms()) {
+            self.violation(source, true);
+            return MessageAcceptance::Ignore;
+        }
         let signed = match Signed::open(&message.data) {
             Ok(signed) => signed,
             Err(reason) => {
@@ -844,6 +874,11 @@ impl EventLoop {
     }
 
     fn handle_dm_request(&mut self, peer: PeerId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        if !self.limiters.dms.allow(&peer, now_ms()) {
+            self.violation(peer, true);
+            self.refuse(channel, pb::Refusal::Busy);
+            return;
+        }
         let signed = match Signed::open(&request) {
             Ok(signed) => signed,
             Err(reason) => {
@@ -1109,6 +1144,12 @@ impl EventLoop {
         }
         self.presence_tick();
         self.periodic_sync();
+        for (peer, penalty) in self.limiters.penalties.decay_all(now_ms()) {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, -penalty);
+        }
         self.redial();
     }
 

@@ -11,6 +11,7 @@ mod behaviour;
 pub(crate) mod codec;
 mod commit;
 mod event_loop;
+pub mod limits;
 pub mod outbox;
 mod presence;
 mod rooms;
@@ -98,6 +99,37 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Announce presence in joined rooms (and list others'). Default on.
     pub presence: bool,
+    /// Rate limits per author and per peer (`limits::Limits::default`).
+    pub limits: limits::Limits,
+    /// Connection caps.
+    pub connections: ConnectionCaps,
+}
+
+/// Connection caps: beyond them, new connections are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Established connections in all: 512.
+    pub established: u32,
+    /// Established incoming connections: 384 (some room is kept for dialling out).
+    pub established_incoming: u32,
+    /// Connections per peer: 2 (a simultaneous dial from both sides).
+    pub per_peer: u32,
+    /// Incoming connections still in their handshake: 64.
+    pub pending_incoming: u32,
+    /// Outgoing dials in progress: 64.
+    pub pending_outgoing: u32,
+}
+
+impl Default for ConnectionCaps {
+    fn default() -> Self {
+        Self {
+            established: 512,
+            established_incoming: 384,
+            per_peer: 2,
+            pending_incoming: 64,
+            pending_outgoing: 64,
+        }
+    }
 }
 
 impl Config {
@@ -123,6 +155,8 @@ impl Config {
             history_max: 10_000,
             sync_interval: Duration::from_secs(60),
             presence: true,
+            limits: limits::Limits::default(),
+            connections: ConnectionCaps::default(),
         }
     }
 
@@ -533,6 +567,9 @@ pub struct PeerInfo {
     pub peer: PeerId,
     /// The joined rooms this peer is in.
     pub rooms: Vec<String>,
+    /// Its gossipsub score here (docs/SECURITY.md, "Peer scoring"): below
+    /// -80 it is graylisted, and everything it sends on rooms is ignored.
+    pub score: Option<f64>,
 }
 
 /// A joined room.
@@ -635,6 +672,9 @@ pub struct Stats {
     pub sync_bytes_in: u64,
     /// Bytes of sync requests and responses this node sent.
     pub sync_bytes_out: u64,
+    /// `Event::Rejected` events not emitted because rejections came faster
+    /// than 20 a second (they are all counted in `rejected`).
+    pub rejected_events_suppressed: u64,
 }
 
 impl Stats {

@@ -16,6 +16,7 @@ async fn a_blocked_peers_messages_never_appear() {
             c.retry.base = std::time::Duration::from_millis(200);
             c.retry.max = std::time::Duration::from_millis(500);
         },
+        ..LabConfig::default()
     };
     let mut lab = Lab::start(3, config).await.expect("lab");
     // A line 0 - 1 - 2: node 2's posts reach node 0 only through node 1.

@@ -86,6 +86,7 @@ async fn a_dm_to_an_unreachable_peer_is_queued_then_expires_visibly() {
             c.retry.max = std::time::Duration::from_millis(200);
             c.retry.expiry = std::time::Duration::from_millis(1500);
         },
+        ..LabConfig::default()
     };
     let mut lab = Lab::start(1, config).await.expect("lab");
     let nobody = Identity::generate().peer_id();

@@ -20,6 +20,7 @@ fn quick() -> LabConfig {
             c.retry.max = Duration::from_secs(1);
             c.redial_interval = Duration::from_millis(300);
         },
+        ..LabConfig::default()
     }
 }
 

@@ -15,6 +15,7 @@ fn quick_retries() -> LabConfig {
             c.retry.max = std::time::Duration::from_secs(2);
             c.redial_interval = std::time::Duration::from_millis(300);
         },
+        ..LabConfig::default()
     }
 }
 

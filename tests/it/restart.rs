@@ -78,6 +78,7 @@ async fn a_configured_peer_is_dialled_at_start_and_redialled_after_it_restarts()
     let tweak = LabConfig {
         seed: 2,
         tweak: |c| c.redial_interval = std::time::Duration::from_millis(200),
+        ..LabConfig::default()
     };
     let b_index = lab.add_node(&tweak).await.expect("node");
     lab.nodes[b_index].stop().await;

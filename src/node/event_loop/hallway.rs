@@ -242,6 +242,16 @@ impl EventLoop {
         if let Body::Presence(p) = signed.body() {
             return self.observe_presence(source, author, p.clone());
         }
+        let now_ms = now;
+        let within = match signed.body() {
+            Body::Hallway(_) => self.limiters.posts.allow(&author, now_ms),
+            _ => self.limiters.ops.allow(&author, now_ms),
+        };
+        if !within {
+            // The author floods; the forwarder is at fault only if it is the author.
+            self.violation(source, source == author);
+            return MessageAcceptance::Ignore;
+        }
         if signed
             .body()
             .room_clock()

@@ -32,11 +32,6 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fetch or push requests in flight per session.
 const MAX_IN_FLIGHT: usize = 4;
 
-/// Sync requests a peer may make per minute before it is told to wait
-/// (a reconciliation of a large difference takes a few rounds and a page per
-/// 256 messages: 10,000 messages are ~45 requests).
-const MAX_REQUESTS_PER_MINUTE: u32 = 600;
-
 /// Peers whose request rates are tracked at most.
 const MAX_TRACKED_PEERS: usize = 4096;
 
@@ -61,8 +56,6 @@ pub(super) struct Syncs {
     sessions: HashMap<(PeerId, Room), Session>,
     requests: HashMap<OutboundRequestId, (PeerId, Room, Asked)>,
     last: HashMap<(PeerId, Room), Instant>,
-    /// Requests served per peer in the current minute.
-    served: HashMap<PeerId, (Instant, u32)>,
     next_periodic: Option<Instant>,
 }
 
@@ -240,8 +233,8 @@ impl EventLoop {
     fn answer_sync(&mut self, peer: PeerId, request: &[u8]) -> Result<pb::sync_response::Kind, pb::SyncRefusal> {
         use pb::sync_request::Kind as Q;
         use pb::sync_response::Kind as R;
-        if !self.sync_rate_ok(peer) {
-            self.reject(peer, RejectReason::RateLimited);
+        if !self.limiters.sync.allow(&peer, now_ms()) {
+            self.violation(peer, true);
             return Err(pb::SyncRefusal::Busy);
         }
         let Ok(request) = pb::SyncRequest::decode(request) else {
@@ -319,25 +312,6 @@ impl EventLoop {
                 Err(pb::SyncRefusal::Invalid)
             }
         }
-    }
-
-    /// Counts a request against the peer's budget for this minute.
-    fn sync_rate_ok(&mut self, peer: PeerId) -> bool {
-        let now = Instant::now();
-        let served = &mut self.syncs.served;
-        if served.len() >= MAX_TRACKED_PEERS && !served.contains_key(&peer) {
-            served.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-            if served.len() >= MAX_TRACKED_PEERS {
-                return false;
-            }
-        }
-        let (start, count) = served.entry(peer).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(60) {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        *count <= MAX_REQUESTS_PER_MINUTE
     }
 
     fn handle_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: Vec<u8>) {
