@@ -30,8 +30,16 @@ fuzz_target!(|data: &[u8]| {
             .is_none_or(|n| !n.is_empty() && n.len() <= MAX_NICK_BYTES && !n.chars().any(char::is_control))
     };
     match signed.body() {
-        Body::Hallway(p) => assert!(text_ok(&p.text) && nick_ok(&p.nick)),
-        Body::Direct(d) => assert!(text_ok(&d.text) && nick_ok(&d.nick) && key_of(&d.recipient).is_some()),
+        Body::Hallway(p) => {
+            assert!(text_ok(&p.text) && nick_ok(&p.nick) && p.clock >= p.time_ms && p.mentions.len() <= 16)
+        }
+        // A DM carries text, or a reaction and no text.
+        Body::Direct(d) => assert!(
+            (text_ok(&d.text) || (d.reaction.is_some() && d.text.is_empty()))
+                && nick_ok(&d.nick)
+                && key_of(&d.recipient).is_some()
+        ),
+        Body::RoomOp(op) => assert!(op.clock >= op.time_ms),
         Body::Group(m) => assert!(text_ok(&m.text) && nick_ok(&m.nick)),
         Body::Receipt(r) => assert!(key_of(&r.author).is_some()),
         _ => {}

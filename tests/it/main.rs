@@ -9,6 +9,7 @@ mod crash;
 mod dm;
 mod groups;
 mod hallway;
+mod hostile;
 mod mesh;
 mod never_panic;
 mod outbox;

@@ -190,6 +190,23 @@ impl RawPeer {
         rx.await.expect("reply").expect("published");
     }
 
+    /// Publishes, and says whether gossipsub took it (a flood fills queues).
+    pub async fn try_publish(&self, room: &str, data: Vec<u8>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let topic = format!("{}{room}", protocol::TOPIC_PREFIX);
+        self.cmds
+            .send(Cmd::Publish(topic, data, tx))
+            .await
+            .expect("raw peer running");
+        rx.await.expect("reply")
+    }
+
+    /// Subscribes to a room's topic without waiting for anyone.
+    pub async fn subscribe_only(&self, room: &str) {
+        let topic = format!("{}{room}", protocol::TOPIC_PREFIX);
+        self.cmds.send(Cmd::Subscribe(topic)).await.expect("raw peer running");
+    }
+
     pub async fn dm(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, String> {
         let (tx, rx) = oneshot::channel();
         self.cmds.send(Cmd::Dm(peer, data, tx)).await.expect("raw peer running");
