@@ -107,12 +107,14 @@ pub fn gossipsub_authenticity(auth: GossipAuth, keypair: &libp2p::identity::Keyp
 ///
 /// - **P4, invalid messages** (per room topic, [`chat_topic_params`]): a peer
 ///   that forwards a message this node `Reject`s (bad signature, malformed,
-///   oversize, wrong kind or room) loses 10 × count², decaying by 1% a
-///   second: three invalid messages put it past the graylist.
+///   oversize, wrong kind or room) loses 10 × count², the count decaying by
+///   0.1% a second: three invalid messages put it past the graylist for
+///   about two minutes (a graylisted peer's messages are not seen, so they
+///   cannot keep it there; a long decay does).
 /// - **P5, application score** (weight 1): minus the peer's rate-limit
 ///   penalty (`node::limits::Penalties`): one point per violation, decaying
-///   by 3% a second. A peer flooding faster than its limits reaches the
-///   graylist within a second or two of violations.
+///   by 0.5% a second. A peer flooding faster than its limits reaches the
+///   graylist after ~80 violations and stays there for minutes.
 /// - **Off on purpose:** P3/P3b (mesh delivery deficits) penalise every peer
 ///   of a quiet room; P6 (IP colocation) penalises peers behind one NAT and
 ///   every test on loopback; the slow-peer penalty punishes a busy machine,
@@ -157,7 +159,7 @@ pub fn chat_topic_params() -> gossipsub::TopicScoreParams {
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
         invalid_message_deliveries_weight: -10.0,
-        invalid_message_deliveries_decay: 0.99,
+        invalid_message_deliveries_decay: 0.999,
         ..gossipsub::TopicScoreParams::default()
     }
 }

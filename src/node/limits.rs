@@ -178,9 +178,12 @@ impl Limiters {
 /// Penalty points per rate-limit violation a peer caused.
 pub(crate) const PENALTY_PER_VIOLATION: f64 = 1.0;
 
-/// Penalty points decay by this factor per second, so an honest burst is
-/// forgiven within a minute or two while a flood keeps its score down.
-pub(crate) const PENALTY_DECAY_PER_S: f64 = 0.97;
+/// Penalty points decay by this factor per second (half-life ~2.3 min): a
+/// flooder graylisted after ~80 violations stays graylisted for minutes (its
+/// messages no longer reach the application once it is, so no new
+/// violations are seen to keep it there), and a peer that stopped is
+/// forgiven within the quarter hour.
+pub(crate) const PENALTY_DECAY_PER_S: f64 = 0.995;
 
 /// Each peer's penalty for rate-limit violations: the negative of this is
 /// its gossipsub application-specific score.
@@ -266,8 +269,8 @@ mod tests {
             .find(|(q, _)| *q == peer)
             .map(|(_, v)| *v)
             .expect("changed");
-        assert!(left < 20.0 && left > 10.0, "{left}");
-        let gone = p.decay_all(600_000);
+        assert!(left < 80.0 && left > 70.0, "{left}");
+        let gone = p.decay_all(3_600_000);
         assert_eq!(gone, vec![(peer, 0.0)]);
     }
 }

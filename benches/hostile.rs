@@ -1,0 +1,187 @@
+//! hostile: the adversarial room, measured. 20 honest nodes (random graph of
+//! degree 4, in process) post 20 posts/s for 10 s; in the "attacked" run,
+//! hostile peers attached to honest nodes at the same time send invalid
+//! messages, flood ~1,000 valid posts/s under one key, and ask for history
+//! without end. Each run is a child process of its own, so peak RSS is its
+//! own. Prints a JSON line per run and a ratio line.
+//! `cargo bench --bench hostile`
+//!
+//! Target (issue 6): honest delivery 100% and honest p99 within 2x of the
+//! run without attackers; memory bounded (peak RSS reported both ways).
+
+#![allow(missing_docs)]
+
+#[path = "support/baseline.rs"]
+mod baseline;
+#[path = "support/common.rs"]
+mod common;
+#[path = "../tests/it/support/raw.rs"]
+#[allow(dead_code)]
+mod raw;
+#[path = "../tests/it/support/wire.rs"]
+#[allow(dead_code)]
+mod wire;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use backchannel::lab::metrics::rss;
+use backchannel::lab::{Lab, LabConfig, Topology};
+use backchannel::{Event, MessageId, Room};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// The raw peer's wait limit.
+pub const T: Duration = Duration::from_secs(20);
+
+const HONEST: usize = 20;
+const RATE: f64 = 20.0;
+const SECS: f64 = 10.0;
+const FLOOD_PER_S: f64 = 1000.0;
+
+fn run(which: &str) -> Value {
+    common::runtime().block_on(async move {
+        let attacked = which == "attacked";
+        let lobby = Room::new("lobby").expect("room");
+        let topology = Topology::Random { degree: 4 };
+        let mut lab = Lab::start(HONEST, LabConfig::default()).await.expect("lab");
+        let edges = topology.edges(HONEST, 3);
+        lab.connect_edges(&edges, T).await.expect("connect");
+        lab.join_all(&lobby, &edges, T).await.expect("mesh");
+
+        // Every node's Hallway events go to one collector with their time.
+        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, MessageId, Instant)>();
+        for node in lab.nodes.iter_mut() {
+            let mut events = node.take_events();
+            let (tx, index) = (tx.clone(), node.index);
+            tokio::spawn(async move {
+                while let Some(e) = events.recv().await {
+                    if let Event::Hallway { id, .. } = e {
+                        let _ = tx.send((index, id, Instant::now()));
+                    }
+                }
+            });
+        }
+
+        let mut attackers = Vec::new();
+        if attacked {
+            for i in [0usize, 5, 10] {
+                let mut raw = raw::RawPeer::start(64 * 1024).await;
+                raw.connect(&lab.nodes[i].addr, lab.nodes[i].peer_id()).await;
+                raw.join("lobby", lab.nodes[i].peer_id()).await;
+                attackers.push((i, raw));
+            }
+        }
+        let attack = async {
+            if attackers.is_empty() {
+                return 0usize;
+            }
+            let (_, garbage) = &attackers[0];
+            let (_, flooder) = &attackers[1];
+            let (history_node, historian) = &attackers[2];
+            let mut sent = 0;
+            for bytes in [vec![0xff, 0xff, 0x01], vec![0x0a, 0x7f], vec![0x12, 0x00, 0x01]] {
+                let _ = garbage.try_publish("lobby", bytes).await;
+            }
+            let start = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(10.0 / FLOOD_PER_S));
+            let own = flooder.public_key();
+            let history_peer = lab.nodes[*history_node].peer_id();
+            while start.elapsed().as_secs_f64() < SECS {
+                tick.tick().await;
+                for _ in 0..10 {
+                    let post = wire::envelope(
+                        &flooder.key,
+                        own,
+                        wire::payload_post(&wire::post("lobby", &format!("spam {sent}"))),
+                    );
+                    let _ = flooder.try_publish("lobby", post).await;
+                    sent += 1;
+                }
+                // History requests without end: 100/s, five times the limit.
+                let ask = wire::sync_request("lobby", 3, &wire::list(&[vec![9; 32]]));
+                let _ = historian.sync(history_peer, ask).await;
+            }
+            sent
+        };
+
+        // Honest traffic: round-robin authors at RATE posts/s.
+        let honest = async {
+            let mut posted: HashMap<MessageId, (usize, Instant)> = HashMap::new();
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE));
+            let total = (RATE * SECS) as usize;
+            for k in 0..total {
+                tick.tick().await;
+                let author = k % HONEST;
+                let t0 = Instant::now();
+                if let Ok(id) = lab.nodes[author].handle.post(&lobby, &format!("honest {k}")).await {
+                    posted.insert(id, (author, t0));
+                }
+            }
+            posted
+        };
+        let (flooded, posted) = tokio::join!(attack, honest);
+        // Graylisted at the end of the attack?
+        let mut graylisted = 0;
+        for (i, raw) in &attackers {
+            let peers = lab.nodes[*i].handle.peers().await.expect("peers");
+            if peers
+                .iter()
+                .any(|p| p.peer == raw.peer_id && p.score.is_some_and(|s| s < -80.0))
+            {
+                graylisted += 1;
+            }
+        }
+
+        // Collect deliveries until every honest post reached every other
+        // honest node, or 10 s pass without news.
+        let expected = posted.len() * (HONEST - 1);
+        let mut latencies = Vec::with_capacity(expected);
+        let mut spam = 0usize;
+        while latencies.len() < expected {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some((node, id, at))) => match posted.get(&id) {
+                    Some((author, t0)) if *author != node => {
+                        latencies.push(at.duration_since(*t0).as_secs_f64() * 1e3);
+                    }
+                    Some(_) => {}
+                    None => spam += 1,
+                },
+                _ => break,
+            }
+        }
+        let mut rejected: HashMap<String, u64> = HashMap::new();
+        for node in &lab.nodes {
+            for (k, v) in node.handle.stats().await.expect("stats").rejected {
+                *rejected.entry(k).or_default() += v;
+            }
+        }
+        let delivered = latencies.len();
+        let latency = common::percentiles(&mut latencies);
+        let (_, peak_bytes) = rss(None);
+        lab.shutdown().await;
+        json!({
+            "bench": "hostile", "run": which, "honest_nodes": HONEST,
+            "honest_posts": posted.len(), "expected": expected, "delivered": delivered,
+            "p50_ms": latency.p50_ms, "p99_ms": latency.p99_ms, "max_ms": latency.max_ms,
+            "flood_posts_sent": flooded, "spam_shown": spam,
+            "attackers_graylisted": graylisted, "attackers": attackers.len(),
+            "rejected": rejected, "rss_peak_mb": (peak_bytes as f64 / 1048576.0 * 10.0).round() / 10.0,
+        })
+    })
+}
+
+fn main() {
+    common::main_with(&["quiet", "attacked"], run, |lines| {
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let (quiet, attacked) = (&lines[0], &lines[1]);
+        let p99 = common::ratio(f(attacked, "p99_ms"), f(quiet, "p99_ms"));
+        let full = attacked["delivered"] == attacked["expected"] && quiet["delivered"] == quiet["expected"];
+        json!({
+            "bench": "hostile", "ratio": "attacked/quiet",
+            "p99": p99, "rss_peak": common::ratio(f(attacked, "rss_peak_mb"), f(quiet, "rss_peak_mb")),
+            "target": "100% honest delivery, honest p99 within 2x of the quiet run, attackers graylisted",
+            "met": full && p99 <= 2.0 && attacked["attackers_graylisted"] == attacked["attackers"],
+        })
+    });
+}
