@@ -5,6 +5,8 @@ use libp2p::connection_limits;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Swarm, SwarmBuilder, gossipsub, identify, mdns, noise, ping, request_response, tcp, yamux};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use super::codec::{BytesCodec, DM_CODEC, SYNC_CODEC};
 use super::{Config, NodeError};
@@ -38,7 +40,11 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<Behaviour>, NodeError> {
+pub(crate) fn build_swarm(
+    config: &Config,
+    identity: &Identity,
+    oversize: Arc<AtomicU64>,
+) -> Result<Swarm<Behaviour>, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let swarm = SwarmBuilder::with_existing_identity(identity.keypair().clone())
         .with_tokio()
@@ -51,14 +57,14 @@ pub(crate) fn build_swarm(config: &Config, identity: &Identity) -> Result<Swarm<
             )?;
             gossipsub.with_peer_score(protocol::peer_score_params(), protocol::peer_score_thresholds())?;
             let sync = request_response::Behaviour::with_codec(
-                SYNC_CODEC,
+                SYNC_CODEC.counting(oversize.clone()),
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(SYNC_TIMEOUT)
                     .with_max_concurrent_streams(MAX_SYNC_STREAMS),
             );
             let dm = request_response::Behaviour::with_codec(
-                DM_CODEC,
+                DM_CODEC.counting(oversize.clone()),
                 [(DM_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(config.dm_timeout)

@@ -7,6 +7,8 @@
 //! what a reply means for the DM it answers.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
@@ -21,22 +23,35 @@ use crate::wire::pb;
 /// Raw bytes with a size limit enforced on both read and write.
 // `pub` (in a crate-private module) only so that the `fuzzing` feature can
 // re-export it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BytesCodec {
     request_max: usize,
     response_max: usize,
+    /// Counts streams cut for exceeding a limit (the peer is not known
+    /// here, so the count is by reason only; `Stats::rejected["oversize"]`).
+    oversize: Option<Arc<AtomicU64>>,
+}
+
+impl BytesCodec {
+    /// The same limits, counting oversize streams into `counter`.
+    pub(crate) fn counting(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.oversize = Some(counter);
+        self
+    }
 }
 
 /// The DM protocol's limits: an envelope, and a reply with a receipt.
 pub const DM_CODEC: BytesCodec = BytesCodec {
     request_max: MAX_ENVELOPE_BYTES,
     response_max: MAX_REPLY_BYTES,
+    oversize: None,
 };
 
 /// The sync protocol's limits: a page of envelopes and its framing.
 pub(crate) const SYNC_CODEC: BytesCodec = BytesCodec {
     request_max: MAX_SYNC_MESSAGE_BYTES,
     response_max: MAX_SYNC_MESSAGE_BYTES,
+    oversize: None,
 };
 
 /// What a reply to a DM means for that DM. Plain code with no IO, so that
@@ -104,14 +119,14 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_limited(io, self.request_max).await
+        read_limited(io, self.request_max, self.oversize.as_deref()).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_limited(io, self.response_max).await
+        read_limited(io, self.response_max, self.oversize.as_deref()).await
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()>
@@ -129,10 +144,17 @@ impl request_response::Codec for BytesCodec {
     }
 }
 
-async fn read_limited<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+async fn read_limited<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+    oversize: Option<&AtomicU64>,
+) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     io.take(max as u64 + 1).read_to_end(&mut buf).await?;
     if buf.len() > max {
+        if let Some(counter) = oversize {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("message larger than {max} bytes"),

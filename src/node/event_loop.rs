@@ -128,6 +128,8 @@ pub(crate) struct EventLoop {
     sync_interval: Duration,
     /// Rate limits and the penalties of peers that broke them.
     limiters: super::limits::Limiters,
+    /// DM and sync streams the codec cut for exceeding their limit.
+    oversize_streams: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl EventLoop {
@@ -138,7 +140,8 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
     ) -> Result<Self, NodeError> {
-        let mut swarm = build_swarm(&config, &identity)?;
+        let oversize_streams = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut swarm = build_swarm(&config, &identity, oversize_streams.clone())?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -229,6 +232,7 @@ impl EventLoop {
             history_max: config.history_max,
             sync_interval: config.sync_interval,
             limiters: super::limits::Limiters::new(&config.limits),
+            oversize_streams,
         })
     }
 
@@ -289,6 +293,18 @@ impl EventLoop {
             self.emit(Event::Rejected { from, reason });
         } else {
             self.stats.rejected_events_suppressed += 1;
+        }
+    }
+
+    /// Moves the codec's count of oversize streams into the rejection counters.
+    fn collect_oversize(&mut self) {
+        let n = self.oversize_streams.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if n > 0 {
+            *self
+                .stats
+                .rejected
+                .entry(RejectReason::Oversize.as_str().to_owned())
+                .or_default() += n;
         }
     }
 
@@ -404,6 +420,7 @@ impl EventLoop {
                 let _ = reply.send(self.outbox.entries());
             }
             Command::Stats(reply) => {
+                self.collect_oversize();
                 let _ = reply.send(self.stats.clone());
             }
             Command::ListenAddrs(reply) => {
@@ -1144,6 +1161,7 @@ impl EventLoop {
         }
         self.presence_tick();
         self.periodic_sync();
+        self.collect_oversize();
         for (peer, penalty) in self.limiters.penalties.decay_all(now_ms()) {
             self.swarm
                 .behaviour_mut()

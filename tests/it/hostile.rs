@@ -87,7 +87,13 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
     let mut by_author: HashMap<usize, Vec<MessageId>> = HashMap::new();
     let flood = async {
         let own = flooder.public_key();
+        // ~1,000 posts/s: ten every 10 ms (faster, the raw peer's own send
+        // queue drops most of them before they leave).
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
         for i in 0..FLOOD {
+            if i % 10 == 0 {
+                tick.tick().await;
+            }
             let post = wire::envelope(
                 &flooder.key,
                 own,
@@ -158,6 +164,8 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
         }),
     );
     let _ = trickster.dm(node2, for_other).await;
+    // An oversize DM: the node stops reading at 8 KiB and counts it.
+    let _ = trickster.dm(node2, vec![0x0a; 20_000]).await;
     *trickster.answer.lock().expect("answer") = {
         // A "receipt" for whatever DM it gets, signed by the wrong key.
         let forger = Identity::generate();
@@ -231,6 +239,7 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
         "stale",
         "wrong_recipient",
         "bad_receipt",
+        "oversize",
     ] {
         assert!(
             rejected.get(reason).copied().unwrap_or(0) > 0,
