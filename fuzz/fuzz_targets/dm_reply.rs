@@ -118,7 +118,8 @@ fn refused_reply(code: i32) -> Vec<u8> {
 /// The verdict docs/PROTOCOL.md gives a refusal code.
 fn refusal_verdict(code: i32) -> ReplyVerdict {
     match code {
-        4 | 6 => return ReplyVerdict::Retry(""),
+        // STORAGE, UNKNOWN_GROUP and BUSY (a rate limit) are worth a retry.
+        4 | 6 | 8 => return ReplyVerdict::Retry(""),
         _ => {}
     }
     ReplyVerdict::Refused(match code {
