@@ -826,7 +826,7 @@ impl EventLoop {
                     // missed meanwhile is reconciled at once.
                     self.start_sync(peer_id, &room, sync::Why::Appeared);
                     if let Some(book) = self.presence.get_mut(&room) {
-                        book.peer_appeared(now_ms());
+                        book.peer_appeared(now_ms(), random_u64());
                     }
                     self.emit(Event::RoomPeerJoined { room, peer: peer_id });
                 }
@@ -1192,6 +1192,13 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// A uniformly random u64 (presence timing).
+pub(super) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 fn check_text(text: &str) -> Result<(), NodeError> {

@@ -15,6 +15,19 @@ use libp2p::PeerId;
 
 use crate::message::RejectReason;
 
+/// Announcements that a join or an arrival calls for are delayed by a random
+/// part of this window (2 s, plus 200 ms per participant present, at most
+/// 30 s), so that a room of many nodes starting together does not verify
+/// all their announcements in the same instant.
+pub(crate) fn jitter_window_ms(present: usize) -> u64 {
+    (2_000 + 200 * present as u64).min(30_000)
+}
+
+/// In a room of more than this many, a member answers a newcomer's arrival
+/// only with probability ANSWERERS / present: the newcomer hears from about
+/// this many at once and from the rest at their usual interval.
+pub(crate) const ANSWERERS: usize = 20;
+
 /// Participants remembered per room at most (the rest are not listed).
 pub(crate) const MAX_PRESENT: usize = 10_000;
 
@@ -68,10 +81,16 @@ impl Book {
     /// the next announcement forward unless one went out in the last quarter
     /// interval (so joins in a large room cost at most four times the usual
     /// presence traffic).
-    pub(crate) fn peer_appeared(&mut self, now_ms: u64) {
-        let quarter = u64::from(interval_s(self.present.len() + 1)) * 1000 / 4;
+    /// `random` (uniform u64) picks the delay within [`jitter_window_ms`] and,
+    /// in a large room, whether this member answers at all ([`ANSWERERS`]).
+    pub(crate) fn peer_appeared(&mut self, now_ms: u64, random: u64) {
+        let present = self.present.len() + 1;
+        if present > ANSWERERS && (random >> 32) % present as u64 >= ANSWERERS as u64 {
+            return;
+        }
+        let quarter = u64::from(interval_s(present)) * 1000 / 4;
         if now_ms >= self.last_sent_ms + quarter {
-            self.next_due_ms = self.next_due_ms.min(now_ms);
+            self.next_due_ms = self.next_due_ms.min(now_ms + random % jitter_window_ms(present));
         }
     }
 
@@ -212,11 +231,12 @@ mod tests {
             last_sent_ms: 0,
             ..Book::default()
         };
-        book.peer_appeared(10_000);
+        book.peer_appeared(10_000, 0);
+        assert!(book.next_due_ms <= 10_000 + jitter_window_ms(1));
         assert_eq!(book.next_due_ms, 10_000);
         book.next_due_ms = 100_000;
         book.last_sent_ms = 10_000;
-        book.peer_appeared(11_000);
+        book.peer_appeared(11_000, 0);
         assert_eq!(
             book.next_due_ms, 100_000,
             "announced 1 s ago: a quarter of 20 s has not passed"

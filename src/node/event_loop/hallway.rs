@@ -495,8 +495,14 @@ impl EventLoop {
         let now = now_ms();
         let joined: Vec<Room> = self.rooms.iter().map(|(room, _)| room.clone()).collect();
         for room in joined {
-            let due = self.presence.entry(room.clone()).or_default().next_due_ms <= now;
-            if due {
+            let peers = self.room_peers_of(&room).len();
+            let book = self.presence.entry(room.clone()).or_default();
+            if book.next_due_ms == 0 {
+                // Joined: the first announcement after a random delay.
+                let window = crate::node::presence::jitter_window_ms(peers.max(book.len()) + 1);
+                book.next_due_ms = now + super::random_u64() % window;
+            }
+            if book.next_due_ms <= now {
                 self.announce(&room, false);
             }
             let gone = self.presence.get_mut(&room).map(|b| b.expire(now)).unwrap_or_default();

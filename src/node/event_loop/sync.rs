@@ -29,6 +29,9 @@ const MAX_SESSIONS: usize = 16;
 /// out on their own; this frees the slot).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A room spreads a repair to its other peers at most this often.
+const SPREAD_COOLDOWN: Duration = Duration::from_secs(10);
+
 /// Fetch or push requests in flight per session.
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -57,6 +60,8 @@ pub(super) struct Syncs {
     requests: HashMap<OutboundRequestId, (PeerId, Room, Asked)>,
     last: HashMap<(PeerId, Room), Instant>,
     next_periodic: Option<Instant>,
+    /// When each room last spread a repair.
+    spread_at: HashMap<Room, Instant>,
 }
 
 enum Asked {
@@ -155,7 +160,10 @@ impl EventLoop {
         self.syncs
             .sessions
             .retain(|_, s| now.duration_since(s.started) < SESSION_TIMEOUT);
-        if self.syncs.next_periodic.is_some_and(|t| now < t) {
+        // The first periodic sync comes one interval after start: joining
+        // already reconciled with the peers present.
+        let next = *self.syncs.next_periodic.get_or_insert(now + self.sync_interval);
+        if now < next {
             return;
         }
         self.syncs.next_periodic = Some(now + self.sync_interval);
@@ -445,8 +453,21 @@ impl EventLoop {
     }
 
     /// What this node just learned from `source`, its other room peers may
-    /// lack too: reconcile with them, so a repair spreads hop by hop.
+    /// lack too: reconcile with them, so a repair spreads hop by hop. At most
+    /// once per [`SPREAD_COOLDOWN`] per room: during live traffic a sync also
+    /// picks up posts gossip is still delivering, and spreading each of those
+    /// would set off syncs across the whole mesh.
     fn spread(&mut self, source: PeerId, room: &Room) {
+        let now = Instant::now();
+        if self
+            .syncs
+            .spread_at
+            .get(room)
+            .is_some_and(|t| now.duration_since(*t) < SPREAD_COOLDOWN)
+        {
+            return;
+        }
+        self.syncs.spread_at.insert(room.clone(), now);
         for other in self.room_peers_of(room) {
             if other != source {
                 self.start_sync(other, room, Why::Spread);
