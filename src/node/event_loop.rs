@@ -511,12 +511,7 @@ impl EventLoop {
             .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
         let _ = gossip.set_topic_params(topic.clone(), crate::protocol::chat_topic_params());
         // Peers already in the room subscribed before we listened for it.
-        let hash = topic.hash();
-        let present: Vec<PeerId> = gossip
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&&hash))
-            .map(|(peer, _)| *peer)
-            .collect();
+        let present = self.room_peers_of(room);
         self.presence.insert(room.clone(), super::presence::Book::default());
         self.room_state(room);
         for peer in present {
@@ -663,21 +658,12 @@ impl EventLoop {
     fn room_infos(&self) -> Vec<RoomInfo> {
         self.rooms
             .iter()
-            .map(|(room, state)| RoomInfo {
+            .map(|(room, _)| RoomInfo {
                 room: room.to_string(),
-                peers: self.room_peers(&state.topic.hash()),
+                peers: self.room_peers_of(room).len(),
                 unsent: self.rooms.unsent_len(room),
             })
             .collect()
-    }
-
-    fn room_peers(&self, topic: &gossipsub::TopicHash) -> usize {
-        self.swarm
-            .behaviour()
-            .gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&topic))
-            .count()
     }
 
     // ---- durable actions -----------------------------------------------------

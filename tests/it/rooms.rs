@@ -53,6 +53,17 @@ async fn everyone_shows(lab: &mut Lab, author: usize, id: MessageId) {
     }
 }
 
+/// The host (node 0) gives node `who` a role; waits until every node applied it.
+async fn host_grants(lab: &mut Lab, room: &Room, who: usize, role: Role) {
+    let peer = lab.nodes[who].peer_id();
+    let grant = lab.nodes[0]
+        .handle
+        .room_op(room, RoomAction::SetRole { peer, role })
+        .await
+        .expect("the host grants");
+    everyone_applies(lab, 0, grant).await;
+}
+
 async fn view(node: &LabNode, room: &Room) -> Vec<RoomPost> {
     node.handle.room_view(room, usize::MAX).await.expect("view")
 }
@@ -86,20 +97,25 @@ fn signed_op(who: &Identity, room: &Room, action: RoomAction) -> Vec<u8> {
 
 fn signed_post(who: &Identity, room: &Room, text: &str) -> (MessageId, Vec<u8>) {
     let now = now_ms();
-    let signed = Signed::sign(
+    let signed = post_at(who, room, text, now, now + 1_000);
+    (signed.id(), signed.envelope().to_vec())
+}
+
+/// A post signed as `who` with the given author time and room clock.
+fn post_at(who: &Identity, room: &Room, text: &str, time_ms: u64, clock: u64) -> Signed {
+    Signed::sign(
         who,
         Body::Hallway(backchannel::HallwayPost {
             room: room.clone(),
             text: text.into(),
-            time_ms: now,
+            time_ms,
             nick: None,
-            clock: now + 1_000,
+            clock,
             reply_to: None,
             mentions: Vec::new(),
             question: false,
         }),
-    );
-    (signed.id(), signed.envelope().to_vec())
+    )
 }
 
 /// A raw peer attached to `node` and subscribed to `room`, with the node's
@@ -129,19 +145,7 @@ async fn wait_rejected(node: &mut LabNode, reason: RejectReason) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderators_delete_hides_a_post_everywhere_and_a_listeners_changes_nothing() {
     let (mut lab, room) = hosted_line(4, "stage", LabConfig::default()).await;
-    let moderator = lab.nodes[1].peer_id();
-    let grant = lab.nodes[0]
-        .handle
-        .room_op(
-            &room,
-            RoomAction::SetRole {
-                peer: moderator,
-                role: Role::Moderator,
-            },
-        )
-        .await
-        .expect("the host grants");
-    everyone_applies(&mut lab, 0, grant).await;
+    host_grants(&mut lab, &room, 1, Role::Moderator).await;
     let spam = lab.nodes[2].handle.post(&room, "buy my stuff").await.expect("post");
     everyone_shows(&mut lab, 2, spam).await;
 
@@ -331,19 +335,7 @@ async fn authors_edit_and_delete_their_own_posts_and_the_hallway_can_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_reactions_mentions_and_the_question_queue() {
     let (mut lab, room) = hosted_line(3, "stage", LabConfig::default()).await;
-    let speaker = lab.nodes[1].peer_id();
-    let grant = lab.nodes[0]
-        .handle
-        .room_op(
-            &room,
-            RoomAction::SetRole {
-                peer: speaker,
-                role: Role::Speaker,
-            },
-        )
-        .await
-        .expect("grant");
-    everyone_applies(&mut lab, 0, grant).await;
+    host_grants(&mut lab, &room, 1, Role::Speaker).await;
 
     let first = lab.nodes[2]
         .handle
@@ -673,21 +665,7 @@ async fn room_clocks_far_in_the_future_are_rejected() {
     let (mut lab, room) = hosted_line(2, "stage", LabConfig::default()).await;
     let (attacker, who) = attacker_at(&mut lab.nodes[1], &room).await;
     let now = now_ms();
-    let post = |text: &str, clock: u64| {
-        Signed::sign(
-            &who,
-            Body::Hallway(backchannel::HallwayPost {
-                room: room.clone(),
-                text: text.into(),
-                time_ms: now,
-                nick: None,
-                clock,
-                reply_to: None,
-                mentions: Vec::new(),
-                question: false,
-            }),
-        )
-    };
+    let post = |text: &str, clock: u64| post_at(&who, &room, text, now, clock);
     let ahead = post("always on top", now + 3_600_000);
     attacker.publish(room.as_str(), ahead.envelope().to_vec()).await;
     wait_rejected(&mut lab.nodes[1], RejectReason::FutureTime).await;

@@ -32,25 +32,13 @@ impl EventLoop {
 
     /// Rebuilds a room's rules from its messages in the log.
     pub(super) fn load_room(&self, room: &Room) -> RoomState {
-        let mut state = RoomState::new(room.clone());
         match self.store.room(room, usize::MAX) {
-            Ok(messages) => {
-                for m in messages {
-                    let (id, author) = (m.message.id(), m.message.author());
-                    match m.message.body() {
-                        Body::Hallway(p) => {
-                            state.add_post(id, author, p.clock, p.question);
-                        }
-                        Body::RoomOp(op) => {
-                            state.add_op(id, author, op.clock, op.action.clone());
-                        }
-                        _ => {}
-                    }
-                }
+            Ok(messages) => state_of(room, &messages),
+            Err(e) => {
+                tracing::error!(%room, "cannot read the room's log: {e}");
+                RoomState::new(room.clone())
             }
-            Err(e) => tracing::error!(%room, "cannot read the room's log: {e}"),
         }
-        state
     }
 
     /// Joins a hosted room of this node's.
@@ -184,15 +172,10 @@ impl EventLoop {
     /// Feeds a logged room message to the room's rules, and drops the text
     /// of posts that are deleted now.
     fn apply_room_message(&mut self, room: &Room, signed: &Signed) {
-        let (id, author) = (signed.id(), signed.author());
         let state = self.room_state(room);
+        state.add_message(signed);
         let forget: Vec<(u64, MessageId)> = match signed.body() {
-            Body::Hallway(p) => {
-                state.add_post(id, author, p.clock, p.question);
-                Vec::new()
-            }
             Body::RoomOp(op) => {
-                state.add_op(id, author, op.clock, op.action.clone());
                 match &op.action {
                     RoomAction::Delete(target) if state.is_deleted(target) => {
                         vec![(state.post_clock(target).unwrap_or_default(), *target)]
@@ -242,10 +225,9 @@ impl EventLoop {
         if let Body::Presence(p) = signed.body() {
             return self.observe_presence(source, author, p.clone());
         }
-        let now_ms = now;
         let within = match signed.body() {
-            Body::Hallway(_) => self.limiters.posts.allow(&author, now_ms),
-            _ => self.limiters.ops.allow(&author, now_ms),
+            Body::Hallway(_) => self.limiters.posts.allow(&author, now),
+            _ => self.limiters.ops.allow(&author, now),
         };
         if !within {
             // The author floods; the forwarder is at fault only if it is the author.
@@ -285,15 +267,13 @@ impl EventLoop {
                 return MessageAcceptance::Ignore;
             }
         }
-        match self.store.insert(&signed, Direction::Received, &self.local) {
-            Ok(Inserted::New(_)) => {
-                self.unflushed = true;
-                self.apply_room_message(&room, &signed);
+        match self.log_room_message(&room, &signed) {
+            Ok(true) => {
                 self.show_room_message(&room, &signed);
                 self.retry_parked(&room);
                 MessageAcceptance::Accept
             }
-            Ok(Inserted::Duplicate) => {
+            Ok(false) => {
                 // Valid, and new to gossip here (gossipsub drops what it has
                 // seen): this node has it from history sync. Forward it, so
                 // that peers that depend on this node for it get it.
@@ -304,6 +284,19 @@ impl EventLoop {
                 tracing::error!("cannot log post: {e}");
                 MessageAcceptance::Ignore
             }
+        }
+    }
+
+    /// Logs a room message this node accepted and applies it to the room's
+    /// rules; `Ok(true)` if it was new.
+    fn log_room_message(&mut self, room: &Room, signed: &Signed) -> Result<bool, crate::store::StoreError> {
+        match self.store.insert(signed, Direction::Received, &self.local)? {
+            Inserted::New(_) => {
+                self.unflushed = true;
+                self.apply_room_message(room, signed);
+                Ok(true)
+            }
+            Inserted::Duplicate => Ok(false),
         }
     }
 
@@ -358,9 +351,7 @@ impl EventLoop {
             let Some(signed) = self.parked.get_mut(room).and_then(|p| p.remove(i)) else {
                 return;
             };
-            if let Ok(Inserted::New(_)) = self.store.insert(&signed, Direction::Received, &self.local) {
-                self.unflushed = true;
-                self.apply_room_message(room, &signed);
+            if let Ok(true) = self.log_room_message(room, &signed) {
                 self.show_room_message(room, &signed);
             }
         }
@@ -392,18 +383,10 @@ impl EventLoop {
             }
             return false;
         }
-        match self.store.insert(&signed, Direction::Received, &self.local) {
-            Ok(Inserted::New(_)) => {
-                self.unflushed = true;
-                self.apply_room_message(room, &signed);
-                true
-            }
-            Ok(Inserted::Duplicate) => false,
-            Err(e) => {
-                tracing::error!("cannot log a synced message: {e}");
-                false
-            }
-        }
+        self.log_room_message(room, &signed).unwrap_or_else(|e| {
+            tracing::error!("cannot log a synced message: {e}");
+            false
+        })
     }
 
     /// The mentions of a post: those given, plus `@peer-id` and `@nickname`
@@ -495,13 +478,14 @@ impl EventLoop {
         let now = now_ms();
         let joined: Vec<Room> = self.rooms.iter().map(|(room, _)| room.clone()).collect();
         for room in joined {
-            let peers = self.room_peers_of(&room).len();
-            let book = self.presence.entry(room.clone()).or_default();
-            if book.next_due_ms == 0 {
+            if self.presence.get(&room).is_none_or(|b| b.next_due_ms == 0) {
                 // Joined: the first announcement after a random delay.
+                let peers = self.room_peers_of(&room).len();
+                let book = self.presence.entry(room.clone()).or_default();
                 let window = crate::node::presence::jitter_window_ms(peers.max(book.len()) + 1);
                 book.next_due_ms = now + super::random_u64() % window;
             }
+            let book = self.presence.entry(room.clone()).or_default();
             if book.next_due_ms <= now {
                 self.announce(&room, false);
             }
@@ -523,11 +507,12 @@ impl EventLoop {
     pub(super) fn room_view(&mut self, room: &Room, limit: usize) -> Result<Vec<RoomPost>, NodeError> {
         let messages = self.store.room(room, usize::MAX)?;
         let local = self.local;
+        // A room left (or ended): its rules from the messages just read.
         let temporary;
         let state = if self.rooms.get(room).is_some() {
             self.room_state(room)
         } else {
-            temporary = self.load_room(room);
+            temporary = state_of(room, &messages);
             &temporary
         };
         let mut out: Vec<RoomPost> = messages
@@ -612,4 +597,13 @@ impl EventLoop {
         out.sort_by(|a, b| b.role.cmp(&a.role).then(b.me.cmp(&a.me)).then(a.peer.cmp(&b.peer)));
         Ok(out)
     }
+}
+
+/// A room's rules rebuilt from its logged messages.
+fn state_of(room: &Room, messages: &[crate::store::LoggedMessage]) -> RoomState {
+    let mut state = RoomState::new(room.clone());
+    for m in messages {
+        state.add_message(&m.message);
+    }
+    state
 }
