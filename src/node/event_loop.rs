@@ -22,13 +22,12 @@ use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::GroupCommit;
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
-use super::rooms::{Rooms, Unsent};
+use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
 use crate::group::{GroupId, Groups};
 use crate::identity::Identity;
 use crate::message::{Body, DirectMessage, MessageId, Receipt, RejectReason, Room, Signed};
 use crate::protocol::MAX_TEXT_BYTES;
-use crate::room::RoomState;
 use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, now_ms};
 use crate::wire::pb;
 
@@ -114,12 +113,7 @@ pub(crate) struct EventLoop {
     contacts: HashMap<PeerId, String>,
     /// Whether DMs from non-contacts are accepted (as requests) or refused.
     accept_requests: bool,
-    /// The rules of joined rooms (`crate::room`), loaded from the log on join.
-    room_states: HashMap<Room, RoomState>,
-    /// Operations waiting for the operation that gives their author the right.
-    parked: HashMap<Room, std::collections::VecDeque<Signed>>,
-    /// Who is in each joined room (`Config::presence`).
-    presence: HashMap<Room, super::presence::Book>,
+    /// Whether presence is tracked (`Config::presence`).
     presence_on: bool,
     /// History sync sessions and their limits.
     syncs: sync::Syncs,
@@ -194,7 +188,7 @@ impl EventLoop {
         }
         let mut rooms = Rooms::new();
         for room in &config.rooms {
-            if let Some(topic) = rooms.join(room) {
+            if let Some(topic) = rooms.join(room, hallway::load_rules(&store, room)) {
                 let gossip = &mut swarm.behaviour_mut().gossipsub;
                 let _ = gossip.subscribe(&topic);
                 let _ = gossip.set_topic_params(topic, crate::protocol::chat_topic_params());
@@ -223,9 +217,6 @@ impl EventLoop {
             blocked,
             contacts,
             accept_requests,
-            room_states: HashMap::new(),
-            parked: HashMap::new(),
-            presence: HashMap::new(),
             presence_on: config.presence,
             syncs: sync::Syncs::default(),
             history_window_ms: config.history_window.as_millis() as u64,
@@ -502,7 +493,11 @@ impl EventLoop {
     }
 
     fn join(&mut self, room: &Room) -> Result<(), NodeError> {
-        let Some(topic) = self.rooms.join(room) else {
+        if self.rooms.get(room).is_some() {
+            return Ok(());
+        }
+        let rules = hallway::load_rules(&self.store, room);
+        let Some(topic) = self.rooms.join(room, rules) else {
             return Ok(());
         };
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
@@ -512,8 +507,6 @@ impl EventLoop {
         let _ = gossip.set_topic_params(topic.clone(), crate::protocol::chat_topic_params());
         // Peers already in the room subscribed before we listened for it.
         let present = self.room_peers_of(room);
-        self.presence.insert(room.clone(), super::presence::Book::default());
-        self.room_state(room);
         for peer in present {
             self.start_sync(peer, room, sync::Why::Appeared);
             self.emit(Event::RoomPeerJoined {
@@ -528,9 +521,9 @@ impl EventLoop {
         if self.presence_on && self.rooms.get(room).is_some() {
             self.announce(room, true);
         }
-        self.presence.remove(room);
-        self.room_states.remove(room);
-        self.parked.remove(room);
+        // Everything about the room is in its `JoinedRoom`, but for the
+        // history sync sessions with its peers.
+        self.syncs.leave(room);
         match self.rooms.leave(room) {
             Some((topic, unsent)) => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
@@ -658,10 +651,10 @@ impl EventLoop {
     fn room_infos(&self) -> Vec<RoomInfo> {
         self.rooms
             .iter()
-            .map(|(room, _)| RoomInfo {
+            .map(|(room, joined)| RoomInfo {
                 room: room.to_string(),
                 peers: self.room_peers_of(room).len(),
-                unsent: self.rooms.unsent_len(room),
+                unsent: joined.unsent_len(),
             })
             .collect()
     }
@@ -703,10 +696,10 @@ impl EventLoop {
 
     /// Publishes a post; gives it back if gossipsub cannot take it yet.
     fn publish(&mut self, room: &Room, unsent: Unsent) -> Result<(), Unsent> {
-        let Some(state) = self.rooms.get(room) else {
+        let Some(joined) = self.rooms.get(room) else {
             return Ok(());
         };
-        let topic = state.topic.clone();
+        let topic = joined.topic.clone();
         match self
             .swarm
             .behaviour_mut()
@@ -724,12 +717,14 @@ impl EventLoop {
 
     /// Publishes the posts waiting in a room, in order, until one fails.
     fn send_unsent(&mut self, room: &Room) {
-        while let Some(unsent) = self.rooms.pop_unsent(room) {
+        while let Some(unsent) = self.rooms.get_mut(room).and_then(JoinedRoom::pop_unsent) {
             let id = unsent.id;
             match self.publish(room, unsent) {
                 Ok(()) => self.emit(Event::PostSent { room: room.clone(), id }),
                 Err(unsent) => {
-                    self.rooms.requeue_front(room, unsent);
+                    if let Some(joined) = self.rooms.get_mut(room) {
+                        joined.requeue_front(unsent);
+                    }
                     break;
                 }
             }
@@ -811,8 +806,8 @@ impl EventLoop {
                     // A peer (re)appears in the room: whatever either side
                     // missed meanwhile is reconciled at once.
                     self.start_sync(peer_id, &room, sync::Why::Appeared);
-                    if let Some(book) = self.presence.get_mut(&room) {
-                        book.peer_appeared(now_ms(), random_u64());
+                    if let Some(joined) = self.rooms.get_mut(&room) {
+                        joined.presence.peer_appeared(now_ms(), random_u64());
                     }
                     self.emit(Event::RoomPeerJoined { room, peer: peer_id });
                 }
@@ -844,11 +839,7 @@ impl EventLoop {
                 return MessageAcceptance::Reject;
             }
         };
-        if self.blocked.contains(&signed.author()) {
-            self.drop_blocked(signed.author());
-            return MessageAcceptance::Ignore;
-        }
-        self.check_room_message(source, room, signed)
+        self.admit_room_message(Origin::Live, source, &room, signed).0
     }
 
     fn handle_dm(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {

@@ -71,9 +71,9 @@ pub(crate) enum Change {
 pub(crate) struct Book {
     present: HashMap<PeerId, Present>,
     /// When this node's next announcement is due (0: at once).
-    pub(crate) next_due_ms: u64,
+    next_due_ms: u64,
     /// When this node last announced itself here.
-    pub(crate) last_sent_ms: u64,
+    last_sent_ms: u64,
 }
 
 impl Book {
@@ -92,6 +92,35 @@ impl Book {
         if now_ms >= self.last_sent_ms + quarter {
             self.next_due_ms = self.next_due_ms.min(now_ms + random % jitter_window_ms(present));
         }
+    }
+
+    /// Whether this node's announcement is due at `now_ms`. Right after a
+    /// join (nothing scheduled yet) the first one is scheduled after a
+    /// `random` (uniform u64) part of the [`jitter_window_ms`] for a room
+    /// of `peers` known peers.
+    pub(crate) fn due(&mut self, now_ms: u64, peers: usize, random: u64) -> bool {
+        if self.next_due_ms == 0 {
+            let window = jitter_window_ms(peers.max(self.len()) + 1);
+            self.next_due_ms = now_ms + random % window;
+        }
+        self.next_due_ms <= now_ms
+    }
+
+    /// This node announced itself at `now_ms`: the next one is due an
+    /// interval later.
+    pub(crate) fn announced(&mut self, now_ms: u64) {
+        self.last_sent_ms = now_ms;
+        self.next_due_ms = now_ms + u64::from(self.interval_s()) * 1000;
+    }
+
+    /// This node's announcement interval, for the room as it is now.
+    pub(crate) fn interval_s(&self) -> u32 {
+        interval_s(self.present.len() + 1)
+    }
+
+    /// How long this node's announcement holds: three intervals.
+    pub(crate) fn ttl_s(&self) -> u32 {
+        3 * self.interval_s()
     }
 
     /// Takes a verified announcement received at `now_ms`.
@@ -241,6 +270,25 @@ mod tests {
             book.next_due_ms, 100_000,
             "announced 1 s ago: a quarter of 20 s has not passed"
         );
+    }
+
+    #[test]
+    fn the_first_announcement_comes_within_the_jitter_window_then_every_interval() {
+        let mut book = Book::default();
+        // Joined a room of 9 known peers at t = 50 s.
+        let window = jitter_window_ms(10);
+        assert!(!book.due(50_000, 9, 1_234), "1.234 s into a {window} ms window");
+        assert!(!book.due(51_233, 9, 0), "the delay drawn at join holds");
+        assert!(book.due(51_234, 9, 0));
+        assert!(book.due(50_000 + window, 9, 0));
+        book.announced(51_234);
+        assert_eq!(book.ttl_s(), 3 * 20);
+        assert!(!book.due(51_234 + 19_999, 9, 0));
+        assert!(book.due(51_234 + 20_000, 9, 0));
+        // A drawn delay never reaches past the window.
+        let mut late = Book::default();
+        assert!(!late.due(0, 9, u64::MAX - 1));
+        assert!(late.due(window - 1, 9, 0));
     }
 
     #[test]

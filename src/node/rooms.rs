@@ -1,31 +1,120 @@
-//! The rooms a node has joined and the posts waiting for a room's first peer.
-//! Plain state with no IO, so the rules are testable without a network.
+//! The rooms a node has joined, each one a [`JoinedRoom`] that holds
+//! everything the node keeps about it, and the one admission rule for what
+//! arrives in a room ([`JoinedRoom::admit`]). Plain state with the time
+//! passed in and no IO: the event loop carries out the [`Admission`] it
+//! returns (counting, penalising, logging, showing, forwarding), so every
+//! decision is testable without a network.
+//!
+//! Leaving a room drops its `JoinedRoom`, and with it the rules, the parked
+//! operations, the presence book and the unsent posts: nothing about a room
+//! lives outside it except the sync sessions (`event_loop::sync::Syncs`,
+//! keyed by peer and room, which `leave` clears too) and the log.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+use libp2p::PeerId;
 use libp2p::gossipsub::{IdentTopic, TopicHash};
 
-use crate::message::{MessageId, Room};
+use super::limits::Limiters;
+use super::presence::{Book, Change};
+use crate::message::{Body, MessageId, RejectReason, Room, Signed, check_time};
 use crate::protocol;
+use crate::room::{RoomAction, RoomState};
 
 /// Posts kept per room while no peer of the room is known. A person typing
 /// offline never gets near it; a script that floods an empty room is told.
 pub(crate) const MAX_UNSENT_PER_ROOM: usize = 1000;
 
+/// Operations kept per room while they wait for an earlier operation that
+/// gives their author the right (gossip may deliver a moderator's delete
+/// before the host's grant). Beyond this, the oldest is dropped; history
+/// sync brings it back later if it is valid.
+pub(crate) const MAX_PARKED: usize = 256;
+
+/// The joined rooms, by id and by gossipsub topic.
 pub(crate) struct Rooms {
-    joined: BTreeMap<Room, RoomState>,
+    joined: BTreeMap<Room, JoinedRoom>,
     by_topic: HashMap<TopicHash, Room>,
 }
 
-pub(crate) struct RoomState {
+/// Everything a node keeps about a room it has joined.
+pub(crate) struct JoinedRoom {
+    /// The room's gossipsub topic.
     pub(crate) topic: IdentTopic,
+    /// The room's rules (`crate::room`), loaded from the log on join.
+    pub(crate) rules: RoomState,
+    /// Who is here, and when this node announces itself next.
+    pub(crate) presence: Book,
+    /// Logged posts of this node's that gossipsub has not taken yet.
     unsent: VecDeque<Unsent>,
+    /// Operations waiting for the operation that gives their author the right.
+    parked: VecDeque<Signed>,
 }
 
 /// A logged post that gossipsub has not accepted yet.
 pub(crate) struct Unsent {
     pub(crate) id: MessageId,
     pub(crate) envelope: Vec<u8>,
+}
+
+/// Where a room message came from. The checks are the same and made in the
+/// same order for all three; what differs is stated where it differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Gossip on the room's topic: new by nature, so it must be recent, and
+    /// it is subject to the per-author rate limits.
+    Live,
+    /// A page of history sync: old by nature, so only the future is refused;
+    /// posts are checked by the rules at their clock alone (the room's
+    /// history is the same whenever it is read).
+    History,
+    /// An operation parked earlier, checked again by the rules only (it
+    /// passed every other check when it arrived).
+    Parked,
+}
+
+/// What the node knows besides the room, for [`JoinedRoom::admit`].
+pub(crate) struct Context<'a> {
+    pub(crate) now_ms: u64,
+    /// How far authors' clocks may be from ours (`Config::clock_window`).
+    pub(crate) window_ms: u64,
+    pub(crate) local: PeerId,
+    /// Whether presence is tracked (`Config::presence`).
+    pub(crate) presence_on: bool,
+    pub(crate) blocked: &'a HashSet<PeerId>,
+    pub(crate) limiters: &'a mut Limiters,
+}
+
+/// The decision about one room message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Valid: log it and, if the log did not have it, [`JoinedRoom::apply`]
+    /// it and, when `show`, show it. Gossip forwards it.
+    Accept {
+        /// A message from history is shown like a live one only while it is
+        /// within the clock window (gossip lost it or is still delivering
+        /// it); older history is reported in bulk.
+        show: bool,
+    },
+    /// A post this node knows is deleted: nothing to do, not forwarded.
+    Deleted,
+    /// The author is blocked here: dropped unseen.
+    Blocked,
+    /// Refused. `invalid`: the message can never be valid on this topic (the
+    /// sender is at fault); otherwise it is refused by what this node knows
+    /// (clocks, rules), which an honest forwarder may see differently.
+    Refused { reason: RejectReason, invalid: bool },
+    /// An operation the rules refuse for now, kept in case the operation
+    /// that gives its author the right arrives later.
+    Parked { reason: RejectReason },
+    /// The author is over its rate limit. `at_fault`: the peer that sent it
+    /// is the author (rather than a forwarder of someone's flood).
+    RateLimited { at_fault: bool },
+    /// A presence announcement, taken: `Here` and `Left` are shown.
+    Presence(Change),
+    /// A presence announcement this node does not track (its own, or
+    /// presence is off): not forwarded.
+    NotTracked,
 }
 
 impl Rooms {
@@ -36,8 +125,9 @@ impl Rooms {
         }
     }
 
-    /// Adds a room; returns its topic, or None if already joined.
-    pub(crate) fn join(&mut self, room: &Room) -> Option<IdentTopic> {
+    /// Adds a room with its rules; returns its topic, or None if already
+    /// joined.
+    pub(crate) fn join(&mut self, room: &Room, rules: RoomState) -> Option<IdentTopic> {
         if self.joined.contains_key(room) {
             return None;
         }
@@ -45,75 +135,271 @@ impl Rooms {
         self.by_topic.insert(topic.hash(), room.clone());
         self.joined.insert(
             room.clone(),
-            RoomState {
+            JoinedRoom {
                 topic: topic.clone(),
+                rules,
+                presence: Book::default(),
                 unsent: VecDeque::new(),
+                parked: VecDeque::new(),
             },
         );
         Some(topic)
     }
 
-    /// Removes a room; returns its topic and how many posts were unsent.
+    /// Removes a room and everything kept about it; returns its topic and
+    /// how many posts were unsent.
     pub(crate) fn leave(&mut self, room: &Room) -> Option<(IdentTopic, usize)> {
-        let state = self.joined.remove(room)?;
-        self.by_topic.remove(&state.topic.hash());
-        Some((state.topic, state.unsent.len()))
+        let joined = self.joined.remove(room)?;
+        self.by_topic.remove(&joined.topic.hash());
+        Some((joined.topic, joined.unsent.len()))
     }
 
-    pub(crate) fn get(&self, room: &Room) -> Option<&RoomState> {
+    pub(crate) fn get(&self, room: &Room) -> Option<&JoinedRoom> {
         self.joined.get(room)
+    }
+
+    pub(crate) fn get_mut(&mut self, room: &Room) -> Option<&mut JoinedRoom> {
+        self.joined.get_mut(room)
     }
 
     pub(crate) fn room_of(&self, topic: &TopicHash) -> Option<&Room> {
         self.by_topic.get(topic)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Room, &RoomState)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Room, &JoinedRoom)> {
         self.joined.iter()
     }
 
-    /// Whether another post may be queued in the room.
-    pub(crate) fn has_room_for_unsent(&self, room: &Room) -> bool {
-        self.joined
-            .get(room)
-            .is_some_and(|s| s.unsent.len() < MAX_UNSENT_PER_ROOM)
-    }
-
-    /// Queues a post at the back (in posting order).
-    pub(crate) fn push_unsent(&mut self, room: &Room, post: Unsent) {
-        if let Some(state) = self.joined.get_mut(room) {
-            state.unsent.push_back(post);
-        }
-    }
-
-    /// Puts a post that still could not be sent back at the front.
-    pub(crate) fn requeue_front(&mut self, room: &Room, post: Unsent) {
-        if let Some(state) = self.joined.get_mut(room) {
-            state.unsent.push_front(post);
-        }
-    }
-
-    pub(crate) fn pop_unsent(&mut self, room: &Room) -> Option<Unsent> {
-        self.joined.get_mut(room)?.unsent.pop_front()
-    }
-
-    pub(crate) fn unsent_len(&self, room: &Room) -> usize {
-        self.joined.get(room).map_or(0, |s| s.unsent.len())
+    pub(crate) fn ids(&self) -> Vec<Room> {
+        self.joined.keys().cloned().collect()
     }
 
     /// Rooms with posts waiting.
     pub(crate) fn with_unsent(&self) -> Vec<Room> {
         self.joined
             .iter()
-            .filter(|(_, s)| !s.unsent.is_empty())
-            .map(|(r, _)| r.clone())
+            .filter(|(_, r)| !r.unsent.is_empty())
+            .map(|(id, _)| id.clone())
             .collect()
+    }
+}
+
+impl JoinedRoom {
+    /// Whether another post may be queued.
+    pub(crate) fn has_room_for_unsent(&self) -> bool {
+        self.unsent.len() < MAX_UNSENT_PER_ROOM
+    }
+
+    /// Queues a post at the back (in posting order).
+    pub(crate) fn push_unsent(&mut self, post: Unsent) {
+        self.unsent.push_back(post);
+    }
+
+    /// Puts a post that still could not be sent back at the front.
+    pub(crate) fn requeue_front(&mut self, post: Unsent) {
+        self.unsent.push_front(post);
+    }
+
+    pub(crate) fn pop_unsent(&mut self) -> Option<Unsent> {
+        self.unsent.pop_front()
+    }
+
+    pub(crate) fn unsent_len(&self) -> usize {
+        self.unsent.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn parked_len(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Decides what to do with a verified message for `room` (this room's
+    /// id) that `source` sent. Checks, in this order for every origin:
+    /// 1. the author is not blocked;
+    /// 2. it is a post or an operation (or, live only, a presence
+    ///    announcement) of this room;
+    /// 3. its time and clock are not in the future (and, live only, its time
+    ///    is not older than the clock window);
+    /// 4. live only: presence is taken here, and the author is within its
+    ///    rate limit;
+    /// 5. the room's rules at its clock. Operations they refuse are parked.
+    ///
+    /// Parked operations skip 1-4. Nothing is logged or shown here.
+    pub(crate) fn admit(
+        &mut self,
+        room: &Room,
+        origin: Origin,
+        source: PeerId,
+        signed: &Signed,
+        cx: &mut Context<'_>,
+    ) -> Admission {
+        let author = signed.author();
+        if origin != Origin::Parked {
+            if let Some(refused) = self.check_envelope(room, origin, source, signed, cx) {
+                return refused;
+            }
+        }
+        let state = &mut self.rules;
+        let id = signed.id();
+        let verdict = match (signed.body(), origin) {
+            (Body::Hallway(p), Origin::History) => {
+                // Known first, so that an earlier delete by its author counts.
+                state.add_post(id, author, p.clock, p.question);
+                if state.is_deleted(&id) {
+                    return Admission::Deleted;
+                }
+                state.check_post(&author, p.clock, p.question)
+            }
+            (Body::Hallway(p), _) => {
+                if state.is_deleted(&id) {
+                    return Admission::Deleted;
+                }
+                // Live: its author must not be removed now either, so a
+                // removed participant cannot slip posts in with an old clock.
+                state.check_live_post(&author, p.clock, p.question)
+            }
+            (Body::RoomOp(op), _) => state.check_op(&author, op.clock, &op.action),
+            _ => Err(RejectReason::WrongKind),
+        };
+        match verdict {
+            Ok(()) => Admission::Accept {
+                show: origin != Origin::History || self.is_recent(signed, cx),
+            },
+            Err(reason) if matches!(signed.body(), Body::RoomOp(_)) => {
+                self.park(signed.clone());
+                Admission::Parked { reason }
+            }
+            Err(reason) => Admission::Refused { reason, invalid: false },
+        }
+    }
+
+    /// Steps 1-4 of [`JoinedRoom::admit`]: None if the message passes them.
+    fn check_envelope(
+        &mut self,
+        room: &Room,
+        origin: Origin,
+        source: PeerId,
+        signed: &Signed,
+        cx: &mut Context<'_>,
+    ) -> Option<Admission> {
+        let author = signed.author();
+        if cx.blocked.contains(&author) {
+            return Some(Admission::Blocked);
+        }
+        let (msg_room, time_ms, clock) = match (signed.body(), origin) {
+            (Body::Hallway(p), _) => (&p.room, p.time_ms, Some(p.clock)),
+            (Body::RoomOp(op), _) => (&op.room, op.time_ms, Some(op.clock)),
+            (Body::Presence(p), Origin::Live) => (&p.room, p.time_ms, None),
+            _ => {
+                return Some(Admission::Refused {
+                    reason: RejectReason::WrongKind,
+                    invalid: true,
+                });
+            }
+        };
+        if msg_room != room {
+            return Some(Admission::Refused {
+                reason: RejectReason::WrongRoom,
+                invalid: true,
+            });
+        }
+        // Not the forwarder's fault: an honest peer's clock may differ from ours.
+        let live = origin == Origin::Live;
+        if let Err(reason) = check_time(time_ms, cx.now_ms, cx.window_ms, live) {
+            return Some(Admission::Refused { reason, invalid: false });
+        }
+        if let Body::Presence(p) = signed.body() {
+            if !cx.presence_on || author == cx.local {
+                return Some(Admission::NotTracked);
+            }
+            return Some(
+                match self
+                    .presence
+                    .observe(author, p.nick.clone(), p.ttl_s, p.leaving, cx.now_ms)
+                {
+                    Ok(change) => Admission::Presence(change),
+                    Err(reason) => Admission::Refused { reason, invalid: false },
+                },
+            );
+        }
+        if live {
+            let within = match signed.body() {
+                Body::Hallway(_) => cx.limiters.posts.allow(&author, cx.now_ms),
+                _ => cx.limiters.ops.allow(&author, cx.now_ms),
+            };
+            if !within {
+                return Some(Admission::RateLimited {
+                    at_fault: source == author,
+                });
+            }
+        }
+        if let Some(clock) = clock
+            && let Err(reason) = check_time(clock, cx.now_ms, cx.window_ms, false)
+        {
+            return Some(Admission::Refused { reason, invalid: false });
+        }
+        None
+    }
+
+    /// Whether a message's clock is within the clock window of now.
+    fn is_recent(&self, signed: &Signed, cx: &Context<'_>) -> bool {
+        signed
+            .body()
+            .room_clock()
+            .is_some_and(|(_, clock)| clock >= cx.now_ms.saturating_sub(cx.window_ms))
+    }
+
+    fn park(&mut self, signed: Signed) {
+        if self.parked.iter().any(|s| s.id() == signed.id()) {
+            return;
+        }
+        if self.parked.len() >= MAX_PARKED {
+            self.parked.pop_front();
+        }
+        self.parked.push_back(signed);
+    }
+
+    /// Takes the first parked operation that the rules accept now.
+    pub(crate) fn take_ready(&mut self) -> Option<Signed> {
+        let rules = &self.rules;
+        let i = self.parked.iter().position(|s| match s.body() {
+            Body::RoomOp(op) => rules.check_op(&s.author(), op.clock, &op.action).is_ok(),
+            _ => false,
+        })?;
+        self.parked.remove(i)
+    }
+
+    /// Feeds an admitted message, newly logged, to the room's rules. Returns
+    /// the posts (clock, id) that are deleted now and whose text the log
+    /// must drop.
+    pub(crate) fn apply(&mut self, signed: &Signed) -> Vec<(u64, MessageId)> {
+        let state = &mut self.rules;
+        state.add_message(signed);
+        let Body::RoomOp(op) = signed.body() else {
+            return Vec::new();
+        };
+        let clock_of = |t: MessageId| (state.post_clock(&t).unwrap_or_default(), t);
+        match &op.action {
+            RoomAction::Delete(target) if state.is_deleted(target) => vec![clock_of(*target)],
+            // A change of rights can decide older deletes.
+            RoomAction::SetRole { .. } | RoomAction::Remove { .. } => {
+                state.deleted_posts().into_iter().map(clock_of).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
+    use crate::message::HallwayPost;
+    use crate::node::limits::Limits;
+    use crate::room::{ChatMode, Presence, Role, RoomOp};
+
+    const NOW: u64 = 1_800_000_000_000;
+    const WINDOW: u64 = 600_000;
 
     fn post(n: u8) -> Unsent {
         Unsent {
@@ -122,27 +408,449 @@ mod tests {
         }
     }
 
+    /// A room, its host, and the node's surroundings, with time passed in.
+    struct Fixture {
+        room: Room,
+        host: Identity,
+        joined: JoinedRoom,
+        blocked: HashSet<PeerId>,
+        limiters: Limiters,
+        local: PeerId,
+    }
+
+    impl Fixture {
+        fn hosted() -> Self {
+            let host = Identity::generate();
+            let room = Room::hosted("stage", &host.peer_id()).unwrap();
+            Self::with(room, host)
+        }
+
+        fn open() -> Self {
+            Self::with(Room::new("lobby").unwrap(), Identity::generate())
+        }
+
+        fn with(room: Room, host: Identity) -> Self {
+            let mut rooms = Rooms::new();
+            rooms.join(&room, RoomState::new(room.clone()));
+            let joined = rooms.joined.remove(&room).unwrap();
+            Self {
+                room,
+                host,
+                joined,
+                blocked: HashSet::new(),
+                limiters: Limiters::new(&Limits::default()),
+                local: Identity::generate().peer_id(),
+            }
+        }
+
+        fn admit_at(&mut self, origin: Origin, source: PeerId, signed: &Signed, now_ms: u64) -> Admission {
+            let mut cx = Context {
+                now_ms,
+                window_ms: WINDOW,
+                local: self.local,
+                presence_on: true,
+                blocked: &self.blocked,
+                limiters: &mut self.limiters,
+            };
+            self.joined.admit(&self.room, origin, source, signed, &mut cx)
+        }
+
+        /// Admits as the author's own gossip, and applies what is accepted.
+        fn admit(&mut self, origin: Origin, signed: &Signed) -> Admission {
+            let verdict = self.admit_at(origin, signed.author(), signed, NOW);
+            if matches!(verdict, Admission::Accept { .. }) {
+                self.joined.apply(signed);
+            }
+            verdict
+        }
+
+        fn post(&self, by: &Identity, clock: u64, text: &str) -> Signed {
+            Signed::sign(
+                by,
+                Body::Hallway(HallwayPost {
+                    room: self.room.clone(),
+                    text: text.into(),
+                    time_ms: clock,
+                    nick: None,
+                    clock,
+                    reply_to: None,
+                    mentions: Vec::new(),
+                    question: false,
+                }),
+            )
+        }
+
+        fn op(&self, by: &Identity, clock: u64, action: RoomAction) -> Signed {
+            Signed::sign(
+                by,
+                Body::RoomOp(RoomOp {
+                    room: self.room.clone(),
+                    clock,
+                    time_ms: clock,
+                    action,
+                }),
+            )
+        }
+
+        fn presence(&self, by: &Identity, leaving: bool) -> Signed {
+            Signed::sign(
+                by,
+                Body::Presence(Presence {
+                    room: self.room.clone(),
+                    time_ms: NOW,
+                    nick: Some("ann".into()),
+                    ttl_s: 60,
+                    leaving,
+                }),
+            )
+        }
+    }
+
+    const ACCEPT: Admission = Admission::Accept { show: true };
+
     #[test]
     fn unsent_posts_keep_their_order_and_are_bounded() {
         let mut rooms = Rooms::new();
         let lobby = Room::new("lobby").unwrap();
-        assert!(!rooms.has_room_for_unsent(&lobby), "not joined");
-        let topic = rooms.join(&lobby).unwrap();
-        assert!(rooms.join(&lobby).is_none());
+        let topic = rooms.join(&lobby, RoomState::new(lobby.clone())).unwrap();
+        assert!(rooms.join(&lobby, RoomState::new(lobby.clone())).is_none());
         assert_eq!(rooms.room_of(&topic.hash()), Some(&lobby));
-        rooms.push_unsent(&lobby, post(1));
-        rooms.push_unsent(&lobby, post(2));
-        let first = rooms.pop_unsent(&lobby).unwrap();
+        let joined = rooms.get_mut(&lobby).unwrap();
+        joined.push_unsent(post(1));
+        joined.push_unsent(post(2));
+        let first = joined.pop_unsent().unwrap();
         assert_eq!(first.envelope, vec![1]);
-        rooms.requeue_front(&lobby, first);
-        assert_eq!(rooms.pop_unsent(&lobby).unwrap().envelope, vec![1]);
-        assert_eq!(rooms.pop_unsent(&lobby).unwrap().envelope, vec![2]);
+        joined.requeue_front(first);
+        assert_eq!(joined.pop_unsent().unwrap().envelope, vec![1]);
+        assert_eq!(joined.pop_unsent().unwrap().envelope, vec![2]);
         for n in 0..MAX_UNSENT_PER_ROOM {
-            assert!(rooms.has_room_for_unsent(&lobby));
-            rooms.push_unsent(&lobby, post(n as u8));
+            assert!(joined.has_room_for_unsent());
+            joined.push_unsent(post(n as u8));
         }
-        assert!(!rooms.has_room_for_unsent(&lobby));
+        assert!(!joined.has_room_for_unsent());
+        assert_eq!(rooms.with_unsent(), vec![lobby.clone()]);
         assert_eq!(rooms.leave(&lobby).map(|(_, n)| n), Some(MAX_UNSENT_PER_ROOM));
         assert!(rooms.room_of(&topic.hash()).is_none());
+        assert!(rooms.get(&lobby).is_none());
+    }
+
+    #[test]
+    fn leaving_drops_everything_kept_about_the_room() {
+        let mut f = Fixture::hosted();
+        let (host, ann) = (f.host.clone(), Identity::generate());
+        // A parked op, a participant present, an unsent post and rules.
+        let early = f.op(&ann, NOW - 5, RoomAction::Delete(MessageId::from_bytes([7; 32])));
+        f.admit(Origin::Live, &f.post(&host, NOW - 10, "hello"));
+        f.admit(Origin::Live, &f.op(&host, NOW - 9, RoomAction::Chat(ChatMode::On)));
+        let _ = f.admit(Origin::Live, &early);
+        assert!(matches!(
+            f.admit(Origin::Live, &f.presence(&ann, false)),
+            Admission::Presence(Change::Here)
+        ));
+        let mut rooms = Rooms::new();
+        rooms.joined.insert(f.room.clone(), f.joined);
+        rooms.by_topic.insert(protocol::topic(&f.room).hash(), f.room.clone());
+        rooms.get_mut(&f.room).unwrap().push_unsent(post(1));
+        assert_eq!(rooms.get(&f.room).unwrap().presence.len(), 1);
+        assert_eq!(rooms.leave(&f.room).map(|(_, n)| n), Some(1));
+        // Joining again starts from what the log holds, nothing else.
+        rooms.join(&f.room, RoomState::new(f.room.clone()));
+        let again = rooms.get(&f.room).unwrap();
+        assert_eq!(
+            (again.parked_len(), again.presence.len(), again.unsent_len()),
+            (0, 0, 0)
+        );
+        assert_eq!(again.rules.post_count(), 0);
+    }
+
+    #[test]
+    fn a_valid_post_is_accepted_by_every_origin() {
+        for origin in [Origin::Live, Origin::History] {
+            let mut f = Fixture::open();
+            let ann = Identity::generate();
+            assert_eq!(f.admit(origin, &f.post(&ann, NOW, "hi")), ACCEPT, "{origin:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_room_and_wrong_kind_are_invalid_everywhere() {
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        let other = Room::new("elsewhere").unwrap();
+        let mut elsewhere = f.post(&ann, NOW, "hi");
+        if let Body::Hallway(p) = elsewhere.body() {
+            let mut p = p.clone();
+            p.room = other;
+            elsewhere = Signed::sign(&ann, Body::Hallway(p));
+        }
+        for origin in [Origin::Live, Origin::History] {
+            assert_eq!(
+                f.admit(origin, &elsewhere),
+                Admission::Refused {
+                    reason: RejectReason::WrongRoom,
+                    invalid: true
+                }
+            );
+        }
+        // Presence travels only live: a history page holding one is invalid.
+        assert_eq!(
+            f.admit(Origin::History, &f.presence(&ann, false)),
+            Admission::Refused {
+                reason: RejectReason::WrongKind,
+                invalid: true
+            }
+        );
+    }
+
+    #[test]
+    fn history_may_be_old_but_live_gossip_may_not() {
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        let old = f.post(&ann, NOW - 2 * WINDOW, "yesterday");
+        assert_eq!(
+            f.admit(Origin::Live, &old),
+            Admission::Refused {
+                reason: RejectReason::Stale,
+                invalid: false
+            }
+        );
+        // From history it is stored but not shown like a live post.
+        assert_eq!(f.admit(Origin::History, &old), Admission::Accept { show: false });
+        let recent = f.post(&ann, NOW - WINDOW / 2, "a minute ago");
+        assert_eq!(f.admit(Origin::History, &recent), ACCEPT);
+    }
+
+    #[test]
+    fn the_future_is_refused_by_every_origin() {
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        let ahead = f.post(&ann, NOW + 2 * WINDOW, "from the future");
+        for origin in [Origin::Live, Origin::History] {
+            assert_eq!(
+                f.admit(origin, &ahead),
+                Admission::Refused {
+                    reason: RejectReason::FutureTime,
+                    invalid: false
+                }
+            );
+        }
+        // A clock far ahead of a present time is refused too.
+        let mut p = match f.post(&ann, NOW, "x").body() {
+            Body::Hallway(p) => p.clone(),
+            _ => unreachable!(),
+        };
+        p.clock = NOW + 2 * WINDOW;
+        let skewed = Signed::sign(&ann, Body::Hallway(p));
+        for origin in [Origin::Live, Origin::History] {
+            assert_eq!(
+                f.admit(origin, &skewed),
+                Admission::Refused {
+                    reason: RejectReason::FutureTime,
+                    invalid: false
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn blocked_authors_are_dropped_before_anything_else() {
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        f.blocked.insert(ann.peer_id());
+        let other = Room::new("elsewhere").unwrap();
+        let misplaced = Signed::sign(
+            &ann,
+            Body::Hallway(HallwayPost {
+                room: other,
+                text: "x".into(),
+                time_ms: NOW,
+                nick: None,
+                clock: NOW,
+                reply_to: None,
+                mentions: Vec::new(),
+                question: false,
+            }),
+        );
+        for origin in [Origin::Live, Origin::History] {
+            assert_eq!(f.admit(origin, &f.post(&ann, NOW, "hi")), Admission::Blocked);
+            assert_eq!(f.admit(origin, &misplaced), Admission::Blocked);
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_applies_to_live_posts_and_blames_only_the_author() {
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        let forwarder = Identity::generate().peer_id();
+        let burst = Limits::default().posts_per_author.burst as u64;
+        for i in 0..burst {
+            let p = f.post(&ann, NOW + i, "flood");
+            assert_eq!(f.admit_at(Origin::Live, forwarder, &p, NOW), ACCEPT);
+        }
+        let over = f.post(&ann, NOW + burst, "one more");
+        assert_eq!(
+            f.admit_at(Origin::Live, forwarder, &over, NOW),
+            Admission::RateLimited { at_fault: false }
+        );
+        assert_eq!(
+            f.admit_at(Origin::Live, ann.peer_id(), &over, NOW),
+            Admission::RateLimited { at_fault: true }
+        );
+        // History is not rate limited (a catch-up is thousands of posts),
+        // and the bucket refills with time.
+        assert_eq!(f.admit_at(Origin::History, forwarder, &over, NOW), ACCEPT);
+        assert_eq!(f.admit_at(Origin::Live, forwarder, &over, NOW + 1_000), ACCEPT);
+    }
+
+    #[test]
+    fn a_deleted_post_is_never_accepted_again() {
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        let p = f.post(&ann, NOW - 10, "oops");
+        let delete = f.op(&ann, NOW - 5, RoomAction::Delete(p.id()));
+        // The delete arrives first (by history), then the post by gossip and
+        // by history: it is known deleted either way.
+        assert_eq!(f.admit(Origin::History, &delete), ACCEPT);
+        assert_eq!(f.admit(Origin::History, &p), Admission::Deleted);
+        assert_eq!(f.admit(Origin::Live, &p), Admission::Deleted);
+    }
+
+    #[test]
+    fn a_removed_participant_cannot_post_live_even_with_an_old_clock() {
+        let mut f = Fixture::hosted();
+        let (host, ann) = (f.host.clone(), Identity::generate());
+        let removal = f.op(
+            &host,
+            NOW - 100,
+            RoomAction::Remove {
+                peer: ann.peer_id(),
+                restore: false,
+            },
+        );
+        assert_eq!(f.admit(Origin::Live, &removal), ACCEPT);
+        let before = f.post(&ann, NOW - 200, "from before the removal");
+        let after = f.post(&ann, NOW - 50, "after");
+        let removed = Admission::Refused {
+            reason: RejectReason::Removed,
+            invalid: false,
+        };
+        assert_eq!(f.admit(Origin::Live, &before), removed);
+        assert_eq!(f.admit(Origin::Live, &after), removed);
+        // History is decided at the post's clock: before the removal it stands.
+        assert_eq!(f.admit(Origin::History, &before), ACCEPT);
+        assert_eq!(f.admit(Origin::History, &after), removed);
+    }
+
+    #[test]
+    fn an_op_before_its_grant_is_parked_then_taken_when_the_grant_arrives() {
+        for origin in [Origin::Live, Origin::History] {
+            let mut f = Fixture::hosted();
+            let (host, ann, bob) = (f.host.clone(), Identity::generate(), Identity::generate());
+            let bobs = f.post(&bob, NOW - 30, "spam");
+            assert_eq!(f.admit(origin, &bobs), ACCEPT);
+            let grant = f.op(
+                &host,
+                NOW - 20,
+                RoomAction::SetRole {
+                    peer: ann.peer_id(),
+                    role: Role::Moderator,
+                },
+            );
+            let delete = f.op(&ann, NOW - 10, RoomAction::Delete(bobs.id()));
+            assert_eq!(
+                f.admit(origin, &delete),
+                Admission::Parked {
+                    reason: RejectReason::NotAllowed
+                },
+                "{origin:?}"
+            );
+            assert!(f.joined.take_ready().is_none(), "not before the grant");
+            assert_eq!(
+                f.admit(origin, &f.op(&host, NOW - 20, RoomAction::Chat(ChatMode::On))),
+                ACCEPT
+            );
+            assert_eq!(f.admit(origin, &grant), ACCEPT);
+            let ready = f.joined.take_ready().expect("the grant makes it valid");
+            assert_eq!(ready.id(), delete.id());
+            assert_eq!(f.admit(Origin::Parked, &ready), ACCEPT);
+            assert_eq!(f.joined.apply(&ready), vec![(NOW - 30, bobs.id())]);
+            assert!(f.joined.rules.is_deleted(&bobs.id()));
+            assert_eq!(f.joined.parked_len(), 0);
+        }
+    }
+
+    #[test]
+    fn parking_is_bounded_and_keeps_one_copy() {
+        let mut f = Fixture::hosted();
+        let ann = Identity::generate();
+        for i in 0..(MAX_PARKED as u64 + 10) {
+            let op = f.op(&ann, NOW - 1000 + i, RoomAction::Chat(ChatMode::Off));
+            assert!(matches!(f.admit(Origin::History, &op), Admission::Parked { .. }));
+            let _ = f.admit(Origin::History, &op);
+        }
+        assert_eq!(f.joined.parked_len(), MAX_PARKED);
+    }
+
+    #[test]
+    fn presence_is_taken_live_only_and_never_for_the_node_itself() {
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        assert_eq!(
+            f.admit(Origin::Live, &f.presence(&ann, false)),
+            Admission::Presence(Change::Here)
+        );
+        assert_eq!(
+            f.admit(Origin::Live, &f.presence(&ann, true)),
+            Admission::Presence(Change::Left)
+        );
+        let me = Identity::generate();
+        f.local = me.peer_id();
+        assert_eq!(f.admit(Origin::Live, &f.presence(&me, false)), Admission::NotTracked);
+        assert_eq!(f.joined.presence.len(), 0);
+    }
+
+    #[test]
+    fn the_verdict_does_not_depend_on_the_order_of_arrival() {
+        // The same messages through live gossip and through history, in two
+        // orders, leave the same rules.
+        let f0 = Fixture::hosted();
+        let (host, ann) = (f0.host.clone(), Identity::generate());
+        let p = f0.post(&ann, NOW - 40, "question?");
+        let msgs = vec![
+            p.clone(),
+            f0.op(
+                &host,
+                NOW - 30,
+                RoomAction::SetRole {
+                    peer: ann.peer_id(),
+                    role: Role::Moderator,
+                },
+            ),
+            f0.op(&ann, NOW - 20, RoomAction::Chat(ChatMode::ReadOnly)),
+            f0.op(&host, NOW - 10, RoomAction::Delete(p.id())),
+        ];
+        let mut views = Vec::new();
+        for (origin, reversed) in [(Origin::Live, false), (Origin::History, true), (Origin::Live, true)] {
+            let mut f = Fixture::with(f0.room.clone(), host.clone());
+            let mut order = msgs.clone();
+            if reversed {
+                order.reverse();
+            }
+            for m in &order {
+                let _ = f.admit(origin, m);
+                while let Some(ready) = f.joined.take_ready() {
+                    if f.admit(Origin::Parked, &ready) == ACCEPT {
+                        f.joined.apply(&ready);
+                    }
+                }
+            }
+            views.push((
+                f.joined.rules.mode(),
+                f.joined.rules.role(&ann.peer_id()),
+                f.joined.rules.is_deleted(&p.id()),
+            ));
+        }
+        assert!(views.iter().all(|v| *v == views[0]), "{views:?}");
+        assert_eq!(views[0], (ChatMode::ReadOnly, Role::Moderator, true));
     }
 }

@@ -8,37 +8,19 @@ use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::oneshot;
 
 use super::{AfterFlush, EventLoop, check_text};
-use crate::message::{Body, HallwayPost, MessageId, RejectReason, Room, Signed, check_time};
-use crate::node::presence::{self, Change};
+use crate::message::{Body, HallwayPost, MessageId, Room, Signed};
+use crate::node::presence::Change;
+use crate::node::rooms::{Admission, Context, JoinedRoom, Origin};
 use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
 use crate::room::{MAX_MENTIONS, Presence, RoomAction, RoomOp, RoomState};
 use crate::store::{Direction, Inserted, now_ms};
 
-/// Operations kept per room while they wait for an earlier operation that
-/// gives their author the right (gossip may deliver a moderator's delete
-/// before the host's grant). Beyond this, the oldest is dropped; history
-/// sync brings it back later if it is valid.
-const MAX_PARKED: usize = 256;
-
 impl EventLoop {
-    /// The rules of a room, loaded from the log the first time.
-    pub(super) fn room_state(&mut self, room: &Room) -> &mut RoomState {
-        if !self.room_states.contains_key(room) {
-            let state = self.load_room(room);
-            self.room_states.insert(room.clone(), state);
-        }
-        self.room_states.get_mut(room).expect("just inserted")
-    }
-
-    /// Rebuilds a room's rules from its messages in the log.
-    pub(super) fn load_room(&self, room: &Room) -> RoomState {
-        match self.store.room(room, usize::MAX) {
-            Ok(messages) => state_of(room, &messages),
-            Err(e) => {
-                tracing::error!(%room, "cannot read the room's log: {e}");
-                RoomState::new(room.clone())
-            }
-        }
+    /// A joined room, or `NotJoined`.
+    fn joined(&mut self, room: &Room) -> Result<&mut JoinedRoom, NodeError> {
+        self.rooms
+            .get_mut(room)
+            .ok_or_else(|| NodeError::NotJoined(room.clone()))
     }
 
     /// Joins a hosted room of this node's.
@@ -56,46 +38,50 @@ impl EventLoop {
         options: PostOptions,
         reply: oneshot::Sender<Result<MessageId, NodeError>>,
     ) {
-        if let Err(e) = check_text(&text) {
-            let _ = reply.send(Err(e));
-            return;
+        match self.new_post(&room, text, options) {
+            Ok(body) => {
+                self.publish_own(room, body, reply);
+                self.stats.posts_sent += 1;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
-        if self.rooms.get(&room).is_none() {
-            let _ = reply.send(Err(NodeError::NotJoined(room)));
-            return;
+    }
+
+    /// The body of a post of this node's, if the room's rules allow it now.
+    fn new_post(&mut self, room: &Room, text: String, options: PostOptions) -> Result<Body, NodeError> {
+        check_text(&text)?;
+        let joined = self.joined(room)?;
+        if !joined.has_room_for_unsent() {
+            return Err(NodeError::Backlog(joined.unsent_len(), room.clone()));
         }
-        if !self.rooms.has_room_for_unsent(&room) {
-            let n = self.rooms.unsent_len(&room);
-            let _ = reply.send(Err(NodeError::Backlog(n, room)));
-            return;
-        }
-        let mentions = self.mentions(&room, &text, &options.mentions);
-        let local = self.local;
-        let state = self.room_state(&room);
+        let mentions = self.mentions(room, &text, &options.mentions);
+        let (local, nick) = (self.local, self.nick.clone());
+        let state = &self.joined(room)?.rules;
         let now = now_ms();
         let clock = state.next_clock(now);
-        if let Err(reason) = state.check_live_post(&local, clock, options.question) {
-            let _ = reply.send(Err(NodeError::NotAllowed { room, reason }));
-            return;
-        }
+        state
+            .check_live_post(&local, clock, options.question)
+            .map_err(|reason| NodeError::NotAllowed {
+                room: room.clone(),
+                reason,
+            })?;
         if let Some(target) = options.reply_to
             && !state.knows_post(&target)
         {
-            let _ = reply.send(Err(NodeError::UnknownMessage(target)));
-            return;
+            return Err(NodeError::UnknownMessage(target));
         }
-        let body = Body::Hallway(HallwayPost {
+        Ok(Body::Hallway(HallwayPost {
             room: room.clone(),
             text,
             time_ms: now,
-            nick: self.nick.clone(),
+            nick,
             clock,
             reply_to: options.reply_to,
             mentions,
             question: options.question,
-        });
-        self.publish_own(room, body, reply);
-        self.stats.posts_sent += 1;
+        }))
     }
 
     /// Signs, checks, logs and publishes a room operation of this node's.
@@ -105,18 +91,21 @@ impl EventLoop {
         action: RoomAction,
         reply: oneshot::Sender<Result<MessageId, NodeError>>,
     ) {
-        if self.rooms.get(&room).is_none() {
-            let _ = reply.send(Err(NodeError::NotJoined(room)));
-            return;
+        match self.new_op(&room, action) {
+            Ok(body) => self.publish_own(room, body, reply),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
-        if let RoomAction::Edit { text, .. } = &action
-            && let Err(e) = check_text(text)
-        {
-            let _ = reply.send(Err(e));
-            return;
-        }
+    }
+
+    /// The body of an operation of this node's, if the rules allow it now.
+    fn new_op(&mut self, room: &Room, action: RoomAction) -> Result<Body, NodeError> {
         let local = self.local;
-        let state = self.room_state(&room);
+        let state = &self.joined(room)?.rules;
+        if let RoomAction::Edit { text, .. } = &action {
+            check_text(text)?;
+        }
         let target = match &action {
             RoomAction::Delete(t) | RoomAction::Edit { target: t, .. } | RoomAction::Question { target: t, .. } => {
                 Some(*t)
@@ -127,22 +116,22 @@ impl EventLoop {
         if let Some(t) = target
             && !state.knows_post(&t)
         {
-            let _ = reply.send(Err(NodeError::UnknownMessage(t)));
-            return;
+            return Err(NodeError::UnknownMessage(t));
         }
         let now = now_ms();
         let clock = state.next_clock(now);
-        if let Err(reason) = state.check_op(&local, clock, &action) {
-            let _ = reply.send(Err(NodeError::NotAllowed { room, reason }));
-            return;
-        }
-        let body = Body::RoomOp(RoomOp {
+        state
+            .check_op(&local, clock, &action)
+            .map_err(|reason| NodeError::NotAllowed {
+                room: room.clone(),
+                reason,
+            })?;
+        Ok(Body::RoomOp(RoomOp {
             room: room.clone(),
             clock,
             time_ms: now,
             action,
-        });
-        self.publish_own(room, body, reply);
+        }))
     }
 
     /// Logs a post or operation of this node's, applies it, and publishes
@@ -153,45 +142,34 @@ impl EventLoop {
             let _ = reply.send(Err(e.into()));
             return;
         }
-        self.apply_room_message(&room, &signed);
+        self.apply_logged(&room, &signed);
         let unsent = super::Unsent {
             id: signed.id(),
             envelope: signed.envelope().to_vec(),
         };
         let id = unsent.id;
-        if self.rooms.unsent_len(&room) > 0 {
+        let waiting = self.rooms.get(&room).map_or(0, JoinedRoom::unsent_len);
+        if waiting > 0 {
             // Keep posting order behind posts already waiting.
-            self.rooms.push_unsent(&room, unsent);
+            if let Some(joined) = self.rooms.get_mut(&room) {
+                joined.push_unsent(unsent);
+            }
             self.send_unsent(&room);
-        } else if let Err(unsent) = self.publish(&room, unsent) {
-            self.rooms.push_unsent(&room, unsent);
+        } else if let Err(unsent) = self.publish(&room, unsent)
+            && let Some(joined) = self.rooms.get_mut(&room)
+        {
+            joined.push_unsent(unsent);
         }
         self.commit.push(AfterFlush::Sent { id, reply });
     }
 
     /// Feeds a logged room message to the room's rules, and drops the text
     /// of posts that are deleted now.
-    fn apply_room_message(&mut self, room: &Room, signed: &Signed) {
-        let state = self.room_state(room);
-        state.add_message(signed);
-        let forget: Vec<(u64, MessageId)> = match signed.body() {
-            Body::RoomOp(op) => {
-                match &op.action {
-                    RoomAction::Delete(target) if state.is_deleted(target) => {
-                        vec![(state.post_clock(target).unwrap_or_default(), *target)]
-                    }
-                    // A change of rights can decide older deletes.
-                    RoomAction::SetRole { .. } | RoomAction::Remove { .. } => state
-                        .deleted_posts()
-                        .into_iter()
-                        .map(|t| (state.post_clock(&t).unwrap_or_default(), t))
-                        .collect(),
-                    _ => Vec::new(),
-                }
-            }
-            _ => Vec::new(),
+    fn apply_logged(&mut self, room: &Room, signed: &Signed) {
+        let Some(joined) = self.rooms.get_mut(room) else {
+            return;
         };
-        for (clock, target) in forget {
+        for (clock, target) in joined.apply(signed) {
             if let Err(e) = self.store.forget(room, clock, &target) {
                 tracing::error!(%room, "cannot drop a deleted post: {e}");
             }
@@ -199,91 +177,96 @@ impl EventLoop {
         }
     }
 
-    /// Checks a verified message that arrived on `room`'s topic.
-    pub(super) fn check_room_message(&mut self, source: PeerId, room: Room, signed: Signed) -> MessageAcceptance {
-        let now = now_ms();
-        let window = self.clock_window_ms;
-        let author = signed.author();
-        let (msg_room, time_ms) = match signed.body() {
-            Body::Hallway(p) => (&p.room, p.time_ms),
-            Body::RoomOp(op) => (&op.room, op.time_ms),
-            Body::Presence(p) => (&p.room, p.time_ms),
-            _ => {
-                self.reject(source, RejectReason::WrongKind);
-                return MessageAcceptance::Reject;
+    /// Admits a verified message for a joined room, from gossip, history or
+    /// the parked operations, by the one rule of [`JoinedRoom::admit`], and
+    /// carries out the decision: counts and penalties, logging, applying
+    /// and showing, then the parked operations it makes valid. Returns the
+    /// verdict for gossipsub and whether the message was new to the log.
+    pub(super) fn admit_room_message(
+        &mut self,
+        origin: Origin,
+        source: PeerId,
+        room: &Room,
+        signed: Signed,
+    ) -> (MessageAcceptance, bool) {
+        let Some(joined) = self.rooms.get_mut(room) else {
+            return (MessageAcceptance::Ignore, false);
+        };
+        let mut cx = Context {
+            now_ms: now_ms(),
+            window_ms: self.clock_window_ms,
+            local: self.local,
+            presence_on: self.presence_on,
+            blocked: &self.blocked,
+            limiters: &mut self.limiters,
+        };
+        let live = origin == Origin::Live;
+        match joined.admit(room, origin, source, &signed, &mut cx) {
+            Admission::Accept { show } => match self.log_room_message(room, &signed) {
+                Ok(true) => {
+                    if show {
+                        self.show_room_message(room, &signed);
+                    }
+                    if origin != Origin::Parked {
+                        self.retry_parked(room);
+                    }
+                    (MessageAcceptance::Accept, true)
+                }
+                Ok(false) => {
+                    // Valid, and new to gossip here (gossipsub drops what it
+                    // has seen): this node has it from history sync. Forward
+                    // it, so that peers that depend on this node for it get it.
+                    if live {
+                        self.stats.duplicates += 1;
+                    }
+                    (MessageAcceptance::Accept, false)
+                }
+                Err(e) => {
+                    tracing::error!(%room, "cannot log a room message: {e}");
+                    (MessageAcceptance::Ignore, false)
+                }
+            },
+            Admission::Deleted => {
+                if live {
+                    self.stats.duplicates += 1;
+                }
+                (MessageAcceptance::Ignore, false)
             }
-        };
-        if *msg_room != room {
-            self.reject(source, RejectReason::WrongRoom);
-            return MessageAcceptance::Reject;
-        }
-        if let Err(reason) = check_time(time_ms, now, window, true) {
-            // Not penalised: an honest forwarder's clock may differ from ours.
-            self.reject(source, reason);
-            return MessageAcceptance::Ignore;
-        }
-        if let Body::Presence(p) = signed.body() {
-            return self.observe_presence(source, author, p.clone());
-        }
-        let within = match signed.body() {
-            Body::Hallway(_) => self.limiters.posts.allow(&author, now),
-            _ => self.limiters.ops.allow(&author, now),
-        };
-        if !within {
-            // The author floods; the forwarder is at fault only if it is the author.
-            self.violation(source, source == author);
-            return MessageAcceptance::Ignore;
-        }
-        if signed
-            .body()
-            .room_clock()
-            .is_some_and(|(_, c)| c > now.saturating_add(window))
-        {
-            self.reject(source, RejectReason::FutureTime);
-            return MessageAcceptance::Ignore;
-        }
-        let state = self.room_state(&room);
-        let verdict = match signed.body() {
-            Body::Hallway(p) if state.is_deleted(&signed.id()) => Err(None),
-            Body::Hallway(p) => state.check_live_post(&author, p.clock, p.question).map_err(Some),
-            Body::RoomOp(op) => state.check_op(&author, op.clock, &op.action).map_err(Some),
-            _ => Ok(()),
-        };
-        match verdict {
-            Ok(()) => {}
-            Err(None) => {
-                self.stats.duplicates += 1;
-                return MessageAcceptance::Ignore;
+            Admission::Blocked => {
+                self.drop_blocked(signed.author());
+                (MessageAcceptance::Ignore, false)
             }
-            Err(Some(reason)) => {
+            Admission::Refused { reason, invalid } => {
+                self.reject(source, reason);
+                let verdict = if invalid {
+                    MessageAcceptance::Reject
+                } else {
+                    MessageAcceptance::Ignore
+                };
+                (verdict, false)
+            }
+            Admission::Parked { reason } => {
                 // Decided by what this node knows of the room: another node
                 // may know more, so the forwarder is not penalised.
-                if matches!(reason, RejectReason::NotAllowed | RejectReason::NotModerator)
-                    && matches!(signed.body(), Body::RoomOp(_))
-                {
-                    self.park(&room, signed);
-                }
                 self.reject(source, reason);
-                return MessageAcceptance::Ignore;
+                (MessageAcceptance::Ignore, false)
             }
-        }
-        match self.log_room_message(&room, &signed) {
-            Ok(true) => {
-                self.show_room_message(&room, &signed);
-                self.retry_parked(&room);
-                MessageAcceptance::Accept
+            Admission::RateLimited { at_fault } => {
+                self.violation(source, at_fault);
+                (MessageAcceptance::Ignore, false)
             }
-            Ok(false) => {
-                // Valid, and new to gossip here (gossipsub drops what it has
-                // seen): this node has it from history sync. Forward it, so
-                // that peers that depend on this node for it get it.
-                self.stats.duplicates += 1;
-                MessageAcceptance::Accept
+            Admission::Presence(change) => {
+                if let (Body::Presence(p), Change::Here | Change::Left) = (signed.body(), &change) {
+                    self.emit(Event::Presence {
+                        room: room.clone(),
+                        peer: signed.author(),
+                        nick: p.nick.clone(),
+                        present: change == Change::Here,
+                    });
+                }
+                (MessageAcceptance::Accept, false)
             }
-            Err(e) => {
-                tracing::error!("cannot log post: {e}");
-                MessageAcceptance::Ignore
-            }
+            Admission::NotTracked => (MessageAcceptance::Ignore, false),
         }
     }
 
@@ -293,14 +276,14 @@ impl EventLoop {
         match self.store.insert(signed, Direction::Received, &self.local)? {
             Inserted::New(_) => {
                 self.unflushed = true;
-                self.apply_room_message(room, signed);
+                self.apply_logged(room, signed);
                 Ok(true)
             }
             Inserted::Duplicate => Ok(false),
         }
     }
 
-    pub(super) fn show_room_message(&mut self, room: &Room, signed: &Signed) {
+    fn show_room_message(&mut self, room: &Room, signed: &Signed) {
         match signed.body() {
             Body::Hallway(post) => {
                 self.stats.hallway_received += 1;
@@ -323,70 +306,12 @@ impl EventLoop {
         }
     }
 
-    fn park(&mut self, room: &Room, signed: Signed) {
-        let parked = self.parked.entry(room.clone()).or_default();
-        if parked.iter().any(|s| s.id() == signed.id()) {
-            return;
+    /// Admits the parked operations that the rules accept now.
+    fn retry_parked(&mut self, room: &Room) {
+        let local = self.local;
+        while let Some(signed) = self.rooms.get_mut(room).and_then(JoinedRoom::take_ready) {
+            self.admit_room_message(Origin::Parked, local, room, signed);
         }
-        if parked.len() >= MAX_PARKED {
-            parked.pop_front();
-        }
-        parked.push_back(signed);
-    }
-
-    /// Applies parked operations that the rules accept now.
-    pub(super) fn retry_parked(&mut self, room: &Room) {
-        loop {
-            let Some(parked) = self.parked.get(room) else {
-                return;
-            };
-            let state = self.room_states.get(room);
-            let ready = parked.iter().position(|s| match (s.body(), state) {
-                (Body::RoomOp(op), Some(state)) => state.check_op(&s.author(), op.clock, &op.action).is_ok(),
-                _ => false,
-            });
-            let Some(i) = ready else {
-                return;
-            };
-            let Some(signed) = self.parked.get_mut(room).and_then(|p| p.remove(i)) else {
-                return;
-            };
-            if let Ok(true) = self.log_room_message(room, &signed) {
-                self.show_room_message(room, &signed);
-            }
-        }
-    }
-
-    /// Stores a message from history sync if the room's rules accept it.
-    /// Returns whether it was new. Operations the rules refuse for now are
-    /// parked (a later page may hold the grant they depend on).
-    pub(super) fn accept_history(&mut self, room: &Room, signed: Signed) -> bool {
-        let author = signed.author();
-        let state = self.room_state(room);
-        let verdict = match signed.body() {
-            Body::Hallway(p) => {
-                // Known first, so that a delete by its author counts.
-                state.add_post(signed.id(), author, p.clock, p.question);
-                if state.is_deleted(&signed.id()) {
-                    return false;
-                }
-                state.check_post(&author, p.clock, p.question)
-            }
-            Body::RoomOp(op) => state.check_op(&author, op.clock, &op.action),
-            _ => Err(RejectReason::WrongKind),
-        };
-        if let Err(reason) = verdict {
-            if matches!(signed.body(), Body::RoomOp(_)) {
-                self.park(room, signed);
-            } else {
-                tracing::debug!(%room, %reason, "history post refused by the room's rules");
-            }
-            return false;
-        }
-        self.log_room_message(room, &signed).unwrap_or_else(|e| {
-            tracing::error!("cannot log a synced message: {e}");
-            false
-        })
     }
 
     /// The mentions of a post: those given, plus `@peer-id` and `@nickname`
@@ -397,7 +322,7 @@ impl EventLoop {
             .split_whitespace()
             .filter_map(|w| w.strip_prefix('@'))
             .map(|w| w.trim_end_matches(|c: char| c.is_ascii_punctuation()));
-        let book = self.presence.get(room);
+        let book = self.rooms.get(room).map(|joined| &joined.presence);
         for word in words {
             let found = match word.parse::<PeerId>() {
                 Ok(peer) => Some(peer),
@@ -420,39 +345,18 @@ impl EventLoop {
 
     // ---- presence ------------------------------------------------------------
 
-    fn observe_presence(&mut self, source: PeerId, author: PeerId, p: Presence) -> MessageAcceptance {
-        if !self.presence_on || author == self.local {
-            return MessageAcceptance::Ignore;
-        }
-        let book = self.presence.entry(p.room.clone()).or_default();
-        match book.observe(author, p.nick.clone(), p.ttl_s, p.leaving, now_ms()) {
-            Ok(Change::Same) => MessageAcceptance::Accept,
-            Ok(change) => {
-                self.emit(Event::Presence {
-                    room: p.room,
-                    peer: author,
-                    nick: p.nick,
-                    present: change == Change::Here,
-                });
-                MessageAcceptance::Accept
-            }
-            Err(reason) => {
-                self.reject(source, reason);
-                MessageAcceptance::Ignore
-            }
-        }
-    }
-
     /// Announces this node in a room (or its leaving). Returns false if the
     /// room has no peers yet.
     pub(super) fn announce(&mut self, room: &Room, leaving: bool) -> bool {
-        let present = self.presence.get(room).map_or(0, presence::Book::len) + 1;
-        let interval = presence::interval_s(present);
+        let Some(joined) = self.rooms.get(room) else {
+            return false;
+        };
+        let now = now_ms();
         let body = Body::Presence(Presence {
             room: room.clone(),
-            time_ms: now_ms(),
+            time_ms: now,
             nick: self.nick.clone(),
-            ttl_s: 3 * interval,
+            ttl_s: joined.presence.ttl_s(),
             leaving,
         });
         let signed = Signed::sign(&self.identity, body);
@@ -463,9 +367,8 @@ impl EventLoop {
         if self.publish(room, unsent).is_err() {
             return false;
         }
-        if let Some(book) = self.presence.get_mut(room) {
-            book.last_sent_ms = now_ms();
-            book.next_due_ms = book.last_sent_ms + u64::from(interval) * 1000;
+        if let Some(joined) = self.rooms.get_mut(room) {
+            joined.presence.announced(now);
         }
         true
     }
@@ -476,20 +379,20 @@ impl EventLoop {
             return;
         }
         let now = now_ms();
-        let joined: Vec<Room> = self.rooms.iter().map(|(room, _)| room.clone()).collect();
-        for room in joined {
-            if self.presence.get(&room).is_none_or(|b| b.next_due_ms == 0) {
-                // Joined: the first announcement after a random delay.
-                let peers = self.room_peers_of(&room).len();
-                let book = self.presence.entry(room.clone()).or_default();
-                let window = crate::node::presence::jitter_window_ms(peers.max(book.len()) + 1);
-                book.next_due_ms = now + super::random_u64() % window;
-            }
-            let book = self.presence.entry(room.clone()).or_default();
-            if book.next_due_ms <= now {
+        for room in self.rooms.ids() {
+            let peers = self.room_peers_of(&room).len();
+            let random = super::random_u64();
+            let Some(joined) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            if joined.presence.due(now, peers, random) {
                 self.announce(&room, false);
             }
-            let gone = self.presence.get_mut(&room).map(|b| b.expire(now)).unwrap_or_default();
+            let gone = self
+                .rooms
+                .get_mut(&room)
+                .map(|j| j.presence.expire(now))
+                .unwrap_or_default();
             for peer in gone {
                 self.emit(Event::Presence {
                     room: room.clone(),
@@ -509,11 +412,12 @@ impl EventLoop {
         let local = self.local;
         // A room left (or ended): its rules from the messages just read.
         let temporary;
-        let state = if self.rooms.get(room).is_some() {
-            self.room_state(room)
-        } else {
-            temporary = state_of(room, &messages);
-            &temporary
+        let state = match self.rooms.get(room) {
+            Some(joined) => &joined.rules,
+            None => {
+                temporary = state_of(room, &messages);
+                &temporary
+            }
         };
         let mut out: Vec<RoomPost> = messages
             .into_iter()
@@ -555,11 +459,12 @@ impl EventLoop {
 
     pub(super) fn room_rules(&mut self, room: &Room) -> RoomRules {
         let temporary;
-        let state = if self.rooms.get(room).is_some() {
-            self.room_state(room)
-        } else {
-            temporary = self.load_room(room);
-            &temporary
+        let state = match self.rooms.get(room) {
+            Some(joined) => &joined.rules,
+            None => {
+                temporary = load_rules(&self.store, room);
+                &temporary
+            }
         };
         RoomRules {
             host: state.host(),
@@ -570,13 +475,10 @@ impl EventLoop {
     }
 
     pub(super) fn who(&mut self, room: &Room) -> Result<Vec<Participant>, NodeError> {
-        if self.rooms.get(room).is_none() {
-            return Err(NodeError::NotJoined(room.clone()));
-        }
-        let list = self.presence.get(room).map(presence::Book::list).unwrap_or_default();
-        let local = self.local;
-        let nick = self.nick.clone();
-        let state = self.room_state(room);
+        let (local, nick) = (self.local, self.nick.clone());
+        let joined = self.joined(room)?;
+        let list = joined.presence.list();
+        let state = &joined.rules;
         let mut out = vec![Participant {
             peer: local,
             nick,
@@ -596,6 +498,17 @@ impl EventLoop {
         }
         out.sort_by(|a, b| b.role.cmp(&a.role).then(b.me.cmp(&a.me)).then(a.peer.cmp(&b.peer)));
         Ok(out)
+    }
+}
+
+/// Rebuilds a room's rules from its messages in the log.
+pub(super) fn load_rules(store: &crate::store::Store, room: &Room) -> RoomState {
+    match store.room(room, usize::MAX) {
+        Ok(messages) => state_of(room, &messages),
+        Err(e) => {
+            tracing::error!(%room, "cannot read the room's log: {e}");
+            RoomState::new(room.clone())
+        }
     }
 }
 

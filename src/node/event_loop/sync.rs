@@ -11,8 +11,9 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use prost::Message as _;
 
 use super::EventLoop;
-use crate::message::{MessageId, RejectReason, Room, Signed, check_time};
+use crate::message::{MessageId, RejectReason, Room, Signed};
 use crate::node::Event;
+use crate::node::rooms::Origin;
 use crate::store::now_ms;
 use crate::sync::{MAX_FETCH_IDS, MAX_PAGE_BYTES, Reconciler, pages, respond};
 use crate::wire::pb;
@@ -62,6 +63,24 @@ pub(super) struct Syncs {
     next_periodic: Option<Instant>,
     /// When each room last spread a repair.
     spread_at: HashMap<Room, Instant>,
+}
+
+impl Syncs {
+    /// Forgets everything about a room this node leaves: its sessions, its
+    /// requests in flight (their answers are then dropped unread), the
+    /// cooldowns and the last spread.
+    pub(super) fn leave(&mut self, room: &Room) {
+        self.sessions.retain(|(_, r), _| r != room);
+        self.requests.retain(|_, (_, r, _)| r != room);
+        self.last.retain(|(_, r), _| r != room);
+        self.spread_at.remove(room);
+    }
+
+    /// Sessions running for a room.
+    #[cfg(test)]
+    fn sessions_of(&self, room: &Room) -> usize {
+        self.sessions.keys().filter(|(_, r)| r == room).count()
+    }
 }
 
 enum Asked {
@@ -475,63 +494,63 @@ impl EventLoop {
         }
     }
 
-    /// Verifies a page of history (one batch signature check) and stores
-    /// what the room's rules accept, in the room's order. Returns how many
-    /// messages were new.
+    /// Verifies a page of history (one batch signature check) and admits
+    /// each message by the room's one rule ([`JoinedRoom::admit`]), in the
+    /// room's order. Returns how many messages were new.
+    ///
+    /// [`JoinedRoom::admit`]: crate::node::rooms::JoinedRoom::admit
     pub(super) fn apply_history(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) -> usize {
-        let now = now_ms();
-        let window = self.clock_window_ms;
-        let mut accepted: Vec<(u64, Signed)> = Vec::with_capacity(envelopes.len());
-        for opened in Signed::open_batch(&envelopes) {
-            let signed = match opened {
-                Ok(signed) => signed,
-                Err(reason) => {
-                    self.reject(peer, reason);
-                    continue;
-                }
-            };
-            let (msg_room, clock, time_ms) = match signed.body() {
-                crate::message::Body::Hallway(p) => (&p.room, p.clock, p.time_ms),
-                crate::message::Body::RoomOp(op) => (&op.room, op.clock, op.time_ms),
-                _ => {
-                    self.reject(peer, RejectReason::WrongKind);
-                    continue;
-                }
-            };
-            if msg_room != room {
-                self.reject(peer, RejectReason::WrongRoom);
-                continue;
+        let mut opened: Vec<Signed> = Vec::with_capacity(envelopes.len());
+        for result in Signed::open_batch(&envelopes) {
+            match result {
+                Ok(signed) => opened.push(signed),
+                Err(reason) => self.reject(peer, reason),
             }
-            // History is old by nature; only the future is refused.
-            if let Err(reason) =
-                check_time(time_ms, now, window, false).and_then(|()| check_time(clock, now, window, false))
-            {
-                self.reject(peer, reason);
-                continue;
-            }
-            if self.blocked.contains(&signed.author()) {
-                self.drop_blocked(signed.author());
-                continue;
-            }
-            accepted.push((clock, signed));
         }
-        accepted.sort_by_key(|(clock, s)| (*clock, s.id()));
+        // In the room's order, so that grants come before what they allow.
+        opened.sort_by_key(|s| (s.body().room_clock().map_or(0, |(_, clock)| clock), s.id()));
         let mut new = 0;
-        let live_since = now.saturating_sub(window);
-        for (clock, signed) in accepted {
-            // A recent message is one gossip lost or has not delivered yet:
-            // shown like a live one. Older history is reported in bulk
-            // (`Event::Synced`) and read with `Handle::room_view`.
-            let show = (clock >= live_since).then(|| signed.clone());
-            if self.accept_history(room, signed) {
+        for signed in opened {
+            if self.admit_room_message(Origin::History, peer, room, signed).1 {
                 new += 1;
-                if let Some(signed) = show {
-                    self.show_room_message(room, &signed);
-                }
             }
         }
-        self.retry_parked(room);
         self.stats.synced_received += new as u64;
         new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let (reconciler, _) = Reconciler::start(&[]).expect("an empty set reconciles");
+        Session {
+            started: Instant::now(),
+            reconciler,
+            need: VecDeque::new(),
+            in_flight: 0,
+            received: 0,
+            sent: 0,
+        }
+    }
+
+    #[test]
+    fn leaving_a_room_forgets_its_sync_sessions_and_nothing_else() {
+        let (lobby, stage) = (Room::new("lobby").unwrap(), Room::new("stage").unwrap());
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut syncs = Syncs::default();
+        for (peer, room) in [(a, &lobby), (b, &lobby), (a, &stage)] {
+            syncs.sessions.insert((peer, room.clone()), session());
+            syncs.last.insert((peer, room.clone()), Instant::now());
+            syncs.spread_at.insert(room.clone(), Instant::now());
+        }
+        syncs.leave(&lobby);
+        assert_eq!(syncs.sessions_of(&lobby), 0);
+        assert_eq!(syncs.sessions_of(&stage), 1);
+        assert!(syncs.last.keys().all(|(_, r)| *r == stage));
+        assert!(!syncs.spread_at.contains_key(&lobby));
+        assert!(syncs.spread_at.contains_key(&stage));
     }
 }
