@@ -106,6 +106,12 @@ impl Book {
         self.next_due_ms <= now_ms
     }
 
+    /// Whether this node's next announcement has a time (it has none right
+    /// after a join).
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.next_due_ms != 0
+    }
+
     /// This node announced itself at `now_ms`: the next one is due an
     /// interval later.
     pub(crate) fn announced(&mut self, now_ms: u64) {

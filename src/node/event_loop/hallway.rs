@@ -380,7 +380,9 @@ impl EventLoop {
         }
         let now = now_ms();
         for room in self.rooms.ids() {
-            let peers = self.room_peers_of(&room).len();
+            // Only a room that has not announced yet needs its peer count.
+            let scheduled = self.rooms.get(&room).is_some_and(|j| j.presence.is_scheduled());
+            let peers = if scheduled { 0 } else { self.room_peers_of(&room).len() };
             let random = super::random_u64();
             let Some(joined) = self.rooms.get_mut(&room) else {
                 continue;
