@@ -4,7 +4,7 @@
 //! peers. The reconciliation itself and every bound are in `crate::sync`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libp2p::PeerId;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -59,13 +59,92 @@ pub(super) enum Why {
 pub(super) struct Syncs {
     sessions: HashMap<(PeerId, Room), Session>,
     requests: HashMap<OutboundRequestId, (PeerId, Room, Asked)>,
-    last: HashMap<(PeerId, Room), Instant>,
-    next_periodic: Option<Instant>,
+    /// When each pair last started a sync, in ms.
+    last: HashMap<(PeerId, Room), u64>,
+    /// When the next periodic sync is due, in ms.
+    next_periodic: Option<u64>,
     /// When each room last spread a repair.
-    spread_at: HashMap<Room, Instant>,
+    spread_at: HashMap<Room, u64>,
+}
+
+/// `Duration` in ms, for comparisons with the ms clock.
+const fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 impl Syncs {
+    /// Whether a sync of `room` with `peer` may start at `now_ms`, for `why`
+    /// (`local` is this node). Limits: one session per pair, at most
+    /// [`MAX_SESSIONS`] in all; and by why, the per-room limit, the
+    /// per-pair cooldown, and which side starts when both see each other.
+    pub(super) fn may_start(&self, local: PeerId, peer: PeerId, room: &Room, why: Why, now_ms: u64) -> bool {
+        let key = (peer, room.clone());
+        let per_room = self.sessions.keys().filter(|(_, r)| r == room).count();
+        let recent = self
+            .last
+            .get(&key)
+            .is_some_and(|t| now_ms.saturating_sub(*t) < ms(PEER_COOLDOWN));
+        let limited = match why {
+            // Both sides see each other appear; one reconciliation serves
+            // both (the initiator fetches and pushes), so only the side with
+            // the smaller peer id starts it.
+            Why::Appeared if local > peer => true,
+            Why::Asked => false,
+            Why::Appeared | Why::Spread => per_room >= MAX_SESSIONS_PER_ROOM,
+            Why::Routine => recent || per_room >= MAX_SESSIONS_PER_ROOM,
+        };
+        !limited && !self.sessions.contains_key(&key) && self.sessions.len() < MAX_SESSIONS
+    }
+
+    /// Records a session started at `now_ms`.
+    fn begin(&mut self, peer: PeerId, room: &Room, reconciler: Reconciler, now_ms: u64) {
+        let key = (peer, room.clone());
+        if self.last.len() >= MAX_TRACKED_PEERS {
+            self.last.retain(|_, t| now_ms.saturating_sub(*t) < ms(PEER_COOLDOWN));
+        }
+        self.last.insert(key.clone(), now_ms);
+        self.sessions.insert(
+            key,
+            Session {
+                started: now_ms,
+                reconciler,
+                need: VecDeque::new(),
+                in_flight: 0,
+                received: 0,
+                sent: 0,
+            },
+        );
+    }
+
+    /// Drops sessions that ran past [`SESSION_TIMEOUT`], and says whether
+    /// the periodic sync is due at `now_ms` (scheduling the next one). The
+    /// first comes one `interval` after the first call: joining already
+    /// reconciled with the peers present.
+    pub(super) fn periodic_due(&mut self, now_ms: u64, interval: Duration) -> bool {
+        self.sessions
+            .retain(|_, s| now_ms.saturating_sub(s.started) < ms(SESSION_TIMEOUT));
+        let next = *self.next_periodic.get_or_insert(now_ms + ms(interval));
+        if now_ms < next {
+            return false;
+        }
+        self.next_periodic = Some(now_ms + ms(interval));
+        true
+    }
+
+    /// Whether `room` may spread a repair at `now_ms` (at most once per
+    /// [`SPREAD_COOLDOWN`]); if so, the spread is recorded.
+    fn may_spread(&mut self, room: &Room, now_ms: u64) -> bool {
+        if self
+            .spread_at
+            .get(room)
+            .is_some_and(|t| now_ms.saturating_sub(*t) < ms(SPREAD_COOLDOWN))
+        {
+            return false;
+        }
+        self.spread_at.insert(room.clone(), now_ms);
+        true
+    }
+
     /// Forgets everything about a room this node leaves: its sessions, its
     /// requests in flight (their answers are then dropped unread), the
     /// cooldowns and the last spread.
@@ -90,7 +169,8 @@ enum Asked {
 }
 
 struct Session {
-    started: Instant,
+    /// When it started, in ms.
+    started: u64,
     reconciler: Reconciler,
     need: VecDeque<MessageId>,
     in_flight: usize,
@@ -102,24 +182,8 @@ impl EventLoop {
     /// Starts reconciling `room` with `peer`, unless one runs already or
     /// too many run, or (depending on why) the pair synced recently.
     pub(super) fn start_sync(&mut self, peer: PeerId, room: &Room, why: Why) -> bool {
-        let key = (peer, room.clone());
-        let syncs = &self.syncs;
-        let per_room = syncs.sessions.keys().filter(|(_, r)| r == room).count();
-        let recent = syncs.last.get(&key).is_some_and(|t| t.elapsed() < PEER_COOLDOWN);
-        let limited = match why {
-            // Both sides see each other appear; one reconciliation serves
-            // both (the initiator fetches and pushes), so only the side with
-            // the smaller peer id starts it.
-            Why::Appeared if self.local > peer => true,
-            Why::Asked => false,
-            Why::Appeared | Why::Spread => per_room >= MAX_SESSIONS_PER_ROOM,
-            Why::Routine => recent || per_room >= MAX_SESSIONS_PER_ROOM,
-        };
-        if syncs.sessions.contains_key(&key)
-            || syncs.sessions.len() >= MAX_SESSIONS
-            || limited
-            || self.rooms.get(room).is_none()
-        {
+        let now = now_ms();
+        if self.rooms.get(room).is_none() || !self.syncs.may_start(self.local, peer, room, why, now) {
             return false;
         }
         let keys = match self.history_keys(room) {
@@ -136,21 +200,7 @@ impl EventLoop {
                 return false;
             }
         };
-        if self.syncs.last.len() >= MAX_TRACKED_PEERS {
-            self.syncs.last.retain(|_, t| t.elapsed() < PEER_COOLDOWN);
-        }
-        self.syncs.last.insert(key.clone(), Instant::now());
-        self.syncs.sessions.insert(
-            key,
-            Session {
-                started: Instant::now(),
-                reconciler,
-                need: VecDeque::new(),
-                in_flight: 0,
-                received: 0,
-                sent: 0,
-            },
-        );
+        self.syncs.begin(peer, room, reconciler, now);
         self.stats.syncs_started += 1;
         self.send_sync(peer, room, pb::sync_request::Kind::Reconcile(first), Asked::Reconcile);
         true
@@ -175,30 +225,15 @@ impl EventLoop {
 
     /// Syncs each joined room with a random peer of it, every `sync_interval`.
     pub(super) fn periodic_sync(&mut self) {
-        let now = Instant::now();
-        self.syncs
-            .sessions
-            .retain(|_, s| now.duration_since(s.started) < SESSION_TIMEOUT);
-        // The first periodic sync comes one interval after start: joining
-        // already reconciled with the peers present.
-        let next = *self.syncs.next_periodic.get_or_insert(now + self.sync_interval);
-        if now < next {
+        if !self.syncs.periodic_due(now_ms(), self.sync_interval) {
             return;
         }
-        self.syncs.next_periodic = Some(now + self.sync_interval);
-        let rooms: Vec<(Room, libp2p::gossipsub::TopicHash)> = self
-            .rooms
-            .iter()
-            .map(|(room, state)| (room.clone(), state.topic.hash()))
-            .collect();
-        for (room, _) in rooms {
+        for room in self.rooms.ids() {
             let peers = self.room_peers_of(&room);
             if peers.is_empty() {
                 continue;
             }
-            let mut pick = [0u8; 8];
-            let _ = getrandom::fill(&mut pick);
-            let peer = peers[(u64::from_le_bytes(pick) % peers.len() as u64) as usize];
+            let peer = peers[(super::random_u64() % peers.len() as u64) as usize];
             self.start_sync(peer, &room, Why::Routine);
         }
     }
@@ -477,16 +512,9 @@ impl EventLoop {
     /// picks up posts gossip is still delivering, and spreading each of those
     /// would set off syncs across the whole mesh.
     fn spread(&mut self, source: PeerId, room: &Room) {
-        let now = Instant::now();
-        if self
-            .syncs
-            .spread_at
-            .get(room)
-            .is_some_and(|t| now.duration_since(*t) < SPREAD_COOLDOWN)
-        {
+        if !self.syncs.may_spread(room, now_ms()) {
             return;
         }
-        self.syncs.spread_at.insert(room.clone(), now);
         for other in self.room_peers_of(room) {
             if other != source {
                 self.start_sync(other, room, Why::Spread);
@@ -527,7 +555,7 @@ mod tests {
     fn session() -> Session {
         let (reconciler, _) = Reconciler::start(&[]).expect("an empty set reconciles");
         Session {
-            started: Instant::now(),
+            started: 0,
             reconciler,
             need: VecDeque::new(),
             in_flight: 0,
@@ -543,8 +571,8 @@ mod tests {
         let mut syncs = Syncs::default();
         for (peer, room) in [(a, &lobby), (b, &lobby), (a, &stage)] {
             syncs.sessions.insert((peer, room.clone()), session());
-            syncs.last.insert((peer, room.clone()), Instant::now());
-            syncs.spread_at.insert(room.clone(), Instant::now());
+            syncs.last.insert((peer, room.clone()), 1);
+            syncs.spread_at.insert(room.clone(), 1);
         }
         syncs.leave(&lobby);
         assert_eq!(syncs.sessions_of(&lobby), 0);
@@ -552,5 +580,91 @@ mod tests {
         assert!(syncs.last.keys().all(|(_, r)| *r == stage));
         assert!(!syncs.spread_at.contains_key(&lobby));
         assert!(syncs.spread_at.contains_key(&stage));
+    }
+
+    fn reconciler() -> Reconciler {
+        Reconciler::start(&[]).expect("an empty set reconciles").0
+    }
+
+    /// Two peer ids, the smaller first.
+    fn ordered_pair() -> (PeerId, PeerId) {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        if a < b { (a, b) } else { (b, a) }
+    }
+
+    #[test]
+    fn when_both_sides_see_each_other_only_the_smaller_id_starts() {
+        let (small, large) = ordered_pair();
+        let room = Room::new("lobby").unwrap();
+        let syncs = Syncs::default();
+        assert!(syncs.may_start(small, large, &room, Why::Appeared, 0));
+        assert!(!syncs.may_start(large, small, &room, Why::Appeared, 0));
+        // Asked for, or spreading, either side starts.
+        assert!(syncs.may_start(large, small, &room, Why::Asked, 0));
+        assert!(syncs.may_start(large, small, &room, Why::Spread, 0));
+    }
+
+    #[test]
+    fn routine_syncs_keep_the_cooldown_and_the_per_room_limit() {
+        let (local, peer) = ordered_pair();
+        let room = Room::new("lobby").unwrap();
+        let mut syncs = Syncs::default();
+        syncs.begin(peer, &room, reconciler(), 1_000);
+        assert!(
+            !syncs.may_start(local, peer, &room, Why::Asked, 1_000),
+            "one session per pair"
+        );
+        syncs.sessions.clear();
+        let cooldown = ms(PEER_COOLDOWN);
+        assert!(!syncs.may_start(local, peer, &room, Why::Routine, 1_000 + cooldown - 1));
+        assert!(syncs.may_start(local, peer, &room, Why::Routine, 1_000 + cooldown));
+        assert!(
+            syncs.may_start(local, peer, &room, Why::Appeared, 1_001),
+            "an arrival ignores the cooldown"
+        );
+        for _ in 0..MAX_SESSIONS_PER_ROOM {
+            syncs.begin(PeerId::random(), &room, reconciler(), 1_000);
+        }
+        let other = PeerId::random();
+        assert!(!syncs.may_start(local, other, &room, Why::Routine, 1_000_000));
+        assert!(!syncs.may_start(local, other, &room, Why::Spread, 1_000_000));
+        assert!(syncs.may_start(local, other, &room, Why::Asked, 1_000_000));
+        // The global limit holds even for what the application asks.
+        for i in 0..MAX_SESSIONS {
+            syncs.begin(
+                PeerId::random(),
+                &Room::new(&format!("r{i}")).unwrap(),
+                reconciler(),
+                1_000,
+            );
+        }
+        assert!(!syncs.may_start(local, other, &room, Why::Asked, 1_000_000));
+    }
+
+    #[test]
+    fn the_periodic_sync_comes_an_interval_after_start_and_old_sessions_expire() {
+        let mut syncs = Syncs::default();
+        let interval = Duration::from_secs(60);
+        assert!(!syncs.periodic_due(5_000, interval), "joining reconciled already");
+        assert!(!syncs.periodic_due(64_999, interval));
+        assert!(syncs.periodic_due(65_000, interval));
+        assert!(!syncs.periodic_due(65_001, interval));
+        assert!(syncs.periodic_due(125_000, interval));
+        let room = Room::new("lobby").unwrap();
+        syncs.begin(PeerId::random(), &room, reconciler(), 200_000);
+        syncs.periodic_due(200_000 + ms(SESSION_TIMEOUT) - 1, interval);
+        assert_eq!(syncs.sessions_of(&room), 1);
+        syncs.periodic_due(200_000 + ms(SESSION_TIMEOUT), interval);
+        assert_eq!(syncs.sessions_of(&room), 0, "a stuck session frees its slot");
+    }
+
+    #[test]
+    fn a_room_spreads_a_repair_at_most_once_per_cooldown() {
+        let mut syncs = Syncs::default();
+        let (lobby, stage) = (Room::new("lobby").unwrap(), Room::new("stage").unwrap());
+        assert!(syncs.may_spread(&lobby, 10_000));
+        assert!(!syncs.may_spread(&lobby, 10_000 + ms(SPREAD_COOLDOWN) - 1));
+        assert!(syncs.may_spread(&stage, 10_001), "per room");
+        assert!(syncs.may_spread(&lobby, 10_000 + ms(SPREAD_COOLDOWN)));
     }
 }
