@@ -21,6 +21,7 @@ mod sync;
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::GroupCommit;
+use super::dm::{DmAdmission, DmContext, admit_dm};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
@@ -867,72 +868,63 @@ impl EventLoop {
         }
     }
 
+    /// Carries out what [`admit_dm`] decided about a DM-protocol request.
     fn handle_dm_request(&mut self, peer: PeerId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
-        if !self.limiters.dms.allow(&peer, now_ms()) {
-            self.violation(peer, true);
-            self.refuse(channel, pb::Refusal::Busy);
-            return;
-        }
-        let signed = match Signed::open(&request) {
-            Ok(signed) => signed,
-            Err(reason) => {
+        let mut cx = DmContext {
+            now_ms: now_ms(),
+            window_ms: self.clock_window_ms,
+            local: self.local,
+            blocked: &self.blocked,
+            contacts: &self.contacts,
+            accept_requests: self.accept_requests,
+            limiters: &mut self.limiters,
+        };
+        let store = &self.store;
+        let admission = admit_dm(peer, &request, &mut cx, |id| store.contains(id).unwrap_or(false));
+        match admission {
+            DmAdmission::Busy => {
+                self.violation(peer, true);
+                self.refuse(channel, pb::Refusal::Busy);
+            }
+            DmAdmission::Invalid(reason) => {
                 self.reject(peer, reason);
                 self.refuse(channel, pb::Refusal::Invalid);
-                return;
             }
-        };
-        if self.blocked.contains(&signed.author()) {
-            self.drop_blocked(signed.author());
-            self.refuse(channel, pb::Refusal::NotAccepted);
-            return;
-        }
-        let time = match signed.body() {
-            Body::Direct(dm) => Some(dm.time_ms),
-            Body::Group(m) => Some(m.time_ms),
-            _ => None,
-        };
-        if let Some(time) = time
-            && let Err(reason) = crate::message::check_time(time, now_ms(), self.clock_window_ms, false)
-        {
-            self.reject(peer, reason);
-            self.refuse(channel, pb::Refusal::Invalid);
-            return;
-        }
-        if matches!(signed.body(), Body::GroupOp(_) | Body::Group(_)) {
-            self.handle_group_request(peer, signed, channel);
-            return;
-        }
-        let dm = match signed.body() {
-            Body::Direct(dm) if dm.recipient == self.local => dm.clone(),
-            Body::Direct(_) => {
+            DmAdmission::Blocked(author) => {
+                self.drop_blocked(author);
+                self.refuse(channel, pb::Refusal::NotAccepted);
+            }
+            DmAdmission::Group(signed) => self.handle_group_request(peer, signed, channel),
+            DmAdmission::WrongRecipient => {
                 self.reject(peer, RejectReason::WrongRecipient);
                 self.refuse(channel, pb::Refusal::WrongRecipient);
-                return;
             }
-            _ => {
+            DmAdmission::WrongKind => {
                 self.reject(peer, RejectReason::WrongKind);
                 self.refuse(channel, pb::Refusal::WrongKind);
-                return;
             }
-        };
-        let request = !self.contacts.contains_key(&signed.author());
-        if request && !self.accept_requests && !self.store.contains(&signed.id()).unwrap_or(false) {
-            // Requests are off: say so in a signed receipt, store nothing.
-            self.stats.requests_refused += 1;
-            let reply = pb::DmReply {
-                outcome: Some(pb::dm_reply::Outcome::Receipt(self.sign_receipt(&signed, false))),
+            DmAdmission::RequestsOff(signed) => {
+                // Say so in a signed receipt, store nothing.
+                self.stats.requests_refused += 1;
+                let reply = pb::DmReply {
+                    outcome: Some(pb::dm_reply::Outcome::Receipt(self.sign_receipt(&signed, false))),
+                }
+                .encode_to_vec();
+                let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
             }
-            .encode_to_vec();
-            let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
-            return;
+            DmAdmission::Accept { signed, request } => {
+                let Body::Direct(dm) = signed.body() else {
+                    return;
+                };
+                let show = Event::Dm {
+                    id: signed.id(),
+                    from: signed.author(),
+                    dm: dm.clone(),
+                    request,
+                };
+                self.store_and_acknowledge(&signed, channel, show);
+            }
         }
-        let show = Event::Dm {
-            id: signed.id(),
-            from: signed.author(),
-            dm,
-            request,
-        };
-        self.store_and_acknowledge(&signed, channel, show);
     }
 
     /// Logs a received DM, group op or group message (once per id), then,

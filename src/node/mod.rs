@@ -10,6 +10,7 @@
 mod behaviour;
 pub(crate) mod codec;
 mod commit;
+mod dm;
 mod event_loop;
 pub mod limits;
 pub mod outbox;
