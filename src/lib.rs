@@ -51,6 +51,7 @@ pub mod command;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group;
+pub mod id;
 pub mod identity;
 pub mod lab;
 pub mod message;
@@ -62,9 +63,10 @@ pub mod sync;
 mod wire;
 
 pub use group::GroupId;
+pub use id::{MessageId, RejectReason, Room};
 pub use identity::{Identity, IdentityError};
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
-pub use message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
+pub use message::{Body, DirectMessage, HallwayPost, Receipt, Signed};
 pub use node::{
     Config, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, Node, NodeError, PeerInfo, Request, RoomInfo, Stats,
 };

@@ -6,190 +6,20 @@
 //! protobuf types into validated domain types. Anything else is a
 //! [`RejectReason`].
 
-use std::fmt;
-use std::str::FromStr;
-
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use libp2p::PeerId;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
-use crate::group::{GroupChange, GroupId, GroupMessage, GroupOp, MAX_GROUP_NAME_BYTES, MAX_WIRE_MEMBERS};
+use crate::group::{GroupChange, GroupId, GroupMessage, GroupOp};
+use crate::id::{MessageId, RejectReason, Room, key_of, peer_id_of};
 use crate::identity::Identity;
 use crate::protocol::{
-    ID_DOMAIN, MAX_ENVELOPE_BYTES, MAX_NICK_BYTES, MAX_ROOM_BYTES, MAX_TEXT_BYTES, NONCE_BYTES, SIGNING_DOMAIN,
+    MAX_ENVELOPE_BYTES, MAX_GROUP_NAME_BYTES, MAX_MENTIONS, MAX_NICK_BYTES, MAX_TEXT_BYTES, MAX_WIRE_MEMBERS,
+    NONCE_BYTES, SIGNING_DOMAIN,
 };
 use crate::room::{ChatMode, Presence, QuestionState, Reaction, Role, RoomAction, RoomOp, check_emoji};
 use crate::wire::pb;
-
-/// Defines a 32-byte id type shown as hex: `as_bytes`, `from_bytes`,
-/// `short`, `Display` (64 hex digits), `Debug` and `FromStr`.
-macro_rules! hex_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name([u8; 32]);
-
-        impl $name {
-            /// The id's bytes.
-            pub fn as_bytes(&self) -> &[u8; 32] {
-                &self.0
-            }
-
-            /// Builds an id from 32 bytes.
-            pub fn from_bytes(bytes: [u8; 32]) -> Self {
-                Self(bytes)
-            }
-
-            /// The first 8 hex digits, for display.
-            pub fn short(&self) -> String {
-                hex::encode(&self.0[..4])
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&hex::encode(self.0))
-            }
-        }
-
-        impl std::fmt::Debug for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self.short())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = hex::FromHexError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let mut out = [0; 32];
-                hex::decode_to_slice(s, &mut out)?;
-                Ok(Self(out))
-            }
-        }
-    };
-}
-pub(crate) use hex_id;
-
-hex_id! {
-    /// A message id: SHA-256 over [`ID_DOMAIN`], the author's public key and the
-    /// signed payload bytes. Every post carries a random nonce, so the same text
-    /// sent twice gives two ids.
-    MessageId
-}
-
-impl MessageId {
-    fn derive(public_key: &[u8; 32], payload: &[u8]) -> Self {
-        let mut h = Sha256::new();
-        h.update(ID_DOMAIN);
-        h.update(public_key);
-        h.update(payload);
-        Self(h.finalize().into())
-    }
-}
-
-/// A room id. An open room's id is its name: 1..=64 bytes of UTF-8 without
-/// control characters, `~` or surrounding whitespace. A hosted room's id is
-/// `NAME~HOST` with the host's peer id (base58), so the host is verifiable
-/// from the id itself.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct Room(String);
-
-/// Why a room name is not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid room name {name:?}: {why}")]
-pub struct InvalidRoom {
-    name: String,
-    why: &'static str,
-}
-
-impl Room {
-    /// Validates a room id: an open room's name, or a hosted room's
-    /// `NAME~HOST` (see [`Room::hosted`]).
-    pub fn new(id: impl Into<String>) -> Result<Self, InvalidRoom> {
-        let id = id.into();
-        let (name, host) = match id.rsplit_once(HOST_SEPARATOR) {
-            Some((name, host)) => (name, Some(host)),
-            None => (id.as_str(), None),
-        };
-        let why = if let Some(why) = name_problem(name) {
-            Some(why)
-        } else if let Some(host) = host {
-            match host.parse::<PeerId>() {
-                Ok(peer) if key_of(&peer).is_some() && peer.to_base58() == host => None,
-                _ => Some("a ~ must be followed by the host's peer id"),
-            }
-        } else {
-            None
-        };
-        match why {
-            Some(why) => Err(InvalidRoom { name: id, why }),
-            None => Ok(Self(id)),
-        }
-    }
-
-    /// The id of the room `host` creates as `name`: `NAME~HOST`, so that
-    /// everyone can tell who the host is from the id alone.
-    pub fn hosted(name: &str, host: &PeerId) -> Result<Self, InvalidRoom> {
-        if let Some(why) = name_problem(name) {
-            return Err(InvalidRoom {
-                name: name.to_owned(),
-                why,
-            });
-        }
-        Self::new(format!("{name}{HOST_SEPARATOR}{host}"))
-    }
-
-    /// The room id (the string people join by).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name part of the id.
-    pub fn name(&self) -> &str {
-        self.0
-            .rsplit_once(HOST_SEPARATOR)
-            .map_or(self.0.as_str(), |(name, _)| name)
-    }
-
-    /// The host of a hosted room (None: an open room).
-    pub fn host(&self) -> Option<PeerId> {
-        let (_, host) = self.0.rsplit_once(HOST_SEPARATOR)?;
-        host.parse().ok()
-    }
-}
-
-/// What separates a hosted room's name from its host's peer id.
-pub const HOST_SEPARATOR: char = '~';
-
-fn name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > MAX_ROOM_BYTES {
-        Some("it is longer than 64 bytes")
-    } else if name.chars().any(char::is_control) {
-        Some("it contains control characters")
-    } else if name.trim() != name {
-        Some("it starts or ends with whitespace")
-    } else if name.contains(HOST_SEPARATOR) {
-        Some("a ~ must be followed by the host's peer id")
-    } else {
-        None
-    }
-}
-
-impl fmt::Display for Room {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for Room {
-    type Err = InvalidRoom;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s)
-    }
-}
 
 /// A post to a room's hallway.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,92 +97,6 @@ impl Body {
             Body::Hallway(p) => Some((&p.room, p.clock)),
             Body::RoomOp(op) => Some((&op.room, op.clock)),
             _ => None,
-        }
-    }
-}
-
-/// Why bytes from the network were rejected. Each reason is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
-#[non_exhaustive]
-pub enum RejectReason {
-    /// The bytes are not a protobuf envelope or payload.
-    #[error("malformed")]
-    Malformed,
-    /// Larger than the protocol allows.
-    #[error("oversize")]
-    Oversize,
-    /// The public key is not a valid ed25519 key.
-    #[error("bad_key")]
-    BadKey,
-    /// The signature does not verify.
-    #[error("bad_signature")]
-    BadSignature,
-    /// The payload carries no kind this node knows.
-    #[error("unknown_kind")]
-    UnknownKind,
-    /// A field is out of range (empty text, bad nonce, long nick...).
-    #[error("invalid_field")]
-    InvalidField,
-    /// A post names a different room than the topic it arrived on.
-    #[error("wrong_room")]
-    WrongRoom,
-    /// A direct message for another participant.
-    #[error("wrong_recipient")]
-    WrongRecipient,
-    /// The right envelope on the wrong channel (a receipt on a room topic...).
-    #[error("wrong_kind")]
-    WrongKind,
-    /// A receipt that does not match the message it answers.
-    #[error("bad_receipt")]
-    BadReceipt,
-    /// A group state op not signed by the group's moderator.
-    #[error("not_moderator")]
-    NotModerator,
-    /// A group op or message from someone who is not a member.
-    #[error("not_member")]
-    NotMember,
-    /// The author's clock is further ahead than the allowed window.
-    #[error("future_time")]
-    FutureTime,
-    /// A live post older than the allowed window (a replay).
-    #[error("stale")]
-    Stale,
-    /// A room operation its author had no right to make.
-    #[error("not_allowed")]
-    NotAllowed,
-    /// A post or operation by a participant removed from the room.
-    #[error("removed")]
-    Removed,
-    /// A post while the hallway is off (or read-only, for listeners).
-    #[error("chat_closed")]
-    ChatClosed,
-    /// A sender that exceeded its rate limit.
-    #[error("rate_limited")]
-    RateLimited,
-}
-
-impl RejectReason {
-    /// The reason as a stable snake_case name (used in stats and JSON).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::Oversize => "oversize",
-            Self::BadKey => "bad_key",
-            Self::BadSignature => "bad_signature",
-            Self::UnknownKind => "unknown_kind",
-            Self::InvalidField => "invalid_field",
-            Self::WrongRoom => "wrong_room",
-            Self::WrongRecipient => "wrong_recipient",
-            Self::WrongKind => "wrong_kind",
-            Self::BadReceipt => "bad_receipt",
-            Self::NotModerator => "not_moderator",
-            Self::NotMember => "not_member",
-            Self::FutureTime => "future_time",
-            Self::Stale => "stale",
-            Self::NotAllowed => "not_allowed",
-            Self::Removed => "removed",
-            Self::ChatClosed => "chat_closed",
-            Self::RateLimited => "rate_limited",
         }
     }
 }
@@ -513,23 +257,6 @@ pub fn check_time(time_ms: u64, now_ms: u64, window_ms: u64, past: bool) -> Resu
     Ok(())
 }
 
-/// The PeerId of an ed25519 public key.
-pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
-    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes())
-        .expect("a valid VerifyingKey is a valid libp2p ed25519 key");
-    libp2p::identity::PublicKey::from(pk).to_peer_id()
-}
-
-/// The ed25519 public key inside an ed25519 PeerId, if it is one.
-pub fn key_of(peer: &PeerId) -> Option<[u8; 32]> {
-    let mh: &libp2p::multihash::Multihash<64> = peer.as_ref();
-    if mh.code() != 0 {
-        return None;
-    }
-    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
-    Some(pk.try_into_ed25519().ok()?.to_bytes())
-}
-
 fn signed_bytes(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SIGNING_DOMAIN.len() + payload.len());
     out.extend_from_slice(SIGNING_DOMAIN);
@@ -547,7 +274,7 @@ fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
             nonce: nonce.to_vec(),
             nick: p.nick.clone().unwrap_or_default(),
             clock: p.clock,
-            reply_to: p.reply_to.map(|id| id.0.to_vec()).unwrap_or_default(),
+            reply_to: p.reply_to.map(|id| id.as_bytes().to_vec()).unwrap_or_default(),
             mentions: p.mentions.iter().map(key_bytes).collect(),
             question: p.question,
         }),
@@ -570,9 +297,9 @@ fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
                         Role::Moderator => pb::Role::Moderator,
                     } as i32,
                 }),
-                RoomAction::Delete(target) => Op::Delete(target.0.to_vec()),
+                RoomAction::Delete(target) => Op::Delete(target.as_bytes().to_vec()),
                 RoomAction::Edit { target, text } => Op::Edit(pb::Edit {
-                    target: target.0.to_vec(),
+                    target: target.as_bytes().to_vec(),
                     text: text.clone(),
                 }),
                 RoomAction::Remove { peer, restore } => Op::Remove(pb::Removal {
@@ -585,7 +312,7 @@ fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
                     ChatMode::ReadOnly => pb::ChatMode::ReadOnly,
                 } as i32),
                 RoomAction::Question { target, state } => Op::Question(pb::QuestionMark {
-                    target: target.0.to_vec(),
+                    target: target.as_bytes().to_vec(),
                     state: match state {
                         QuestionState::Open => pb::QuestionState::Open,
                         QuestionState::Answered => pb::QuestionState::Answered,
@@ -662,7 +389,7 @@ fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
             check_text(&p.text)?;
             check_nonce(&p.nonce)?;
             let clock = effective_clock(p.clock, p.time_ms)?;
-            if p.mentions.len() > crate::room::MAX_MENTIONS {
+            if p.mentions.len() > MAX_MENTIONS {
                 return Err(RejectReason::InvalidField);
             }
             Ok(Body::Hallway(HallwayPost {
@@ -812,12 +539,7 @@ fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
             }))
         }
         Kind::Receipt(r) => Ok(Body::Receipt(Receipt {
-            message_id: MessageId(
-                r.message_id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| RejectReason::InvalidField)?,
-            ),
+            message_id: id_of_bytes(&r.message_id)?,
             author: peer_of_bytes(&r.author)?,
             time_ms: r.time_ms,
             accepted: match pb::ReceiptStatus::try_from(r.status) {
@@ -835,7 +557,7 @@ fn key_bytes(peer: &PeerId) -> Vec<u8> {
 
 fn reaction_to_pb(r: &Reaction) -> pb::Reaction {
     pb::Reaction {
-        target: r.target.0.to_vec(),
+        target: r.target.as_bytes().to_vec(),
         emoji: r.emoji.clone(),
         retract: r.retract,
     }
@@ -855,7 +577,9 @@ fn room_of(room: String) -> Result<Room, RejectReason> {
 }
 
 fn id_of_bytes(bytes: &[u8]) -> Result<MessageId, RejectReason> {
-    Ok(MessageId(bytes.try_into().map_err(|_| RejectReason::InvalidField)?))
+    Ok(MessageId::from_bytes(
+        bytes.try_into().map_err(|_| RejectReason::InvalidField)?,
+    ))
 }
 
 /// A room clock is a hybrid Lamport clock: never behind its own timestamp.
@@ -1003,13 +727,6 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_id_and_its_key_convert_both_ways() {
-        let a = alice();
-        assert_eq!(key_of(&a.peer_id()), Some(a.verifying_key().to_bytes()));
-        assert_eq!(peer_id_of(&a.verifying_key()), a.peer_id());
-    }
-
-    #[test]
     fn author_clocks_are_checked_against_a_window() {
         let (now, w) = (1_000_000, 600_000);
         assert_eq!(check_time(now + w, now, w, true), Ok(()));
@@ -1017,14 +734,5 @@ mod tests {
         assert_eq!(check_time(now - w - 1, now, w, true), Err(RejectReason::Stale));
         assert_eq!(check_time(1, now, w, false), Ok(()), "a DM may arrive days late");
         assert_eq!(check_time(u64::MAX, now, w, false), Err(RejectReason::FutureTime));
-    }
-
-    #[test]
-    fn room_names_are_validated() {
-        assert!(Room::new("lobby").is_ok());
-        assert!(Room::new("café ☕ talk").is_ok());
-        for bad in ["", " x", "x ", "a\nb", &"r".repeat(65)] {
-            assert!(Room::new(bad).is_err(), "{bad:?}");
-        }
     }
 }

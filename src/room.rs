@@ -22,13 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use libp2p::PeerId;
 
-use crate::message::{MessageId, RejectReason, Room};
-
-/// Longest emoji (a reaction), in UTF-8 bytes.
-pub const MAX_EMOJI_BYTES: usize = 32;
-
-/// Participants a post may mention at most.
-pub const MAX_MENTIONS: usize = 16;
+use crate::id::{MessageId, RejectReason, Room};
+use crate::protocol::MAX_EMOJI_BYTES;
 
 /// A participant's role in a room. Ordered: each role may do what the ones
 /// below it may.

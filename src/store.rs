@@ -25,7 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use libp2p::PeerId;
 use prost::Message as _;
 
-use crate::message::{Body, MessageId, Room, Signed};
+use crate::id::{MessageId, Room};
+use crate::message::{Body, Signed};
 use crate::wire::store_pb::{LogRecord, OutboxRecord};
 
 /// sled's page cache. The log is append-mostly and read rarely, so a small

@@ -1,5 +1,6 @@
 //! History sync as plain state: what a node reconciles, how reconciliation
-//! runs on either side, and every bound. No IO: the event loop moves the
+//! runs on either side, and the bounds that are this node's own policy (the
+//! wire's bounds, such as the page size, are in [`crate::protocol`]). No IO: the event loop moves the
 //! bytes (protocol `/backchannel/sync/1.0.0`, docs/PROTOCOL.md "History
 //! sync").
 //!
@@ -13,23 +14,11 @@
 
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
-use crate::message::MessageId;
-
-/// Largest negentropy message either side sends; a round that would be
-/// larger is split over more rounds.
-pub const FRAME_LIMIT: u64 = 60_000;
+use crate::id::MessageId;
+use crate::protocol::{FRAME_LIMIT, MAX_PAGE_BYTES};
 
 /// Rounds of one reconciliation at most; more means a broken or hostile peer.
 pub const MAX_ROUNDS: u32 = 32;
-
-/// Ids per fetch request at most.
-pub const MAX_FETCH_IDS: usize = 256;
-
-/// Bytes of envelopes per page (fetch response or push) at most.
-pub const MAX_PAGE_BYTES: usize = 1 << 20;
-
-/// Largest sync request or response on the wire: a page and its framing.
-pub const MAX_SYNC_MESSAGE_BYTES: usize = MAX_PAGE_BYTES + 64 * 1024;
 
 /// Ids a node fetches or pushes in one sync at most (the history depth).
 pub const MAX_TRANSFER_IDS: usize = 20_000;

@@ -15,9 +15,9 @@ use libp2p::request_response;
 use libp2p::{PeerId, StreamProtocol};
 use prost::Message as _;
 
-use crate::message::{Body, MessageId, Signed};
-use crate::protocol::{MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES};
-use crate::sync::MAX_SYNC_MESSAGE_BYTES;
+use crate::id::MessageId;
+use crate::message::{Body, Signed};
+use crate::protocol::{MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES, MAX_SYNC_MESSAGE_BYTES};
 use crate::wire::pb;
 
 /// Raw bytes with a size limit enforced on both read and write.

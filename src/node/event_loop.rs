@@ -25,8 +25,9 @@ use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::rooms::{Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
 use crate::group::{GroupId, Groups};
+use crate::id::{MessageId, RejectReason, Room};
 use crate::identity::Identity;
-use crate::message::{Body, DirectMessage, MessageId, Receipt, RejectReason, Room, Signed};
+use crate::message::{Body, DirectMessage, Receipt, Signed};
 use crate::protocol::MAX_TEXT_BYTES;
 use crate::room::RoomState;
 use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, now_ms};
@@ -545,7 +546,7 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
-        if to == self.local || crate::message::key_of(&to).is_none() {
+        if to == self.local || crate::id::key_of(&to).is_none() {
             let _ = reply.send(Err(NodeError::InvalidPeer(to)));
             return;
         }

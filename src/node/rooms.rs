@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use libp2p::gossipsub::{IdentTopic, TopicHash};
 
-use crate::message::{MessageId, Room};
+use crate::id::{MessageId, Room};
 use crate::protocol;
 
 /// Posts kept per room while no peer of the room is known. A person typing
@@ -41,7 +41,7 @@ impl Rooms {
         if self.joined.contains_key(room) {
             return None;
         }
-        let topic = protocol::topic(room);
+        let topic = protocol::topic(room.as_str());
         self.by_topic.insert(topic.hash(), room.clone());
         self.joined.insert(
             room.clone(),

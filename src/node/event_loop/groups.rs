@@ -8,7 +8,8 @@ use tokio::sync::oneshot;
 
 use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, check_text, item_of};
 use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
-use crate::message::{Body, MessageId, RejectReason, Signed};
+use crate::id::{MessageId, RejectReason};
+use crate::message::{Body, Signed};
 use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
 use crate::store::{Direction, now_ms};
 use crate::wire::pb;
@@ -119,7 +120,7 @@ impl EventLoop {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS random number generator works");
         let group = crate::group::group_id(&self.local, &nonce).expect("own key is ed25519");
-        if let Some(bad) = members.iter().find(|m| crate::message::key_of(m).is_none()) {
+        if let Some(bad) = members.iter().find(|m| crate::id::key_of(m).is_none()) {
             let _ = reply.send(Err(NodeError::InvalidPeer(*bad)));
             return;
         }
@@ -172,7 +173,7 @@ impl EventLoop {
                     members.insert(0, self.local);
                 }
                 if let GroupEdit::Add(peer) = &edit
-                    && crate::message::key_of(peer).is_none()
+                    && crate::id::key_of(peer).is_none()
                 {
                     let _ = reply.send(Err(NodeError::InvalidPeer(*peer)));
                     return;

@@ -8,10 +8,12 @@ use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::oneshot;
 
 use super::{AfterFlush, EventLoop, check_text};
-use crate::message::{Body, HallwayPost, MessageId, RejectReason, Room, Signed, check_time};
+use crate::id::{MessageId, RejectReason, Room};
+use crate::message::{Body, HallwayPost, Signed, check_time};
 use crate::node::presence::{self, Change};
 use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
-use crate::room::{MAX_MENTIONS, Presence, RoomAction, RoomOp, RoomState};
+use crate::protocol::MAX_MENTIONS;
+use crate::room::{Presence, RoomAction, RoomOp, RoomState};
 use crate::store::{Direction, Inserted, now_ms};
 
 /// Operations kept per room while they wait for an earlier operation that
@@ -411,7 +413,7 @@ impl EventLoop {
             }
         }
         out.extend_from_slice(given);
-        out.retain(|p| crate::message::key_of(p).is_some());
+        out.retain(|p| crate::id::key_of(p).is_some());
         let mut seen = std::collections::HashSet::new();
         out.retain(|p| seen.insert(*p));
         out.truncate(MAX_MENTIONS);

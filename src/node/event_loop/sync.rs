@@ -11,10 +11,12 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use prost::Message as _;
 
 use super::EventLoop;
-use crate::message::{MessageId, RejectReason, Room, Signed, check_time};
+use crate::id::{MessageId, RejectReason, Room};
+use crate::message::{Signed, check_time};
 use crate::node::Event;
+use crate::protocol::{MAX_FETCH_IDS, MAX_PAGE_BYTES};
 use crate::store::now_ms;
-use crate::sync::{MAX_FETCH_IDS, MAX_PAGE_BYTES, Reconciler, pages, respond};
+use crate::sync::{Reconciler, pages, respond};
 use crate::wire::pb;
 
 /// A node syncs a room with the same peer at most this often on its own
