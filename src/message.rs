@@ -1,25 +1,15 @@
-//! Domain messages and signed envelopes: signing, verification and ids.
-//!
-//! [`Signed::open`] is the only way bytes from the network become a message:
-//! it checks sizes, verifies the ed25519 signature (`verify_strict`) over the
-//! exact received payload bytes *before* decoding them, then converts the
-//! protobuf types into validated domain types. Anything else is a
-//! [`RejectReason`].
+//! The message bodies: what a signed envelope carries (a hallway post, a DM,
+//! a receipt, a group op or message, a room op, a presence announcement);
+//! the reply to a DM request; and what the log records about a message
+//! (its direction and, for a DM this node sent, its delivery). Plain data:
+//! signing and verifying are in `crate::envelope`, the protobuf conversion
+//! in `crate::wire`.
 
-use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use libp2p::PeerId;
-use prost::Message as _;
-use sha2::{Digest, Sha256};
 
-use crate::group::{GroupChange, GroupId, GroupMessage, GroupOp};
-use crate::id::{MessageId, RejectReason, Room, key_of, peer_id_of};
-use crate::identity::Identity;
-use crate::protocol::{
-    MAX_ENVELOPE_BYTES, MAX_GROUP_NAME_BYTES, MAX_MENTIONS, MAX_NICK_BYTES, MAX_TEXT_BYTES, MAX_WIRE_MEMBERS,
-    NONCE_BYTES, SIGNING_DOMAIN,
-};
-use crate::room::{ChatMode, Presence, QuestionState, Reaction, Role, RoomAction, RoomOp, check_emoji};
-use crate::wire::pb;
+use crate::group::{GroupMessage, GroupOp};
+use crate::id::{MessageId, Room};
+use crate::room::{Presence, Reaction, RoomOp};
 
 /// A post to a room's hallway.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +71,9 @@ pub enum Body {
     /// A delivery receipt.
     Receipt(Receipt),
     /// A change to a group's membership or name.
-    GroupOp(crate::group::GroupOp),
+    GroupOp(GroupOp),
     /// A message to a group.
-    Group(crate::group::GroupMessage),
+    Group(GroupMessage),
     /// An operation on a room (moderation, edit, reaction, question state).
     RoomOp(RoomOp),
     /// A presence announcement in a room.
@@ -101,638 +91,65 @@ impl Body {
     }
 }
 
-/// A verified message: its signature checked and its payload validated.
+/// The answer to a DM-protocol request: the recipient's signed receipt, or
+/// why it refused. Encoded and decoded by `crate::wire`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Signed {
-    id: MessageId,
-    author: PeerId,
-    body: Body,
-    envelope: Vec<u8>,
+pub(crate) enum DmReply {
+    /// An encoded receipt envelope; the sender opens and checks it.
+    Receipt(Vec<u8>),
+    /// A refusal. It is not signed: the Noise channel it arrives on
+    /// authenticates it.
+    Refused(Refusal),
 }
 
-impl Signed {
-    /// Signs `body` as `identity` with a fresh random nonce and encodes the
-    /// envelope.
-    pub fn sign(identity: &Identity, body: Body) -> Self {
-        let mut nonce = [0u8; NONCE_BYTES];
-        getrandom::fill(&mut nonce).expect("the OS random number generator works");
-        Self::sign_with_nonce(identity, body, nonce)
-    }
-
-    /// Signs `body` with a given nonce: deterministic, for test vectors.
-    pub fn sign_with_nonce(identity: &Identity, body: Body, nonce: [u8; NONCE_BYTES]) -> Self {
-        let payload = to_payload(&body, &nonce).encode_to_vec();
-        let public_key = identity.verifying_key().to_bytes();
-        let signature = identity.signing_key().sign(&signed_bytes(&payload));
-        let id = MessageId::derive(&public_key, &payload);
-        let envelope = pb::Envelope {
-            payload,
-            public_key: public_key.to_vec(),
-            signature: signature.to_bytes().to_vec(),
-        }
-        .encode_to_vec();
-        Self {
-            id,
-            author: identity.peer_id(),
-            body,
-            envelope,
-        }
-    }
-
-    /// Verifies and decodes an envelope received from the network.
-    pub fn open(bytes: &[u8]) -> Result<Self, RejectReason> {
-        Self::open_inner(bytes, true)
-    }
-
-    /// Verifies and decodes a batch of envelopes (a page of history) with
-    /// one ed25519 batch verification, about twice as fast as one by one.
-    /// If the batch fails, each envelope is checked alone, so one bad
-    /// signature rejects only its own envelope. Envelopes with a weak
-    /// (small-order) key always take the strict path.
-    pub fn open_batch(envelopes: &[Vec<u8>]) -> Vec<Result<Self, RejectReason>> {
-        let mut parsed = Vec::with_capacity(envelopes.len());
-        let mut out: Vec<Option<Result<Self, RejectReason>>> = vec![None; envelopes.len()];
-        for (i, bytes) in envelopes.iter().enumerate() {
-            match parse_for_batch(bytes) {
-                Some(p) => parsed.push((i, p)),
-                None => out[i] = Some(Self::open(bytes)),
-            }
-        }
-        let signed: Vec<Vec<u8>> = parsed
-            .iter()
-            .map(|(_, (env, _, _))| signed_bytes(&env.payload))
-            .collect();
-        let messages: Vec<&[u8]> = signed.iter().map(Vec::as_slice).collect();
-        let signatures: Vec<Signature> = parsed.iter().map(|(_, (_, _, sig))| *sig).collect();
-        let keys: Vec<VerifyingKey> = parsed.iter().map(|(_, (_, key, _))| *key).collect();
-        let batch_ok = !parsed.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-        for (i, _) in parsed {
-            out[i] = Some(if batch_ok {
-                Self::open_inner(&envelopes[i], false)
-            } else {
-                Self::open(&envelopes[i])
-            });
-        }
-        out.into_iter()
-            .map(|r| r.unwrap_or(Err(RejectReason::Malformed)))
-            .collect()
-    }
-
-    /// Decodes an envelope this node verified before (its own log) without
-    /// checking the signature again.
-    pub(crate) fn open_trusted(bytes: &[u8]) -> Result<Self, RejectReason> {
-        Self::open_inner(bytes, false)
-    }
-
-    fn open_inner(bytes: &[u8], verify: bool) -> Result<Self, RejectReason> {
-        if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(RejectReason::Oversize);
-        }
-        let env = pb::Envelope::decode(bytes).map_err(|_| RejectReason::Malformed)?;
-        let public_key: [u8; 32] = env.public_key.as_slice().try_into().map_err(|_| RejectReason::BadKey)?;
-        let key = VerifyingKey::from_bytes(&public_key).map_err(|_| RejectReason::BadKey)?;
-        if verify {
-            let signature = Signature::from_slice(&env.signature).map_err(|_| RejectReason::BadSignature)?;
-            key.verify_strict(&signed_bytes(&env.payload), &signature)
-                .map_err(|_| RejectReason::BadSignature)?;
-        }
-        let payload = pb::Payload::decode(env.payload.as_slice()).map_err(|_| RejectReason::Malformed)?;
-        let body = from_payload(payload)?;
-        Ok(Self {
-            id: MessageId::derive(&public_key, &env.payload),
-            author: peer_id_of(&key),
-            body,
-            envelope: bytes.to_vec(),
-        })
-    }
-
-    /// The message id.
-    pub fn id(&self) -> MessageId {
-        self.id
-    }
-
-    /// The author, whose key signed the message.
-    pub fn author(&self) -> PeerId {
-        self.author
-    }
-
-    /// What the message carries.
-    pub fn body(&self) -> &Body {
-        &self.body
-    }
-
-    /// The encoded envelope, exactly as signed (and as sent on the wire).
-    pub fn envelope(&self) -> &[u8] {
-        &self.envelope
-    }
+/// Why a recipient refused a DM-protocol request (`Refusal` in
+/// proto/backchannel.proto).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No reason given.
+    Unspecified,
+    /// The envelope could not be decoded, or its signature is invalid.
+    Invalid,
+    /// The message names another recipient.
+    WrongRecipient,
+    /// The request is not a direct message (or group op or message).
+    WrongKind,
+    /// The recipient could not store the message: worth another try.
+    Storage,
+    /// The recipient does not accept messages from this sender.
+    NotAccepted,
+    /// A group the recipient does not know (yet): worth another try.
+    UnknownGroup,
+    /// A group op or message its author may not send.
+    NotMember,
+    /// The sender exceeded the recipient's rate limit: later.
+    Busy,
+    /// A code this version does not know (a newer peer).
+    Unknown(i32),
 }
 
-/// An envelope's parts for batch verification, or None when it must take the
-/// one-by-one path (it will be rejected there, or has a weak key).
-fn parse_for_batch(bytes: &[u8]) -> Option<(pb::Envelope, VerifyingKey, Signature)> {
-    if bytes.len() > MAX_ENVELOPE_BYTES {
-        return None;
-    }
-    let env = pb::Envelope::decode(bytes).ok()?;
-    let key = VerifyingKey::from_bytes(env.public_key.as_slice().try_into().ok()?).ok()?;
-    if key.is_weak() {
-        return None;
-    }
-    let signature = Signature::from_slice(&env.signature).ok()?;
-    Some((env, key, signature))
+/// Whether a logged message was sent or received by this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Received from the network.
+    Received,
+    /// Sent by this node.
+    Sent,
 }
 
-/// Checks an author's timestamp against this node's clock: never more than
-/// `window` ahead; and, when `past` is true (live hallway posts, which
-/// gossip delivers within seconds), never more than `window` behind either.
-/// DMs and group messages may arrive days late through an outbox, so only
-/// the future is checked for them.
-pub fn check_time(time_ms: u64, now_ms: u64, window_ms: u64, past: bool) -> Result<(), RejectReason> {
-    if time_ms > now_ms.saturating_add(window_ms) {
-        return Err(RejectReason::FutureTime);
-    }
-    if past && time_ms < now_ms.saturating_sub(window_ms) {
-        return Err(RejectReason::Stale);
-    }
-    Ok(())
-}
-
-fn signed_bytes(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SIGNING_DOMAIN.len() + payload.len());
-    out.extend_from_slice(SIGNING_DOMAIN);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn to_payload(body: &Body, nonce: &[u8; NONCE_BYTES]) -> pb::Payload {
-    use pb::payload::Kind;
-    let kind = match body {
-        Body::Hallway(p) => Kind::HallwayPost(pb::HallwayPost {
-            room: p.room.as_str().to_owned(),
-            text: p.text.clone(),
-            time_ms: p.time_ms,
-            nonce: nonce.to_vec(),
-            nick: p.nick.clone().unwrap_or_default(),
-            clock: p.clock,
-            reply_to: p.reply_to.map(|id| id.as_bytes().to_vec()).unwrap_or_default(),
-            mentions: p.mentions.iter().map(key_bytes).collect(),
-            question: p.question,
-        }),
-        Body::Direct(d) => Kind::DirectMessage(pb::DirectMessage {
-            recipient: key_bytes(&d.recipient),
-            text: d.text.clone(),
-            time_ms: d.time_ms,
-            nonce: nonce.to_vec(),
-            nick: d.nick.clone().unwrap_or_default(),
-            reaction: d.reaction.as_ref().map(reaction_to_pb),
-        }),
-        Body::RoomOp(op) => {
-            use pb::room_op::Op;
-            let action = match &op.action {
-                RoomAction::SetRole { peer, role } => Op::SetRole(pb::SetRole {
-                    peer: key_bytes(peer),
-                    role: match role {
-                        Role::Listener | Role::Host => pb::Role::Listener,
-                        Role::Speaker => pb::Role::Speaker,
-                        Role::Moderator => pb::Role::Moderator,
-                    } as i32,
-                }),
-                RoomAction::Delete(target) => Op::Delete(target.as_bytes().to_vec()),
-                RoomAction::Edit { target, text } => Op::Edit(pb::Edit {
-                    target: target.as_bytes().to_vec(),
-                    text: text.clone(),
-                }),
-                RoomAction::Remove { peer, restore } => Op::Remove(pb::Removal {
-                    peer: key_bytes(peer),
-                    restore: *restore,
-                }),
-                RoomAction::Chat(mode) => Op::Chat(match mode {
-                    ChatMode::On => pb::ChatMode::On,
-                    ChatMode::Off => pb::ChatMode::Off,
-                    ChatMode::ReadOnly => pb::ChatMode::ReadOnly,
-                } as i32),
-                RoomAction::Question { target, state } => Op::Question(pb::QuestionMark {
-                    target: target.as_bytes().to_vec(),
-                    state: match state {
-                        QuestionState::Open => pb::QuestionState::Open,
-                        QuestionState::Answered => pb::QuestionState::Answered,
-                        QuestionState::Dismissed => pb::QuestionState::Dismissed,
-                    } as i32,
-                }),
-                RoomAction::React(r) => Op::React(reaction_to_pb(r)),
-            };
-            Kind::RoomOp(pb::RoomOp {
-                room: op.room.as_str().to_owned(),
-                clock: op.clock,
-                time_ms: op.time_ms,
-                nonce: nonce.to_vec(),
-                op: Some(action),
-            })
-        }
-        Body::Presence(p) => Kind::Presence(pb::Presence {
-            room: p.room.as_str().to_owned(),
-            time_ms: p.time_ms,
-            nonce: nonce.to_vec(),
-            nick: p.nick.clone().unwrap_or_default(),
-            ttl_s: p.ttl_s,
-            leaving: p.leaving,
-        }),
-        Body::GroupOp(op) => {
-            let (name, members, leave) = match &op.change {
-                GroupChange::State { name, members } => (
-                    name.clone(),
-                    members
-                        .iter()
-                        .map(|m| key_of(m).expect("members are ed25519 peers").to_vec())
-                        .collect(),
-                    false,
-                ),
-                GroupChange::Leave => (String::new(), Vec::new(), true),
-            };
-            Kind::GroupOp(pb::GroupOp {
-                group_id: op.group.as_bytes().to_vec(),
-                version: op.version,
-                name,
-                members,
-                nonce: op.nonce.to_vec(),
-                leave,
-                time_ms: op.time_ms,
-            })
-        }
-        Body::Group(m) => Kind::GroupMessage(pb::GroupMessage {
-            group_id: m.group.as_bytes().to_vec(),
-            text: m.text.clone(),
-            time_ms: m.time_ms,
-            nonce: nonce.to_vec(),
-            lamport: m.lamport,
-            nick: m.nick.clone().unwrap_or_default(),
-            version: m.version,
-        }),
-        Body::Receipt(r) => Kind::Receipt(pb::Receipt {
-            message_id: r.message_id.as_bytes().to_vec(),
-            author: key_of(&r.author).expect("authors are ed25519 peers").to_vec(),
-            time_ms: r.time_ms,
-            status: if r.accepted {
-                pb::ReceiptStatus::Delivered as i32
-            } else {
-                pb::ReceiptStatus::NotAccepted as i32
-            },
-        }),
-    };
-    pb::Payload { kind: Some(kind) }
-}
-
-fn from_payload(payload: pb::Payload) -> Result<Body, RejectReason> {
-    use pb::payload::Kind;
-    match payload.kind.ok_or(RejectReason::UnknownKind)? {
-        Kind::HallwayPost(p) => {
-            check_text(&p.text)?;
-            check_nonce(&p.nonce)?;
-            let clock = effective_clock(p.clock, p.time_ms)?;
-            if p.mentions.len() > MAX_MENTIONS {
-                return Err(RejectReason::InvalidField);
-            }
-            Ok(Body::Hallway(HallwayPost {
-                room: room_of(p.room)?,
-                text: p.text,
-                time_ms: p.time_ms,
-                nick: check_nick(p.nick)?,
-                clock,
-                reply_to: if p.reply_to.is_empty() {
-                    None
-                } else {
-                    Some(id_of_bytes(&p.reply_to)?)
-                },
-                mentions: p.mentions.iter().map(|m| peer_of_bytes(m)).collect::<Result<_, _>>()?,
-                question: p.question,
-            }))
-        }
-        Kind::DirectMessage(d) => {
-            check_nonce(&d.nonce)?;
-            let reaction = d.reaction.map(reaction_of_pb).transpose()?;
-            if reaction.is_some() {
-                if !d.text.is_empty() {
-                    return Err(RejectReason::InvalidField);
-                }
-            } else {
-                check_text(&d.text)?;
-            }
-            Ok(Body::Direct(DirectMessage {
-                recipient: peer_of_bytes(&d.recipient)?,
-                text: d.text,
-                time_ms: d.time_ms,
-                nick: check_nick(d.nick)?,
-                reaction,
-            }))
-        }
-        Kind::RoomOp(op) => {
-            use pb::room_op::Op;
-            check_nonce(&op.nonce)?;
-            let clock = effective_clock(op.clock, op.time_ms)?;
-            let action = match op.op.ok_or(RejectReason::UnknownKind)? {
-                Op::SetRole(r) => RoomAction::SetRole {
-                    peer: peer_of_bytes(&r.peer)?,
-                    role: match pb::Role::try_from(r.role).map_err(|_| RejectReason::InvalidField)? {
-                        pb::Role::Listener => Role::Listener,
-                        pb::Role::Speaker => Role::Speaker,
-                        pb::Role::Moderator => Role::Moderator,
-                    },
-                },
-                Op::Delete(target) => RoomAction::Delete(id_of_bytes(&target)?),
-                Op::Edit(e) => {
-                    check_text(&e.text)?;
-                    RoomAction::Edit {
-                        target: id_of_bytes(&e.target)?,
-                        text: e.text,
-                    }
-                }
-                Op::Remove(r) => RoomAction::Remove {
-                    peer: peer_of_bytes(&r.peer)?,
-                    restore: r.restore,
-                },
-                Op::Chat(mode) => RoomAction::Chat(
-                    match pb::ChatMode::try_from(mode).map_err(|_| RejectReason::InvalidField)? {
-                        pb::ChatMode::On => ChatMode::On,
-                        pb::ChatMode::Off => ChatMode::Off,
-                        pb::ChatMode::ReadOnly => ChatMode::ReadOnly,
-                    },
-                ),
-                Op::Question(q) => RoomAction::Question {
-                    target: id_of_bytes(&q.target)?,
-                    state: match pb::QuestionState::try_from(q.state).map_err(|_| RejectReason::InvalidField)? {
-                        pb::QuestionState::Open => QuestionState::Open,
-                        pb::QuestionState::Answered => QuestionState::Answered,
-                        pb::QuestionState::Dismissed => QuestionState::Dismissed,
-                    },
-                },
-                Op::React(r) => RoomAction::React(reaction_of_pb(r)?),
-            };
-            Ok(Body::RoomOp(RoomOp {
-                room: room_of(op.room)?,
-                clock,
-                time_ms: op.time_ms,
-                action,
-            }))
-        }
-        Kind::Presence(p) => {
-            check_nonce(&p.nonce)?;
-            Ok(Body::Presence(Presence {
-                room: room_of(p.room)?,
-                time_ms: p.time_ms,
-                nick: check_nick(p.nick)?,
-                ttl_s: p.ttl_s,
-                leaving: p.leaving,
-            }))
-        }
-        Kind::GroupOp(op) => {
-            let group = GroupId::from_bytes(
-                op.group_id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| RejectReason::InvalidField)?,
-            );
-            let nonce: [u8; NONCE_BYTES] = op.nonce.as_slice().try_into().map_err(|_| RejectReason::InvalidField)?;
-            let change = if op.leave {
-                if !op.name.is_empty() || !op.members.is_empty() {
-                    return Err(RejectReason::InvalidField);
-                }
-                GroupChange::Leave
-            } else {
-                if op.name.is_empty()
-                    || op.name.len() > MAX_GROUP_NAME_BYTES
-                    || op.name.chars().any(char::is_control)
-                    || op.members.is_empty()
-                    || op.members.len() > MAX_WIRE_MEMBERS
-                {
-                    return Err(RejectReason::InvalidField);
-                }
-                let members = op
-                    .members
-                    .iter()
-                    .map(|m| peer_of_bytes(m))
-                    .collect::<Result<Vec<_>, _>>()?;
-                GroupChange::State { name: op.name, members }
-            };
-            Ok(Body::GroupOp(GroupOp {
-                group,
-                nonce,
-                version: op.version,
-                change,
-                time_ms: op.time_ms,
-            }))
-        }
-        Kind::GroupMessage(m) => {
-            check_text(&m.text)?;
-            check_nonce(&m.nonce)?;
-            Ok(Body::Group(GroupMessage {
-                group: GroupId::from_bytes(
-                    m.group_id
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| RejectReason::InvalidField)?,
-                ),
-                text: m.text,
-                time_ms: m.time_ms,
-                lamport: m.lamport,
-                nick: check_nick(m.nick)?,
-                version: m.version,
-            }))
-        }
-        Kind::Receipt(r) => Ok(Body::Receipt(Receipt {
-            message_id: id_of_bytes(&r.message_id)?,
-            author: peer_of_bytes(&r.author)?,
-            time_ms: r.time_ms,
-            accepted: match pb::ReceiptStatus::try_from(r.status) {
-                Ok(pb::ReceiptStatus::Delivered) => true,
-                Ok(pb::ReceiptStatus::NotAccepted) => false,
-                Err(_) => return Err(RejectReason::InvalidField),
-            },
-        })),
-    }
-}
-
-fn key_bytes(peer: &PeerId) -> Vec<u8> {
-    key_of(peer).expect("peers in messages are ed25519 peers").to_vec()
-}
-
-fn reaction_to_pb(r: &Reaction) -> pb::Reaction {
-    pb::Reaction {
-        target: r.target.as_bytes().to_vec(),
-        emoji: r.emoji.clone(),
-        retract: r.retract,
-    }
-}
-
-fn reaction_of_pb(r: pb::Reaction) -> Result<Reaction, RejectReason> {
-    check_emoji(&r.emoji)?;
-    Ok(Reaction {
-        target: id_of_bytes(&r.target)?,
-        emoji: r.emoji,
-        retract: r.retract,
-    })
-}
-
-fn room_of(room: String) -> Result<Room, RejectReason> {
-    Room::new(room).map_err(|_| RejectReason::InvalidField)
-}
-
-fn id_of_bytes(bytes: &[u8]) -> Result<MessageId, RejectReason> {
-    Ok(MessageId::from_bytes(
-        bytes.try_into().map_err(|_| RejectReason::InvalidField)?,
-    ))
-}
-
-/// A room clock is a hybrid Lamport clock: never behind its own timestamp.
-/// Zero (absent: a sender that keeps no room clock) stands for `time_ms`.
-fn effective_clock(clock: u64, time_ms: u64) -> Result<u64, RejectReason> {
-    match clock {
-        0 => Ok(time_ms),
-        c if c < time_ms => Err(RejectReason::InvalidField),
-        c => Ok(c),
-    }
-}
-
-fn peer_of_bytes(bytes: &[u8]) -> Result<PeerId, RejectReason> {
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| RejectReason::InvalidField)?;
-    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| RejectReason::InvalidField)?;
-    Ok(peer_id_of(&key))
-}
-
-fn check_text(text: &str) -> Result<(), RejectReason> {
-    if text.is_empty() || text.len() > MAX_TEXT_BYTES {
-        return Err(RejectReason::InvalidField);
-    }
-    Ok(())
-}
-
-fn check_nonce(nonce: &[u8]) -> Result<(), RejectReason> {
-    if nonce.len() != NONCE_BYTES {
-        return Err(RejectReason::InvalidField);
-    }
-    Ok(())
-}
-
-fn check_nick(nick: String) -> Result<Option<String>, RejectReason> {
-    if nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control) {
-        return Err(RejectReason::InvalidField);
-    }
-    Ok((!nick.is_empty()).then_some(nick))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alice() -> Identity {
-        let mut secret = [0u8; 32];
-        for (i, b) in secret.iter_mut().enumerate() {
-            *b = i as u8;
-        }
-        Identity::from_secret(secret)
-    }
-
-    fn lobby_post() -> Body {
-        Body::Hallway(HallwayPost {
-            room: Room::new("lobby").unwrap(),
-            text: "hello, hallway".into(),
-            time_ms: 1_700_000_000_000,
-            nick: Some("alice".into()),
-            clock: 1_700_000_000_000,
-            reply_to: None,
-            mentions: Vec::new(),
-            question: false,
-        })
-    }
-
-    #[test]
-    #[ignore = "prints the test vectors for docs/PROTOCOL.md"]
-    fn print_vectors() {
-        let a = alice();
-        let post = Signed::sign_with_nonce(&a, lobby_post(), [0x11; 16]);
-        let bob = Identity::from_secret([0x42; 32]);
-        let dm = Signed::sign_with_nonce(
-            &a,
-            Body::Direct(DirectMessage {
-                recipient: bob.peer_id(),
-                text: "psst".into(),
-                time_ms: 1_700_000_000_001,
-                nick: None,
-                reaction: None,
-            }),
-            [0x22; 16],
-        );
-        let receipt = Signed::sign_with_nonce(
-            &bob,
-            Body::Receipt(Receipt {
-                message_id: dm.id(),
-                author: a.peer_id(),
-                time_ms: 1_700_000_000_002,
-                accepted: true,
-            }),
-            [0; 16],
-        );
-        println!("alice peer {}", a.peer_id());
-        println!("alice pub {}", hex::encode(a.verifying_key().to_bytes()));
-        println!("bob peer {}", bob.peer_id());
-        println!("bob pub {}", hex::encode(bob.verifying_key().to_bytes()));
-        for (name, m) in [("post", &post), ("dm", &dm), ("receipt", &receipt)] {
-            println!("{name} envelope {}", hex::encode(m.envelope()));
-            println!("{name} id {}", m.id());
-            println!("{name} gossip id {}", hex::encode(Sha256::digest(m.envelope())));
-        }
-    }
-
-    #[test]
-    fn sign_open_round_trip() {
-        let a = alice();
-        let signed = Signed::sign(&a, lobby_post());
-        let opened = Signed::open(signed.envelope()).unwrap();
-        assert_eq!(opened, signed);
-        assert_eq!(opened.author(), a.peer_id());
-        assert_eq!(opened.body(), &lobby_post());
-    }
-
-    #[test]
-    fn the_same_body_signed_twice_has_two_ids() {
-        let a = alice();
-        assert_ne!(Signed::sign(&a, lobby_post()).id(), Signed::sign(&a, lobby_post()).id());
-    }
-
-    #[test]
-    fn any_changed_byte_is_rejected_or_changes_nothing_signed() {
-        let signed = Signed::sign(&alice(), lobby_post());
-        let bytes = signed.envelope().to_vec();
-        for i in 0..bytes.len() {
-            let mut changed = bytes.clone();
-            changed[i] ^= 0x01;
-            if let Ok(m) = Signed::open(&changed) {
-                // Only a change to protobuf framing that decodes the same
-                // fields could pass; then the signed content is identical.
-                assert_eq!(
-                    (m.id(), m.author(), m.body()),
-                    (signed.id(), signed.author(), signed.body())
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn oversize_and_garbage_are_rejected() {
-        assert_eq!(
-            Signed::open(&vec![0; MAX_ENVELOPE_BYTES + 1]),
-            Err(RejectReason::Oversize)
-        );
-        assert_eq!(Signed::open(&[0xff, 0xff]), Err(RejectReason::Malformed));
-        assert_eq!(Signed::open(&[]), Err(RejectReason::BadKey));
-    }
-
-    #[test]
-    fn author_clocks_are_checked_against_a_window() {
-        let (now, w) = (1_000_000, 600_000);
-        assert_eq!(check_time(now + w, now, w, true), Ok(()));
-        assert_eq!(check_time(now + w + 1, now, w, false), Err(RejectReason::FutureTime));
-        assert_eq!(check_time(now - w - 1, now, w, true), Err(RejectReason::Stale));
-        assert_eq!(check_time(1, now, w, false), Ok(()), "a DM may arrive days late");
-        assert_eq!(check_time(u64::MAX, now, w, false), Err(RejectReason::FutureTime));
-    }
+/// The delivery state of a direct message this node sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum Delivery {
+    /// Not a sent DM (posts, received messages).
+    None,
+    /// Logged and waiting in the outbox for its recipient.
+    Queued,
+    /// On the wire to its recipient; no receipt yet.
+    Sent,
+    /// A valid receipt from the recipient arrived.
+    Delivered,
+    /// Delivery failed, with the reason.
+    Failed(String),
 }

@@ -356,22 +356,6 @@ impl RoomState {
         Ok(())
     }
 
-    /// Adds a logged post or operation of this room (anything else is
-    /// ignored): what rebuilding a room from its log and applying a new
-    /// message both do.
-    pub fn add_message(&mut self, message: &crate::message::Signed) {
-        let (id, author) = (message.id(), message.author());
-        match message.body() {
-            crate::message::Body::Hallway(p) => {
-                self.add_post(id, author, p.clock, p.question);
-            }
-            crate::message::Body::RoomOp(op) => {
-                self.add_op(id, author, op.clock, op.action.clone());
-            }
-            _ => {}
-        }
-    }
-
     /// Adds a verified post (already checked). Returns false if known.
     pub fn add_post(&mut self, id: MessageId, author: PeerId, clock: u64, question: bool) -> bool {
         self.max_clock = self.max_clock.max(clock);

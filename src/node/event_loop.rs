@@ -11,7 +11,6 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
-use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 mod groups;
@@ -24,14 +23,14 @@ use super::commit::GroupCommit;
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::rooms::{Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
+use crate::envelope::{Signed, check_time};
 use crate::group::{GroupId, Groups};
 use crate::id::{MessageId, RejectReason, Room};
 use crate::identity::Identity;
-use crate::message::{Body, DirectMessage, Receipt, Signed};
+use crate::message::{Body, DirectMessage, DmReply, Receipt, Refusal};
 use crate::protocol::MAX_TEXT_BYTES;
 use crate::room::RoomState;
 use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, now_ms};
-use crate::wire::pb;
 
 /// DMs waiting for receipts at most. A person never gets near it; a script
 /// sending to an unreachable peer is told (`NodeError::OutboxFull`).
@@ -689,7 +688,7 @@ impl EventLoop {
                     }
                 }
                 (AfterFlush::Receipt { channel, .. }, Err(_)) => {
-                    self.refuse(channel, pb::Refusal::Storage);
+                    self.refuse(channel, Refusal::Storage);
                 }
                 (AfterFlush::Durable, _) => {}
                 (AfterFlush::Created { group, reply }, outcome) => {
@@ -880,20 +879,20 @@ impl EventLoop {
     fn handle_dm_request(&mut self, peer: PeerId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
         if !self.limiters.dms.allow(&peer, now_ms()) {
             self.violation(peer, true);
-            self.refuse(channel, pb::Refusal::Busy);
+            self.refuse(channel, Refusal::Busy);
             return;
         }
         let signed = match Signed::open(&request) {
             Ok(signed) => signed,
             Err(reason) => {
                 self.reject(peer, reason);
-                self.refuse(channel, pb::Refusal::Invalid);
+                self.refuse(channel, Refusal::Invalid);
                 return;
             }
         };
         if self.blocked.contains(&signed.author()) {
             self.drop_blocked(signed.author());
-            self.refuse(channel, pb::Refusal::NotAccepted);
+            self.refuse(channel, Refusal::NotAccepted);
             return;
         }
         let time = match signed.body() {
@@ -902,10 +901,10 @@ impl EventLoop {
             _ => None,
         };
         if let Some(time) = time
-            && let Err(reason) = crate::message::check_time(time, now_ms(), self.clock_window_ms, false)
+            && let Err(reason) = check_time(time, now_ms(), self.clock_window_ms, false)
         {
             self.reject(peer, reason);
-            self.refuse(channel, pb::Refusal::Invalid);
+            self.refuse(channel, Refusal::Invalid);
             return;
         }
         if matches!(signed.body(), Body::GroupOp(_) | Body::Group(_)) {
@@ -916,12 +915,12 @@ impl EventLoop {
             Body::Direct(dm) if dm.recipient == self.local => dm.clone(),
             Body::Direct(_) => {
                 self.reject(peer, RejectReason::WrongRecipient);
-                self.refuse(channel, pb::Refusal::WrongRecipient);
+                self.refuse(channel, Refusal::WrongRecipient);
                 return;
             }
             _ => {
                 self.reject(peer, RejectReason::WrongKind);
-                self.refuse(channel, pb::Refusal::WrongKind);
+                self.refuse(channel, Refusal::WrongKind);
                 return;
             }
         };
@@ -929,10 +928,7 @@ impl EventLoop {
         if request && !self.accept_requests && !self.store.contains(&signed.id()).unwrap_or(false) {
             // Requests are off: say so in a signed receipt, store nothing.
             self.stats.requests_refused += 1;
-            let reply = pb::DmReply {
-                outcome: Some(pb::dm_reply::Outcome::Receipt(self.sign_receipt(&signed, false))),
-            }
-            .encode_to_vec();
+            let reply = DmReply::Receipt(self.sign_receipt(&signed, false)).encode();
             let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
             return;
         }
@@ -964,20 +960,18 @@ impl EventLoop {
             }
             Err(e) => {
                 tracing::error!("cannot log message: {e}");
-                self.refuse(channel, pb::Refusal::Storage);
+                self.refuse(channel, Refusal::Storage);
                 return;
             }
         };
-        let reply = pb::DmReply {
-            outcome: Some(pb::dm_reply::Outcome::Receipt(receipt)),
-        }
-        .encode_to_vec();
+        let reply = DmReply::Receipt(receipt).encode();
         self.commit.push(AfterFlush::Receipt { channel, reply, show });
     }
 
     /// Answers a DM-protocol request with a refusal.
-    fn refuse(&mut self, channel: ResponseChannel<Vec<u8>>, code: pb::Refusal) {
-        let _ = self.swarm.behaviour_mut().dm.send_response(channel, refusal(code));
+    fn refuse(&mut self, channel: ResponseChannel<Vec<u8>>, refusal: Refusal) {
+        let reply = DmReply::Refused(refusal).encode();
+        let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
     }
 
     fn sign_receipt(&self, dm: &Signed, accepted: bool) -> Vec<u8> {
@@ -1193,13 +1187,6 @@ fn check_text(text: &str) -> Result<(), NodeError> {
         return Err(NodeError::InvalidText);
     }
     Ok(())
-}
-
-fn refusal(reason: pb::Refusal) -> Vec<u8> {
-    pb::DmReply {
-        outcome: Some(pb::dm_reply::Outcome::Refused(reason as i32)),
-    }
-    .encode_to_vec()
 }
 
 fn item_of(entry: &OutboxEntry) -> OutboxItem {

@@ -7,12 +7,12 @@ use libp2p::request_response::ResponseChannel;
 use tokio::sync::oneshot;
 
 use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, check_text, item_of};
+use crate::envelope::Signed;
 use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
 use crate::id::{MessageId, RejectReason};
-use crate::message::{Body, Signed};
+use crate::message::{Body, Refusal};
 use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
 use crate::store::{Direction, now_ms};
-use crate::wire::pb;
 
 /// Groups a node keeps at most. A stranger could otherwise make a node hold
 /// any number of groups by naming it in them.
@@ -42,7 +42,7 @@ impl EventLoop {
                     let from_contact = self.contacts.contains_key(&author);
                     if (!from_contact && !self.accept_requests) || self.groups.len() >= MAX_GROUPS {
                         self.stats.requests_refused += 1;
-                        self.refuse(channel, pb::Refusal::NotAccepted);
+                        self.refuse(channel, Refusal::NotAccepted);
                         return;
                     }
                 }
@@ -97,14 +97,14 @@ impl EventLoop {
     fn refuse_group(&mut self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, reject: GroupReject) {
         let code = match reject {
             // Not an attack: the group's state op may still be on its way.
-            GroupReject::UnknownGroup => pb::Refusal::UnknownGroup,
+            GroupReject::UnknownGroup => Refusal::UnknownGroup,
             GroupReject::NotModerator => {
                 self.reject(peer, RejectReason::NotModerator);
-                pb::Refusal::NotMember
+                Refusal::NotMember
             }
             GroupReject::NotMember | GroupReject::InvalidMembership => {
                 self.reject(peer, RejectReason::NotMember);
-                pb::Refusal::NotMember
+                Refusal::NotMember
             }
         };
         self.refuse(channel, code);

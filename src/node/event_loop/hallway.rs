@@ -8,8 +8,9 @@ use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::oneshot;
 
 use super::{AfterFlush, EventLoop, check_text};
+use crate::envelope::{Signed, check_time};
 use crate::id::{MessageId, RejectReason, Room};
-use crate::message::{Body, HallwayPost, Signed, check_time};
+use crate::message::{Body, HallwayPost};
 use crate::node::presence::{self, Change};
 use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
 use crate::protocol::MAX_MENTIONS;
@@ -175,7 +176,7 @@ impl EventLoop {
     /// of posts that are deleted now.
     fn apply_room_message(&mut self, room: &Room, signed: &Signed) {
         let state = self.room_state(room);
-        state.add_message(signed);
+        add_to_rules(state, signed);
         let forget: Vec<(u64, MessageId)> = match signed.body() {
             Body::RoomOp(op) => {
                 match &op.action {
@@ -605,7 +606,24 @@ impl EventLoop {
 fn state_of(room: &Room, messages: &[crate::store::LoggedMessage]) -> RoomState {
     let mut state = RoomState::new(room.clone());
     for m in messages {
-        state.add_message(&m.message);
+        add_to_rules(&mut state, &m.message);
     }
     state
+}
+
+/// Feeds a logged post or operation of a room to its rules (anything else is
+/// ignored): what rebuilding a room from its log and applying a new message
+/// both do. The rules take plain values, so `crate::room` knows nothing of
+/// envelopes.
+fn add_to_rules(state: &mut RoomState, message: &Signed) {
+    let (id, author) = (message.id(), message.author());
+    match message.body() {
+        Body::Hallway(p) => {
+            state.add_post(id, author, p.clock, p.question);
+        }
+        Body::RoomOp(op) => {
+            state.add_op(id, author, op.clock, op.action.clone());
+        }
+        _ => {}
+    }
 }
