@@ -2,7 +2,7 @@
 //! current room's hallway, `/commands` do the rest. Parsing is pure, so every
 //! input can be tested (and fuzzed) without a node.
 
-use crate::message::Room;
+use crate::id::Room;
 use crate::room::{ChatMode, QuestionState, Role};
 
 /// A parsed input line.

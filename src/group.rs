@@ -14,24 +14,16 @@ use std::collections::{BTreeSet, HashMap};
 use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 
-/// Prefix of the hash that derives a group id.
-pub const GROUP_DOMAIN: &[u8] = b"backchannel/group/v1\n";
+use crate::protocol::{GROUP_DOMAIN, MAX_WIRE_MEMBERS};
 
-/// Members per group at most on the wire; nodes enforce a lower, configurable
-/// limit (Clubhouse's 15 by default).
-pub const MAX_WIRE_MEMBERS: usize = 64;
-
-/// Longest group name, in UTF-8 bytes.
-pub const MAX_GROUP_NAME_BYTES: usize = 64;
-
-crate::message::hex_id! {
+crate::id::hex_id! {
     /// A group's id: it commits to the moderator's key ([`group_id`]).
     GroupId
 }
 
 /// The id of the group a moderator creates with `nonce`.
 pub fn group_id(moderator: &PeerId, nonce: &[u8; 16]) -> Option<GroupId> {
-    let key = crate::message::key_of(moderator)?;
+    let key = crate::id::key_of(moderator)?;
     let mut h = Sha256::new();
     h.update(GROUP_DOMAIN);
     h.update(key);

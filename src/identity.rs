@@ -287,6 +287,17 @@ mod tests {
         let a = Identity::from_secret([7; 32]);
         let b = Identity::from_secret([7; 32]);
         assert_eq!(a.peer_id(), b.peer_id());
-        assert_eq!(crate::message::peer_id_of(&a.verifying_key()), a.peer_id());
+        assert_eq!(crate::id::peer_id_of(&a.verifying_key()), a.peer_id());
+    }
+
+    #[test]
+    fn a_peer_id_and_its_key_convert_both_ways() {
+        let mut secret = [0u8; 32];
+        for (i, b) in secret.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let a = Identity::from_secret(secret);
+        assert_eq!(crate::id::key_of(&a.peer_id()), Some(a.verifying_key().to_bytes()));
+        assert_eq!(crate::id::peer_id_of(&a.verifying_key()), a.peer_id());
     }
 }

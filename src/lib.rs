@@ -39,18 +39,25 @@
 //! - [`identity`]: the key file; one key for libp2p and for signing.
 //! - [`protocol`]: the wire constants (topics, protocol ids, limits, gossipsub
 //!   settings) specified in docs/PROTOCOL.md.
-//! - [`message`]: domain messages, signed envelopes, ids, verification.
-//! - `wire`: the generated protobuf types (private).
+//! - [`id`]: the vocabulary: message ids, room ids, rejection reasons.
+//! - [`message`]: the message bodies, as plain data.
+//! - [`envelope`]: signed envelopes: signing, verification, opening.
+//! - `wire`: the generated protobuf types and every conversion between them
+//!   and the domain types (private).
+//! - [`room`], [`group`], [`sync`]: the rules of rooms and groups and history
+//!   sync, as plain state.
 //! - [`store`]: the sled log; knows nothing of the network.
 //! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
 //! - `cli` and `command` (binary side): argument parsing and the typed
 //!   `/commands` of an interactive session.
 
 pub mod command;
+pub mod envelope;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group;
+pub mod id;
 pub mod identity;
 pub mod lab;
 pub mod message;
@@ -61,10 +68,12 @@ pub mod store;
 pub mod sync;
 mod wire;
 
+pub use envelope::Signed;
 pub use group::GroupId;
+pub use id::{MessageId, RejectReason, Room};
 pub use identity::{Identity, IdentityError};
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
-pub use message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
+pub use message::{Body, DirectMessage, HallwayPost, Receipt};
 pub use node::{
     Config, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, Node, NodeError, PeerInfo, Request, RoomInfo, Stats,
 };

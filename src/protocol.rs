@@ -2,6 +2,9 @@
 //!
 //! Everything here is part of the protocol: another implementation must use
 //! the same values to join a room. Changing one is a protocol version bump.
+//! Bounds that are only this node's policy (how many sync rounds it allows,
+//! how long a presence announcement holds) live with the code that applies
+//! them. A leaf: this module imports nothing else of the crate.
 
 use std::time::Duration;
 
@@ -50,9 +53,42 @@ pub const MAX_REPLY_BYTES: usize = 1024;
 /// Length of the random nonce in posts and DMs.
 pub const NONCE_BYTES: usize = 16;
 
-/// The gossipsub topic of a room.
-pub fn topic(room: &crate::Room) -> IdentTopic {
-    IdentTopic::new(format!("{TOPIC_PREFIX}{}", room.as_str()))
+/// What separates a hosted room's name from its host's peer id.
+pub const HOST_SEPARATOR: char = '~';
+
+/// Participants a post may mention at most.
+pub const MAX_MENTIONS: usize = 16;
+
+/// Longest emoji (a reaction), in UTF-8 bytes.
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// Prefix of the hash that derives a group id.
+pub const GROUP_DOMAIN: &[u8] = b"backchannel/group/v1\n";
+
+/// Members per group at most on the wire; nodes enforce a lower, configurable
+/// limit (Clubhouse's 15 by default).
+pub const MAX_WIRE_MEMBERS: usize = 64;
+
+/// Longest group name, in UTF-8 bytes.
+pub const MAX_GROUP_NAME_BYTES: usize = 64;
+
+/// Largest negentropy message either side of a history sync sends; a round
+/// that would be larger is split over more rounds.
+pub const FRAME_LIMIT: u64 = 60_000;
+
+/// Ids per sync fetch request at most.
+pub const MAX_FETCH_IDS: usize = 256;
+
+/// Bytes of envelopes per sync page (fetch response or push) at most.
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+
+/// Largest sync request or response on the wire: a page and its framing.
+pub const MAX_SYNC_MESSAGE_BYTES: usize = MAX_PAGE_BYTES + 64 * 1024;
+
+/// The gossipsub topic of the room with id `room` (`Room::as_str`). It takes
+/// the id as text so that this module stays a leaf.
+pub fn topic(room: &str) -> IdentTopic {
+    IdentTopic::new(format!("{TOPIC_PREFIX}{room}"))
 }
 
 /// The gossipsub message id: SHA-256 of the message data (the encoded

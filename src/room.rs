@@ -22,13 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use libp2p::PeerId;
 
-use crate::message::{MessageId, RejectReason, Room};
-
-/// Longest emoji (a reaction), in UTF-8 bytes.
-pub const MAX_EMOJI_BYTES: usize = 32;
-
-/// Participants a post may mention at most.
-pub const MAX_MENTIONS: usize = 16;
+use crate::id::{MessageId, RejectReason, Room};
+use crate::protocol::MAX_EMOJI_BYTES;
 
 /// A participant's role in a room. Ordered: each role may do what the ones
 /// below it may.
@@ -359,22 +354,6 @@ impl RoomState {
             RoomAction::React(_) => {}
         }
         Ok(())
-    }
-
-    /// Adds a logged post or operation of this room (anything else is
-    /// ignored): what rebuilding a room from its log and applying a new
-    /// message both do.
-    pub fn add_message(&mut self, message: &crate::message::Signed) {
-        let (id, author) = (message.id(), message.author());
-        match message.body() {
-            crate::message::Body::Hallway(p) => {
-                self.add_post(id, author, p.clock, p.question);
-            }
-            crate::message::Body::RoomOp(op) => {
-                self.add_op(id, author, op.clock, op.action.clone());
-            }
-            _ => {}
-        }
     }
 
     /// Adds a verified post (already checked). Returns false if known.

@@ -23,40 +23,17 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
-use prost::Message as _;
 
-use crate::message::{Body, MessageId, Room, Signed};
-use crate::wire::store_pb::{LogRecord, OutboxRecord};
+use crate::envelope::Signed;
+use crate::id::{MessageId, Room};
+use crate::message::Body;
+use crate::wire::{LogRecord, OutboxRecord};
 
 /// sled's page cache. The log is append-mostly and read rarely, so a small
 /// cache keeps an idle node's memory low (sled's default is 1 GiB).
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Whether a logged message was sent or received by this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Received from the network.
-    Received,
-    /// Sent by this node.
-    Sent,
-}
-
-/// The delivery state of a direct message this node sent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
-pub enum Delivery {
-    /// Not a sent DM (posts, received messages).
-    None,
-    /// Logged and waiting in the outbox for its recipient.
-    Queued,
-    /// On the wire to its recipient; no receipt yet.
-    Sent,
-    /// A valid receipt from the recipient arrived.
-    Delivered,
-    /// Delivery failed, with the reason.
-    Failed(String),
-}
+pub use crate::message::{Delivery, Direction};
 
 /// A message read back from the log.
 #[derive(Debug, Clone)]
@@ -172,14 +149,13 @@ impl Store {
         };
         let record = LogRecord {
             envelope: message.envelope().to_vec(),
-            direction: direction as u32,
+            direction,
             logged_ms: now_ms(),
-            delivery: delivery_code(&delivery),
-            failure: String::new(),
+            delivery,
             receipt: Vec::new(),
             seq,
         }
-        .encode_to_vec();
+        .encode();
         let index = match message.body() {
             Body::Hallway(post) => room_key(&post.room, post.clock, &id),
             Body::RoomOp(op) => room_key(&op.room, op.clock, &id),
@@ -227,16 +203,12 @@ impl Store {
         receipt: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let updated = self.log.fetch_and_update(message_key(id), |old| {
-            let mut record = LogRecord::decode(old?).ok()?;
-            record.delivery = delivery_code(delivery);
-            record.failure = match delivery {
-                Delivery::Failed(reason) => reason.clone(),
-                _ => String::new(),
-            };
+            let mut record = LogRecord::decode(old?)?;
+            record.delivery = delivery.clone();
             if let Some(receipt) = receipt {
                 record.receipt = receipt.to_vec();
             }
-            Some(record.encode_to_vec())
+            Some(record.encode())
         })?;
         Ok(updated.is_some())
     }
@@ -245,9 +217,9 @@ impl Store {
     /// retried DM is answered with the same receipt.
     pub fn set_receipt(&self, id: &MessageId, receipt: &[u8]) -> Result<(), StoreError> {
         self.log.fetch_and_update(message_key(id), |old| {
-            let mut record = LogRecord::decode(old?).ok()?;
+            let mut record = LogRecord::decode(old?)?;
             record.receipt = receipt.to_vec();
-            Some(record.encode_to_vec())
+            Some(record.encode())
         })?;
         Ok(())
     }
@@ -257,7 +229,7 @@ impl Store {
         Ok(self
             .log
             .get(message_key(id))?
-            .and_then(|raw| LogRecord::decode(raw.as_ref()).ok())
+            .and_then(|raw| LogRecord::decode(raw.as_ref()))
             .map(|r| r.receipt)
             .filter(|r| !r.is_empty()))
     }
@@ -320,7 +292,7 @@ impl Store {
         Ok(self
             .log
             .get(message_key(id))?
-            .and_then(|raw| LogRecord::decode(raw.as_ref()).ok())
+            .and_then(|raw| LogRecord::decode(raw.as_ref()))
             .map(|r| r.envelope))
     }
 
@@ -432,13 +404,12 @@ impl Store {
     /// Records (or updates) a DM in the outbox.
     pub fn outbox_put(&self, item: &OutboxItem) -> Result<(), StoreError> {
         let record = OutboxRecord {
-            to: item.to.to_bytes(),
+            to: item.to,
             attempts: item.attempts,
             next_ms: item.next_ms,
             expires_ms: item.expires_ms,
         };
-        self.log
-            .insert(outbox_key(&item.id, &item.to), record.encode_to_vec())?;
+        self.log.insert(outbox_key(&item.id, &item.to), record.encode())?;
         Ok(())
     }
 
@@ -453,18 +424,15 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.log.scan_prefix([OUTBOX]) {
             let (key, value) = entry?;
-            let (Some(Ok(id)), Ok(record)) = (
+            let (Some(Ok(id)), Some(record)) = (
                 key.get(1..33).map(<[u8; 32]>::try_from),
                 OutboxRecord::decode(value.as_ref()),
             ) else {
                 continue;
             };
-            let Ok(to) = PeerId::from_bytes(&record.to) else {
-                continue;
-            };
             out.push(OutboxItem {
                 id: MessageId::from_bytes(id),
-                to,
+                to: record.to,
                 attempts: record.attempts,
                 next_ms: record.next_ms,
                 expires_ms: record.expires_ms,
@@ -629,34 +597,12 @@ fn peer_key(peer: &PeerId, seq: u64) -> Vec<u8> {
     key
 }
 
-fn delivery_code(d: &Delivery) -> u32 {
-    match d {
-        Delivery::None => 0,
-        Delivery::Sent => 1,
-        Delivery::Queued => 4,
-        Delivery::Delivered => 2,
-        Delivery::Failed(_) => 3,
-    }
-}
-
 fn decode_record(raw: &[u8]) -> Option<LoggedMessage> {
-    let record = LogRecord::decode(raw).ok()?;
-    let message = Signed::open_trusted(&record.envelope).ok()?;
-    let delivery = match record.delivery {
-        1 => Delivery::Sent,
-        4 => Delivery::Queued,
-        2 => Delivery::Delivered,
-        3 => Delivery::Failed(record.failure),
-        _ => Delivery::None,
-    };
+    let record = LogRecord::decode(raw)?;
     Some(LoggedMessage {
-        message,
-        direction: if record.direction == 1 {
-            Direction::Sent
-        } else {
-            Direction::Received
-        },
-        delivery,
+        message: Signed::open_trusted(&record.envelope).ok()?,
+        direction: record.direction,
+        delivery: record.delivery,
         logged_ms: record.logged_ms,
         seq: record.seq,
     })

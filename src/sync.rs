@@ -1,5 +1,6 @@
 //! History sync as plain state: what a node reconciles, how reconciliation
-//! runs on either side, and every bound. No IO: the event loop moves the
+//! runs on either side, and the bounds that are this node's own policy (the
+//! wire's bounds, such as the page size, are in [`crate::protocol`]). No IO: the event loop moves the
 //! bytes (protocol `/backchannel/sync/1.0.0`, docs/PROTOCOL.md "History
 //! sync").
 //!
@@ -13,26 +14,63 @@
 
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
-use crate::message::MessageId;
-
-/// Largest negentropy message either side sends; a round that would be
-/// larger is split over more rounds.
-pub const FRAME_LIMIT: u64 = 60_000;
+use crate::id::{MessageId, Room};
+use crate::protocol::{FRAME_LIMIT, MAX_PAGE_BYTES};
 
 /// Rounds of one reconciliation at most; more means a broken or hostile peer.
 pub const MAX_ROUNDS: u32 = 32;
 
-/// Ids per fetch request at most.
-pub const MAX_FETCH_IDS: usize = 256;
-
-/// Bytes of envelopes per page (fetch response or push) at most.
-pub const MAX_PAGE_BYTES: usize = 1 << 20;
-
-/// Largest sync request or response on the wire: a page and its framing.
-pub const MAX_SYNC_MESSAGE_BYTES: usize = MAX_PAGE_BYTES + 64 * 1024;
-
 /// Ids a node fetches or pushes in one sync at most (the history depth).
 pub const MAX_TRANSFER_IDS: usize = 20_000;
+
+/// A history-sync request (`SyncRequest` in proto/backchannel.proto),
+/// decoded and checked by `crate::wire`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyncRequest {
+    /// The room whose history is reconciled.
+    pub(crate) room: Room,
+    /// What the requester asks.
+    pub(crate) query: SyncQuery,
+}
+
+/// What a sync request asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SyncQuery {
+    /// The initiator's next negentropy message.
+    Reconcile(Vec<u8>),
+    /// Messages the initiator lacks, at most [`crate::protocol::MAX_FETCH_IDS`].
+    Fetch(Vec<MessageId>),
+    /// Envelopes the responder lacks (verified on arrival like any page).
+    Push(Vec<Vec<u8>>),
+}
+
+/// The answer to a sync request (`SyncResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SyncResponse {
+    /// The responder's negentropy message.
+    Reconcile(Vec<u8>),
+    /// Envelopes for a fetch, in the order asked.
+    Page(Vec<Vec<u8>>),
+    /// Why the request was refused.
+    Refused(SyncRefusal),
+    /// A push was taken: how many envelopes were new.
+    Pushed(u32),
+}
+
+/// Why a responder refused a sync request (`SyncRefusal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncRefusal {
+    /// No reason given (the responder could not read its log).
+    Unspecified,
+    /// The responder is not in that room.
+    NotInRoom,
+    /// The request is malformed or its negentropy message is invalid.
+    Invalid,
+    /// Too many requests from this peer: later.
+    Busy,
+    /// A code this version does not know (a newer peer).
+    Unknown(i32),
+}
 
 /// Why a sync step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

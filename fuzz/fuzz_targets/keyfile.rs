@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use backchannel::identity::KEY_FILE;
-use backchannel::message::peer_id_of;
+use backchannel::id::peer_id_of;
 use backchannel::{Body, HallwayPost, Identity, IdentityError, Room, Signed};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,23 +2,21 @@
 //! request and the response, each read to the end of the stream with a hard
 //! size limit per protocol. DM: one encoded envelope, answered by a
 //! `DmReply`; sync: a `SyncRequest` answered by a `SyncResponse`. Decoding
-//! into domain types happens after (for envelopes, in `Signed::open` once the
-//! signature is checked over these exact bytes); [`judge_reply`] decides
-//! what a reply means for the DM it answers.
+//! into domain types happens after, in `crate::wire` (for envelopes, through
+//! `Signed::open` once the signature is checked over these exact bytes);
+//! [`judge_reply`] decides what a reply means for the DM it answers.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::envelope::Signed;
+use crate::id::MessageId;
+use crate::message::{Body, DmReply, Refusal};
+use crate::protocol::{MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES, MAX_SYNC_MESSAGE_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::{PeerId, StreamProtocol};
-use prost::Message as _;
-
-use crate::message::{Body, MessageId, Signed};
-use crate::protocol::{MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES};
-use crate::sync::MAX_SYNC_MESSAGE_BYTES;
-use crate::wire::pb;
 
 /// Raw bytes with a size limit enforced on both read and write.
 // `pub` (in a crate-private module) only so that the `fuzzing` feature can
@@ -75,24 +73,19 @@ pub enum ReplyVerdict {
 
 /// Judges the reply to the DM `id` sent by `local` to `to`.
 pub fn judge_reply(reply: &[u8], id: MessageId, to: PeerId, local: PeerId) -> ReplyVerdict {
-    let outcome = pb::DmReply::decode(reply).ok().and_then(|r| r.outcome);
-    let receipt = match outcome {
-        Some(pb::dm_reply::Outcome::Receipt(bytes)) => bytes,
+    let receipt = match DmReply::decode(reply) {
+        Some(DmReply::Receipt(bytes)) => bytes,
         // The group's state op may still be on its way: try again.
-        Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::UnknownGroup as i32 => {
+        Some(DmReply::Refused(Refusal::UnknownGroup)) => {
             return ReplyVerdict::Retry("the recipient does not know the group yet");
         }
         // A rate limit at the recipient: later.
-        Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::Busy as i32 => {
-            return ReplyVerdict::Retry("the recipient is busy");
-        }
+        Some(DmReply::Refused(Refusal::Busy)) => return ReplyVerdict::Retry("the recipient is busy"),
         // A disk error at the recipient is worth another try.
-        Some(pb::dm_reply::Outcome::Refused(code)) if code == pb::Refusal::Storage as i32 => {
+        Some(DmReply::Refused(Refusal::Storage)) => {
             return ReplyVerdict::Retry("the recipient could not store it");
         }
-        Some(pb::dm_reply::Outcome::Refused(code)) => {
-            return ReplyVerdict::Refused(pb::Refusal::try_from(code).map_or("unknown", |r| r.as_str_name()));
-        }
+        Some(DmReply::Refused(refusal)) => return ReplyVerdict::Refused(refusal.wire_name()),
         None => return ReplyVerdict::Malformed,
     };
     match Signed::open(&receipt) {
@@ -202,7 +195,7 @@ mod tests {
     #[test]
     fn a_reply_delivers_only_with_the_recipients_receipt_for_that_dm() {
         use crate::identity::Identity;
-        use crate::message::{Body, Receipt};
+        use crate::message::Receipt;
         let (alice, bob, mallory) = (
             Identity::from_secret([1; 32]),
             Identity::from_secret([2; 32]),
@@ -217,10 +210,7 @@ mod tests {
                 accepted,
             });
             let receipt = Signed::sign(signer, receipt).envelope().to_vec();
-            let reply = pb::DmReply {
-                outcome: Some(pb::dm_reply::Outcome::Receipt(receipt.clone())),
-            };
-            (reply.encode_to_vec(), receipt)
+            (DmReply::Receipt(receipt.clone()).encode(), receipt)
         };
         let judge = |bytes: &[u8]| judge_reply(bytes, id, bob.peer_id(), alice.peer_id());
         let (good, receipt) = reply(&bob, id, true);
@@ -230,20 +220,12 @@ mod tests {
         let other = MessageId::from_bytes([8; 32]);
         assert_eq!(judge(&reply(&bob, other, true).0), ReplyVerdict::BadReceipt);
         assert_eq!(judge(&[0xff]), ReplyVerdict::Malformed);
-        let refused = |code: i32| {
-            pb::DmReply {
-                outcome: Some(pb::dm_reply::Outcome::Refused(code)),
-            }
-            .encode_to_vec()
-        };
-        assert!(matches!(
-            judge(&refused(pb::Refusal::Storage as i32)),
-            ReplyVerdict::Retry(_)
-        ));
+        let refused = |refusal: Refusal| DmReply::Refused(refusal).encode();
+        assert!(matches!(judge(&refused(Refusal::Storage)), ReplyVerdict::Retry(_)));
         assert_eq!(
-            judge(&refused(pb::Refusal::WrongRecipient as i32)),
+            judge(&refused(Refusal::WrongRecipient)),
             ReplyVerdict::Refused("REFUSAL_WRONG_RECIPIENT")
         );
-        assert_eq!(judge(&refused(-5)), ReplyVerdict::Refused("unknown"));
+        assert_eq!(judge(&refused(Refusal::Unknown(-5))), ReplyVerdict::Refused("unknown"));
     }
 }

@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet};
 use libp2p::PeerId;
 
 use super::limits::Limiters;
-use crate::message::{Body, MessageId, RejectReason, Signed, check_time};
+use crate::envelope::{Signed, check_time};
+use crate::id::{MessageId, RejectReason};
+use crate::message::Body;
 
 /// What the node knows besides the request, for [`admit_dm`].
 pub(crate) struct DmContext<'a> {
@@ -100,8 +102,9 @@ pub(crate) fn admit_dm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Room;
     use crate::identity::Identity;
-    use crate::message::{DirectMessage, HallwayPost, Room};
+    use crate::message::{DirectMessage, HallwayPost};
     use crate::node::limits::Limits;
 
     const NOW: u64 = 1_800_000_000_000;

@@ -11,7 +11,6 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
-use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 mod groups;
@@ -25,12 +24,13 @@ use super::dm::{DmAdmission, DmContext, admit_dm};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
+use crate::envelope::Signed;
 use crate::group::{GroupId, Groups};
+use crate::id::{MessageId, RejectReason, Room};
 use crate::identity::Identity;
-use crate::message::{Body, DirectMessage, MessageId, Receipt, RejectReason, Room, Signed};
+use crate::message::{Body, DirectMessage, DmReply, Receipt, Refusal};
 use crate::protocol::MAX_TEXT_BYTES;
 use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, now_ms};
-use crate::wire::pb;
 
 /// DMs waiting for receipts at most. A person never gets near it; a script
 /// sending to an unreachable peer is told (`NodeError::OutboxFull`).
@@ -539,7 +539,7 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
-        if to == self.local || crate::message::key_of(&to).is_none() {
+        if to == self.local || crate::id::key_of(&to).is_none() {
             let _ = reply.send(Err(NodeError::InvalidPeer(to)));
             return;
         }
@@ -682,7 +682,7 @@ impl EventLoop {
                     }
                 }
                 (AfterFlush::Receipt { channel, .. }, Err(_)) => {
-                    self.refuse(channel, pb::Refusal::Storage);
+                    self.refuse(channel, Refusal::Storage);
                 }
                 (AfterFlush::Durable, _) => {}
                 (AfterFlush::Created { group, reply }, outcome) => {
@@ -884,32 +884,29 @@ impl EventLoop {
         match admission {
             DmAdmission::Busy => {
                 self.violation(peer, true);
-                self.refuse(channel, pb::Refusal::Busy);
+                self.refuse(channel, Refusal::Busy);
             }
             DmAdmission::Invalid(reason) => {
                 self.reject(peer, reason);
-                self.refuse(channel, pb::Refusal::Invalid);
+                self.refuse(channel, Refusal::Invalid);
             }
             DmAdmission::Blocked(author) => {
                 self.drop_blocked(author);
-                self.refuse(channel, pb::Refusal::NotAccepted);
+                self.refuse(channel, Refusal::NotAccepted);
             }
             DmAdmission::Group(signed) => self.handle_group_request(peer, signed, channel),
             DmAdmission::WrongRecipient => {
                 self.reject(peer, RejectReason::WrongRecipient);
-                self.refuse(channel, pb::Refusal::WrongRecipient);
+                self.refuse(channel, Refusal::WrongRecipient);
             }
             DmAdmission::WrongKind => {
                 self.reject(peer, RejectReason::WrongKind);
-                self.refuse(channel, pb::Refusal::WrongKind);
+                self.refuse(channel, Refusal::WrongKind);
             }
             DmAdmission::RequestsOff(signed) => {
                 // Say so in a signed receipt, store nothing.
                 self.stats.requests_refused += 1;
-                let reply = pb::DmReply {
-                    outcome: Some(pb::dm_reply::Outcome::Receipt(self.sign_receipt(&signed, false))),
-                }
-                .encode_to_vec();
+                let reply = DmReply::Receipt(self.sign_receipt(&signed, false)).encode();
                 let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
             }
             DmAdmission::Accept { signed, request } => {
@@ -946,20 +943,18 @@ impl EventLoop {
             }
             Err(e) => {
                 tracing::error!("cannot log message: {e}");
-                self.refuse(channel, pb::Refusal::Storage);
+                self.refuse(channel, Refusal::Storage);
                 return;
             }
         };
-        let reply = pb::DmReply {
-            outcome: Some(pb::dm_reply::Outcome::Receipt(receipt)),
-        }
-        .encode_to_vec();
+        let reply = DmReply::Receipt(receipt).encode();
         self.commit.push(AfterFlush::Receipt { channel, reply, show });
     }
 
     /// Answers a DM-protocol request with a refusal.
-    fn refuse(&mut self, channel: ResponseChannel<Vec<u8>>, code: pb::Refusal) {
-        let _ = self.swarm.behaviour_mut().dm.send_response(channel, refusal(code));
+    fn refuse(&mut self, channel: ResponseChannel<Vec<u8>>, refusal: Refusal) {
+        let reply = DmReply::Refused(refusal).encode();
+        let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
     }
 
     fn sign_receipt(&self, dm: &Signed, accepted: bool) -> Vec<u8> {
@@ -1175,13 +1170,6 @@ fn check_text(text: &str) -> Result<(), NodeError> {
         return Err(NodeError::InvalidText);
     }
     Ok(())
-}
-
-fn refusal(reason: pb::Refusal) -> Vec<u8> {
-    pb::DmReply {
-        outcome: Some(pb::dm_reply::Outcome::Refused(reason as i32)),
-    }
-    .encode_to_vec()
 }
 
 fn item_of(entry: &OutboxEntry) -> OutboxItem {

@@ -27,8 +27,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::group::{GroupId, GroupMessage};
+use crate::id::{MessageId, RejectReason, Room};
 use crate::identity::Identity;
-use crate::message::{DirectMessage, HallwayPost, MessageId, RejectReason, Room};
+use crate::message::{DirectMessage, HallwayPost};
 use crate::protocol::{GossipAuth, MAX_NICK_BYTES, MAX_TEXT_BYTES};
 use crate::room::{ChatMode, QuestionState, Role, RoomAction};
 use crate::store::{LoggedMessage, Store, StoreError};
@@ -456,7 +457,7 @@ pub enum NodeError {
     InvalidEmoji,
     /// A room name is invalid.
     #[error(transparent)]
-    InvalidRoom(#[from] crate::message::InvalidRoom),
+    InvalidRoom(#[from] crate::id::InvalidRoom),
 }
 
 /// What to read back from the log.
@@ -782,7 +783,7 @@ async fn open_store(config: &Config) -> Result<Store, NodeError> {
 }
 
 fn check_group_name(name: &str) -> Result<(), NodeError> {
-    if name.is_empty() || name.len() > crate::group::MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > crate::protocol::MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
         return Err(NodeError::InvalidGroupName);
     }
     Ok(())

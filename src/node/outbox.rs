@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
-use crate::message::MessageId;
+use crate::id::MessageId;
 
 /// Retry and expiry settings (part of the node's `Config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use libp2p::PeerId;
 
-use crate::message::RejectReason;
+use crate::id::RejectReason;
 
 /// Announcements that a join or an arrival calls for are delayed by a random
 /// part of this window (2 s, plus 200 ms per participant present, at most

@@ -17,7 +17,9 @@ use libp2p::gossipsub::{IdentTopic, TopicHash};
 
 use super::limits::Limiters;
 use super::presence::{Book, Change};
-use crate::message::{Body, MessageId, RejectReason, Room, Signed, check_time};
+use crate::envelope::{Signed, check_time};
+use crate::id::{MessageId, RejectReason, Room};
+use crate::message::Body;
 use crate::protocol;
 use crate::room::{RoomAction, RoomState};
 
@@ -131,7 +133,7 @@ impl Rooms {
         if self.joined.contains_key(room) {
             return None;
         }
-        let topic = protocol::topic(room);
+        let topic = protocol::topic(room.as_str());
         self.by_topic.insert(topic.hash(), room.clone());
         self.joined.insert(
             room.clone(),
@@ -374,7 +376,7 @@ impl JoinedRoom {
     /// must drop.
     pub(crate) fn apply(&mut self, signed: &Signed) -> Vec<(u64, MessageId)> {
         let state = &mut self.rules;
-        state.add_message(signed);
+        add_to_rules(state, signed);
         let Body::RoomOp(op) = signed.body() else {
             return Vec::new();
         };
@@ -387,6 +389,23 @@ impl JoinedRoom {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+/// Feeds a verified post or operation to a room's rules (anything else is
+/// ignored): what rebuilding a room from its log and applying a new message
+/// both do. The rules take plain values, so `crate::room` knows nothing of
+/// envelopes.
+pub(crate) fn add_to_rules(state: &mut RoomState, message: &Signed) {
+    let (id, author) = (message.id(), message.author());
+    match message.body() {
+        Body::Hallway(p) => {
+            state.add_post(id, author, p.clock, p.question);
+        }
+        Body::RoomOp(op) => {
+            state.add_op(id, author, op.clock, op.action.clone());
+        }
+        _ => {}
     }
 }
 
@@ -549,7 +568,9 @@ mod tests {
         ));
         let mut rooms = Rooms::new();
         rooms.joined.insert(f.room.clone(), f.joined);
-        rooms.by_topic.insert(protocol::topic(&f.room).hash(), f.room.clone());
+        rooms
+            .by_topic
+            .insert(protocol::topic(f.room.as_str()).hash(), f.room.clone());
         rooms.get_mut(&f.room).unwrap().push_unsent(post(1));
         assert_eq!(rooms.get(&f.room).unwrap().presence.len(), 1);
         assert_eq!(rooms.leave(&f.room).map(|(_, n)| n), Some(1));

@@ -10,6 +10,7 @@ mod dm;
 mod groups;
 mod hallway;
 mod hostile;
+mod layering;
 mod mesh;
 mod never_panic;
 mod outbox;

@@ -38,7 +38,7 @@ fn the_documented_vectors_hold() {
         );
         let gossip: [u8; 32] = Sha256::digest(&envelope).into();
         assert_eq!(gossip.to_vec(), get(&format!("{name} gossipsub message id")), "{name}");
-        let key = backchannel::message::key_of(&opened.author()).expect("ed25519");
+        let key = backchannel::id::key_of(&opened.author()).expect("ed25519");
         assert_eq!(key.to_vec(), get(&format!("{author} public key")), "{name}");
     }
 

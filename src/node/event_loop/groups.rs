@@ -7,11 +7,12 @@ use libp2p::request_response::ResponseChannel;
 use tokio::sync::oneshot;
 
 use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, check_text, item_of};
+use crate::envelope::Signed;
 use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
-use crate::message::{Body, MessageId, RejectReason, Signed};
+use crate::id::{MessageId, RejectReason};
+use crate::message::{Body, Refusal};
 use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
 use crate::store::{Direction, now_ms};
-use crate::wire::pb;
 
 /// Groups a node keeps at most. A stranger could otherwise make a node hold
 /// any number of groups by naming it in them.
@@ -41,7 +42,7 @@ impl EventLoop {
                     let from_contact = self.contacts.contains_key(&author);
                     if (!from_contact && !self.accept_requests) || self.groups.len() >= MAX_GROUPS {
                         self.stats.requests_refused += 1;
-                        self.refuse(channel, pb::Refusal::NotAccepted);
+                        self.refuse(channel, Refusal::NotAccepted);
                         return;
                     }
                 }
@@ -96,14 +97,14 @@ impl EventLoop {
     fn refuse_group(&mut self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, reject: GroupReject) {
         let code = match reject {
             // Not an attack: the group's state op may still be on its way.
-            GroupReject::UnknownGroup => pb::Refusal::UnknownGroup,
+            GroupReject::UnknownGroup => Refusal::UnknownGroup,
             GroupReject::NotModerator => {
                 self.reject(peer, RejectReason::NotModerator);
-                pb::Refusal::NotMember
+                Refusal::NotMember
             }
             GroupReject::NotMember | GroupReject::InvalidMembership => {
                 self.reject(peer, RejectReason::NotMember);
-                pb::Refusal::NotMember
+                Refusal::NotMember
             }
         };
         self.refuse(channel, code);
@@ -119,7 +120,7 @@ impl EventLoop {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS random number generator works");
         let group = crate::group::group_id(&self.local, &nonce).expect("own key is ed25519");
-        if let Some(bad) = members.iter().find(|m| crate::message::key_of(m).is_none()) {
+        if let Some(bad) = members.iter().find(|m| crate::id::key_of(m).is_none()) {
             let _ = reply.send(Err(NodeError::InvalidPeer(*bad)));
             return;
         }
@@ -172,7 +173,7 @@ impl EventLoop {
                     members.insert(0, self.local);
                 }
                 if let GroupEdit::Add(peer) = &edit
-                    && crate::message::key_of(peer).is_none()
+                    && crate::id::key_of(peer).is_none()
                 {
                     let _ = reply.send(Err(NodeError::InvalidPeer(*peer)));
                     return;

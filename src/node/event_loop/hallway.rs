@@ -8,11 +8,14 @@ use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::oneshot;
 
 use super::{AfterFlush, EventLoop, check_text};
-use crate::message::{Body, HallwayPost, MessageId, Room, Signed};
+use crate::envelope::Signed;
+use crate::id::{MessageId, Room};
+use crate::message::{Body, HallwayPost};
 use crate::node::presence::Change;
-use crate::node::rooms::{Admission, Context, JoinedRoom, Origin};
+use crate::node::rooms::{Admission, Context, JoinedRoom, Origin, add_to_rules};
 use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
-use crate::room::{MAX_MENTIONS, Presence, RoomAction, RoomOp, RoomState};
+use crate::protocol::MAX_MENTIONS;
+use crate::room::{Presence, RoomAction, RoomOp, RoomState};
 use crate::store::{Direction, Inserted, now_ms};
 
 impl EventLoop {
@@ -336,7 +339,7 @@ impl EventLoop {
             }
         }
         out.extend_from_slice(given);
-        out.retain(|p| crate::message::key_of(p).is_some());
+        out.retain(|p| crate::id::key_of(p).is_some());
         let mut seen = std::collections::HashSet::new();
         out.retain(|p| seen.insert(*p));
         out.truncate(MAX_MENTIONS);
@@ -518,7 +521,7 @@ pub(super) fn load_rules(store: &crate::store::Store, room: &Room) -> RoomState 
 fn state_of(room: &Room, messages: &[crate::store::LoggedMessage]) -> RoomState {
     let mut state = RoomState::new(room.clone());
     for m in messages {
-        state.add_message(&m.message);
+        add_to_rules(&mut state, &m.message);
     }
     state
 }

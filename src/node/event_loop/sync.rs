@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use prost::Message as _;
 
 use super::EventLoop;
-use crate::message::{MessageId, RejectReason, Room, Signed};
+use crate::envelope::Signed;
+use crate::id::{MessageId, RejectReason, Room};
 use crate::node::Event;
 use crate::node::rooms::Origin;
+use crate::protocol::{MAX_FETCH_IDS, MAX_PAGE_BYTES};
 use crate::store::now_ms;
-use crate::sync::{MAX_FETCH_IDS, MAX_PAGE_BYTES, Reconciler, pages, respond};
-use crate::wire::pb;
+use crate::sync::{Reconciler, SyncQuery, SyncRefusal, SyncRequest, SyncResponse, pages, respond};
 
 /// A node syncs a room with the same peer at most this often on its own
 /// (joins, reconnections); `Handle::sync` is not limited.
@@ -202,7 +202,7 @@ impl EventLoop {
         };
         self.syncs.begin(peer, room, reconciler, now);
         self.stats.syncs_started += 1;
-        self.send_sync(peer, room, pb::sync_request::Kind::Reconcile(first), Asked::Reconcile);
+        self.send_sync(peer, room, SyncQuery::Reconcile(first), Asked::Reconcile);
         true
     }
 
@@ -212,12 +212,12 @@ impl EventLoop {
         self.store.room_keys(room, min_clock, self.history_max)
     }
 
-    fn send_sync(&mut self, peer: PeerId, room: &Room, kind: pb::sync_request::Kind, asked: Asked) {
-        let request = pb::SyncRequest {
-            room: room.as_str().to_owned(),
-            kind: Some(kind),
+    fn send_sync(&mut self, peer: PeerId, room: &Room, query: SyncQuery, asked: Asked) {
+        let request = SyncRequest {
+            room: room.clone(),
+            query,
         }
-        .encode_to_vec();
+        .encode();
         self.stats.sync_bytes_out += request.len() as u64;
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
         self.syncs.requests.insert(id, (peer, room.clone(), asked));
@@ -281,64 +281,51 @@ impl EventLoop {
 
     /// Answers a peer's sync request.
     fn serve_sync(&mut self, peer: PeerId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
-        use pb::sync_response::Kind as R;
         self.stats.sync_bytes_in += request.len() as u64;
         let answer = self.answer_sync(peer, &request);
-        let response = pb::SyncResponse {
-            kind: Some(answer.unwrap_or_else(|refusal| R::Refused(refusal as i32))),
-        }
-        .encode_to_vec();
+        let response = answer.unwrap_or_else(SyncResponse::Refused).encode();
         self.stats.sync_bytes_out += response.len() as u64;
         let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
     }
 
-    fn answer_sync(&mut self, peer: PeerId, request: &[u8]) -> Result<pb::sync_response::Kind, pb::SyncRefusal> {
-        use pb::sync_request::Kind as Q;
-        use pb::sync_response::Kind as R;
+    fn answer_sync(&mut self, peer: PeerId, request: &[u8]) -> Result<SyncResponse, SyncRefusal> {
         if !self.limiters.sync.allow(&peer, now_ms()) {
             self.violation(peer, true);
-            return Err(pb::SyncRefusal::Busy);
+            return Err(SyncRefusal::Busy);
         }
-        let Ok(request) = pb::SyncRequest::decode(request) else {
-            self.reject(peer, RejectReason::Malformed);
-            return Err(pb::SyncRefusal::Invalid);
-        };
-        let room = match Room::new(request.room) {
-            Ok(room) if self.rooms.get(&room).is_some() => room,
-            Ok(_) => return Err(pb::SyncRefusal::NotInRoom),
-            Err(_) => {
-                self.reject(peer, RejectReason::InvalidField);
-                return Err(pb::SyncRefusal::Invalid);
+        let SyncRequest { room, query } = match SyncRequest::decode(request) {
+            Ok(request) if self.rooms.get(&request.room).is_some() => request,
+            Ok(_) => return Err(SyncRefusal::NotInRoom),
+            // A room this node is not in is refused as such, whatever else
+            // is wrong with the request.
+            Err(bad) if bad.room.as_ref().is_some_and(|room| self.rooms.get(room).is_none()) => {
+                return Err(SyncRefusal::NotInRoom);
+            }
+            Err(bad) => {
+                self.reject(peer, bad.reason);
+                return Err(SyncRefusal::Invalid);
             }
         };
-        match request.kind {
-            Some(Q::Reconcile(query)) => {
-                let keys = self.history_keys(&room).map_err(|_| pb::SyncRefusal::Unspecified)?;
+        match query {
+            SyncQuery::Reconcile(query) => {
+                let keys = self.history_keys(&room).map_err(|_| SyncRefusal::Unspecified)?;
                 match respond(&keys, &query) {
-                    Ok(answer) => Ok(R::Reconcile(answer)),
+                    Ok(answer) => Ok(SyncResponse::Reconcile(answer)),
                     Err(e) => {
                         tracing::debug!(%peer, "invalid reconciliation: {e}");
                         self.reject(peer, RejectReason::Malformed);
-                        Err(pb::SyncRefusal::Invalid)
+                        Err(SyncRefusal::Invalid)
                     }
                 }
             }
-            Some(Q::Fetch(list)) => {
-                if list.ids.len() > MAX_FETCH_IDS {
-                    self.reject(peer, RejectReason::Oversize);
-                    return Err(pb::SyncRefusal::Invalid);
-                }
+            SyncQuery::Fetch(ids) => {
                 let min_clock = now_ms().saturating_sub(self.history_window_ms);
                 let mut envelopes = Vec::new();
                 let mut bytes = 0;
-                for id in &list.ids {
-                    let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) else {
-                        self.reject(peer, RejectReason::InvalidField);
-                        return Err(pb::SyncRefusal::Invalid);
-                    };
+                for id in &ids {
                     // Only this room's posts and operations within the
                     // window: never a DM or another room's message.
-                    let Ok(Some(m)) = self.store.get(&MessageId::from_bytes(id)) else {
+                    let Ok(Some(m)) = self.store.get(id) else {
                         continue;
                     };
                     let in_room = m
@@ -354,10 +341,10 @@ impl EventLoop {
                     envelopes.push(envelope.to_vec());
                 }
                 self.stats.synced_sent += envelopes.len() as u64;
-                Ok(R::Page(pb::EnvelopeList { envelopes }))
+                Ok(SyncResponse::Page(envelopes))
             }
-            Some(Q::Push(list)) => {
-                let received = self.apply_history(peer, &room, list.envelopes);
+            SyncQuery::Push(envelopes) => {
+                let received = self.apply_history(peer, &room, envelopes);
                 if received > 0 {
                     self.emit(Event::Synced {
                         room: room.clone(),
@@ -367,38 +354,28 @@ impl EventLoop {
                     });
                     self.spread(peer, &room);
                 }
-                Ok(R::Pushed(received as u32))
-            }
-            None => {
-                self.reject(peer, RejectReason::UnknownKind);
-                Err(pb::SyncRefusal::Invalid)
+                Ok(SyncResponse::Pushed(received as u32))
             }
         }
     }
 
     fn handle_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: Vec<u8>) {
-        use pb::sync_response::Kind as R;
         self.stats.sync_bytes_in += response.len() as u64;
         let Some((_, room, asked)) = self.syncs.requests.remove(&request_id) else {
             return;
         };
         let key = (peer, room.clone());
-        let kind = match pb::SyncResponse::decode(response.as_slice()) {
-            Ok(pb::SyncResponse { kind: Some(kind) }) => kind,
-            _ => {
-                self.reject(peer, RejectReason::Malformed);
-                return self.end_sync(peer, &room, false);
-            }
+        let Some(response) = SyncResponse::decode(&response) else {
+            self.reject(peer, RejectReason::Malformed);
+            return self.end_sync(peer, &room, false);
         };
-        match (asked, kind) {
-            (Asked::Reconcile, R::Reconcile(answer)) => {
+        match (asked, response) {
+            (Asked::Reconcile, SyncResponse::Reconcile(answer)) => {
                 let Some(session) = self.syncs.sessions.get_mut(&key) else {
                     return;
                 };
                 match session.reconciler.step(&answer) {
-                    Ok(Some(next)) => {
-                        self.send_sync(peer, &room, pb::sync_request::Kind::Reconcile(next), Asked::Reconcile)
-                    }
+                    Ok(Some(next)) => self.send_sync(peer, &room, SyncQuery::Reconcile(next), Asked::Reconcile),
                     Ok(None) => {
                         session.need = std::mem::take(&mut session.reconciler.need).into();
                         let have = std::mem::take(&mut session.reconciler.have);
@@ -412,23 +389,23 @@ impl EventLoop {
                     }
                 }
             }
-            (Asked::Fetch, R::Page(page)) => {
-                let received = self.apply_history(peer, &room, page.envelopes);
+            (Asked::Fetch, SyncResponse::Page(page)) => {
+                let received = self.apply_history(peer, &room, page);
                 if let Some(session) = self.syncs.sessions.get_mut(&key) {
                     session.in_flight = session.in_flight.saturating_sub(1);
                     session.received += received;
                 }
                 self.pump(peer, &room);
             }
-            (Asked::Push(n), R::Pushed(_)) => {
+            (Asked::Push(n), SyncResponse::Pushed(_)) => {
                 if let Some(session) = self.syncs.sessions.get_mut(&key) {
                     session.in_flight = session.in_flight.saturating_sub(1);
                     session.sent += n;
                 }
                 self.pump(peer, &room);
             }
-            (_, R::Refused(code)) => {
-                tracing::debug!(%peer, %room, code, "sync refused");
+            (_, SyncResponse::Refused(refusal)) => {
+                tracing::debug!(%peer, %room, code = refusal.code(), "sync refused");
                 self.end_sync(peer, &room, false);
             }
             _ => {
@@ -450,12 +427,7 @@ impl EventLoop {
             if let Some(session) = self.syncs.sessions.get_mut(&(peer, room.clone())) {
                 session.in_flight += 1;
             }
-            self.send_sync(
-                peer,
-                room,
-                pb::sync_request::Kind::Push(pb::EnvelopeList { envelopes: page }),
-                Asked::Push(n),
-            );
+            self.send_sync(peer, room, SyncQuery::Push(page), Asked::Push(n));
         }
     }
 
@@ -477,14 +449,9 @@ impl EventLoop {
                 return;
             }
             let n = session.need.len().min(MAX_FETCH_IDS);
-            let ids: Vec<Vec<u8>> = session.need.drain(..n).map(|id| id.as_bytes().to_vec()).collect();
+            let ids: Vec<MessageId> = session.need.drain(..n).collect();
             session.in_flight += 1;
-            self.send_sync(
-                peer,
-                room,
-                pb::sync_request::Kind::Fetch(pb::IdList { ids }),
-                Asked::Fetch,
-            );
+            self.send_sync(peer, room, SyncQuery::Fetch(ids), Asked::Fetch);
         }
     }
 

@@ -1,0 +1,300 @@
+//! The vocabulary every other module speaks: ids (`MessageId`, and the
+//! `hex_id!` macro for every 32-byte id), room ids (`Room`), why input was
+//! refused (`RejectReason`), and the conversion between a peer id and its
+//! ed25519 key. A leaf: it imports nothing of the crate but the wire
+//! constants of [`crate::protocol`], so every other module can use it
+//! without a circle.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ed25519_dalek::VerifyingKey;
+use libp2p::PeerId;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{HOST_SEPARATOR, ID_DOMAIN, MAX_ROOM_BYTES};
+
+/// Defines a 32-byte id type shown as hex: `as_bytes`, `from_bytes`,
+/// `short`, `Display` (64 hex digits), `Debug` and `FromStr`.
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            /// The id's bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Builds an id from 32 bytes.
+            pub fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+
+            /// The first 8 hex digits, for display.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..4])
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.short())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = hex::FromHexError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut out = [0; 32];
+                hex::decode_to_slice(s, &mut out)?;
+                Ok(Self(out))
+            }
+        }
+    };
+}
+pub(crate) use hex_id;
+
+hex_id! {
+    /// A message id: SHA-256 over [`ID_DOMAIN`], the author's public key and the
+    /// signed payload bytes. Every post carries a random nonce, so the same text
+    /// sent twice gives two ids.
+    MessageId
+}
+
+impl MessageId {
+    /// The id of the envelope whose signer has `public_key` and whose
+    /// signed payload is `payload`.
+    pub(crate) fn derive(public_key: &[u8; 32], payload: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(ID_DOMAIN);
+        h.update(public_key);
+        h.update(payload);
+        Self(h.finalize().into())
+    }
+}
+
+/// A room id. An open room's id is its name: 1..=64 bytes of UTF-8 without
+/// control characters, `~` or surrounding whitespace. A hosted room's id is
+/// `NAME~HOST` with the host's peer id (base58), so the host is verifiable
+/// from the id itself.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Room(String);
+
+/// Why a room name is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid room name {name:?}: {why}")]
+pub struct InvalidRoom {
+    name: String,
+    why: &'static str,
+}
+
+impl Room {
+    /// Validates a room id: an open room's name, or a hosted room's
+    /// `NAME~HOST` (see [`Room::hosted`]).
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidRoom> {
+        let id = id.into();
+        let (name, host) = match id.rsplit_once(HOST_SEPARATOR) {
+            Some((name, host)) => (name, Some(host)),
+            None => (id.as_str(), None),
+        };
+        let why = if let Some(why) = name_problem(name) {
+            Some(why)
+        } else if let Some(host) = host {
+            match host.parse::<PeerId>() {
+                Ok(peer) if key_of(&peer).is_some() && peer.to_base58() == host => None,
+                _ => Some("a ~ must be followed by the host's peer id"),
+            }
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(InvalidRoom { name: id, why }),
+            None => Ok(Self(id)),
+        }
+    }
+
+    /// The id of the room `host` creates as `name`: `NAME~HOST`, so that
+    /// everyone can tell who the host is from the id alone.
+    pub fn hosted(name: &str, host: &PeerId) -> Result<Self, InvalidRoom> {
+        if let Some(why) = name_problem(name) {
+            return Err(InvalidRoom {
+                name: name.to_owned(),
+                why,
+            });
+        }
+        Self::new(format!("{name}{HOST_SEPARATOR}{host}"))
+    }
+
+    /// The room id (the string people join by).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name part of the id.
+    pub fn name(&self) -> &str {
+        self.0
+            .rsplit_once(HOST_SEPARATOR)
+            .map_or(self.0.as_str(), |(name, _)| name)
+    }
+
+    /// The host of a hosted room (None: an open room).
+    pub fn host(&self) -> Option<PeerId> {
+        let (_, host) = self.0.rsplit_once(HOST_SEPARATOR)?;
+        host.parse().ok()
+    }
+}
+
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_ROOM_BYTES {
+        Some("it is longer than 64 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains control characters")
+    } else if name.trim() != name {
+        Some("it starts or ends with whitespace")
+    } else if name.contains(HOST_SEPARATOR) {
+        Some("a ~ must be followed by the host's peer id")
+    } else {
+        None
+    }
+}
+
+impl fmt::Display for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Room {
+    type Err = InvalidRoom;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// Why bytes from the network were rejected. Each reason is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The bytes are not a protobuf envelope or payload.
+    #[error("malformed")]
+    Malformed,
+    /// Larger than the protocol allows.
+    #[error("oversize")]
+    Oversize,
+    /// The public key is not a valid ed25519 key.
+    #[error("bad_key")]
+    BadKey,
+    /// The signature does not verify.
+    #[error("bad_signature")]
+    BadSignature,
+    /// The payload carries no kind this node knows.
+    #[error("unknown_kind")]
+    UnknownKind,
+    /// A field is out of range (empty text, bad nonce, long nick...).
+    #[error("invalid_field")]
+    InvalidField,
+    /// A post names a different room than the topic it arrived on.
+    #[error("wrong_room")]
+    WrongRoom,
+    /// A direct message for another participant.
+    #[error("wrong_recipient")]
+    WrongRecipient,
+    /// The right envelope on the wrong channel (a receipt on a room topic...).
+    #[error("wrong_kind")]
+    WrongKind,
+    /// A receipt that does not match the message it answers.
+    #[error("bad_receipt")]
+    BadReceipt,
+    /// A group state op not signed by the group's moderator.
+    #[error("not_moderator")]
+    NotModerator,
+    /// A group op or message from someone who is not a member.
+    #[error("not_member")]
+    NotMember,
+    /// The author's clock is further ahead than the allowed window.
+    #[error("future_time")]
+    FutureTime,
+    /// A live post older than the allowed window (a replay).
+    #[error("stale")]
+    Stale,
+    /// A room operation its author had no right to make.
+    #[error("not_allowed")]
+    NotAllowed,
+    /// A post or operation by a participant removed from the room.
+    #[error("removed")]
+    Removed,
+    /// A post while the hallway is off (or read-only, for listeners).
+    #[error("chat_closed")]
+    ChatClosed,
+    /// A sender that exceeded its rate limit.
+    #[error("rate_limited")]
+    RateLimited,
+}
+
+impl RejectReason {
+    /// The reason as a stable snake_case name (used in stats and JSON).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Oversize => "oversize",
+            Self::BadKey => "bad_key",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKind => "unknown_kind",
+            Self::InvalidField => "invalid_field",
+            Self::WrongRoom => "wrong_room",
+            Self::WrongRecipient => "wrong_recipient",
+            Self::WrongKind => "wrong_kind",
+            Self::BadReceipt => "bad_receipt",
+            Self::NotModerator => "not_moderator",
+            Self::NotMember => "not_member",
+            Self::FutureTime => "future_time",
+            Self::Stale => "stale",
+            Self::NotAllowed => "not_allowed",
+            Self::Removed => "removed",
+            Self::ChatClosed => "chat_closed",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// The PeerId of an ed25519 public key.
+pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes())
+        .expect("a valid VerifyingKey is a valid libp2p ed25519 key");
+    libp2p::identity::PublicKey::from(pk).to_peer_id()
+}
+
+/// The ed25519 public key inside an ed25519 PeerId, if it is one.
+pub fn key_of(peer: &PeerId) -> Option<[u8; 32]> {
+    let mh: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(pk.try_into_ed25519().ok()?.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_are_validated() {
+        assert!(Room::new("lobby").is_ok());
+        assert!(Room::new("café ☕ talk").is_ok());
+        for bad in ["", " x", "x ", "a\nb", &"r".repeat(65)] {
+            assert!(Room::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}
