@@ -11,6 +11,8 @@ mod groups;
 mod hallway;
 mod hostile;
 mod mesh;
+#[cfg(target_os = "linux")]
+mod netns;
 mod never_panic;
 mod outbox;
 mod requests;
