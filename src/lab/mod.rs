@@ -3,6 +3,8 @@
 //! The integration tests and the benchmarks drive their meshes with it.
 
 pub mod metrics;
+#[cfg(target_os = "linux")]
+pub mod netns;
 pub mod plot;
 mod process;
 pub mod runner;

@@ -12,6 +12,8 @@ mod hallway;
 mod hostile;
 mod layering;
 mod mesh;
+#[cfg(target_os = "linux")]
+mod netns;
 mod never_panic;
 mod outbox;
 mod requests;
