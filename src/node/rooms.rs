@@ -234,10 +234,10 @@ impl JoinedRoom {
         cx: &mut Context<'_>,
     ) -> Admission {
         let author = signed.author();
-        if origin != Origin::Parked {
-            if let Some(refused) = self.check_envelope(room, origin, source, signed, cx) {
-                return refused;
-            }
+        if origin != Origin::Parked
+            && let Some(refused) = self.check_envelope(room, origin, source, signed, cx)
+        {
+            return refused;
         }
         let state = &mut self.rules;
         let id = signed.id();

@@ -633,7 +633,7 @@ mod tests {
         for i in 0..MAX_SESSIONS {
             syncs.begin(
                 PeerId::random(),
-                &Room::new(&format!("r{i}")).unwrap(),
+                &Room::new(format!("r{i}")).unwrap(),
                 reconciler(),
                 1_000,
             );
