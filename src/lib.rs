@@ -41,7 +41,8 @@
 //!   settings) specified in docs/PROTOCOL.md.
 //! - [`message`]: domain messages, signed envelopes, ids, verification.
 //! - `wire`: the generated protobuf types (private).
-//! - [`store`]: the sled log; knows nothing of the network.
+//! - [`store`]: the log: its index logic over a storage `Engine` (sled, or in
+//!   memory and failing on demand for tests); knows nothing of the network.
 //! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
 //! - `cli` and `command` (binary side): argument parsing and the typed
 //!   `/commands` of an interactive session.
