@@ -46,7 +46,8 @@
 //!   and the domain types (private).
 //! - [`room`], [`group`], [`sync`]: the rules of rooms and groups and history
 //!   sync, as plain state.
-//! - [`store`]: the sled log; knows nothing of the network.
+//! - [`store`]: the log: its index logic over a storage `Engine` (sled, or in
+//!   memory and failing on demand for tests); knows nothing of the network.
 //! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
 //! - `cli` and `command` (binary side): argument parsing and the typed
 //!   `/commands` of an interactive session.

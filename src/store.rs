@@ -17,9 +17,20 @@
 //!
 //! A message's index entry is written before the message itself. Writes reach
 //! disk on [`Store::flush`]; the node calls it (batched, see `node::commit`)
-//! before it reports a send done, sends a receipt or shows a message.
+//! before it reports a send done, sends a receipt or shows a DM.
+//!
+//! The keys and records above are this module's; the map that holds them is
+//! an [`Engine`]: sled in the product ([`Store::open`]), or a
+//! [`MemoryEngine`] that fails writes or flushes on demand in tests
+//! ([`Store::with_engine`]).
 
+mod engine;
+
+pub use engine::{Engine, Entries, Faults, MemoryEngine};
+
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
@@ -61,21 +72,33 @@ pub enum Inserted {
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
-#[error("local log: {0}")]
-pub struct StoreError(#[from] sled::Error);
+#[non_exhaustive]
+pub enum StoreError {
+    /// sled failed (the product's engine).
+    #[error("local log: {0}")]
+    Sled(#[from] sled::Error),
+    /// Another engine failed (a test engine's injected failure).
+    #[error("local log: {0}")]
+    Engine(String),
+}
 
 impl StoreError {
     /// Whether another handle (this process or another) holds the log open.
     pub fn is_locked(&self) -> bool {
-        self.0.to_string().contains("could not acquire lock")
+        matches!(self, StoreError::Sled(e) if e.to_string().contains("could not acquire lock"))
     }
 }
 
 /// The local message log.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    log: sled::Tree,
+    log: Arc<dyn Engine>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
 }
 
 const MESSAGE: u8 = b'm';
@@ -113,10 +136,19 @@ impl Store {
             // The node flushes explicitly; the background flush is a backstop.
             .flush_every_ms(Some(1000))
             .open()?;
-        Ok(Self {
-            log: db.open_tree("log")?,
-            db,
-        })
+        let tree = db.open_tree("log")?;
+        Ok(Self::with_engine(engine::SledEngine { db, tree }))
+    }
+
+    /// A log on the given engine, e.g. a [`MemoryEngine`] a test keeps a
+    /// clone of to make it fail.
+    pub fn with_engine(engine: impl Engine) -> Self {
+        Self { log: Arc::new(engine) }
+    }
+
+    /// An empty log in memory (a [`MemoryEngine`] that never fails).
+    pub fn in_memory() -> Self {
+        Self::with_engine(MemoryEngine::new())
     }
 
     /// [`Store::open`], waiting up to `patience` for a log that was just
@@ -139,10 +171,10 @@ impl Store {
     pub fn insert(&self, message: &Signed, direction: Direction, local: &PeerId) -> Result<Inserted, StoreError> {
         let id = message.id();
         let key = message_key(&id);
-        if self.log.contains_key(key)? {
+        if self.log.contains(&key)? {
             return Ok(Inserted::Duplicate);
         }
-        let seq = self.db.generate_id()?;
+        let seq = self.log.next_id()?;
         let delivery = match (direction, message.body()) {
             (Direction::Sent, Body::Direct(_)) => Delivery::Queued,
             _ => Delivery::None,
@@ -189,8 +221,8 @@ impl Store {
         // and sync_file_range per call, ~2x the CPU of the whole delivery
         // path; docs/PERFORMANCE.md.) The event loop is the only writer, so
         // the duplicate check above still holds.
-        self.log.insert(index, &id.as_bytes()[..])?;
-        self.log.insert(&key[..], record)?;
+        self.log.insert(&index, id.as_bytes())?;
+        self.log.insert(&key, &record)?;
         Ok(Inserted::New(seq))
     }
 
@@ -202,22 +234,21 @@ impl Store {
         delivery: &Delivery,
         receipt: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let updated = self.log.fetch_and_update(message_key(id), |old| {
-            let mut record = LogRecord::decode(old?)?;
+        self.update(&message_key(id), |old| {
+            let mut record = LogRecord::decode(old)?;
             record.delivery = delivery.clone();
             if let Some(receipt) = receipt {
                 record.receipt = receipt.to_vec();
             }
             Some(record.encode())
-        })?;
-        Ok(updated.is_some())
+        })
     }
 
     /// Attaches the receipt this node sent for a received DM, so that a
     /// retried DM is answered with the same receipt.
     pub fn set_receipt(&self, id: &MessageId, receipt: &[u8]) -> Result<(), StoreError> {
-        self.log.fetch_and_update(message_key(id), |old| {
-            let mut record = LogRecord::decode(old?)?;
+        self.update(&message_key(id), |old| {
+            let mut record = LogRecord::decode(old)?;
             record.receipt = receipt.to_vec();
             Some(record.encode())
         })?;
@@ -228,20 +259,20 @@ impl Store {
     pub fn receipt(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .log
-            .get(message_key(id))?
-            .and_then(|raw| LogRecord::decode(raw.as_ref()))
+            .get(&message_key(id))?
+            .and_then(|raw| LogRecord::decode(raw.as_slice()))
             .map(|r| r.receipt)
             .filter(|r| !r.is_empty()))
     }
 
     /// Whether a message id is in the log.
     pub fn contains(&self, id: &MessageId) -> Result<bool, StoreError> {
-        Ok(self.log.contains_key(message_key(id))?)
+        self.log.contains(&message_key(id))
     }
 
     /// One message by id.
     pub fn get(&self, id: &MessageId) -> Result<Option<LoggedMessage>, StoreError> {
-        Ok(self.log.get(message_key(id))?.and_then(|raw| decode_record(&raw)))
+        Ok(self.log.get(&message_key(id))?.and_then(|raw| decode_record(&raw)))
     }
 
     /// The last `limit` messages of a room (posts and room operations) in
@@ -249,7 +280,7 @@ impl Store {
     pub fn room(&self, room: &Room, limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
         let prefix = room_prefix(room);
         let mut out = Vec::new();
-        for entry in self.log.scan_prefix(&prefix).rev() {
+        for entry in self.scan_prefix(&prefix).rev() {
             if out.len() >= limit {
                 break;
             }
@@ -274,7 +305,7 @@ impl Store {
         let mut end = prefix.clone();
         end.extend_from_slice(&[0xff; 41]);
         let mut out = Vec::new();
-        for entry in self.log.range(start..end).rev() {
+        for entry in self.log.range(Bound::Included(&start), Bound::Excluded(&end)).rev() {
             if out.len() >= limit {
                 break;
             }
@@ -291,8 +322,8 @@ impl Store {
     pub fn envelope(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .log
-            .get(message_key(id))?
-            .and_then(|raw| LogRecord::decode(raw.as_ref()))
+            .get(&message_key(id))?
+            .and_then(|raw| LogRecord::decode(raw.as_slice()))
             .map(|r| r.envelope))
     }
 
@@ -300,8 +331,8 @@ impl Store {
     /// and its room index entry. The delete operation stays, so the post is
     /// refused if it comes again.
     pub fn forget(&self, room: &Room, clock: u64, id: &MessageId) -> Result<(), StoreError> {
-        self.log.remove(room_key(room, clock, id))?;
-        self.log.remove(message_key(id))?;
+        self.log.remove(&room_key(room, clock, id))?;
+        self.log.remove(&message_key(id))?;
         Ok(())
     }
 
@@ -317,7 +348,7 @@ impl Store {
         let mut prefix = vec![GROUP_MESSAGE];
         prefix.extend_from_slice(group.as_bytes());
         let mut out = Vec::new();
-        for entry in self.log.scan_prefix(&prefix).rev() {
+        for entry in self.scan_prefix(&prefix).rev() {
             if out.len() >= limit {
                 break;
             }
@@ -337,10 +368,10 @@ impl Store {
     pub fn group_lamport(&self, group: &crate::group::GroupId) -> Result<Option<u64>, StoreError> {
         let mut prefix = vec![GROUP_MESSAGE];
         prefix.extend_from_slice(group.as_bytes());
-        let Some(last) = self.log.scan_prefix(&prefix).keys().next_back() else {
+        let Some(last) = self.scan_prefix(&prefix).next_back() else {
             return Ok(None);
         };
-        let key = last?;
+        let (key, _) = last?;
         Ok(key
             .get(33..41)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -350,7 +381,7 @@ impl Store {
     /// Every group op in the log, in log order per group (for replay).
     pub fn group_ops(&self) -> Result<Vec<Signed>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.log.scan_prefix([GROUP_OP]) {
+        for entry in self.scan_prefix(&[GROUP_OP]) {
             let (_, id) = entry?;
             let Ok(id) = <[u8; 32]>::try_from(id.as_ref()) else {
                 continue;
@@ -365,8 +396,8 @@ impl Store {
     /// The rooms that have messages in the log.
     pub fn rooms(&self) -> Result<Vec<Room>, StoreError> {
         let mut out: Vec<Room> = Vec::new();
-        for entry in self.log.scan_prefix([ROOM]).keys() {
-            let key = entry?;
+        for entry in self.scan_prefix(&[ROOM]) {
+            let (key, _) = entry?;
             let key = &key[1..];
             let Some(end) = key.iter().position(|b| *b == 0) else {
                 continue;
@@ -386,8 +417,8 @@ impl Store {
     /// The peers this node has exchanged direct messages with.
     pub fn conversations(&self) -> Result<Vec<PeerId>, StoreError> {
         let mut out: Vec<PeerId> = Vec::new();
-        for entry in self.log.scan_prefix([CONVERSATION]).keys() {
-            let key = entry?;
+        for entry in self.scan_prefix(&[CONVERSATION]) {
+            let (key, _) = entry?;
             let key = &key[1..];
             if key.len() < 8 {
                 continue;
@@ -409,24 +440,22 @@ impl Store {
             next_ms: item.next_ms,
             expires_ms: item.expires_ms,
         };
-        self.log.insert(outbox_key(&item.id, &item.to), record.encode())?;
-        Ok(())
+        self.log.insert(&outbox_key(&item.id, &item.to), &record.encode())
     }
 
     /// Removes a DM (for one recipient) from the outbox.
     pub fn outbox_remove(&self, id: &MessageId, to: &PeerId) -> Result<(), StoreError> {
-        self.log.remove(outbox_key(id, to))?;
-        Ok(())
+        self.log.remove(&outbox_key(id, to))
     }
 
     /// Every DM in the outbox (skipping unreadable entries).
     pub fn outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.log.scan_prefix([OUTBOX]) {
+        for entry in self.scan_prefix(&[OUTBOX]) {
             let (key, value) = entry?;
             let (Some(Ok(id)), Some(record)) = (
                 key.get(1..33).map(<[u8; 32]>::try_from),
-                OutboxRecord::decode(value.as_ref()),
+                OutboxRecord::decode(value.as_slice()),
             ) else {
                 continue;
             };
@@ -446,18 +475,17 @@ impl Store {
         let mut key = vec![BLOCKED];
         key.extend_from_slice(&peer.to_bytes());
         if blocked {
-            self.log.insert(key, &[][..])?;
+            self.log.insert(&key, &[])
         } else {
-            self.log.remove(key)?;
+            self.log.remove(&key)
         }
-        Ok(())
     }
 
     /// The blocked peers.
     pub fn blocked(&self) -> Result<Vec<PeerId>, StoreError> {
         let mut out = Vec::new();
-        for key in self.log.scan_prefix([BLOCKED]).keys() {
-            if let Ok(peer) = PeerId::from_bytes(&key?[1..]) {
+        for entry in self.scan_prefix(&[BLOCKED]) {
+            if let Ok(peer) = PeerId::from_bytes(&entry?.0[1..]) {
                 out.push(peer);
             }
         }
@@ -468,22 +496,20 @@ impl Store {
     pub fn set_contact(&self, peer: &PeerId, nick: &str) -> Result<(), StoreError> {
         let mut key = vec![CONTACT];
         key.extend_from_slice(&peer.to_bytes());
-        self.log.insert(key, nick.as_bytes())?;
-        Ok(())
+        self.log.insert(&key, nick.as_bytes())
     }
 
     /// Removes a contact.
     pub fn remove_contact(&self, peer: &PeerId) -> Result<(), StoreError> {
         let mut key = vec![CONTACT];
         key.extend_from_slice(&peer.to_bytes());
-        self.log.remove(key)?;
-        Ok(())
+        self.log.remove(&key)
     }
 
     /// The contacts and their petnames.
     pub fn contacts(&self) -> Result<Vec<(PeerId, String)>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.log.scan_prefix([CONTACT]) {
+        for entry in self.scan_prefix(&[CONTACT]) {
             let (key, value) = entry?;
             if let Ok(peer) = PeerId::from_bytes(&key[1..]) {
                 out.push((peer, String::from_utf8_lossy(&value).into_owned()));
@@ -498,13 +524,13 @@ impl Store {
         let mut prefix = vec![CONVERSATION];
         prefix.extend_from_slice(&peer.to_bytes());
         let mut n = 0;
-        for entry in self.log.scan_prefix(&prefix) {
+        for entry in self.scan_prefix(&prefix) {
             let (key, id) = entry?;
             // The message first: a crash leaves an index entry that reads skip.
-            if let Ok(id) = <[u8; 32]>::try_from(id.as_ref()) {
-                self.log.remove(message_key(&MessageId::from_bytes(id)))?;
+            if let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) {
+                self.log.remove(&message_key(&MessageId::from_bytes(id)))?;
             }
-            self.log.remove(key)?;
+            self.log.remove(&key)?;
             n += 1;
         }
         Ok(n)
@@ -514,26 +540,46 @@ impl Store {
     pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut key = vec![SETTING];
         key.extend_from_slice(name.as_bytes());
-        Ok(self.log.get(key)?.map(|v| v.to_vec()))
+        self.log.get(&key)
     }
 
     /// Sets a setting.
     pub fn set_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut key = vec![SETTING];
         key.extend_from_slice(name.as_bytes());
-        self.log.insert(key, value)?;
-        Ok(())
+        self.log.insert(&key, value)
     }
 
     /// Writes everything logged so far to disk (blocking).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.log.flush()
+    }
+
+    /// Sets a key to what `change` makes of its value, or removes it if
+    /// `change` gives nothing (an unreadable record). Returns false if the
+    /// key has no value. Not atomic: the event loop is the only writer.
+    fn update(&self, key: &[u8], change: impl FnOnce(&[u8]) -> Option<Vec<u8>>) -> Result<bool, StoreError> {
+        let Some(old) = self.log.get(key)? else {
+            return Ok(false);
+        };
+        match change(&old) {
+            Some(new) => self.log.insert(key, &new)?,
+            None => self.log.remove(key)?,
+        }
+        Ok(true)
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Entries<'_> {
+        match prefix_end(prefix) {
+            Some(end) => self.log.range(Bound::Included(prefix), Bound::Excluded(&end)),
+            None => self.log.range(Bound::Included(prefix), Bound::Unbounded),
+        }
     }
 
     fn read_index(&self, prefix: &[u8], limit: usize) -> Result<Vec<LoggedMessage>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.log.scan_prefix(prefix).rev() {
+        for entry in self.scan_prefix(prefix).rev() {
             if out.len() >= limit {
                 break;
             }
@@ -541,8 +587,8 @@ impl Store {
             if key.len() != prefix.len() + 8 {
                 continue; // another room whose name extends this one
             }
-            let id: [u8; 32] = id.as_ref().try_into().unwrap_or([0; 32]);
-            if let Some(raw) = self.log.get(message_key(&MessageId::from_bytes(id)))?
+            let id: [u8; 32] = id.as_slice().try_into().unwrap_or([0; 32]);
+            if let Some(raw) = self.log.get(&message_key(&MessageId::from_bytes(id)))?
                 && let Some(m) = decode_record(&raw)
             {
                 out.push(m);
@@ -551,6 +597,18 @@ impl Store {
         out.reverse();
         Ok(out)
     }
+}
+
+/// The first key after every key that starts with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn message_key(id: &MessageId) -> [u8; 33] {

@@ -51,6 +51,12 @@ const TICK: Duration = Duration::from_secs(1);
 /// but is not in the log after restart.
 const POST_FLUSH_DELAY: Duration = Duration::from_millis(200);
 
+/// Received DMs (and group messages) logged but neither acknowledged nor
+/// shown because the flush failed, remembered at most. The sender retries
+/// each; a retry finds it in the log as a duplicate and is shown then, once.
+/// Beyond the bound a retried message is acknowledged but only in history.
+const MAX_UNACKNOWLEDGED: usize = 1024;
+
 /// What to do once the log is on disk.
 enum AfterFlush {
     /// Report a post or DM done: it is on disk (and already on the wire).
@@ -60,6 +66,7 @@ enum AfterFlush {
     },
     /// Answer a DM with its receipt, and show it if it is new.
     Receipt {
+        id: MessageId,
         channel: ResponseChannel<Vec<u8>>,
         reply: Vec<u8>,
         show: Option<Box<Event>>,
@@ -106,6 +113,9 @@ pub(crate) struct EventLoop {
     stats: Stats,
     /// Received posts or delivery states are logged but not yet flushed.
     unflushed: bool,
+    /// Received messages whose receipt flush failed: not yet shown
+    /// (bounded by [`MAX_UNACKNOWLEDGED`]).
+    unacknowledged: HashSet<MessageId>,
     /// How far authors' clocks may be from ours, in ms (`Config::clock_window`).
     clock_window_ms: u64,
     /// Peers whose messages are dropped and whose connections are refused.
@@ -212,6 +222,7 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             stats: Stats::default(),
             unflushed: false,
+            unacknowledged: HashSet::new(),
             clock_window_ms: config.clock_window.as_millis() as u64,
             groups,
             group_sends: HashMap::new(),
@@ -674,14 +685,25 @@ impl EventLoop {
                 (AfterFlush::Sent { id, reply }, Ok(())) => {
                     let _ = reply.send(Ok(id));
                 }
-                (AfterFlush::Receipt { channel, reply, show }, Ok(())) => {
+                (
+                    AfterFlush::Receipt {
+                        channel, reply, show, ..
+                    },
+                    Ok(()),
+                ) => {
                     let _ = self.swarm.behaviour_mut().dm.send_response(channel, reply);
                     if let Some(event) = show {
                         self.stats.dms_received += 1;
                         self.emit(*event);
                     }
                 }
-                (AfterFlush::Receipt { channel, .. }, Err(_)) => {
+                (AfterFlush::Receipt { id, channel, show, .. }, Err(_)) => {
+                    // Not durable, so not acknowledged: the sender retries.
+                    // The message is in the log (in memory) now, so the retry
+                    // is a duplicate; remembering it here shows it then.
+                    if show.is_some() && self.unacknowledged.len() < MAX_UNACKNOWLEDGED {
+                        self.unacknowledged.insert(id);
+                    }
                     self.refuse(channel, Refusal::Storage);
                 }
                 (AfterFlush::Durable, _) => {}
@@ -937,9 +959,14 @@ impl EventLoop {
                 (receipt, Some(Box::new(show)))
             }
             Ok(Inserted::Duplicate) => {
-                self.stats.duplicates += 1;
+                // A retry of a message whose first receipt flush failed is
+                // shown now, once; any other duplicate was shown before.
+                let show = self.unacknowledged.remove(&signed.id()).then(|| Box::new(show));
+                if show.is_none() {
+                    self.stats.duplicates += 1;
+                }
                 let kept = self.store.receipt(&signed.id()).ok().flatten();
-                (kept.unwrap_or_else(|| self.sign_receipt(signed, true)), None)
+                (kept.unwrap_or_else(|| self.sign_receipt(signed, true)), show)
             }
             Err(e) => {
                 tracing::error!("cannot log message: {e}");
@@ -948,7 +975,12 @@ impl EventLoop {
             }
         };
         let reply = DmReply::Receipt(receipt).encode();
-        self.commit.push(AfterFlush::Receipt { channel, reply, show });
+        self.commit.push(AfterFlush::Receipt {
+            id: signed.id(),
+            channel,
+            reply,
+            show,
+        });
     }
 
     /// Answers a DM-protocol request with a refusal.

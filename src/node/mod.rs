@@ -434,7 +434,9 @@ pub enum NodeError {
     /// The local log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The log could not be flushed to disk.
+    /// The log could not be flushed to disk, so what was asked is not
+    /// known to be durable. It is in the log in memory, and reaches the disk
+    /// with the next flush that succeeds; a post or DM may have been sent.
     #[error("local log flush failed: {0}")]
     Flush(String),
     /// The network stack could not be set up.
@@ -747,12 +749,17 @@ impl Node {
     /// Opens the log, starts the network and spawns the event loop. Must be
     /// called inside a tokio runtime.
     pub async fn start(config: Config, identity: Identity) -> Result<Node, NodeError> {
-        if let Some(nick) = &config.nick
-            && (nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control))
-        {
-            return Err(NodeError::InvalidNick);
-        }
+        check_nick(&config)?;
         let store = open_store(&config).await?;
+        Self::start_with_store(config, identity, store).await
+    }
+
+    /// [`Node::start`] on a log the caller opened, instead of the one in
+    /// `config.data_dir`: tests give a [`Store::with_engine`] whose engine
+    /// they make fail. The node flushes and uses it as its own; a clone kept
+    /// by the caller sees the same log.
+    pub async fn start_with_store(config: Config, identity: Identity, store: Store) -> Result<Node, NodeError> {
+        check_nick(&config)?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
         let peer_id = identity.peer_id();
@@ -780,6 +787,15 @@ async fn open_store(config: &Config) -> Result<Store, NodeError> {
         Err(e) if e.is_locked() => Err(NodeError::LogInUse(config.log_path())),
         other => Ok(other?),
     }
+}
+
+fn check_nick(config: &Config) -> Result<(), NodeError> {
+    if let Some(nick) = &config.nick
+        && (nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control))
+    {
+        return Err(NodeError::InvalidNick);
+    }
+    Ok(())
 }
 
 fn check_group_name(name: &str) -> Result<(), NodeError> {
@@ -814,12 +830,16 @@ impl Handle {
 
     /// Posts to a room's hallway. Returns once the post is signed, durably
     /// logged and handed to gossipsub (or queued until the room has peers).
+    /// [`NodeError::Flush`] means it is signed, logged in memory and handed
+    /// on, but not (yet) on disk: posting it again would post it twice.
     pub async fn post(&self, room: &Room, text: &str) -> Result<MessageId, NodeError> {
         self.post_with(room, text, PostOptions::default()).await
     }
 
     /// Sends a direct message. Returns once it is signed, durably logged and
     /// sent; [`Event::Delivered`] or [`Event::DmFailed`] follows.
+    /// [`NodeError::Flush`] means it is not (yet) on disk, but it is in the
+    /// outbox and those events still follow.
     pub async fn send_dm(&self, to: PeerId, text: &str) -> Result<MessageId, NodeError> {
         self.ask(|tx| Command::SendDm(to, text.to_owned(), tx)).await?
     }

@@ -6,6 +6,7 @@ mod bad_input;
 mod blocking;
 mod cli;
 mod crash;
+mod disk_failure;
 mod dm;
 mod groups;
 mod hallway;
