@@ -43,6 +43,8 @@
 //! - `wire`: the generated protobuf types (private).
 //! - [`store`]: the sled log; knows nothing of the network.
 //! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
+//! - [`json_line`]: [`JsonLine`], the lines of `backchannel run --json`
+//!   (docs/JSON.md).
 //! - `cli` and `command` (binary side): argument parsing and the typed
 //!   `/commands` of an interactive session.
 
@@ -52,6 +54,7 @@ pub mod command;
 pub mod fuzzing;
 pub mod group;
 pub mod identity;
+pub mod json_line;
 pub mod lab;
 pub mod message;
 pub mod node;
@@ -63,6 +66,7 @@ mod wire;
 
 pub use group::GroupId;
 pub use identity::{Identity, IdentityError};
+pub use json_line::JsonLine;
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use message::{Body, DirectMessage, HallwayPost, MessageId, Receipt, RejectReason, Room, Signed};
 pub use node::{
@@ -70,8 +74,3 @@ pub use node::{
 };
 pub use protocol::GossipAuth;
 pub use store::{Delivery, Direction, LoggedMessage, Store, StoreError};
-
-/// Serializes a value with its `Display` form.
-pub(crate) fn serde_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}

@@ -32,7 +32,7 @@ pub const MAX_MENTIONS: usize = 16;
 
 /// A participant's role in a room. Ordered: each role may do what the ones
 /// below it may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everyone.
@@ -46,7 +46,7 @@ pub enum Role {
 }
 
 /// Who may post in a hallway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChatMode {
     /// Everyone.
@@ -58,7 +58,7 @@ pub enum ChatMode {
 }
 
 /// Where a question to the stage stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuestionState {
     /// Waiting in the queue.
@@ -70,9 +70,10 @@ pub enum QuestionState {
 }
 
 /// An emoji reaction to a post (in a room) or a DM (in a conversation).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reaction {
     /// The message reacted to.
+    #[serde(with = "crate::json_line::as_text")]
     pub target: MessageId,
     /// The emoji.
     pub emoji: String,

@@ -33,7 +33,7 @@ use crate::wire::store_pb::{LogRecord, OutboxRecord};
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Whether a logged message was sent or received by this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Received from the network.
@@ -43,7 +43,7 @@ pub enum Direction {
 }
 
 /// The delivery state of a direct message this node sent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "reason")]
 pub enum Delivery {
     /// Not a sent DM (posts, received messages).
