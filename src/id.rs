@@ -285,6 +285,79 @@ pub fn key_of(peer: &PeerId) -> Option<[u8; 32]> {
     Some(pk.try_into_ed25519().ok()?.to_bytes())
 }
 
+/// Serde for values written as their `Display` text and read back with
+/// `FromStr` (peer ids, message and group ids, rooms, addresses): scripts see
+/// the same strings people do, and parsing checks them as the CLI would.
+pub(crate) mod as_text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    /// Writes `value`'s `Display` text.
+    pub(crate) fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    /// Parses a string with `FromStr`.
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+
+    /// The same for an optional value (null when absent).
+    pub(crate) mod option {
+        use super::*;
+
+        /// Writes the text, or null.
+        pub(crate) fn serialize<T: Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(v) => s.collect_str(v),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Parses a string, or null.
+        pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+        where
+            T: FromStr,
+            T::Err: Display,
+            D: Deserializer<'de>,
+        {
+            Option::<String>::deserialize(d)?
+                .map(|s| s.parse().map_err(D::Error::custom))
+                .transpose()
+        }
+    }
+
+    /// The same for a list.
+    pub(crate) mod vec {
+        use super::*;
+
+        /// Writes a list of texts.
+        pub(crate) fn serialize<T: Display, S: Serializer>(values: &[T], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(values.iter().map(ToString::to_string))
+        }
+
+        /// Parses a list of strings.
+        pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
+        where
+            T: FromStr,
+            T::Err: Display,
+            D: Deserializer<'de>,
+        {
+            Vec::<String>::deserialize(d)?
+                .into_iter()
+                .map(|s| s.parse().map_err(D::Error::custom))
+                .collect()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,8 @@
 //! - [`store`]: the log: its index logic over a storage `Engine` (sled, or in
 //!   memory and failing on demand for tests); knows nothing of the network.
 //! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
+//! - [`json_line`]: [`JsonLine`], the lines of `backchannel run --json`
+//!   (docs/JSON.md).
 //! - `cli` and `command` (binary side): argument parsing and the typed
 //!   `/commands` of an interactive session.
 
@@ -60,6 +62,7 @@ pub mod fuzzing;
 pub mod group;
 pub mod id;
 pub mod identity;
+pub mod json_line;
 pub mod lab;
 pub mod message;
 pub mod node;
@@ -73,6 +76,7 @@ pub use envelope::Signed;
 pub use group::GroupId;
 pub use id::{MessageId, RejectReason, Room};
 pub use identity::{Identity, IdentityError};
+pub use json_line::JsonLine;
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use message::{Body, DirectMessage, HallwayPost, Receipt};
 pub use node::{
@@ -80,8 +84,3 @@ pub use node::{
 };
 pub use protocol::GossipAuth;
 pub use store::{Delivery, Direction, LoggedMessage, Store, StoreError};
-
-/// Serializes a value with its `Display` form.
-pub(crate) fn serde_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}

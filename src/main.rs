@@ -1,4 +1,5 @@
-//! The `backchannel` command: a thin layer over the library's API.
+//! The `backchannel` command: a thin layer over the library's API. The
+//! commands live in `cli/` (see its module docs for the layout).
 
 /// Prints a line on stdout. A closed stdout (a reader that went away) is not
 /// a reason to panic: the node keeps running and its log keeps the messages.
@@ -10,13 +11,11 @@ macro_rules! outln {
 }
 
 mod cli;
-mod mesh;
-mod session;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Cmd};
+use cli::Cli;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -27,32 +26,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(&cli) {
+    match cli::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    match &cli.command {
-        Cmd::Init => session::init(cli),
-        Cmd::Id => session::id(cli),
-        Cmd::History(args) => session::history(cli, args),
-        Cmd::Mesh(args) => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            let code = runtime.block_on(mesh::run(args));
-            runtime.shutdown_background();
-            code
-        }
-        Cmd::Run(args) => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            let code = runtime.block_on(session::run(cli, args));
-            // Do not wait for blocking tasks (a final flush already ran).
-            runtime.shutdown_background();
-            code
         }
     }
 }

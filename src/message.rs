@@ -129,7 +129,7 @@ pub(crate) enum Refusal {
 }
 
 /// Whether a logged message was sent or received by this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Received from the network.
@@ -139,7 +139,7 @@ pub enum Direction {
 }
 
 /// The delivery state of a direct message this node sent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "reason")]
 pub enum Delivery {
     /// Not a sent DM (posts, received messages).

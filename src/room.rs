@@ -27,7 +27,7 @@ use crate::protocol::MAX_EMOJI_BYTES;
 
 /// A participant's role in a room. Ordered: each role may do what the ones
 /// below it may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everyone.
@@ -41,7 +41,7 @@ pub enum Role {
 }
 
 /// Who may post in a hallway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChatMode {
     /// Everyone.
@@ -53,7 +53,7 @@ pub enum ChatMode {
 }
 
 /// Where a question to the stage stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuestionState {
     /// Waiting in the queue.
@@ -65,9 +65,10 @@ pub enum QuestionState {
 }
 
 /// An emoji reaction to a post (in a room) or a DM (in a conversation).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reaction {
     /// The message reacted to.
+    #[serde(with = "crate::id::as_text")]
     pub target: MessageId,
     /// The emoji.
     pub emoji: String,

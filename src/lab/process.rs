@@ -1,5 +1,6 @@
 //! Nodes as real `backchannel run --json` processes: the lab talks to them
-//! through stdin and reads their events from stdout, as a script would.
+//! through stdin and reads their events from stdout, as a script would:
+//! each line is a [`JsonLine`], read back into the exact [`Event`] it shows.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -7,14 +8,13 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use super::LabError;
 use super::metrics;
-use crate::{DirectMessage, Event, HallwayPost, Identity, MessageId, Multiaddr, PeerId, Room};
+use crate::{Event, Identity, JsonLine, MessageId, Multiaddr, PeerId, Room};
 
 /// What a process reports to the lab besides node events.
 pub(crate) enum ProcReport {
@@ -114,10 +114,7 @@ impl ProcNode {
                 .map_err(|_| LabError::Timeout(format!("node {} to listen", self.index)))?
                 .map_err(LabError::Io)?
                 .ok_or(LabError::Stopped(self.index))?;
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["type"] == "listening"
-                && let Some(addr) = v["addr"].as_str().and_then(|a| a.parse().ok())
-            {
+            if let Ok(JsonLine::Listening { addr }) = serde_json::from_str(&line) {
                 self.addr = addr;
                 break;
             }
@@ -126,15 +123,13 @@ impl ProcNode {
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let at = Instant::now();
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                let Ok(line) = serde_json::from_str::<JsonLine>(&line) else {
                     continue;
                 };
-                let report = match v["type"].as_str() {
-                    Some("dm_sent") => id(&v["id"]).map(|id| ProcReport::DmSent(index, id)),
-                    Some("stats") => serde_json::from_value(v["stats"]["rejected"].clone())
-                        .ok()
-                        .map(ProcReport::Stats),
-                    _ => event(&v).map(|e| ProcReport::Event(index, at, Box::new(e))),
+                let report = match line {
+                    JsonLine::DmSent { id, .. } => Some(ProcReport::DmSent(index, id)),
+                    JsonLine::Stats { stats } => Some(ProcReport::Stats(stats.rejected)),
+                    line => line.to_event().map(|e| ProcReport::Event(index, at, Box::new(e))),
                 };
                 if let Some(report) = report
                     && tx.send(report).is_err()
@@ -212,66 +207,4 @@ impl ProcNode {
             .and_then(Child::id)
             .map_or(0, |pid| metrics::rss(Some(pid)).0)
     }
-}
-
-fn id(v: &Value) -> Option<MessageId> {
-    v.as_str()?.parse().ok()
-}
-
-fn peer(v: &Value) -> Option<PeerId> {
-    v.as_str()?.parse().ok()
-}
-
-/// Rebuilds a node event from its JSON line (the fields the lab uses).
-fn event(v: &Value) -> Option<Event> {
-    let room = || Room::new(v["room"].as_str()?).ok();
-    Some(match v["type"].as_str()? {
-        "room_peer_joined" => Event::RoomPeerJoined {
-            room: room()?,
-            peer: peer(&v["peer"])?,
-        },
-        "room_peer_left" => Event::RoomPeerLeft {
-            room: room()?,
-            peer: peer(&v["peer"])?,
-        },
-        "peer_disconnected" => Event::PeerDisconnected {
-            peer: peer(&v["peer"])?,
-        },
-        "hallway" => Event::Hallway {
-            id: id(&v["id"])?,
-            from: peer(&v["from"])?,
-            post: HallwayPost {
-                room: room()?,
-                text: v["text"].as_str()?.to_owned(),
-                time_ms: v["time"].as_u64()?,
-                nick: v["nick"].as_str().map(str::to_owned),
-                clock: v["clock"].as_u64().unwrap_or_default(),
-                reply_to: v["reply_to"].as_str().and_then(|s| s.parse().ok()),
-                mentions: Vec::new(),
-                question: v["question"].as_bool().unwrap_or(false),
-            },
-        },
-        "dm" => Event::Dm {
-            id: id(&v["id"])?,
-            from: peer(&v["from"])?,
-            dm: DirectMessage {
-                recipient: peer(&v["to"])?,
-                text: v["text"].as_str()?.to_owned(),
-                time_ms: v["time"].as_u64()?,
-                nick: v["nick"].as_str().map(str::to_owned),
-                reaction: None,
-            },
-            request: v["request"].as_bool().unwrap_or(false),
-        },
-        "delivered" => Event::Delivered {
-            id: id(&v["id"])?,
-            to: peer(&v["to"])?,
-        },
-        "dm_failed" => Event::DmFailed {
-            id: id(&v["id"])?,
-            to: peer(&v["to"])?,
-            reason: v["reason"].as_str().unwrap_or_default().to_owned(),
-        },
-        _ => return None,
-    })
 }

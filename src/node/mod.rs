@@ -486,13 +486,13 @@ pub struct PostOptions {
 }
 
 /// A post as a room shows it: the latest text, reactions, question state.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoomPost {
     /// The post's id.
-    #[serde(serialize_with = "crate::serde_display")]
+    #[serde(with = "crate::id::as_text")]
     pub id: MessageId,
     /// Its author.
-    #[serde(serialize_with = "crate::serde_display")]
+    #[serde(with = "crate::id::as_text")]
     pub author: PeerId,
     /// The author's nickname when posting.
     pub nick: Option<String>,
@@ -507,10 +507,10 @@ pub struct RoomPost {
     /// The author's clock, ms since the Unix epoch.
     pub time_ms: u64,
     /// The post it answers.
-    #[serde(serialize_with = "serialize_opt_id")]
+    #[serde(with = "crate::id::as_text::option")]
     pub reply_to: Option<MessageId>,
     /// Participants mentioned.
-    #[serde(serialize_with = "serialize_peers")]
+    #[serde(with = "crate::id::as_text::vec")]
     pub mentions: Vec<PeerId>,
     /// For a question: its state.
     pub question: Option<QuestionState>,
@@ -520,40 +520,26 @@ pub struct RoomPost {
     pub mine: bool,
 }
 
-fn serialize_opt_id<S: serde::Serializer>(id: &Option<MessageId>, s: S) -> Result<S::Ok, S::Error> {
-    match id {
-        Some(id) => s.collect_str(id),
-        None => s.serialize_none(),
-    }
-}
-
 /// A room's rules now.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoomRules {
     /// The host (None: an open room).
-    #[serde(serialize_with = "serialize_opt_peer")]
+    #[serde(with = "crate::id::as_text::option")]
     pub host: Option<PeerId>,
     /// Who may post.
     pub mode: ChatMode,
     /// Participants with a role above listener, host first.
     pub roles: Vec<(String, Role)>,
     /// Removed participants.
-    #[serde(serialize_with = "serialize_peers")]
+    #[serde(with = "crate::id::as_text::vec")]
     pub removed: Vec<PeerId>,
 }
 
-fn serialize_opt_peer<S: serde::Serializer>(peer: &Option<PeerId>, s: S) -> Result<S::Ok, S::Error> {
-    match peer {
-        Some(p) => s.collect_str(p),
-        None => s.serialize_none(),
-    }
-}
-
 /// Someone in a room now.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Participant {
     /// The peer.
-    #[serde(serialize_with = "crate::serde_display")]
+    #[serde(with = "crate::id::as_text")]
     pub peer: PeerId,
     /// Its nickname.
     pub nick: Option<String>,
@@ -564,10 +550,10 @@ pub struct Participant {
 }
 
 /// A connected peer.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     /// The peer id.
-    #[serde(serialize_with = "crate::serde_display")]
+    #[serde(with = "crate::id::as_text")]
     pub peer: PeerId,
     /// The joined rooms this peer is in.
     pub rooms: Vec<String>,
@@ -577,7 +563,7 @@ pub struct PeerInfo {
 }
 
 /// A joined room.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoomInfo {
     /// The room.
     pub room: String,
@@ -601,32 +587,28 @@ pub enum GroupEdit {
 }
 
 /// A group as this node knows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupInfo {
     /// The id.
-    #[serde(serialize_with = "crate::serde_display")]
+    #[serde(with = "crate::id::as_text")]
     pub id: GroupId,
     /// The name.
     pub name: String,
     /// The moderator.
-    #[serde(serialize_with = "crate::serde_display")]
+    #[serde(with = "crate::id::as_text")]
     pub moderator: PeerId,
     /// The members now.
-    #[serde(serialize_with = "serialize_peers")]
+    #[serde(with = "crate::id::as_text::vec")]
     pub members: Vec<PeerId>,
     /// The version of its latest state.
     pub version: u64,
 }
 
-fn serialize_peers<S: serde::Serializer>(peers: &[PeerId], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(peers.iter().map(ToString::to_string))
-}
-
 /// A peer in the requests inbox: DMs from someone who is not a contact.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// The peer.
-    #[serde(serialize_with = "crate::serde_display")]
+    #[serde(with = "crate::id::as_text")]
     pub peer: PeerId,
     /// How many DMs it sent.
     pub messages: usize,
@@ -635,7 +617,7 @@ pub struct Request {
 }
 
 /// Counters: what the node did and what it refused.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Rejected inputs by reason.
     pub rejected: BTreeMap<String, u64>,

@@ -1,9 +1,11 @@
 //! The real binary: two `backchannel run --json` processes chat through
-//! stdin and stdout; bad command lines fail cleanly.
+//! stdin and stdout; bad command lines fail cleanly. Every line they print
+//! is a `JsonLine` that reads back to exactly the JSON printed.
 
 use std::path::Path;
 use std::process::Stdio;
 
+use backchannel::JsonLine;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -39,7 +41,8 @@ impl Proc {
         }
     }
 
-    /// Reads JSON lines until one matches; every stdout line must be JSON.
+    /// Reads JSON lines until one matches; every stdout line must be a
+    /// [`JsonLine`] that writes back to the same JSON.
     pub(crate) async fn wait(&mut self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
         tokio::time::timeout(T, async {
             loop {
@@ -50,6 +53,7 @@ impl Proc {
                     .expect("read")
                     .unwrap_or_else(|| panic!("EOF before {what}"));
                 let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                check_line(&v);
                 if f(&v) {
                     return v;
                 }
@@ -77,6 +81,14 @@ impl Proc {
         stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write");
         stdin.flush().await.expect("flush");
     }
+}
+
+/// A line the binary printed parses as a [`JsonLine`], and that line
+/// serializes to exactly the JSON printed: nothing a script reads is lost.
+pub(crate) fn check_line(v: &Value) -> JsonLine {
+    let line: JsonLine = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("not a JsonLine ({e}): {v}"));
+    assert_eq!(&serde_json::to_value(&line).expect("serializes"), v);
+    line
 }
 
 pub(crate) fn is(v: &Value, ty: &str) -> bool {
@@ -169,6 +181,9 @@ async fn two_processes_chat_through_stdin_and_stdout() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert!(text.contains("hello from bob"), "{text}");
+    for line in text.lines() {
+        check_line(&serde_json::from_str(line).expect("a JSON line"));
+    }
     let out = std::process::Command::new(BIN)
         .arg("--data-dir")
         .arg(&db)
@@ -301,7 +316,11 @@ async fn a_node_killed_with_sigkill_keeps_everything_it_had_shown() {
             .output()
             .expect("history runs");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf8")
+        let text = String::from_utf8(out.stdout).expect("utf8");
+        for line in text.lines() {
+            check_line(&serde_json::from_str(line).expect("a JSON line"));
+        }
+        text
     };
     let logged = history(&["--room", "lobby"]) + &history(&["--peer", &b_id]);
     for id in &shown {

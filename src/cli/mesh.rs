@@ -8,8 +8,9 @@ use anyhow::Context;
 use backchannel::lab::plot::cdf_svg;
 use backchannel::lab::runner::{self, Progress, Report};
 
-use crate::cli::MeshArgs;
+use super::args::MeshArgs;
 
+/// `backchannel mesh`
 pub async fn run(args: &MeshArgs) -> anyhow::Result<ExitCode> {
     let scenario = args.scenario()?;
     let report = runner::run(&scenario, progress_line)

@@ -1,0 +1,26 @@
+//! `backchannel init` and `backchannel id`.
+
+use std::process::ExitCode;
+
+use backchannel::Identity;
+
+use super::Cli;
+
+/// `backchannel init`
+pub fn init(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let dir = cli.data_dir()?;
+    let (identity, created) = Identity::init(&dir)?;
+    if created {
+        outln!("created a new identity in {}", dir.display());
+    } else {
+        outln!("kept the existing identity in {}", dir.display());
+    }
+    outln!("{}", identity.peer_id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backchannel id`
+pub fn id(cli: &Cli) -> anyhow::Result<ExitCode> {
+    outln!("{}", Identity::load(&cli.data_dir()?)?.peer_id());
+    Ok(ExitCode::SUCCESS)
+}

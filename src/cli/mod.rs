@@ -1,0 +1,47 @@
+//! The binary's commands, split by concern:
+//!
+//! - `args`: the clap types, and the one place they become library types;
+//! - `identity`: `init` and `id`;
+//! - `run`: `backchannel run`, the loop that reads `/commands` and prints events;
+//! - `commands/`: one file per family of `/commands`; `commands::execute`
+//!   only delegates;
+//! - `render/`: how a [`backchannel::JsonLine`] is shown, as text for people
+//!   (`human`) or as itself for scripts (`json`);
+//! - `names`: the nicknames and petnames that turn peer ids into names and back;
+//! - `history`: `backchannel history`, the log of a node that is not running;
+//! - `mesh`: `backchannel mesh`.
+
+mod args;
+mod commands;
+mod history;
+mod identity;
+mod mesh;
+mod names;
+mod render;
+mod run;
+
+use std::process::ExitCode;
+
+pub use args::{Cli, Cmd};
+
+/// Runs the subcommand the command line names.
+pub fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Cmd::Init => identity::init(cli),
+        Cmd::Id => identity::id(cli),
+        Cmd::History(args) => history::run(cli, args),
+        Cmd::Mesh(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let code = runtime.block_on(mesh::run(args));
+            runtime.shutdown_background();
+            code
+        }
+        Cmd::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let code = runtime.block_on(run::run(cli, args));
+            // Do not wait for blocking tasks (a final flush already ran).
+            runtime.shutdown_background();
+            code
+        }
+    }
+}
