@@ -277,7 +277,9 @@ impl JoinedRoom {
                 state.check_post(&author, p.clock, p.question)
             }
             (Body::Hallway(p), _) => {
-                if state.is_deleted(&id) {
+                // By its author too: the post is not known yet, and its
+                // author's delete may have come first.
+                if state.is_deleted_as(&id, &author) {
                     return Admission::Deleted;
                 }
                 // Live: its author must not be removed now either, so a
@@ -791,6 +793,28 @@ mod tests {
         assert_eq!(f.admit(Origin::History, &delete), ACCEPT);
         assert_eq!(f.admit(Origin::History, &p), Admission::Deleted);
         assert_eq!(f.admit(Origin::Live, &p), Admission::Deleted);
+    }
+
+    #[test]
+    fn an_authors_delete_that_comes_first_deletes_the_post_live_too() {
+        // Found by the simulation (node::sim): live, the post was checked
+        // for deletes before it was known, so its author's delete did not
+        // count; the post was logged and shown, and its text kept, although
+        // the rules then said it was deleted.
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        let p = f.post(&ann, NOW - 10, "oops");
+        let delete = f.op(&ann, NOW - 5, RoomAction::Delete(p.id()));
+        assert_eq!(f.admit(Origin::Live, &delete), ACCEPT);
+        assert_eq!(f.admit(Origin::Live, &p), Admission::Deleted);
+        // Someone else's delete still does not count.
+        let bob = Identity::generate();
+        let q = f.post(&ann, NOW - 10, "mine");
+        assert_eq!(
+            f.admit(Origin::Live, &f.op(&bob, NOW - 5, RoomAction::Delete(q.id()))),
+            ACCEPT
+        );
+        assert_eq!(f.admit(Origin::Live, &q), ACCEPT);
     }
 
     #[test]
