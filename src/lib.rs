@@ -67,6 +67,7 @@ pub mod lab;
 pub mod message;
 pub mod node;
 pub mod protocol;
+mod rng;
 pub mod room;
 pub mod store;
 pub mod sync;

@@ -470,6 +470,16 @@ impl RoomState {
         deletes.iter().any(|(by, moderator)| *moderator || Some(*by) == author)
     }
 
+    /// Whether a post by `author`, known or not, is deleted: what
+    /// [`RoomState::is_deleted`] says once the post is known, so that its
+    /// author's delete that arrived first counts.
+    pub fn is_deleted_as(&self, id: &MessageId, author: &PeerId) -> bool {
+        self.derived
+            .deletes
+            .get(id)
+            .is_some_and(|deletes| deletes.iter().any(|(by, moderator)| *moderator || by == author))
+    }
+
     /// Whether a known post is shown: not deleted and allowed at its clock.
     pub fn is_visible(&self, id: &MessageId) -> bool {
         let Some(post) = self.posts.get(id) else {

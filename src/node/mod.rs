@@ -16,6 +16,8 @@ pub mod limits;
 pub mod outbox;
 mod presence;
 mod rooms;
+#[cfg(test)]
+mod sim;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -22,6 +22,7 @@ use crate::id::{MessageId, RejectReason, Room};
 use crate::message::Body;
 use crate::protocol;
 use crate::room::{RoomAction, RoomState};
+use crate::store::StoreError;
 
 /// Posts kept per room while no peer of the room is known. A person typing
 /// offline never gets near it; a script that floods an empty room is told.
@@ -87,6 +88,28 @@ pub(crate) struct Context<'a> {
     pub(crate) limiters: &'a mut Limiters,
 }
 
+/// Where a node keeps the room messages it accepted: the sled store in the
+/// event loop, a map in the simulation (`node::sim`). Carrying out an
+/// [`Admission::Accept`] ([`JoinedRoom::commit`]) is the same code over
+/// either, so the simulation runs what a node does.
+pub(crate) trait RoomLog {
+    /// Logs a room message; true if the log did not have it.
+    fn insert(&mut self, signed: &Signed) -> Result<bool, StoreError>;
+    /// Drops a deleted post (its text and its place in the room's order);
+    /// the delete stays, so the post is refused if it comes again.
+    fn forget(&mut self, room: &Room, clock: u64, id: &MessageId) -> Result<(), StoreError>;
+}
+
+/// What [`JoinedRoom::commit`] did with an accepted message.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Committed {
+    /// The log did not have it: it was logged and applied.
+    pub(crate) new: bool,
+    /// What to show, in order: the message itself (when new and `show`),
+    /// then the parked operations it made valid.
+    pub(crate) show: Vec<Signed>,
+}
+
 /// The decision about one room message.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admission {
@@ -133,18 +156,10 @@ impl Rooms {
         if self.joined.contains_key(room) {
             return None;
         }
-        let topic = protocol::topic(room.as_str());
+        let joined = JoinedRoom::new(room, rules);
+        let topic = joined.topic.clone();
         self.by_topic.insert(topic.hash(), room.clone());
-        self.joined.insert(
-            room.clone(),
-            JoinedRoom {
-                topic: topic.clone(),
-                rules,
-                presence: Book::default(),
-                unsent: VecDeque::new(),
-                parked: VecDeque::new(),
-            },
-        );
+        self.joined.insert(room.clone(), joined);
         Some(topic)
     }
 
@@ -187,6 +202,17 @@ impl Rooms {
 }
 
 impl JoinedRoom {
+    /// A room just joined, with its rules as loaded from the log.
+    pub(crate) fn new(room: &Room, rules: RoomState) -> Self {
+        Self {
+            topic: protocol::topic(room.as_str()),
+            rules,
+            presence: Book::default(),
+            unsent: VecDeque::new(),
+            parked: VecDeque::new(),
+        }
+    }
+
     /// Whether another post may be queued.
     pub(crate) fn has_room_for_unsent(&self) -> bool {
         self.unsent.len() < MAX_UNSENT_PER_ROOM
@@ -253,7 +279,9 @@ impl JoinedRoom {
                 state.check_post(&author, p.clock, p.question)
             }
             (Body::Hallway(p), _) => {
-                if state.is_deleted(&id) {
+                // By its author too: the post is not known yet, and its
+                // author's delete may have come first.
+                if state.is_deleted_as(&id, &author) {
                     return Admission::Deleted;
                 }
                 // Live: its author must not be removed now either, so a
@@ -369,6 +397,58 @@ impl JoinedRoom {
             _ => false,
         })?;
         self.parked.remove(i)
+    }
+
+    /// Carries out an [`Admission::Accept`] of `signed` (from `origin`):
+    /// logs it and, if the log did not have it, applies it (the log forgets
+    /// the posts deleted now); then, unless it was itself a parked
+    /// operation, admits, logs and applies the parked operations it made
+    /// valid, in turn. Showing is left to the caller.
+    pub(crate) fn commit(
+        &mut self,
+        room: &Room,
+        origin: Origin,
+        signed: &Signed,
+        show: bool,
+        cx: &mut Context<'_>,
+        log: &mut impl RoomLog,
+    ) -> Result<Committed, StoreError> {
+        let mut done = Committed::default();
+        if !log.insert(signed)? {
+            return Ok(done);
+        }
+        done.new = true;
+        self.apply_logged(room, signed, log);
+        if show {
+            done.show.push(signed.clone());
+        }
+        if origin == Origin::Parked {
+            return Ok(done);
+        }
+        // `take_ready` returns only what the rules accept now, so the parked
+        // admission accepts it; a message logged already is not shown again.
+        while let Some(ready) = self.take_ready() {
+            if let Admission::Accept { show } = self.admit(room, Origin::Parked, cx.local, &ready, cx)
+                && log.insert(&ready)?
+            {
+                self.apply_logged(room, &ready, log);
+                if show {
+                    done.show.push(ready);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Applies a message just logged and makes the log forget the posts it
+    /// deletes. A post the log cannot forget is reported, not fatal: the
+    /// rules already hide it.
+    pub(crate) fn apply_logged(&mut self, room: &Room, signed: &Signed, log: &mut impl RoomLog) {
+        for (clock, target) in self.apply(signed) {
+            if let Err(e) = log.forget(room, clock, &target) {
+                tracing::error!(%room, "cannot drop a deleted post: {e}");
+            }
+        }
     }
 
     /// Feeds an admitted message, newly logged, to the room's rules. Returns
@@ -734,6 +814,28 @@ mod tests {
         assert_eq!(f.admit(Origin::History, &delete), ACCEPT);
         assert_eq!(f.admit(Origin::History, &p), Admission::Deleted);
         assert_eq!(f.admit(Origin::Live, &p), Admission::Deleted);
+    }
+
+    #[test]
+    fn an_authors_delete_that_comes_first_deletes_the_post_live_too() {
+        // Found by the simulation (node::sim): live, the post was checked
+        // for deletes before it was known, so its author's delete did not
+        // count; the post was logged and shown, and its text kept, although
+        // the rules then said it was deleted.
+        let mut f = Fixture::open();
+        let ann = Identity::generate();
+        let p = f.post(&ann, NOW - 10, "oops");
+        let delete = f.op(&ann, NOW - 5, RoomAction::Delete(p.id()));
+        assert_eq!(f.admit(Origin::Live, &delete), ACCEPT);
+        assert_eq!(f.admit(Origin::Live, &p), Admission::Deleted);
+        // Someone else's delete still does not count.
+        let bob = Identity::generate();
+        let q = f.post(&ann, NOW - 10, "mine");
+        assert_eq!(
+            f.admit(Origin::Live, &f.op(&bob, NOW - 5, RoomAction::Delete(q.id()))),
+            ACCEPT
+        );
+        assert_eq!(f.admit(Origin::Live, &q), ACCEPT);
     }
 
     #[test]

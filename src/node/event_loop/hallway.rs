@@ -12,11 +12,36 @@ use crate::envelope::Signed;
 use crate::id::{MessageId, Room};
 use crate::message::{Body, HallwayPost};
 use crate::node::presence::Change;
-use crate::node::rooms::{Admission, Context, JoinedRoom, Origin, add_to_rules};
+use crate::node::rooms::{Admission, Context, JoinedRoom, Origin, RoomLog, add_to_rules};
 use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
 use crate::protocol::MAX_MENTIONS;
 use crate::room::{Presence, RoomAction, RoomOp, RoomState};
-use crate::store::{Direction, Inserted, now_ms};
+use crate::store::{Direction, Inserted, Store, StoreError, now_ms};
+
+/// The node's log as a [`RoomLog`]: what [`JoinedRoom::commit`] logs and
+/// forgets goes to the sled store, and marks it for the next flush.
+struct StoreLog<'a> {
+    store: &'a Store,
+    local: PeerId,
+    unflushed: &'a mut bool,
+}
+
+impl RoomLog for StoreLog<'_> {
+    fn insert(&mut self, signed: &Signed) -> Result<bool, StoreError> {
+        match self.store.insert(signed, Direction::Received, &self.local)? {
+            Inserted::New(_) => {
+                *self.unflushed = true;
+                Ok(true)
+            }
+            Inserted::Duplicate => Ok(false),
+        }
+    }
+
+    fn forget(&mut self, room: &Room, clock: u64, id: &MessageId) -> Result<(), StoreError> {
+        *self.unflushed = true;
+        self.store.forget(room, clock, id)
+    }
+}
 
 impl EventLoop {
     /// A joined room, or `NotJoined`.
@@ -172,19 +197,20 @@ impl EventLoop {
         let Some(joined) = self.rooms.get_mut(room) else {
             return;
         };
-        for (clock, target) in joined.apply(signed) {
-            if let Err(e) = self.store.forget(room, clock, &target) {
-                tracing::error!(%room, "cannot drop a deleted post: {e}");
-            }
-            self.unflushed = true;
-        }
+        let mut log = StoreLog {
+            store: &self.store,
+            local: self.local,
+            unflushed: &mut self.unflushed,
+        };
+        joined.apply_logged(room, signed, &mut log);
     }
 
-    /// Admits a verified message for a joined room, from gossip, history or
-    /// the parked operations, by the one rule of [`JoinedRoom::admit`], and
-    /// carries out the decision: counts and penalties, logging, applying
-    /// and showing, then the parked operations it makes valid. Returns the
-    /// verdict for gossipsub and whether the message was new to the log.
+    /// Admits a verified message for a joined room, from gossip or history,
+    /// by the one rule of [`JoinedRoom::admit`], and carries out the
+    /// decision: counts and penalties, or logging, applying and showing it
+    /// and the parked operations it makes valid ([`JoinedRoom::commit`], the
+    /// code the simulation runs too). Returns the verdict for gossipsub and
+    /// whether the message was new to the log.
     pub(super) fn admit_room_message(
         &mut self,
         origin: Origin,
@@ -205,30 +231,35 @@ impl EventLoop {
         };
         let live = origin == Origin::Live;
         match joined.admit(room, origin, source, &signed, &mut cx) {
-            Admission::Accept { show } => match self.log_room_message(room, &signed) {
-                Ok(true) => {
-                    if show {
-                        self.show_room_message(room, &signed);
+            Admission::Accept { show } => {
+                let mut log = StoreLog {
+                    store: &self.store,
+                    local: self.local,
+                    unflushed: &mut self.unflushed,
+                };
+                match joined.commit(room, origin, &signed, show, &mut cx, &mut log) {
+                    Ok(done) if done.new => {
+                        for shown in &done.show {
+                            self.show_room_message(room, shown);
+                        }
+                        (MessageAcceptance::Accept, true)
                     }
-                    if origin != Origin::Parked {
-                        self.retry_parked(room);
+                    Ok(_) => {
+                        // Valid, and new to gossip here (gossipsub drops what
+                        // it has seen): this node has it from history sync.
+                        // Forward it, so that peers that depend on this node
+                        // for it get it.
+                        if live {
+                            self.stats.duplicates += 1;
+                        }
+                        (MessageAcceptance::Accept, false)
                     }
-                    (MessageAcceptance::Accept, true)
-                }
-                Ok(false) => {
-                    // Valid, and new to gossip here (gossipsub drops what it
-                    // has seen): this node has it from history sync. Forward
-                    // it, so that peers that depend on this node for it get it.
-                    if live {
-                        self.stats.duplicates += 1;
+                    Err(e) => {
+                        tracing::error!(%room, "cannot log a room message: {e}");
+                        (MessageAcceptance::Ignore, false)
                     }
-                    (MessageAcceptance::Accept, false)
                 }
-                Err(e) => {
-                    tracing::error!(%room, "cannot log a room message: {e}");
-                    (MessageAcceptance::Ignore, false)
-                }
-            },
+            }
             Admission::Deleted => {
                 if live {
                     self.stats.duplicates += 1;
@@ -273,19 +304,6 @@ impl EventLoop {
         }
     }
 
-    /// Logs a room message this node accepted and applies it to the room's
-    /// rules; `Ok(true)` if it was new.
-    fn log_room_message(&mut self, room: &Room, signed: &Signed) -> Result<bool, crate::store::StoreError> {
-        match self.store.insert(signed, Direction::Received, &self.local)? {
-            Inserted::New(_) => {
-                self.unflushed = true;
-                self.apply_logged(room, signed);
-                Ok(true)
-            }
-            Inserted::Duplicate => Ok(false),
-        }
-    }
-
     fn show_room_message(&mut self, room: &Room, signed: &Signed) {
         match signed.body() {
             Body::Hallway(post) => {
@@ -306,14 +324,6 @@ impl EventLoop {
                 });
             }
             _ => {}
-        }
-    }
-
-    /// Admits the parked operations that the rules accept now.
-    fn retry_parked(&mut self, room: &Room) {
-        let local = self.local;
-        while let Some(signed) = self.rooms.get_mut(room).and_then(JoinedRoom::take_ready) {
-            self.admit_room_message(Origin::Parked, local, room, signed);
         }
     }
 
