@@ -475,7 +475,7 @@ impl EventLoop {
         }
     }
 
-    /// Verifies a page of history (one batch signature check) and stores
+    /// Verifies a page of history (each envelope strictly) and stores
     /// what the room's rules accept, in the room's order. Returns how many
     /// messages were new.
     pub(super) fn apply_history(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) -> usize {
