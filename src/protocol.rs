@@ -144,9 +144,11 @@ pub fn gossipsub_authenticity(auth: GossipAuth, keypair: &libp2p::identity::Keyp
 /// - **P4, invalid messages** (per room topic, [`chat_topic_params`]): a peer
 ///   that forwards a message this node `Reject`s (bad signature, malformed,
 ///   oversize, wrong kind or room) loses 10 × count², the count decaying by
-///   0.1% a second: three invalid messages put it past the graylist for
-///   about two minutes (a graylisted peer's messages are not seen, so they
-///   cannot keep it there; a long decay does).
+///   0.1% a second: three invalid messages put a peer without positive
+///   credit past the graylist for 59 s, four for 346 s (docs/PROTOCOL.md,
+///   "Peer scoring", has the formula; a graylisted peer's messages are not
+///   seen, so they cannot keep it there; a long decay does). Gossipsub
+///   counts a message with a gossipsub signature, seqno or source here too.
 /// - **P5, application score** (weight 1): minus the peer's rate-limit
 ///   penalty (`node::limits::Penalties`): one point per violation, decaying
 ///   by 0.5% a second. A peer flooding faster than its limits reaches the

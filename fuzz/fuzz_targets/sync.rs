@@ -1,9 +1,9 @@
 //! History sync, where a peer's bytes enter: any negentropy message to the
 //! responder and to an initiator mid-reconciliation is an answer or an error,
 //! never a panic, and the initiator never reports more differences than the
-//! bound; and a page of envelopes opened in one batch gives exactly what
-//! opening each one alone gives (batch verification may not accept what
-//! `verify_strict` rejects, nor the reverse).
+//! bound; and a page of envelopes opened as a page gives exactly what
+//! opening each one alone gives (a page may not accept what `verify_strict`
+//! rejects, nor the reverse).
 
 #![no_main]
 

@@ -20,6 +20,7 @@ mod outbox;
 mod requests;
 mod restart;
 mod rooms;
+mod signatures;
 mod store_model;
 mod support;
 mod vectors;

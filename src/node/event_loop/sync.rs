@@ -489,7 +489,7 @@ impl EventLoop {
         }
     }
 
-    /// Verifies a page of history (one batch signature check) and admits
+    /// Verifies a page of history (each envelope strictly, as live traffic) and admits
     /// each message by the room's one rule ([`JoinedRoom::admit`]), in the
     /// room's order. Returns how many messages were new.
     ///

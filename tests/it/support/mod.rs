@@ -2,6 +2,7 @@
 //! speaks the wire protocol without Backchannel's checks (an attacker, an
 //! observer, or "another implementation").
 
+pub mod crafted;
 pub mod raw;
 pub mod wire;
 
