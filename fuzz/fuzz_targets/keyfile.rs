@@ -15,8 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use backchannel::identity::KEY_FILE;
 use backchannel::id::peer_id_of;
+use backchannel::identity::KEY_FILE;
 use backchannel::{Body, HallwayPost, Identity, IdentityError, Room, Signed};
 use libfuzzer_sys::fuzz_target;
 
