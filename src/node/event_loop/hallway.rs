@@ -393,10 +393,14 @@ impl EventLoop {
         }
         let now = now_ms();
         for room in self.rooms.ids() {
-            // Only a room that has not announced yet needs its peer count.
+            // Only a room that has not announced yet needs its peer count
+            // and a random delay; the others pay nothing for them each tick.
             let scheduled = self.rooms.get(&room).is_some_and(|j| j.presence.is_scheduled());
-            let peers = if scheduled { 0 } else { self.room_peers_of(&room).len() };
-            let random = super::random_u64();
+            let (peers, random) = if scheduled {
+                (0, 0)
+            } else {
+                (self.room_peers_of(&room).len(), super::random_u64())
+            };
             let Some(joined) = self.rooms.get_mut(&room) else {
                 continue;
             };
