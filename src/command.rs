@@ -27,6 +27,8 @@ pub enum Command {
     },
     /// `/peers`
     Peers,
+    /// `/net`: reachability, external addresses, relays, the DHT.
+    Net,
     /// `/outbox`: DMs waiting for receipts.
     Outbox,
     /// `/requests`: the requests inbox; `/requests on|off` accepts or refuses them.
@@ -119,7 +121,8 @@ text              post to the current room's hallway
 /room ROOM        switch the current room
 /rooms            list joined rooms
 /dm PEER TEXT     send a private message (PEER: peer id or nickname)
-/peers            list connected peers
+/peers            list connected peers (direct or relayed, and over what)
+/net              reachability, relays, the DHT and bootstrap helpers
 /outbox           DMs still waiting for their receipt (retried until delivered or expired)
 /requests [on|off]  DMs from people who are not your contacts; on/off accepts or refuses them
 /accept PEER [NICK] make a requester a contact   /decline PEER  delete a request
@@ -194,6 +197,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             }))
         }
         "peers" => none(Command::Peers),
+        "net" => none(Command::Net),
         "outbox" => none(Command::Outbox),
         "requests" => match args {
             "" => Ok(Some(Command::Requests(None))),
@@ -348,6 +352,7 @@ mod tests {
             }
         );
         assert_eq!(ok("/peers"), Command::Peers);
+        assert_eq!(ok("/net"), Command::Net);
         assert_eq!(ok("/outbox"), Command::Outbox);
         assert_eq!(ok("/requests"), Command::Requests(None));
         assert_eq!(ok("/requests off"), Command::Requests(Some(false)));

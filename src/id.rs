@@ -240,6 +240,10 @@ pub enum RejectReason {
     /// A sender that exceeded its rate limit.
     #[error("rate_limited")]
     RateLimited,
+    /// A DHT record that is not a peer's own signed address record under
+    /// its key (docs/PROTOCOL.md, "Discovery").
+    #[error("bad_record")]
+    BadRecord,
 }
 
 impl RejectReason {
@@ -264,6 +268,7 @@ impl RejectReason {
             Self::Removed => "removed",
             Self::ChatClosed => "chat_closed",
             Self::RateLimited => "rate_limited",
+            Self::BadRecord => "bad_record",
         }
     }
 }

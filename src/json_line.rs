@@ -17,8 +17,8 @@ use crate::id::as_text;
 use crate::node::{Participant, RoomPost, RoomRules};
 use crate::room::{ChatMode, QuestionState, Reaction, Role, RoomAction};
 use crate::{
-    Delivery, DirectMessage, Direction, Event, GroupId, GroupInfo, HallwayPost, MessageId, Multiaddr, PeerId, PeerInfo,
-    RejectReason, Request, Room, RoomInfo, Stats,
+    Delivery, DirectMessage, Direction, Event, GroupId, GroupInfo, HallwayPost, MessageId, Multiaddr, NetInfo, PeerId,
+    PeerInfo, RejectReason, Request, Room, RoomInfo, Stats,
 };
 
 /// One line of `backchannel run --json` or `backchannel history --json`.
@@ -374,6 +374,11 @@ pub enum JsonLine {
     Peers {
         /// The connected peers.
         peers: Vec<PeerInfo>,
+    },
+    /// `/net`.
+    Net {
+        /// What the node knows of its place in the network.
+        net: NetInfo,
     },
     /// `/addrs`.
     Addresses {
@@ -1005,7 +1010,7 @@ mod reject_reason {
 
     /// Every reason. The `match` below fails to compile when a reason is
     /// added and not listed here, so none can be written but not read.
-    pub(super) const ALL: [RejectReason; 18] = [
+    pub(super) const ALL: [RejectReason; 19] = [
         Malformed,
         Oversize,
         BadKey,
@@ -1024,6 +1029,7 @@ mod reject_reason {
         Removed,
         ChatClosed,
         RateLimited,
+        BadRecord,
     ];
 
     #[allow(dead_code)]
@@ -1031,7 +1037,7 @@ mod reject_reason {
         match reason {
             Malformed | Oversize | BadKey | BadSignature | UnknownKind | InvalidField | WrongRoom | WrongRecipient
             | WrongKind | BadReceipt | NotModerator | NotMember | FutureTime | Stale | NotAllowed | Removed
-            | ChatClosed | RateLimited => {}
+            | ChatClosed | RateLimited | BadRecord => {}
         }
     }
 
@@ -1190,7 +1196,7 @@ mod tests {
 
     fn stats() -> BoxedStrategy<Stats> {
         let counts = || prop::collection::btree_map(text(), any::<u64>(), 0..3);
-        (counts(), counts(), any::<[u64; 18]>())
+        (counts(), counts(), any::<[u64; 22]>())
             .prop_map(
                 |(rejected, rejected_by_peer, n): (BTreeMap<_, _>, BTreeMap<_, _>, _)| Stats {
                     rejected,
@@ -1213,6 +1219,10 @@ mod tests {
                     sync_bytes_in: n[15],
                     sync_bytes_out: n[16],
                     rejected_events_suppressed: n[17],
+                    hole_punches: n[18],
+                    hole_punch_failures: n[19],
+                    peer_lookups: n[20],
+                    peer_lookups_found: n[21],
                 },
             )
             .boxed()
@@ -1289,7 +1299,12 @@ mod tests {
             prop::collection::vec(text(), 0..3),
             proptest::option::of(finite),
         )
-            .prop_map(|(peer, rooms, score)| PeerInfo { peer, rooms, score });
+            .prop_map(|(peer, rooms, score)| PeerInfo {
+                peer,
+                rooms,
+                score,
+                connections: Vec::new(),
+            });
         let room_info =
             (text(), any::<usize>(), any::<usize>()).prop_map(|(room, peers, unsent)| RoomInfo { room, peers, unsent });
         let group_info =

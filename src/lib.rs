@@ -81,7 +81,8 @@ pub use json_line::JsonLine;
 pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use message::{Body, DirectMessage, HallwayPost, Receipt};
 pub use node::{
-    Config, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, Node, NodeError, PeerInfo, Request, RoomInfo, Stats,
+    BootstrapPeer, Config, Connection, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, NetInfo, Node, NodeError,
+    PeerInfo, Reachability, RelaySlot, Request, RoomInfo, Stats,
 };
 pub use protocol::GossipAuth;
 pub use store::{Delivery, Direction, LoggedMessage, Store, StoreError};

@@ -85,6 +85,46 @@ pub const MAX_PAGE_BYTES: usize = 1 << 20;
 /// Largest sync request or response on the wire: a page and its framing.
 pub const MAX_SYNC_MESSAGE_BYTES: usize = MAX_PAGE_BYTES + 64 * 1024;
 
+/// The Kademlia DHT protocol id. Backchannel runs its own DHT, apart from
+/// the public IPFS one: its servers are Backchannel nodes and helpers, and
+/// what they store is limited to the two kinds of entries below.
+pub const DHT_PROTOCOL: StreamProtocol = StreamProtocol::new("/backchannel/kad/1.0.0");
+
+/// Domain of the DHT key under which a peer publishes its signed addresses.
+pub const PEER_KEY_DOMAIN: &[u8] = b"backchannel/dht/peer/v1\n";
+
+/// Domain of the DHT key under which a room's members are providers.
+pub const ROOM_KEY_DOMAIN: &[u8] = b"backchannel/dht/room/v1\n";
+
+/// Largest DHT record value a node stores or accepts: a signed libp2p peer
+/// record of [`MAX_RECORD_ADDRS`] addresses fits with room to spare.
+pub const MAX_RECORD_BYTES: usize = 4096;
+
+/// Addresses at most in a peer's address record.
+pub const MAX_RECORD_ADDRS: usize = 16;
+
+/// The circuit relay v2 hop protocol: a peer that lists it in identify
+/// relays for others.
+pub const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
+
+/// The DHT key of `peer`'s address record: SHA-256 of [`PEER_KEY_DOMAIN`]
+/// and the peer id's bytes.
+pub fn peer_key(peer: &libp2p::PeerId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(PEER_KEY_DOMAIN);
+    h.update(peer.to_bytes());
+    h.finalize().into()
+}
+
+/// The DHT key whose providers are the members of the room with id `room`:
+/// SHA-256 of [`ROOM_KEY_DOMAIN`] and the room id's UTF-8 bytes.
+pub fn room_key(room: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(ROOM_KEY_DOMAIN);
+    h.update(room.as_bytes());
+    h.finalize().into()
+}
+
 /// The gossipsub topic of the room with id `room` (`Room::as_str`). It takes
 /// the id as text so that this module stays a leaf.
 pub fn topic(room: &str) -> IdentTopic {

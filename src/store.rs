@@ -110,6 +110,7 @@ const CONTACT: u8 = b'k';
 const GROUP_OP: u8 = b'p';
 const GROUP_MESSAGE: u8 = b'q';
 const SETTING: u8 = b's';
+const ADDRESSES: u8 = b'a';
 
 /// A sent DM waiting for its receipt, as kept in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -534,6 +535,33 @@ impl Store {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Remembers a peer's last known addresses (an opaque record the node
+    /// encodes; see `node::reach`).
+    pub fn set_addresses(&self, peer: &PeerId, record: &[u8]) -> Result<(), StoreError> {
+        let mut key = vec![ADDRESSES];
+        key.extend_from_slice(&peer.to_bytes());
+        self.log.insert(&key, record)
+    }
+
+    /// Forgets a peer's addresses.
+    pub fn remove_addresses(&self, peer: &PeerId) -> Result<(), StoreError> {
+        let mut key = vec![ADDRESSES];
+        key.extend_from_slice(&peer.to_bytes());
+        self.log.remove(&key)
+    }
+
+    /// Every remembered address record, by peer.
+    pub fn addresses(&self) -> Result<Vec<(PeerId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.scan_prefix(&[ADDRESSES]) {
+            let (key, value) = entry?;
+            if let Ok(peer) = PeerId::from_bytes(&key[1..]) {
+                out.push((peer, value));
+            }
+        }
+        Ok(out)
     }
 
     /// A setting, if set.

@@ -24,6 +24,7 @@ fn line(cmd: &Command) -> String {
         Command::Rooms => "/rooms".into(),
         Command::Dm { peer, text } => format!("/dm {peer} {text}"),
         Command::Peers => "/peers".into(),
+        Command::Net => "/net".into(),
         Command::Outbox => "/outbox".into(),
         Command::Requests(None) => "/requests".into(),
         Command::Requests(Some(on)) => format!("/requests {}", if *on { "on" } else { "off" }),

@@ -31,6 +31,9 @@ pub enum Cmd {
     Id,
     /// Run a participant node in this terminal.
     Run(RunArgs),
+    /// Run an always-on helper that joins no rooms: bootstrap, DHT server,
+    /// relay and reachability tests for participants behind NATs.
+    Serve(ServeArgs),
     /// Print the log of a node that is not running.
     History(HistoryArgs),
     /// Start a local mesh of nodes on loopback, drive traffic, inject faults, report.
@@ -134,7 +137,7 @@ pub struct RunArgs {
     /// Your display name, sent with your messages (at most 32 bytes).
     #[arg(long, value_name = "NICK")]
     pub name: Option<String>,
-    /// Listen on this address (repeatable) [default: /ip4/0.0.0.0/tcp/0].
+    /// Listen on this address (repeatable) [default: /ip4/0.0.0.0/tcp/0 and /ip4/0.0.0.0/udp/0/quic-v1].
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
     /// Dial this peer at start and whenever it is lost; must end in /p2p/<id> (repeatable).
@@ -143,9 +146,67 @@ pub struct RunArgs {
     /// Do not discover peers on the local network with mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// A helper (`backchannel serve`) to find rooms and peers through across
+    /// the internet; must end in /p2p/<id> (repeatable, or comma-separated in
+    /// the variable). Remembered: later starts without it use the last ones.
+    #[arg(long, value_name = "MULTIADDR", env = "BACKCHANNEL_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<Multiaddr>,
+    /// This node is reachable at the addresses it listens on (a server with
+    /// a public address, or all nodes on one machine): serve the DHT at once.
+    #[arg(long)]
+    pub public: bool,
+    /// Do not relay for others or test their reachability, even when this
+    /// node is publicly reachable.
+    #[arg(long)]
+    pub no_help: bool,
     /// Print one JSON object per line per event on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `backchannel serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on this address (repeatable) [default: TCP and QUIC on port 4001, all interfaces].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// An address others reach this helper at, if it is not one it listens
+    /// on (a forwarded port, a 1:1 NAT); repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub external: Vec<Multiaddr>,
+    /// Another helper to join the DHT through; must end in /p2p/<id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR", env = "BACKCHANNEL_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Print one JSON object per line per event on stdout, and nothing else.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ServeArgs {
+    /// Builds the helper's configuration.
+    pub fn config(&self, data_dir: PathBuf) -> anyhow::Result<Config> {
+        let mut config = Config::new(data_dir);
+        config.listen = if self.listen.is_empty() {
+            vec![
+                "/ip4/0.0.0.0/tcp/4001".parse()?,
+                "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
+            ]
+        } else {
+            self.listen.clone()
+        };
+        for addr in &self.bootstrap {
+            if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                bail!("--bootstrap {addr}: the address must end in /p2p/<peer id>");
+            }
+        }
+        config.bootstrap = self.bootstrap.clone();
+        config.external = self.external.clone();
+        config.helper = true;
+        config.help_others = true;
+        config.mdns = false;
+        config.presence = false;
+        Ok(config)
+    }
 }
 
 /// `backchannel history`
@@ -190,6 +251,14 @@ impl RunArgs {
             }
         }
         config.peers = self.peer.clone();
+        for addr in &self.bootstrap {
+            if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                bail!("--bootstrap {addr}: the address must end in /p2p/<peer id>");
+            }
+        }
+        config.bootstrap = self.bootstrap.clone();
+        config.help_others = !self.no_help;
+        config.public = self.public;
         config.mdns = !self.no_mdns;
         config.nick = self.name.clone();
         config.rooms = self

@@ -36,6 +36,12 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
             runtime.shutdown_background();
             code
         }
+        Cmd::Serve(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let code = runtime.block_on(run::serve(cli, args));
+            runtime.shutdown_background();
+            code
+        }
         Cmd::Run(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             let code = runtime.block_on(run::run(cli, args));

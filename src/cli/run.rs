@@ -10,7 +10,7 @@ use backchannel::command::{self, Command};
 use backchannel::{Identity, IdentityError, JsonLine, Node};
 use tokio::sync::mpsc;
 
-use super::args::{Cli, RunArgs};
+use super::args::{Cli, RunArgs, ServeArgs};
 use super::commands::{self, Session};
 use super::render::Out;
 
@@ -79,6 +79,35 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     session.handle.shutdown().await;
     printer.abort();
     session.out.emit(&JsonLine::Stopped);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backchannel serve`: a helper for others, until Ctrl-C or SIGTERM. It
+/// prints its addresses (give one to participants as `--bootstrap`) and
+/// what happens to it; it reads no commands.
+pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let out = Out::new(args.json);
+    let dir = cli.data_dir()?;
+    let identity = identity_for_run(&dir, &out)?;
+    let config = args.config(dir)?;
+    let Node { handle, mut events } = Node::start(config, identity).await.context("starting the helper")?;
+    out.emit(&JsonLine::Identity { peer: handle.peer_id() });
+    let printer = {
+        let out = out.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                out.event(&event);
+            }
+        })
+    };
+    let mut sigterm = terminate_signal()?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+    }
+    handle.shutdown().await;
+    printer.abort();
+    out.emit(&JsonLine::Stopped);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -206,9 +206,17 @@ impl LabNode {
     /// Starts the node again with the same identity, data directory and
     /// address (listeners use SO_REUSEADDR, so the port is free at once).
     pub async fn restart(&mut self) -> Result<(), LabError> {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`LabNode::restart`] with a changed configuration (kept for later
+    /// restarts); `change` may set `listen` to move the node to new addresses.
+    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Config)) -> Result<(), LabError> {
         self.stop().await;
         let mut config = self.config.clone();
         config.listen = vec![strip_p2p(&self.addr)];
+        change(&mut config);
+        self.config = config.clone();
         let Node { handle, events } = Node::start(config, self.identity.clone()).await?;
         self.handle = handle;
         self.events = events;
@@ -272,6 +280,9 @@ impl Lab {
         let mut config = Config::new(dir);
         config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")];
         config.mdns = false;
+        // Every node of the lab is reachable on loopback: it serves the DHT
+        // from the start, as a node with a public address would.
+        config.public = true;
         config.nick = Some(format!("node{index}"));
         (lab.tweak)(&mut config);
         if let Some(limits) = &lab.limits {

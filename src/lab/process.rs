@@ -90,7 +90,14 @@ impl ProcNode {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--data-dir")
             .arg(&self.dir)
-            .args(["run", "--json", "--no-mdns", "--name", &format!("node{}", self.index)])
+            .args([
+                "run",
+                "--json",
+                "--no-mdns",
+                "--public",
+                "--name",
+                &format!("node{}", self.index),
+            ])
             .args(["--room", self.room.as_str(), "--listen", &listen.to_string()]);
         for p in peers {
             cmd.args(["--peer", &p.to_string()]);

@@ -10,11 +10,12 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{mpsc, oneshot};
 
 mod groups;
 mod hallway;
+mod net;
 mod sync;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
@@ -22,6 +23,7 @@ use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::GroupCommit;
 use super::dm::{DmAdmission, DmContext, admit_dm};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
+use super::reach::Reach;
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
 use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
 use crate::envelope::Signed;
@@ -135,6 +137,20 @@ pub(crate) struct EventLoop {
     limiters: super::limits::Limiters,
     /// DM and sync streams the codec cut for exceeding their limit.
     oversize_streams: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Addresses, relays, DHT schedule and connection paths (`node::reach`).
+    reach: Reach,
+    /// Running as a helper (`Config::helper`).
+    helper: bool,
+    /// Reachable at its listen addresses (`Config::public`).
+    public: bool,
+    /// Whether kad runs in server mode now.
+    dht_serving: bool,
+    /// The bootstrap helpers' addresses (configured or remembered).
+    helpers: Vec<Multiaddr>,
+    /// DHT queries this node started, and what for.
+    queries: HashMap<kad::QueryId, net::Query>,
+    /// DMs whose dial failed, waiting for a lookup of their recipient.
+    waiting_route: HashMap<PeerId, Vec<PendingDm>>,
 }
 
 impl EventLoop {
@@ -198,14 +214,17 @@ impl EventLoop {
             swarm.behaviour_mut().blocked.block_peer(*peer);
         }
         let mut rooms = Rooms::new();
+        let mut reach = Reach::default();
         for room in &config.rooms {
             if let Some(topic) = rooms.join(room, hallway::load_rules(&store, room)) {
                 let gossip = &mut swarm.behaviour_mut().gossipsub;
                 let _ = gossip.subscribe(&topic);
                 let _ = gossip.set_topic_params(topic, crate::protocol::chat_topic_params());
+                reach.room_joined(room.clone());
             }
         }
-        Ok(Self {
+        let bootstrap_addrs = config.bootstrap.clone();
+        let mut this = Self {
             local: identity.peer_id(),
             identity,
             nick: config.nick,
@@ -236,7 +255,19 @@ impl EventLoop {
             sync_interval: config.sync_interval,
             limiters: super::limits::Limiters::new(&config.limits),
             oversize_streams,
-        })
+            reach,
+            helper: config.helper,
+            public: config.public,
+            dht_serving: config.helper,
+            helpers: Vec::new(),
+            queries: HashMap::new(),
+            waiting_route: HashMap::new(),
+        };
+        this.restore_reach(&bootstrap_addrs)?;
+        for addr in &config.external {
+            this.declare_external(addr.clone());
+        }
+        Ok(this)
     }
 
     pub(crate) async fn run(mut self) {
@@ -373,6 +404,9 @@ impl EventLoop {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers());
+            }
+            Command::Net(reply) => {
+                let _ = reply.send(self.net_info());
             }
             Command::Rooms(reply) => {
                 let _ = reply.send(self.room_infos());
@@ -526,6 +560,8 @@ impl EventLoop {
                 peer,
             });
         }
+        self.reach.room_joined(room.clone());
+        self.reach_tick();
         Ok(())
     }
 
@@ -536,6 +572,7 @@ impl EventLoop {
         // Everything about the room is in its `JoinedRoom`, but for the
         // history sync sessions with its peers.
         self.syncs.leave(room);
+        self.room_left_dht(room);
         match self.rooms.leave(room) {
             Some((topic, unsent)) => {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
@@ -646,6 +683,7 @@ impl EventLoop {
                 peer: *peer,
                 rooms: Vec::new(),
                 score: gossip.peer_score(peer),
+                connections: self.connections_of(peer),
             })
             .collect();
         for (peer, topics) in gossip.all_peers() {
@@ -762,11 +800,15 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Dm(event)) => self.handle_dm(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                for addr in info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, addr);
-                }
-                self.send_queued_for(&peer_id);
+                self.handle_identify(peer_id, info);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.handle_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.handle_relay_client(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.handle_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.handle_autonat(event),
+            SwarmEvent::ExternalAddrConfirmed { address } => self.external_changed(address, true),
+            SwarmEvent::ExternalAddrExpired { address } => self.external_changed(address, false),
+            SwarmEvent::ListenerClosed { addresses, .. } => self.listener_closed(&addresses),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     self.swarm.add_peer_address(peer, addr.clone());
@@ -782,8 +824,18 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(_) => {}
             SwarmEvent::NewListenAddr { address, .. } => {
+                // A helper is public by definition: what it listens on (but
+                // loopback) is where others reach it, and relays must tell
+                // their clients an address of theirs.
+                let loopback = address
+                    .iter()
+                    .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback()));
+                if (self.helper && !loopback) || self.public {
+                    self.declare_external(address.clone());
+                }
                 let addr = address.with_p2p(self.local).unwrap_or_else(|a| a);
                 self.listen_addrs.push(addr.clone());
+                self.reach.addresses_changed();
                 self.emit(Event::Listening { addr });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -792,18 +844,27 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
+                endpoint,
                 num_established,
                 ..
-            } if num_established.get() == 1 => {
-                self.emit(Event::PeerConnected { peer: peer_id });
-                self.send_queued_for(&peer_id);
+            } => {
+                self.handle_connected(peer_id, connection_id, &endpoint);
+                if num_established.get() == 1 {
+                    self.emit(Event::PeerConnected { peer: peer_id });
+                    self.send_queued_for(&peer_id);
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.emit(Event::PeerDisconnected { peer: peer_id });
+                self.handle_disconnected(&peer_id, connection_id);
+                if num_established == 0 {
+                    self.emit(Event::PeerDisconnected { peer: peer_id });
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
@@ -880,6 +941,16 @@ impl EventLoop {
             } => self.handle_dm_reply(peer, request_id, response),
             E::OutboundFailure { request_id, error, .. } => {
                 if let Some(pending) = self.pending_dms.remove(&request_id) {
+                    // No connection could be made: find where the peer is
+                    // now before telling anyone the DM is queued.
+                    let pending = if matches!(error, request_response::OutboundFailure::DialFailure) {
+                        match self.route_dm(pending) {
+                            Ok(()) => return,
+                            Err(pending) => pending,
+                        }
+                    } else {
+                        pending
+                    };
                     self.attempt_failed(pending, error.to_string());
                 }
             }
@@ -1165,6 +1236,7 @@ impl EventLoop {
                 .set_application_score(&peer, -penalty);
         }
         self.redial();
+        self.reach_tick();
     }
 
     /// Dials configured peers that are not connected, at most once per

@@ -15,6 +15,7 @@ mod event_loop;
 pub mod limits;
 pub mod outbox;
 mod presence;
+mod reach;
 mod rooms;
 #[cfg(test)]
 mod sim;
@@ -55,6 +56,27 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Peers to dial at start and redial when lost; each must end in `/p2p/<id>`.
     pub peers: Vec<Multiaddr>,
+    /// Helpers (`backchannel serve`) to join the DHT through, and to reserve
+    /// relay slots on when this node is not reachable; each must end in
+    /// `/p2p/<id>`. Dialled at start and redialled when lost, like `peers`,
+    /// and remembered in the log: a later start without any uses the last.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Run as a helper: a DHT server from the start, with a relay sized for
+    /// many clients. `backchannel serve` sets it. Default off.
+    pub helper: bool,
+    /// Addresses others can reach this node at, declared by its operator
+    /// (a server with a public address, a forwarded port). Announced as
+    /// confirmed; a helper also announces its listen addresses that are not
+    /// loopback. Others are found by AutoNAT.
+    pub external: Vec<Multiaddr>,
+    /// This node is reachable at the addresses it listens on, loopback
+    /// included (a server with a public address, or every node of a mesh on
+    /// one machine): they are announced as confirmed at once instead of
+    /// waiting for AutoNAT, so it serves the DHT from the start. Default off.
+    pub public: bool,
+    /// Help others when reachable: an AutoNAT server, and a relay with small
+    /// limits that private room-mates may reserve on. Default on.
+    pub help_others: bool,
     /// Discover peers on the local network with mDNS. Default on.
     pub mdns: bool,
     /// The display name sent with posts and DMs.
@@ -141,8 +163,16 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr")],
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr"),
+                "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("a valid multiaddr"),
+            ],
             peers: Vec::new(),
+            bootstrap: Vec::new(),
+            helper: false,
+            external: Vec::new(),
+            public: false,
+            help_others: true,
             mdns: true,
             nick: None,
             rooms: Vec::new(),
@@ -562,6 +592,68 @@ pub struct PeerInfo {
     /// Its gossipsub score here (docs/SECURITY.md, "Peer scoring"): below
     /// -80 it is graylisted, and everything it sends on rooms is ignored.
     pub score: Option<f64>,
+    /// Its connections: direct or through a relay, and over what.
+    #[serde(default)]
+    pub connections: Vec<Connection>,
+}
+
+/// One connection to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Connection {
+    /// The peer's address on it.
+    #[serde(with = "crate::id::as_text")]
+    pub addr: Multiaddr,
+    /// Through a relay (a "limited" connection: relays cap time and bytes).
+    pub relayed: bool,
+    /// `tcp`, `quic`, `relay` or `memory`.
+    pub transport: String,
+    /// This node dialled it.
+    pub outbound: bool,
+}
+
+pub use reach::Reachability;
+
+/// What the node knows of its place in the network (`/net`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetInfo {
+    /// Whether others can dial this node directly.
+    pub reachability: Reachability,
+    /// The addresses others were seen to reach it at, relayed ones included.
+    #[serde(with = "crate::id::as_text::vec")]
+    pub external: Vec<Multiaddr>,
+    /// The addresses it listens on.
+    #[serde(with = "crate::id::as_text::vec")]
+    pub listening: Vec<Multiaddr>,
+    /// Relays it holds a reservation on (or asked for one).
+    pub relays: Vec<RelaySlot>,
+    /// Whether it serves the DHT to others.
+    pub dht_server: bool,
+    /// DHT servers in its routing table.
+    pub dht_peers: usize,
+    /// The helpers it was given or remembered, and whether each is connected.
+    pub bootstrap: Vec<BootstrapPeer>,
+    /// Peers whose addresses it remembers across restarts.
+    pub remembered: usize,
+}
+
+/// A relay reservation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelaySlot {
+    /// The circuit address others reach this node at through the relay.
+    #[serde(with = "crate::id::as_text")]
+    pub addr: Multiaddr,
+    /// The relay accepted it.
+    pub accepted: bool,
+}
+
+/// A configured or remembered helper.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BootstrapPeer {
+    /// Its address.
+    #[serde(with = "crate::id::as_text")]
+    pub addr: Multiaddr,
+    /// Connected now.
+    pub connected: bool,
 }
 
 /// A joined room.
@@ -663,6 +755,18 @@ pub struct Stats {
     /// `Event::Rejected` events not emitted because rejections came faster
     /// than 20 a second (they are all counted in `rejected`).
     pub rejected_events_suppressed: u64,
+    /// Relayed connections upgraded to direct ones by hole punching.
+    #[serde(default)]
+    pub hole_punches: u64,
+    /// Hole punches that failed (the connection stays relayed).
+    #[serde(default)]
+    pub hole_punch_failures: u64,
+    /// DHT lookups of a peer's addresses, and how many found them.
+    #[serde(default)]
+    pub peer_lookups: u64,
+    /// Lookups that found a peer's address record.
+    #[serde(default)]
+    pub peer_lookups_found: u64,
 }
 
 impl Stats {
@@ -702,6 +806,7 @@ enum Command {
         oneshot::Sender<Result<Vec<LoggedMessage>, NodeError>>,
     ),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Net(oneshot::Sender<NetInfo>),
     Rooms(oneshot::Sender<Vec<RoomInfo>>),
     Stats(oneshot::Sender<Stats>),
     Outbox(oneshot::Sender<Vec<outbox::OutboxEntry>>),
@@ -836,6 +941,11 @@ impl Handle {
     /// The connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
         self.ask(Command::Peers).await
+    }
+
+    /// Reachability, external addresses, relays and the DHT (`/net`).
+    pub async fn net(&self) -> Result<NetInfo, NodeError> {
+        self.ask(Command::Net).await
     }
 
     /// The joined rooms.

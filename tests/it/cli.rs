@@ -43,8 +43,18 @@ impl Proc {
 
     /// Reads JSON lines until one matches; every stdout line must be a
     /// [`JsonLine`] that writes back to the same JSON.
-    pub(crate) async fn wait(&mut self, what: &str, mut f: impl FnMut(&Value) -> bool) -> Value {
-        tokio::time::timeout(T, async {
+    pub(crate) async fn wait(&mut self, what: &str, f: impl FnMut(&Value) -> bool) -> Value {
+        self.wait_within(T, what, f).await
+    }
+
+    /// [`Proc::wait`] with its own time limit.
+    pub(crate) async fn wait_within(
+        &mut self,
+        limit: std::time::Duration,
+        what: &str,
+        mut f: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        tokio::time::timeout(limit, async {
             loop {
                 let line = self
                     .lines

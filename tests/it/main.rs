@@ -17,6 +17,7 @@ mod mesh;
 mod netns;
 mod never_panic;
 mod outbox;
+mod reach;
 mod requests;
 mod restart;
 mod rooms;

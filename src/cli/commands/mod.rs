@@ -82,6 +82,7 @@ pub async fn execute(s: &mut Session, cmd: Command) -> anyhow::Result<()> {
         Command::GroupSay(group, text) => groups::say(s, &group, &text).await,
         Command::History(target) => history::show(s, target).await,
         Command::Peers => node::peers(s).await,
+        Command::Net => node::net(s).await,
         Command::Addrs => node::addrs(s).await,
         Command::Dial(addr) => node::dial(s, &addr).await,
         Command::Stats => node::stats(s).await,

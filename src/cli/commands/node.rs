@@ -13,6 +13,13 @@ pub async fn peers(s: &mut Session) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `/net`
+pub async fn net(s: &mut Session) -> anyhow::Result<()> {
+    let net = s.handle.net().await?;
+    s.out.emit(&JsonLine::Net { net });
+    Ok(())
+}
+
 /// `/addrs`
 pub async fn addrs(s: &mut Session) -> anyhow::Result<()> {
     let addrs = s.handle.listen_addrs().await?;

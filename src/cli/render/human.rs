@@ -162,8 +162,51 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             format!("[dm] reacted to [{}] (sending {})", target.short(), id.short())
         }
         JsonLine::Peers { peers } => list(peers, "no peers connected", |p| {
-            format!("{} {}", who(&p.peer), p.rooms.join(","))
+            let paths: Vec<String> = p
+                .connections
+                .iter()
+                .map(|c| {
+                    let how = if c.relayed { "relayed" } else { "direct" };
+                    format!("{how} {} {}", c.transport, c.addr)
+                })
+                .collect();
+            let rooms = if p.rooms.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", p.rooms.join(","))
+            };
+            format!("{}{rooms}: {}", who(&p.peer), paths.join("; "))
         }),
+        JsonLine::Net { net } => {
+            let mut lines = vec![format!("reachability: {}", serde_plain(&net.reachability))];
+            let list_of = |v: &[backchannel::Multiaddr]| {
+                if v.is_empty() {
+                    "none".to_owned()
+                } else {
+                    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                }
+            };
+            lines.push(format!("external addresses: {}", list_of(&net.external)));
+            lines.push(format!("listening on: {}", list_of(&net.listening)));
+            if net.relays.is_empty() {
+                lines.push("relays: none".into());
+            }
+            for r in &net.relays {
+                let state = if r.accepted { "reserved" } else { "reserving" };
+                lines.push(format!("relay: {state} {}", r.addr));
+            }
+            let mode = if net.dht_server { "server" } else { "client" };
+            lines.push(format!("DHT: {mode}, {} server(s) known", net.dht_peers));
+            if net.bootstrap.is_empty() {
+                lines.push("bootstrap: none (use --bootstrap MULTIADDR of a `backchannel serve` helper)".into());
+            }
+            for b in &net.bootstrap {
+                let state = if b.connected { "connected" } else { "not connected" };
+                lines.push(format!("bootstrap: {state} {}", b.addr));
+            }
+            lines.push(format!("remembered peers: {}", net.remembered));
+            lines.join("\n")
+        }
         JsonLine::Addresses { addrs } => addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
         JsonLine::Requests { requests } => list(requests, "no requests", |r| {
             format!("{}: {} message(s), last: {}", who(&r.peer), r.messages, r.last)
@@ -311,4 +354,12 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A unit enum's serde name (`public`, `private`, ...).
+fn serde_plain<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
