@@ -685,3 +685,52 @@ fn api_defaults_are_documented_values() {
     let c = ApiConfig::new("/tmp/x");
     assert_eq!((c.port, c.max_body, c.max_sockets, c.replay), (0, 64 * 1024, 16, 4096));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ui_prints_one_url_that_opens_the_app() {
+    use tokio::io::AsyncWriteExt;
+
+    use crate::cli::{Proc, is};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("a");
+    let mut a = Proc::run(&dir, &["--room", "lobby", "--name", "alice", "--ui"]);
+    let line = a.wait("the web app's URL", |v| is(v, "web_app")).await;
+    let url = s(&line["url"]);
+    let rest = url.strip_prefix("http://127.0.0.1:").expect("a loopback URL");
+    let (port, path) = rest.split_at(rest.find('/').expect("a path"));
+    assert!(path.starts_with("/login?code="), "{url}");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("api-addr")).expect("api-addr").trim(),
+        addr.to_string()
+    );
+    let token = std::fs::read_to_string(dir.join("api-token")).expect("api-token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("api-token"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let host = format!("127.0.0.1:{port}");
+    let login = send(addr, "GET", path, &[("Host", &host)], b"").await;
+    assert_eq!(login.status, 200);
+    assert!(login.header("set-cookie").is_some_and(|c| c.contains("HttpOnly")));
+    let auth = format!("Bearer {token}");
+    let rooms = send(
+        addr,
+        "GET",
+        "/api/v1/rooms",
+        &[("Host", &host), ("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(rooms.json()[0]["room"], "lobby");
+
+    let stdin = a.stdin.as_mut().expect("stdin");
+    stdin.write_all(b"/quit\n").await.expect("quit");
+    a.wait("stopped", |v| is(v, "stopped")).await;
+    assert!(!dir.join("api-addr").exists(), "the address file goes with the server");
+}

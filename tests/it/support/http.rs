@@ -62,9 +62,43 @@ async fn send_inner(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
+    // Read until the response is complete by its own framing: some servers
+    // (chromedriver) keep the connection open despite `Connection: close`.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if complete(&raw) {
+            break;
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     parse(&raw).ok_or_else(|| std::io::Error::other(format!("unparsable response: {}", String::from_utf8_lossy(&raw))))
+}
+
+/// Whether `raw` holds a whole response: the head, and then as many body
+/// bytes as Content-Length says, or the last chunk.
+fn complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body.len() >= len;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    // A 101, 204 or 304 has no body; anything else ends with the connection.
+    head.starts_with("http/1.1 101") || head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304")
 }
 
 fn parse(raw: &[u8]) -> Option<Reply> {

@@ -114,6 +114,13 @@ impl Driver {
 }
 
 async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (status, value) = try_call(addr, method, path, body).await;
+    assert!(status == 200, "WebDriver {method} {path}: {status} {value}");
+    value["value"].clone()
+}
+
+/// A WebDriver command: the status and the whole answer.
+async fn try_call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let host = addr.to_string();
     let mut headers = vec![("Host", host.as_str())];
@@ -121,14 +128,7 @@ async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -
         headers.push(("Content-Type", "application/json"));
     }
     let reply = send(addr, method, path, &headers, body.as_bytes()).await;
-    let value = reply.json();
-    assert!(
-        reply.status == 200,
-        "WebDriver {method} {path}: {} {}",
-        reply.status,
-        value
-    );
-    value["value"].clone()
+    (reply.status, reply.json())
 }
 
 /// One browser session.
@@ -166,15 +166,26 @@ impl Browser {
         found[ELEMENT].as_str().expect("an element").to_owned()
     }
 
-    /// Clicks what `css` finds (once it is there).
+    /// Clicks what `css` finds (once it is there). The app redraws lists
+    /// when events arrive, so an element found may be replaced before the
+    /// click lands; then it is found again.
     pub async fn click(&self, css: &str) {
-        self.wait(
-            &format!("{css} to show"),
-            &format!("return !!document.querySelector({css:?})"),
-        )
-        .await;
-        let el = self.find(css).await;
-        self.cmd("POST", &format!("/element/{el}/click"), Some(json!({}))).await;
+        for _ in 0..50 {
+            self.wait(
+                &format!("{css} to show"),
+                &format!("return !!document.querySelector({css:?})"),
+            )
+            .await;
+            let el = self.find(css).await;
+            let path = format!("/session/{}/element/{el}/click", self.session);
+            let (status, value) = try_call(self.addr, "POST", &path, Some(json!({}))).await;
+            match status {
+                200 => return,
+                404 if value["value"]["error"] == "stale element reference" => continue,
+                _ => panic!("WebDriver click {css}: {status} {value}"),
+            }
+        }
+        panic!("{css} kept being replaced before it could be clicked");
     }
 
     /// Types into what `css` finds (once it is there).

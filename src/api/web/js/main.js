@@ -18,7 +18,7 @@ const S = {
   groups: [],
   peers: [],
   names: new Map(), // petnames of contacts
-  nicks: new Map(), // nicknames seen on messages
+  nicks: new Map(JSON.parse(sessionStorage.getItem('nicks') || '[]')), // nicknames seen
   convs: new Set(JSON.parse(sessionStorage.getItem('convs') || '[]')),
   unread: JSON.parse(sessionStorage.getItem('unread') || '{}'),
   view: { kind: 'home' },
@@ -208,7 +208,7 @@ async function openRoom() {
   S.more = page.more;
   S.who = people;
   S.rules = rules;
-  for (const p of S.posts) if (p.nick) S.nicks.set(p.author, p.nick);
+  learnNames();
   renderRoom(true);
 }
 
@@ -232,7 +232,15 @@ async function refreshRoom() {
   }
   S.who = people;
   S.rules = rules;
+  learnNames();
   renderRoom(false);
+}
+
+/** Remembers the nicknames a room shows, to name people elsewhere. */
+function learnNames() {
+  for (const p of S.posts) if (p.nick) S.nicks.set(p.author, p.nick);
+  for (const p of S.who) if (p.nick) S.nicks.set(p.peer, p.nick);
+  sessionStorage.setItem('nicks', JSON.stringify([...S.nicks]));
 }
 const refreshRoomSoon = debounce(() => act(refreshRoom));
 
