@@ -64,7 +64,7 @@ async fn two_pages_chat_a_dm_turns_delivered_a_request_is_accepted_and_a_reload_
     page_a.click("#send").await;
     page_b.wait("A's post on B's page", &shows("hello from A")).await;
     page_a.wait("A's post on A's page", &shows("hello from A")).await;
-    shot(&page_b, "room").await;
+    shot(&page_b, "lobby").await;
 
     // A opens a conversation with B and sends a DM: it turns delivered.
     page_a.type_into("#dm-peer", &b.peer.to_string()).await;
@@ -174,7 +174,52 @@ async fn a_host_makes_a_moderator_who_deletes_a_post_and_it_disappears_on_both_p
     page_a.type_into("#text", "buy cheap watches").await;
     page_a.click("#send").await;
     page_b.wait("the post at B", &shows("buy cheap watches")).await;
+
+    // A question to the stage, a reply that mentions its asker, a reaction:
+    // each shows on the pages as it should.
+    let r = room.replace('~', "%7E");
+    let question = b
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{r}/posts"),
+            json!({"text": "When does the Q&A start?", "question": true}),
+        )
+        .await["id"]
+        .clone();
+    page_a
+        .wait(
+            "the question in A's queue",
+            "return document.querySelector('#aside').textContent.includes('Questions (1)')",
+        )
+        .await;
+    let answer = a
+        .ok(
+            "POST",
+            &format!("/api/v1/rooms/{r}/posts"),
+            json!({"text": "@node1 right after this song", "reply_to": question, "mentions": [b.peer.to_string()]}),
+        )
+        .await["id"]
+        .clone();
+    page_b
+        .wait(
+            "the reply, quoting the question and mentioning B",
+            "return [...document.querySelectorAll('.post.mentions-me .quote')].some(q => q.textContent.includes('When does'))",
+        )
+        .await;
+    b.ok(
+        "POST",
+        &format!("/api/v1/rooms/{r}/ops"),
+        json!({"kind": "react", "target": answer, "emoji": "👍", "retract": false}),
+    )
+    .await;
+    page_a
+        .wait(
+            "B's reaction on A's page",
+            "return [...document.querySelectorAll('.reaction')].some(r => r.textContent.includes('👍 1'))",
+        )
+        .await;
     shot(&page_a, "moderation").await;
+    shot(&page_b, "room").await;
     page_b
         .js(
             "const post = [...document.querySelectorAll('.post')].find(p => p.textContent.includes('buy cheap watches'));

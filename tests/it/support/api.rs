@@ -22,6 +22,18 @@ use super::http::{Reply, send};
 pub struct ApiNode {
     pub api: Arc<Api>,
     pub peer: PeerId,
+    pub client: Client,
+}
+
+impl std::ops::Deref for ApiNode {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// A client of one API: where it is and the token.
+pub struct Client {
     pub addr: SocketAddr,
     pub token: String,
 }
@@ -47,8 +59,10 @@ pub async fn nodes(n: usize, tweak: fn(&mut ApiConfig)) -> (Lab, Vec<ApiNode>) {
             }
         });
         out.push(ApiNode {
-            addr: api.addr(),
-            token: api.token().to_owned(),
+            client: Client {
+                addr: api.addr(),
+                token: api.token().to_owned(),
+            },
             api,
             peer: node.peer_id(),
         });
@@ -56,7 +70,7 @@ pub async fn nodes(n: usize, tweak: fn(&mut ApiConfig)) -> (Lab, Vec<ApiNode>) {
     (lab, out)
 }
 
-impl ApiNode {
+impl Client {
     /// The Host header this server expects.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.addr.port())

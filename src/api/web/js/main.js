@@ -233,7 +233,9 @@ async function refreshRoom() {
   S.who = people;
   S.rules = rules;
   learnNames();
-  renderRoom(false);
+  renderHead();
+  renderPosts();
+  renderAside();
 }
 
 /** Remembers the nicknames a room shows, to name people elsewhere. */
@@ -243,6 +245,32 @@ function learnNames() {
   sessionStorage.setItem('nicks', JSON.stringify([...S.nicks]));
 }
 const refreshRoomSoon = debounce(() => act(refreshRoom));
+
+/** Adds a live post at the end without drawing the others again. */
+function appendPost(p) {
+  S.posts.push(p);
+  const log = $('log');
+  const list = log && log.querySelector('ol.posts');
+  if (!list) return renderPosts();
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+  const parent = p.reply_to ? new Map([[p.reply_to, S.posts.find((x) => x.id === p.reply_to)]]) : new Map();
+  list.append(postItem(p, parent));
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+/** Reads who is here and the rules again (presence changed). */
+async function refreshWho() {
+  if (S.view.kind !== 'room') return;
+  const room = S.view.room;
+  const [people, rules] = await Promise.all([get(`/api/v1/rooms/${enc(room)}/who`), get(`/api/v1/rooms/${enc(room)}/rules`)]);
+  if (S.view.kind !== 'room' || S.view.room !== room) return;
+  S.who = people;
+  S.rules = rules;
+  learnNames();
+  renderHead();
+  renderAside();
+}
+const refreshWhoSoon = debounce(() => act(refreshWho), 150);
 
 async function loadOlder() {
   if (!S.more || S.loading || !S.posts.length) return;
@@ -261,45 +289,57 @@ async function loadOlder() {
 
 function renderRoom(first) {
   const room = S.view.room;
-  const mode = S.rules ? S.rules.mode : 'on';
-  const main = $('main');
   const log = h('div', { id: 'log', class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': `Hallway of ${roomLabel(room)}`, tabindex: '0' });
   log.addEventListener('scroll', () => {
     if (log.scrollTop < 40) loadOlder();
   });
-  fill(
-    main,
-    h(
-      'div',
-      { class: 'head' },
-      h('h2', {}, roomLabel(room)),
-      h('span', { class: 'muted small' }, `you: ${myRole()}`, mode !== 'on' ? ` · hallway ${mode.replace('_', '-')}` : ''),
-      h(
-        'span',
-        { class: 'buttons' },
-        canModerate()
-          ? h(
-              'label',
-              {},
-              'Hallway ',
-              h(
-                'select',
-                { id: 'chat-mode', onchange: (e) => roomOp({ kind: 'chat', mode: e.target.value }) },
-                ['on', 'read_only', 'off'].map((m) => h('option', { value: m, selected: m === mode }, m.replace('_', '-'))),
-              ),
-            )
-          : null,
-        h('button', { type: 'button', onclick: () => act(() => call('POST', `/api/v1/rooms/${enc(room)}/sync`)) }, 'Sync'),
-        h('button', { type: 'button', onclick: () => copy(room) }, 'Copy id'),
-        h('button', { type: 'button', onclick: leave }, 'Leave'),
-      ),
-    ),
-    log,
-    composer(),
-  );
+  fill($('main'), h('div', { id: 'head', class: 'head' }), log, composer());
+  renderHead();
   renderPosts(first);
   renderAside();
   if (first) $('text').focus();
+}
+
+/** The room's title bar: name, your role, the hallway's mode, actions. */
+function renderHead() {
+  const head = $('head');
+  if (!head) return;
+  const room = S.view.room;
+  const mode = S.rules ? S.rules.mode : 'on';
+  fill(
+    head,
+    h('h2', {}, roomLabel(room)),
+    h('span', { class: 'muted small' }, `you: ${myRole()}`, mode !== 'on' ? ` · hallway ${mode.replace('_', '-')}` : ''),
+    h(
+      'span',
+      { class: 'buttons' },
+      canModerate()
+        ? h(
+            'label',
+            {},
+            'Hallway ',
+            h(
+              'select',
+              { id: 'chat-mode', onchange: (e) => roomOp({ kind: 'chat', mode: e.target.value }) },
+              ['on', 'read_only', 'off'].map((m) => h('option', { value: m, selected: m === mode }, m.replace('_', '-'))),
+            ),
+          )
+        : null,
+      h('button', { type: 'button', onclick: () => act(() => call('POST', `/api/v1/rooms/${enc(room)}/sync`)) }, 'Sync'),
+      h('button', { type: 'button', onclick: () => copy(room) }, 'Copy id'),
+      h('button', { type: 'button', onclick: leave }, 'Leave'),
+    ),
+  );
+}
+
+/** Redraws the composer (a reply or an edit started or ended), keeping what was typed. */
+function renderComposer() {
+  const old = $('compose');
+  const typed = old ? $('text').value : '';
+  const form = composer();
+  if (old) old.replaceWith(form);
+  if (!S.editing && typed) $('text').value = typed;
+  $('text').focus();
 }
 
 function composer() {
@@ -314,16 +354,15 @@ function composer() {
     } else if (e.key === 'Escape') {
       S.replyTo = null;
       S.editing = null;
-      renderRoom(false);
-      $('text').focus();
+      renderComposer();
     }
   });
   const ask = h('input', { type: 'checkbox', id: 'ask' });
   const form = h(
     'form',
     { id: 'compose', class: 'compose' },
-    reply ? h('div', { class: 'chip' }, `Replying to ${name(reply.author, reply.nick)}: ${reply.text.slice(0, 60)}`, h('button', { type: 'button', 'aria-label': 'Cancel reply', onclick: () => { S.replyTo = null; renderRoom(false); } }, '×')) : null,
-    edit ? h('div', { class: 'chip' }, 'Editing your post', h('button', { type: 'button', 'aria-label': 'Cancel edit', onclick: () => { S.editing = null; renderRoom(false); } }, '×')) : null,
+    reply ? h('div', { class: 'chip' }, `Replying to ${name(reply.author, reply.nick)}: ${reply.text.slice(0, 60)}`, h('button', { type: 'button', 'aria-label': 'Cancel reply', onclick: () => { S.replyTo = null; renderComposer(); } }, '×')) : null,
+    edit ? h('div', { class: 'chip' }, 'Editing your post', h('button', { type: 'button', 'aria-label': 'Cancel edit', onclick: () => { S.editing = null; renderComposer(); } }, '×')) : null,
     text,
     h('span', { class: 'buttons' }, edit ? null : h('label', { class: 'check' }, ask, ' Ask the stage'), h('button', { type: 'submit', id: 'send' }, edit ? 'Save' : 'Send')),
   );
@@ -334,7 +373,10 @@ function composer() {
     const room = S.view.room;
     if (S.editing) {
       const target = S.editing;
-      if (await roomOp({ kind: 'edit', target, text: value })) S.editing = null;
+      if (await roomOp({ kind: 'edit', target, text: value })) {
+        S.editing = null;
+        renderComposer();
+      }
     } else {
       const body = { text: value, question: ask.checked };
       if (S.replyTo) body.reply_to = S.replyTo;
@@ -342,9 +384,12 @@ function composer() {
       if (mentions.length) body.mentions = mentions;
       const ok = await act(() => call('POST', `/api/v1/rooms/${enc(room)}/posts`, body));
       if (!ok) return;
-      S.replyTo = null;
+      if (S.replyTo) {
+        S.replyTo = null;
+        renderComposer();
+      }
     }
-    text.value = '';
+    $('text').value = '';
     await act(refreshRoom);
     $('text').focus();
   });
@@ -374,10 +419,10 @@ function postItem(p, byId) {
   const mentionsMe = p.mentions.includes(S.me);
   const parent = p.reply_to ? byId.get(p.reply_to) : null;
   const actions = [
-    h('button', { type: 'button', onclick: () => { S.replyTo = p.id; S.editing = null; renderRoom(false); $('text').focus(); } }, 'Reply'),
+    h('button', { type: 'button', onclick: () => { S.replyTo = p.id; S.editing = null; renderComposer(); } }, 'Reply'),
     h('button', { type: 'button', 'aria-label': 'React with a thumbs up', onclick: () => roomOp({ kind: 'react', target: p.id, emoji: '👍', retract: false }) }, '👍'),
     h('button', { type: 'button', 'aria-label': 'React with a heart', onclick: () => roomOp({ kind: 'react', target: p.id, emoji: '❤️', retract: false }) }, '❤️'),
-    p.mine ? h('button', { type: 'button', onclick: () => { S.editing = p.id; S.replyTo = null; renderRoom(false); $('text').focus(); } }, 'Edit') : null,
+    p.mine ? h('button', { type: 'button', onclick: () => { S.editing = p.id; S.replyTo = null; renderComposer(); } }, 'Edit') : null,
     p.mine || mod ? h('button', { type: 'button', class: 'danger', onclick: () => roomOp({ kind: 'delete', target: p.id }) }, 'Delete') : null,
   ];
   if (p.question && (mod || role === 'speaker' || p.mine)) {
@@ -661,13 +706,10 @@ function onLine(l) {
   switch (l.type) {
     case 'hallway':
       if (l.nick) S.nicks.set(l.from, l.nick);
-      if (inRoom(l.room)) {
-        // Show it at once; the refresh that follows adds roles and order.
-        if (!S.posts.some((p) => p.id === l.id)) {
-          S.posts.push({ id: l.id, author: l.from, nick: l.nick, role: 'listener', text: l.text, edited: false, clock: l.clock, time_ms: l.time, reply_to: l.reply_to, mentions: l.mentions, question: l.question ? 'open' : null, reactions: [], mine: false });
-          renderPosts();
-        }
-        refreshRoomSoon();
+      if (inRoom(l.room) && !S.posts.some((p) => p.id === l.id)) {
+        // The line has all a new post shows but its author's role.
+        const role = (S.who.find((p) => p.peer === l.from) || {}).role || 'listener';
+        appendPost({ id: l.id, author: l.from, nick: l.nick, role, text: l.text, edited: false, clock: l.clock, time_ms: l.time, reply_to: l.reply_to, mentions: l.mentions, question: l.question ? 'open' : null, reactions: [], mine: false });
       }
       unread(`room:${l.room}`);
       break;
@@ -681,12 +723,13 @@ function onLine(l) {
       }
       break;
     case 'posted':
+    case 'synced':
+      if (inRoom(l.room)) refreshRoomSoon();
+      break;
     case 'presence':
     case 'room_peer_joined':
     case 'room_peer_left':
-    case 'synced':
-    case 'post_sent':
-      if (inRoom(l.room)) refreshRoomSoon();
+      if (inRoom(l.room)) refreshWhoSoon();
       break;
     case 'joined':
     case 'left':
