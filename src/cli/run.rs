@@ -31,7 +31,14 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let api_dir = config.data_dir.clone();
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
     let api = match args.ui {
-        true => Some(start_api(&handle, api_dir, nick, args.ui_port).await?),
+        true => match start_api(&handle, api_dir, nick, args.ui_port).await {
+            Ok(api) => Some(api),
+            Err(e) => {
+                // The node is running: stop it cleanly before saying why.
+                handle.shutdown().await;
+                return Err(e);
+            }
+        },
         false => None,
     };
     out.set_petnames(handle.contacts().await?);

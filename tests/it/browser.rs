@@ -55,7 +55,7 @@ async fn two_pages_chat_a_dm_turns_delivered_a_request_is_accepted_and_a_reload_
     page_a
         .wait(
             "B in A's who list",
-            &format!("return document.querySelector('#aside').textContent.includes('node1')"),
+            "return document.querySelector('#aside').textContent.includes('node1')",
         )
         .await;
 
@@ -251,12 +251,13 @@ fn urlencoding_decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -632,8 +632,22 @@ function renderMessages(stick = false) {
         : null,
     );
   });
-  fill(log, S.more ? h('p', { class: 'muted small' }, `Showing the latest ${S.messages.length}`) : null, items.length ? h('ol', { class: 'posts' }, items) : h('p', { class: 'muted' }, 'No messages yet.'));
+  fill(log, S.more ? h('button', { type: 'button', class: 'older', onclick: () => olderMessages(`/api/v1/dms/${enc(S.view.peer)}`, renderMessages) }, 'Load older messages') : null, items.length ? h('ol', { class: 'posts' }, items) : h('p', { class: 'muted' }, 'No messages yet.'));
   if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+/** Puts the page of messages before the first one shown in front of them. */
+async function olderMessages(base, render) {
+  if (!S.messages.length) return;
+  const view = S.view;
+  const page = await act(() => get(`${base}?limit=${PAGE}&before=${S.messages[0].id}`));
+  if (!page || S.view !== view) return;
+  const log = $('log');
+  const fromBottom = log.scrollHeight - log.scrollTop;
+  S.messages = page.items.concat(S.messages);
+  S.more = page.more;
+  render();
+  $('log').scrollTop = $('log').scrollHeight - fromBottom;
 }
 
 // ---- a group ---------------------------------------------------------------------
@@ -683,6 +697,7 @@ function renderGroup() {
     h(
       'div',
       { id: 'log', class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Group messages', tabindex: '0' },
+      S.more ? h('button', { type: 'button', class: 'older', onclick: () => olderMessages(`/api/v1/groups/${enc(S.view.group)}/messages`, renderGroup) }, 'Load older messages') : null,
       h('ol', { class: 'posts' }, S.messages.map((m) => h('li', { class: `post${m.from === S.me ? ' mine' : ''}` }, h('div', { class: 'meta' }, h('strong', {}, m.from === S.me ? 'you' : name(m.from, m.nick)), h('time', { class: 'muted small' }, clock(m.time))), h('p', { class: 'text' }, m.text)))),
     ),
     form,
