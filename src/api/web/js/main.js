@@ -23,6 +23,7 @@ const S = {
   unread: JSON.parse(sessionStorage.getItem('unread') || '{}'),
   view: { kind: 'home' },
   posts: [],
+  appended: 0, // live posts appended so far (a refresh keeps the late ones)
   more: false,
   who: [],
   rules: null,
@@ -198,13 +199,15 @@ const canModerate = () => ['host', 'moderator'].includes(myRole());
 
 async function openRoom() {
   const room = S.view.room;
+  const mark = S.appended;
   const [page, people, rules] = await Promise.all([
     get(`/api/v1/rooms/${enc(room)}/posts?limit=${PAGE}`),
     get(`/api/v1/rooms/${enc(room)}/who`).catch(() => []),
     get(`/api/v1/rooms/${enc(room)}/rules`).catch(() => null),
   ]);
   if (S.view.room !== room) return;
-  S.posts = page.items;
+  const fetched = new Set(page.items.map((p) => p.id));
+  S.posts = page.items.concat(S.posts.filter((p) => p.appended > mark && !fetched.has(p.id)));
   S.more = page.more;
   S.who = people;
   S.rules = rules;
@@ -216,6 +219,7 @@ async function openRoom() {
 async function refreshRoom() {
   if (S.view.kind !== 'room') return;
   const room = S.view.room;
+  const mark = S.appended;
   const limit = Math.min(500, Math.max(PAGE, S.posts.length));
   const [page, people, rules] = await Promise.all([
     get(`/api/v1/rooms/${enc(room)}/posts?limit=${limit}`),
@@ -223,11 +227,15 @@ async function refreshRoom() {
     get(`/api/v1/rooms/${enc(room)}/rules`).catch(() => S.rules),
   ]);
   if (S.view.kind !== 'room' || S.view.room !== room) return;
+  // Posts that arrived live while this read was under way are not in it:
+  // keep them at the end.
+  const fetched = new Set(page.items.map((p) => p.id));
+  const late = S.posts.filter((p) => p.appended > mark && !fetched.has(p.id));
   const first = page.items.length ? page.items[0].id : null;
   const at = first ? S.posts.findIndex((p) => p.id === first) : -1;
-  if (at > 0) S.posts = S.posts.slice(0, at).concat(page.items);
+  if (at > 0) S.posts = S.posts.slice(0, at).concat(page.items, late);
   else {
-    S.posts = page.items;
+    S.posts = page.items.concat(late);
     S.more = page.more;
   }
   S.who = people;
@@ -248,6 +256,8 @@ const refreshRoomSoon = debounce(() => act(refreshRoom));
 
 /** Adds a live post at the end without drawing the others again. */
 function appendPost(p) {
+  S.appended += 1;
+  p.appended = S.appended;
   S.posts.push(p);
   const log = $('log');
   const list = log && log.querySelector('ol.posts');
@@ -256,6 +266,8 @@ function appendPost(p) {
   const parent = p.reply_to ? new Map([[p.reply_to, S.posts.find((x) => x.id === p.reply_to)]]) : new Map();
   list.append(postItem(p, parent));
   if (atBottom) log.scrollTop = log.scrollHeight;
+  // A question joins the queue beside the hallway.
+  if (p.question) renderAside();
 }
 
 /** Reads who is here and the rules again (presence changed). */
