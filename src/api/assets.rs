@@ -41,3 +41,35 @@ pub fn routes() -> Router<AppState> {
 fn file(mime: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, mime)], body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FILES;
+
+    /// The app works offline: no file names another host, and the page
+    /// loads only files that are embedded.
+    #[test]
+    fn nothing_is_loaded_from_elsewhere() {
+        for (path, _, body) in FILES {
+            for outside in ["http://", "https://", "//cdn", "@import url("] {
+                assert!(!body.contains(outside), "{path} mentions {outside}");
+            }
+        }
+        let (_, _, index) = FILES[0];
+        for reference in index.split(['"', '\'']).filter(|r| r.starts_with('/')) {
+            assert!(
+                FILES.iter().any(|(path, _, _)| *path == reference),
+                "index.html loads {reference}, which is not embedded"
+            );
+        }
+        for (path, _, body) in FILES.iter().filter(|(p, _, _)| p.ends_with(".js")) {
+            for import in body.lines().filter_map(|l| l.split(" from '").nth(1)) {
+                let target = import.trim_end_matches("';").replace("./", "/js/");
+                assert!(
+                    FILES.iter().any(|(p, _, _)| *p == target),
+                    "{path} imports {target}, which is not embedded"
+                );
+            }
+        }
+    }
+}
