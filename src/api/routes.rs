@@ -462,8 +462,14 @@ async fn room_posts(
     Path(room): Path<Room>,
     Params(p): Params<Page>,
 ) -> Answer<Paged<crate::node::RoomPost>> {
-    let all = s.handle.room_view(&room, usize::MAX).await?;
-    ok(page(all, &p, |post| post.id)?)
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let before = p
+        .before
+        .as_deref()
+        .map(|b| MessageId::from_str(b).map_err(|_| Problem::bad("before: a message id is 64 hex digits")))
+        .transpose()?;
+    let (items, more) = s.handle.room_page(&room, before, limit).await?;
+    ok(Paged { items, more })
 }
 
 #[derive(Deserialize)]

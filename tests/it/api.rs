@@ -734,3 +734,86 @@ async fn run_ui_prints_one_url_that_opens_the_app() {
     a.wait("stopped", |v| is(v, "stopped")).await;
     assert!(!dir.join("api-addr").exists(), "the address file goes with the server");
 }
+
+/// The pages the API serves (`Handle::room_page`, which reads a joined
+/// room backwards only as far as a page needs) put together are exactly the
+/// room's view, with deletes, edits and reactions applied; for a room left
+/// too, and an unknown `before` is an unknown message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_pages_put_together_are_the_room_view() {
+    use backchannel::room::{Reaction, RoomAction};
+    use backchannel::{MessageId, NodeError};
+
+    let room = crate::support::room("paged");
+    let mut lab = crate::support::mesh(2, backchannel::lab::Topology::Full, &room).await;
+    let h = lab.nodes[0].handle.clone();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(h.post(&room, &format!("post {i}")).await.expect("post"));
+    }
+    for i in [0, 13, 14, 39] {
+        h.room_op(&room, RoomAction::Delete(ids[i])).await.expect("delete");
+    }
+    h.room_op(
+        &room,
+        RoomAction::Edit {
+            target: ids[20],
+            text: "edited".into(),
+        },
+    )
+    .await
+    .expect("edit");
+    h.room_op(
+        &room,
+        RoomAction::React(Reaction {
+            target: ids[21],
+            emoji: "👍".into(),
+            retract: false,
+        }),
+    )
+    .await
+    .expect("react");
+
+    async fn pages(h: &backchannel::Handle, room: &backchannel::Room, size: usize) -> Vec<backchannel::node::RoomPost> {
+        let mut all = Vec::new();
+        let mut before = None;
+        loop {
+            let (mut page, more) = h.room_page(room, before, size).await.expect("page");
+            assert!(page.len() <= size);
+            assert!(!page.is_empty() || all.is_empty());
+            before = page.first().map(|p| p.id);
+            page.extend(all);
+            all = page;
+            if !more {
+                return all;
+            }
+        }
+    }
+    let view = h.room_view(&room, usize::MAX).await.expect("view");
+    assert_eq!(view.len(), 36);
+    for size in [1, 7, 36, 100] {
+        assert_eq!(pages(&h, &room, size).await, view, "pages of {size}");
+    }
+    let (page, _) = h.room_page(&room, Some(ids[15]), 2).await.expect("page");
+    assert_eq!(
+        page.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
+        ["post 11", "post 12"]
+    );
+    // A deleted post is gone from the log: it marks no place.
+    let deleted = h.room_page(&room, Some(ids[14]), 2).await;
+    assert!(matches!(deleted, Err(NodeError::UnknownMessage(_))));
+    let unknown = h.room_page(&room, Some(MessageId::from_bytes([9; 32])), 5).await;
+    assert!(matches!(unknown, Err(NodeError::UnknownMessage(_))));
+
+    h.leave(&room).await.expect("leave");
+    assert_eq!(
+        pages(&h, &room, 7).await,
+        h.room_view(&room, usize::MAX).await.expect("view")
+    );
+    let (page, _) = h.room_page(&room, Some(ids[15]), 2).await.expect("page of a room left");
+    assert_eq!(
+        page.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
+        ["post 11", "post 12"]
+    );
+    lab.shutdown().await;
+}
