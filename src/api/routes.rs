@@ -1,5 +1,5 @@
 //! One handler per operation of the local API, each a call on the node's
-//! [`Handle`] (the calls the CLI's `/commands` make). Requests name peers,
+//! [`Handle`](crate::Handle) (the calls the CLI's `/commands` make). Requests name peers,
 //! rooms, groups and messages by their full ids; every part of a request is
 //! parsed here, and anything malformed is a 4xx with a JSON `{"error": …}`.
 //!

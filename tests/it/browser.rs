@@ -59,9 +59,19 @@ async fn two_pages_chat_a_dm_turns_delivered_a_request_is_accepted_and_a_reload_
         )
         .await;
 
-    // A posts; it appears on B's page.
-    page_a.type_into("#text", "hello from A").await;
-    page_a.click("#send").await;
+    // Every control on the page has a name a screen reader can say.
+    let unlabelled = page_a
+        .js(
+            "return [...document.querySelectorAll('input, textarea, select, button')]
+               .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+               .map(e => e.outerHTML)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+
+    // A posts from the keyboard (Enter sends); it appears on B's page.
+    page_a.type_into("#text", "hello from A\u{E007}").await;
     page_b.wait("A's post on B's page", &shows("hello from A")).await;
     page_a.wait("A's post on A's page", &shows("hello from A")).await;
     shot(&page_b, "lobby").await;
