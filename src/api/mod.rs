@@ -54,16 +54,20 @@ pub struct ApiConfig {
     /// Largest request body accepted: 64 KiB, far above any text the
     /// protocol allows (a group of 15 peer ids is under 1 KiB).
     pub max_body: usize,
-    /// Requests per second, all clients together, after a burst of `burst`.
+    /// Requests per second, all clients together, after a burst of
+    /// `burst`: 100. Opening a room is about ten requests, so a person
+    /// clicking around never meets the limit; a runaway script does.
     pub requests_per_second: u32,
-    /// See `requests_per_second`.
+    /// See `requests_per_second`: 400, a few tabs loading at once.
     pub burst: u32,
-    /// WebSocket clients at once: 16 (a few tabs and scripts).
+    /// WebSocket clients at once: 16 (a few tabs and scripts); each costs
+    /// about 135 KB of the node's memory (docs/PERFORMANCE.md).
     pub max_sockets: usize,
     /// Event lines kept for clients that reconnect: 4096, minutes of a busy
-    /// room, about a megabyte.
+    /// room; a hallway line is about 400 bytes, so under 2 MB.
     pub replay: usize,
-    /// Lines a live client may fall behind before it is told to reload.
+    /// Lines a live client may fall behind before it is told to reload:
+    /// 1024, a burst of many seconds of a busy room.
     pub lag: usize,
 }
 
