@@ -274,3 +274,47 @@ fn urlencoding_decode(s: &str) -> String {
     }
     String::from_utf8(out).expect("utf-8")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_made_on_one_page_carries_a_message_to_the_other() {
+    let (mut lab, n) = nodes(2, |_| {}).await;
+    let (a, b) = (&n[0], &n[1]);
+    let driver = Driver::start().await;
+    let (pa, pb) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let page_a = open(&driver, a, &pa, 1280, 800).await;
+    let page_b = open(&driver, b, &pb, 1280, 800).await;
+
+    page_a.type_into("#group-name", "crew").await;
+    page_a.type_into("#group-members", &b.peer.to_string()).await;
+    page_a.click("#group-form button[type=submit]").await;
+    page_a
+        .wait("the new group's view", "return location.hash.startsWith('#/group/')")
+        .await;
+    page_a.type_into("#text", "hi crew\u{E007}").await;
+    page_a.wait("the message on A's page", &shows("hi crew")).await;
+
+    // B learns of the group and its message: listed, with an unread count.
+    page_b
+        .wait(
+            "the group with one unread on B's page",
+            "const a = [...document.querySelectorAll('#groups a')].find(a => a.textContent.includes('crew'));
+             return a && a.querySelector('.badge') && a.querySelector('.badge').textContent === '1'",
+        )
+        .await;
+    page_b.click("#groups a").await;
+    page_b.wait("the message on B's page", &shows("hi crew")).await;
+    page_b
+        .wait(
+            "the unread count gone once read",
+            "return !document.querySelector('#groups .badge')",
+        )
+        .await;
+    let members = page_b
+        .js("return document.querySelector('#aside').textContent", json!([]))
+        .await;
+    assert!(members.as_str().expect("text").contains("moderator"), "{members}");
+
+    page_a.quit().await;
+    page_b.quit().await;
+    lab.shutdown().await;
+}
