@@ -74,7 +74,6 @@ async fn two_pages_chat_a_dm_turns_delivered_a_request_is_accepted_and_a_reload_
     page_a.type_into("#text", "hello from A\u{E007}").await;
     page_b.wait("A's post on B's page", &shows("hello from A")).await;
     page_a.wait("A's post on A's page", &shows("hello from A")).await;
-    shot(&page_b, "lobby").await;
 
     // A opens a conversation with B and sends a DM: it turns delivered.
     page_a.type_into("#dm-peer", &b.peer.to_string()).await;
