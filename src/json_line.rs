@@ -509,6 +509,12 @@ pub enum JsonLine {
         /// The key file.
         path: String,
     },
+    /// `run --ui`: the URL that opens the web app, logged in (once: the
+    /// first visit uses up its code).
+    WebApp {
+        /// `http://127.0.0.1:PORT/login?code=…`
+        url: String,
+    },
     /// A command failed or could not be parsed.
     Error {
         /// What went wrong.
@@ -516,6 +522,11 @@ pub enum JsonLine {
     },
     /// The last line of `run`: the node stopped and its log is flushed.
     Stopped,
+    /// The local API's event stream (docs/API.md): this client missed lines
+    /// that are no longer kept (it asked for an old `seq`, or read too
+    /// slowly). It reads the state again and reconnects from this line's
+    /// `seq`.
+    Reload,
 }
 
 /// A room operation as a [`JsonLine::RoomOp`] carries it, tagged by `"kind"`.
@@ -720,6 +731,49 @@ impl From<&crate::node::outbox::OutboxEntry> for OutboxRow {
             expires: e.expires_ms,
             in_flight: e.in_flight,
         }
+    }
+}
+
+impl History {
+    /// A message read back from the log as a `history` line shows it; None
+    /// for what is not a post, a group message or a DM (receipts, room
+    /// operations).
+    pub fn from_logged(m: &crate::store::LoggedMessage) -> Option<History> {
+        use crate::message::Body;
+        let (id, from, direction) = (m.message.id(), m.message.author(), m.direction);
+        Some(match m.message.body() {
+            Body::Hallway(post) => History::Hallway {
+                room: post.room.clone(),
+                from,
+                nick: post.nick.clone(),
+                id,
+                text: post.text.clone(),
+                time: post.time_ms,
+                direction,
+                post: None,
+            },
+            Body::Group(g) => History::Group {
+                group: g.group,
+                from,
+                nick: g.nick.clone(),
+                id,
+                text: g.text.clone(),
+                time: g.time_ms,
+                lamport: g.lamport,
+                direction,
+            },
+            Body::Direct(dm) => History::Dm {
+                from,
+                to: dm.recipient,
+                nick: dm.nick.clone(),
+                id,
+                text: dm.text.clone(),
+                time: dm.time_ms,
+                direction,
+                delivery: m.delivery.clone(),
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -1551,6 +1605,8 @@ mod tests {
             text().prop_map(|path| L::IdentityCreated { path }).boxed(),
             text().prop_map(|message| L::Error { message }).boxed(),
             Just(L::Stopped).boxed(),
+            Just(L::Reload).boxed(),
+            text().prop_map(|url| L::WebApp { url }).boxed(),
         ];
         Union::new(variants)
     }

@@ -51,9 +51,12 @@
 //! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
 //! - [`json_line`]: [`JsonLine`], the lines of `backchannel run --json`
 //!   (docs/JSON.md).
+//! - [`api`]: the local HTTP and WebSocket API and the web app it serves
+//!   (docs/API.md).
 //! - `cli` and `command` (binary side): argument parsing and the typed
 //!   `/commands` of an interactive session.
 
+pub mod api;
 pub mod command;
 pub mod envelope;
 #[cfg(feature = "fuzzing")]

@@ -297,6 +297,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Visits the (clock, id) of a room's messages before `before` (all of
+    /// them when None), newest first, while `visit` returns true. Reads
+    /// lazily: a page of a long room costs the page.
+    pub fn room_keys_back(
+        &self,
+        room: &Room,
+        before: Option<(u64, MessageId)>,
+        mut visit: impl FnMut(u64, MessageId) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = room_prefix(room);
+        let entries = match before {
+            Some((clock, id)) => self
+                .log
+                .range(Bound::Included(&prefix), Bound::Excluded(&room_key(room, clock, &id))),
+            None => self.scan_prefix(&prefix),
+        };
+        for entry in entries.rev() {
+            let (key, _) = entry?;
+            if let Some((clock, id)) = room_entry(&prefix, &key)
+                && !visit(clock, id)?
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The (clock, id) of a room's last `limit` messages with a clock of at
     /// least `min_clock`, in room order: the set the history sync reconciles.
     pub fn room_keys(&self, room: &Room, min_clock: u64, limit: usize) -> Result<Vec<(u64, MessageId)>, StoreError> {

@@ -162,6 +162,13 @@ pub struct RunArgs {
     /// Print one JSON object per line per event on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
+    /// Serve the web app and the local API on 127.0.0.1 and print the URL
+    /// that opens it (docs/API.md).
+    #[arg(long)]
+    pub ui: bool,
+    /// The web app's port on 127.0.0.1 [default: a free one].
+    #[arg(long, value_name = "PORT", requires = "ui")]
+    pub ui_port: Option<u16>,
 }
 
 /// `backchannel serve`

@@ -2,12 +2,13 @@
 //! events; this one reads `/commands` from stdin and runs them until `/quit`,
 //! Ctrl-C or SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use backchannel::api::{Api, ApiConfig};
 use backchannel::command::{self, Command};
-use backchannel::{Identity, IdentityError, JsonLine, Node};
+use backchannel::{Handle, Identity, IdentityError, JsonLine, Node};
 use tokio::sync::mpsc;
 
 use super::args::{Cli, RunArgs, ServeArgs};
@@ -26,17 +27,38 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config(dir)?;
     let current = config.rooms.first().cloned();
     let joined = config.rooms.clone();
+    let nick = config.nick.clone();
+    let api_dir = config.data_dir.clone();
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
+    let api = match args.ui {
+        true => match start_api(&handle, api_dir, nick, args.ui_port).await {
+            Ok(api) => Some(api),
+            Err(e) => {
+                // The node is running: stop it cleanly before saying why.
+                handle.shutdown().await;
+                return Err(e);
+            }
+        },
+        false => None,
+    };
     out.set_petnames(handle.contacts().await?);
     out.emit(&JsonLine::Identity { peer: handle.peer_id() });
     for room in joined {
         out.emit(&JsonLine::Joined { room });
     }
+    if let Some(api) = &api {
+        out.emit(&JsonLine::WebApp { url: api.login_url()? });
+    }
+    let api = api.map(std::sync::Arc::new);
 
     let printer = {
         let out = out.clone();
+        let api = api.clone();
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
+                if let Some(api) = &api {
+                    api.publish_event(&event);
+                }
                 out.event(&event);
             }
         })
@@ -76,6 +98,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
             },
         }
     }
+    if let Some(api) = &api {
+        api.shutdown().await;
+    }
     session.handle.shutdown().await;
     printer.abort();
     session.out.emit(&JsonLine::Stopped);
@@ -109,6 +134,14 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     printer.abort();
     out.emit(&JsonLine::Stopped);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the local API and web app on the node's runtime.
+async fn start_api(handle: &Handle, dir: PathBuf, nick: Option<String>, port: Option<u16>) -> anyhow::Result<Api> {
+    let mut config = ApiConfig::new(dir);
+    config.nick = nick;
+    config.port = port.unwrap_or(0);
+    Api::start(handle.clone(), config).await.context("starting the web app")
 }
 
 /// Loads the identity for `run`. A data directory that has never been used

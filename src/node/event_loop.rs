@@ -375,6 +375,9 @@ impl EventLoop {
             Command::RoomView(room, limit, reply) => {
                 let _ = reply.send(self.room_view(&room, limit));
             }
+            Command::RoomPage(room, before, limit, reply) => {
+                let _ = reply.send(self.room_page(&room, before, limit));
+            }
             Command::Rules(room, reply) => {
                 let _ = reply.send(Ok(self.room_rules(&room)));
             }

@@ -828,6 +828,12 @@ enum Command {
     RoomOp(Room, RoomAction, oneshot::Sender<Result<MessageId, NodeError>>),
     ReactDm(MessageId, String, bool, oneshot::Sender<Result<MessageId, NodeError>>),
     RoomView(Room, usize, oneshot::Sender<Result<Vec<RoomPost>, NodeError>>),
+    RoomPage(
+        Room,
+        Option<MessageId>,
+        usize,
+        oneshot::Sender<Result<(Vec<RoomPost>, bool), NodeError>>,
+    ),
     Rules(Room, oneshot::Sender<Result<RoomRules, NodeError>>),
     Who(Room, oneshot::Sender<Result<Vec<Participant>, NodeError>>),
     Sync(Room, oneshot::Sender<Result<usize, NodeError>>),
@@ -1085,6 +1091,22 @@ impl Handle {
     /// applied, reactions counted. Works for rooms left or ended too.
     pub async fn room_view(&self, room: &Room, limit: usize) -> Result<Vec<RoomPost>, NodeError> {
         self.ask(|tx| Command::RoomView(room.clone(), limit, tx)).await?
+    }
+
+    /// A page of what [`Handle::room_view`] shows: the `limit` posts just
+    /// before the post `before` (default: the latest), in the room's order,
+    /// and whether older ones exist. For a joined room it reads only as far
+    /// back as the page needs, so a long room opens as fast as a short one
+    /// (the local API pages rooms with it). [`NodeError::UnknownMessage`]
+    /// when `before` is not a post of the room.
+    pub async fn room_page(
+        &self,
+        room: &Room,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<RoomPost>, bool), NodeError> {
+        self.ask(|tx| Command::RoomPage(room.clone(), before, limit, tx))
+            .await?
     }
 
     /// A room's rules now: host, hallway mode, roles, removals.

@@ -2,8 +2,10 @@
 //! signed messages through real libp2p, with real sled logs in temporary
 //! directories. Every wait waits for an event, with a time limit.
 
+mod api;
 mod bad_input;
 mod blocking;
+mod browser;
 mod cli;
 mod crash;
 mod disk_failure;

@@ -289,6 +289,7 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
         JsonLine::Identity { peer } => format!("you are {peer}\ntype /help for commands"),
         JsonLine::IdentityCreated { path } => format!("created a new identity in {path}"),
         JsonLine::Error { message } => format!("error: {message}"),
+        JsonLine::WebApp { url } => format!("web app: {url}"),
         JsonLine::Stopped => "stopped; the log is flushed".into(),
         // Scripts see every attempt, each rejection (people see the counts
         // in /stats) and the ids of their own posts.

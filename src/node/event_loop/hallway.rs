@@ -438,42 +438,60 @@ impl EventLoop {
                 &temporary
             }
         };
-        let mut out: Vec<RoomPost> = messages
-            .into_iter()
-            .filter_map(|m| {
-                let id = m.message.id();
-                let Body::Hallway(p) = m.message.body() else {
-                    return None;
-                };
-                if !state.is_visible(&id) {
-                    return None;
-                }
-                let author = m.message.author();
-                let edited = state.edited_text(&id);
-                Some(RoomPost {
-                    id,
-                    author,
-                    nick: p.nick.clone(),
-                    role: state.role(&author),
-                    text: edited.unwrap_or(&p.text).to_owned(),
-                    edited: edited.is_some(),
-                    clock: p.clock,
-                    time_ms: p.time_ms,
-                    reply_to: p.reply_to,
-                    mentions: p.mentions.clone(),
-                    question: state.question_state(&id),
-                    reactions: state
-                        .reactions(&id)
-                        .into_iter()
-                        .map(|(emoji, who)| (emoji, who.len()))
-                        .collect(),
-                    mine: author == local,
-                })
-            })
-            .collect();
+        let mut out: Vec<RoomPost> = messages.iter().filter_map(|m| shown(state, local, m)).collect();
         let skip = out.len().saturating_sub(limit);
         out.drain(..skip);
         Ok(out)
+    }
+
+    /// A page of the posts a room shows: the `limit` just before the post
+    /// `before` (default: the latest), in the room's order, and whether
+    /// older ones exist. A joined room's rules are in memory, so this reads
+    /// the log backwards only as far as the page needs: opening a room of
+    /// 10,000 posts reads a page, not the room. A room left or ended is
+    /// read whole, as [`Self::room_view`] does.
+    pub(super) fn room_page(
+        &mut self,
+        room: &Room,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(Vec<RoomPost>, bool), NodeError> {
+        let bound = match before {
+            None => None,
+            Some(id) => match self.store.get(&id)?.map(|m| m.message.body().clone()) {
+                Some(Body::Hallway(p)) if p.room == *room => Some((p.clock, id)),
+                _ => return Err(NodeError::UnknownMessage(id)),
+            },
+        };
+        let Some(joined) = self.rooms.get(room) else {
+            let mut all = self.room_view(room, usize::MAX)?;
+            let end = match bound {
+                Some(bound) => all.iter().position(|p| (p.clock, p.id) >= bound).unwrap_or(all.len()),
+                None => all.len(),
+            };
+            all.truncate(end);
+            let start = end.saturating_sub(limit);
+            return Ok((all.split_off(start), start > 0));
+        };
+        let (state, local, store) = (&joined.rules, self.local, &self.store);
+        let mut page = Vec::new();
+        let mut more = false;
+        store.room_keys_back(room, bound, |_, id| {
+            if !state.is_visible(&id) {
+                return Ok(true);
+            }
+            let Some(post) = store.get(&id)?.and_then(|m| shown(state, local, &m)) else {
+                return Ok(true);
+            };
+            if page.len() == limit {
+                more = true;
+                return Ok(false);
+            }
+            page.push(post);
+            Ok(true)
+        })?;
+        page.reverse();
+        Ok((page, more))
     }
 
     pub(super) fn room_rules(&mut self, room: &Room) -> RoomRules {
@@ -538,4 +556,37 @@ fn state_of(room: &Room, messages: &[crate::store::LoggedMessage]) -> RoomState 
         add_to_rules(&mut state, &m.message);
     }
     state
+}
+
+/// A logged message as its room shows it under `state`: None for what is
+/// not a post, or a post the room does not show (deleted, refused).
+fn shown(state: &RoomState, local: PeerId, m: &crate::store::LoggedMessage) -> Option<RoomPost> {
+    let id = m.message.id();
+    let Body::Hallway(p) = m.message.body() else {
+        return None;
+    };
+    if !state.is_visible(&id) {
+        return None;
+    }
+    let author = m.message.author();
+    let edited = state.edited_text(&id);
+    Some(RoomPost {
+        id,
+        author,
+        nick: p.nick.clone(),
+        role: state.role(&author),
+        text: edited.unwrap_or(&p.text).to_owned(),
+        edited: edited.is_some(),
+        clock: p.clock,
+        time_ms: p.time_ms,
+        reply_to: p.reply_to,
+        mentions: p.mentions.clone(),
+        question: state.question_state(&id),
+        reactions: state
+            .reactions(&id)
+            .into_iter()
+            .map(|(emoji, who)| (emoji, who.len()))
+            .collect(),
+        mine: author == local,
+    })
 }

@@ -2,8 +2,11 @@
 //! speaks the wire protocol without Backchannel's checks (an attacker, an
 //! observer, or "another implementation").
 
+pub mod api;
 pub mod crafted;
+pub mod http;
 pub mod raw;
+pub mod webdriver;
 pub mod wire;
 
 use std::time::Duration;
