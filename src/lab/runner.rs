@@ -683,12 +683,12 @@ pub async fn run_with(
         .collect();
     tracker.dm_in_flight = vec![0; pairs.len()];
     let mut dm_sent_per_pair = vec![0u64; pairs.len()];
-    // Senders learn their recipients' addresses, as mDNS would tell them.
-    for &(a, b) in &pairs {
-        if let Member::Local(node) = &members[a] {
-            node.handle
-                .add_peer_address(members[b].peer_id(), addrs[b].clone())
-                .await?;
+    // Senders learn their recipients' addresses, as mDNS would tell them; a
+    // sender that is not running yet (a late joiner) learns them when it
+    // starts (see `apply`).
+    for a in 0..n {
+        if tracker.up[a] {
+            learn_recipients(&members, &pairs, &addrs, a).await?;
         }
     }
 
@@ -707,6 +707,7 @@ pub async fn run_with(
         addrs: &addrs,
         channels: &channels,
         neighbours: &neighbours,
+        pairs: &pairs,
     };
     loop {
         let elapsed = start.elapsed();
@@ -938,6 +939,28 @@ struct Ctx<'a> {
     addrs: &'a [crate::Multiaddr],
     channels: &'a Channels,
     neighbours: &'a dyn Fn(usize) -> Vec<crate::Multiaddr>,
+    /// DM pairs (sender, recipient).
+    pairs: &'a [(usize, usize)],
+}
+
+/// Tells in-process node `sender` the addresses of the recipients of its DM
+/// pairs, as mDNS would. A node forgets them when it stops, so this runs
+/// whenever it starts; a stopped node is never touched (it has no handle
+/// that works).
+async fn learn_recipients(
+    members: &[Member],
+    pairs: &[(usize, usize)],
+    addrs: &[crate::Multiaddr],
+    sender: usize,
+) -> Result<(), LabError> {
+    for &(a, b) in pairs.iter().filter(|(a, _)| *a == sender) {
+        if let Member::Local(node) = &members[a] {
+            node.handle
+                .add_peer_address(members[b].peer_id(), addrs[b].clone())
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn apply(members: &mut [Member], tracker: &mut Tracker, ctx: &Ctx<'_>, action: Action) -> Result<(), LabError> {
@@ -959,6 +982,7 @@ async fn apply(members: &mut [Member], tracker: &mut Tracker, ctx: &Ctx<'_>, act
                 .collect();
             members[i].start(peers, ctx.channels).await?;
             tracker.up[i] = true;
+            learn_recipients(members, ctx.pairs, ctx.addrs, i).await?;
         }
         Action::Cut(group_of) => {
             tracker.group_of = group_of.clone();
