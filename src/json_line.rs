@@ -144,6 +144,17 @@ pub enum JsonLine {
         /// Posts and operations sent.
         sent: usize,
     },
+    /// [`Event::DialFailed`]: a connection this node tried to open failed.
+    DialFailed {
+        /// The peer it was meant to reach.
+        #[serde(with = "as_text::option", default)]
+        peer: Option<PeerId>,
+        /// The address that failed.
+        #[serde(with = "as_text::option", default)]
+        addr: Option<Multiaddr>,
+        /// Why.
+        reason: String,
+    },
     /// [`Event::Dm`]: a direct message (or a DM reaction) to this node.
     Dm {
         /// The author.
@@ -771,6 +782,7 @@ impl JsonLine {
                 received,
                 sent,
             },
+            Event::DialFailed { peer, addr, reason } => JsonLine::DialFailed { peer, addr, reason },
             Event::Dm { id, from, dm, request } => JsonLine::Dm {
                 from,
                 to: dm.recipient,
@@ -906,6 +918,7 @@ impl JsonLine {
                 received,
                 sent,
             },
+            JsonLine::DialFailed { peer, addr, reason } => Event::DialFailed { peer, addr, reason },
             JsonLine::Dm {
                 from,
                 to,
@@ -1391,6 +1404,9 @@ mod tests {
                     received,
                     sent,
                 })
+                .boxed(),
+            (proptest::option::of(peer()), proptest::option::of(addr()), text())
+                .prop_map(|(peer, addr, reason)| L::DialFailed { peer, addr, reason })
                 .boxed(),
             (
                 (peer(), peer(), nick(), id(), text(), any::<u64>()),

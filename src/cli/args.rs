@@ -146,6 +146,10 @@ pub struct RunArgs {
     /// Print one JSON object per line per event on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
+    /// Show every line: routine history syncs, each DM retry, repeated
+    /// connection failures, peers' subscriptions, full room ids.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// `backchannel history`

@@ -11,7 +11,7 @@ use super::render::Out;
 
 /// `backchannel history`
 pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    let out = Out::new(args.json);
+    let out = Out::new(args.json, false);
     let dir = cli.data_dir()?;
     let path = dir.join("log");
     if !path.exists() {

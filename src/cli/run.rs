@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use backchannel::command::{self, Command};
-use backchannel::{Identity, IdentityError, JsonLine, Node};
+use backchannel::multiaddr::Protocol;
+use backchannel::{Identity, IdentityError, JsonLine, Multiaddr, Node};
 use tokio::sync::mpsc;
 
 use super::args::{Cli, RunArgs};
@@ -19,11 +20,12 @@ const STDIN_CAPACITY: usize = 64;
 
 /// `backchannel run`
 pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let mut out = Out::new(args.json);
+    let mut out = Out::new(args.json, args.verbose);
     let dir = cli.data_dir()?;
+    let config = args.config(dir.clone())?;
+    ensure_ports_free(&config.listen)?;
     let identity = identity_for_run(&dir, &out)?;
     out.me = Some(identity.peer_id());
-    let config = args.config(dir)?;
     let current = config.rooms.first().cloned();
     let joined = config.rooms.clone();
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
@@ -97,6 +99,37 @@ fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<Identity> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Fails if a `--listen` address names a TCP port another socket already
+/// listens on. libp2p marks its listening sockets SO_REUSEPORT, so a second
+/// node on a taken port would start without error and take part of the
+/// first node's incoming connections. A plain bind (without SO_REUSEPORT)
+/// fails on a taken port, so it tells; it is closed again at once. Port 0
+/// (any free port) needs no check.
+fn ensure_ports_free(listen: &[Multiaddr]) -> anyhow::Result<()> {
+    for addr in listen {
+        let mut ip = None;
+        let mut port = None;
+        for p in addr.iter() {
+            match p {
+                Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+                Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+                Protocol::Tcp(p) if p != 0 => port = Some(p),
+                _ => {}
+            }
+        }
+        let (Some(ip), Some(port)) = (ip, port) else { continue };
+        if let Err(e) = std::net::TcpListener::bind((ip, port))
+            && e.kind() == std::io::ErrorKind::AddrInUse
+        {
+            bail!(
+                "--listen {addr}: port {port} is already in use (another node?); \
+                 choose another port, or /tcp/0 for any free one"
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

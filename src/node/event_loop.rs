@@ -807,6 +807,13 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
+                if let Some((addr, reason)) = dial_failure(&error) {
+                    self.emit(Event::DialFailed {
+                        peer: peer_id,
+                        addr,
+                        reason,
+                    });
+                }
             }
             _ => {}
         }
@@ -1188,6 +1195,34 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// What a failed dial says to a person: the address that failed and the
+/// innermost cause ("Connection refused (os error 111)"), not libp2p's nested
+/// text. None for dials that were dropped on purpose.
+fn dial_failure(error: &libp2p::swarm::DialError) -> Option<(Option<Multiaddr>, String)> {
+    use libp2p::swarm::DialError;
+    // The innermost error says what went wrong; the outer ones only wrap it.
+    fn root(mut e: &(dyn std::error::Error + 'static)) -> String {
+        while let Some(inner) = e.source() {
+            e = inner;
+        }
+        e.to_string()
+    }
+    Some(match error {
+        DialError::DialPeerConditionFalse(_) | DialError::Aborted => return None,
+        DialError::LocalPeerId { address } => (Some(address.clone()), "that is this node's own address".into()),
+        DialError::NoAddresses => (None, "no address is known for it".into()),
+        DialError::WrongPeerId { obtained, address } => (
+            Some(address.clone()),
+            format!("another node ({obtained}) answers at that address"),
+        ),
+        DialError::Denied { cause } => (None, root(cause)),
+        DialError::Transport(errors) => {
+            let (addr, e) = errors.first()?;
+            (Some(addr.clone()), root(e))
+        }
+    })
 }
 
 /// A uniformly random u64 (presence timing).

@@ -370,6 +370,18 @@ pub enum Event {
         /// Messages this node sent to the peer because it lacked them.
         sent: usize,
     },
+    /// A connection this node tried to open failed: a `--peer` or `/dial`
+    /// address that is wrong or down, a peer whose known addresses are all
+    /// stale. Dials that are given up on purpose (already connected, already
+    /// dialling) are not reported.
+    DialFailed {
+        /// The peer it was meant to reach, if the dial named one.
+        peer: Option<PeerId>,
+        /// The address that failed, if the error names one.
+        addr: Option<Multiaddr>,
+        /// Why, in words.
+        reason: String,
+    },
     /// Bytes from a peer were rejected (and counted in [`Stats`]).
     Rejected {
         /// The peer that sent them (for gossip: the one that forwarded them).

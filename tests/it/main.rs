@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod disk_failure;
 mod dm;
+mod everyday;
 mod groups;
 mod hallway;
 mod hostile;

@@ -56,6 +56,12 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             "[{room}] * history sync with {}: {received} new, {sent} sent",
             who(peer)
         ),
+        JsonLine::DialFailed { peer, addr, reason } => match (peer, addr) {
+            (Some(peer), Some(addr)) => format!("* cannot reach {} at {addr}: {reason}", who(peer)),
+            (Some(peer), None) => format!("* cannot reach {}: {reason}", who(peer)),
+            (None, Some(addr)) => format!("* cannot reach {addr}: {reason}"),
+            (None, None) => format!("* a connection failed: {reason}"),
+        },
         JsonLine::Dm {
             from,
             id,

@@ -3,6 +3,7 @@
 
 mod human;
 mod json;
+mod quiet;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -11,23 +12,31 @@ use backchannel::json_line::History;
 use backchannel::{Body, Event, JsonLine, LoggedMessage, PeerId};
 
 use super::names::Names;
+use quiet::Shown;
 
 /// The output of a session: readable lines, or JSON lines for scripts.
 #[derive(Clone)]
 pub struct Out {
     json: bool,
+    /// People see every line, repeats and routine ones too.
+    verbose: bool,
     /// Shared by the task that prints events and the one that runs commands.
     names: Arc<Mutex<Names>>,
+    /// What people have been told already (not used for scripts).
+    shown: Arc<Mutex<Shown>>,
     /// This node (to tell whether a post mentions it).
     pub me: Option<PeerId>,
 }
 
 impl Out {
-    /// Output for people, or for scripts with `json`.
-    pub fn new(json: bool) -> Self {
+    /// Output for people, or for scripts with `json`; `verbose` people
+    /// see every line.
+    pub fn new(json: bool, verbose: bool) -> Self {
         Self {
             json,
+            verbose,
             names: Arc::default(),
+            shown: Arc::default(),
             me: None,
         }
     }
@@ -49,10 +58,15 @@ impl Out {
         });
     }
 
-    /// Prints an event, after learning the names it carries.
+    /// Prints an event, after learning the names it carries (for people:
+    /// only if it tells them something new, unless verbose).
     pub fn event(&self, event: &Event) {
         self.names().learn(event);
-        if let Some(line) = JsonLine::from_event(event, self.me) {
+        let Some(line) = JsonLine::from_event(event, self.me) else {
+            return;
+        };
+        let new = self.shown.lock().expect("shown lock").worth_showing(&line);
+        if self.json || self.verbose || new {
             self.emit(&line);
         }
     }
