@@ -684,6 +684,9 @@ pub enum History {
         direction: Direction,
         /// For a sent DM: where its delivery stands.
         delivery: Delivery,
+        /// A reaction to a message of the conversation (the text is empty).
+        #[serde(default)]
+        reaction: Option<Reaction>,
     },
 }
 
@@ -1277,17 +1280,21 @@ mod tests {
             (
                 (peer(), peer(), nick(), id(), text(), any::<u64>()),
                 direction(),
-                delivery
+                delivery,
+                proptest::option::of(reaction()),
             )
-                .prop_map(|((from, to, nick, id, text, time), direction, delivery)| History::Dm {
-                    from,
-                    to,
-                    nick,
-                    id,
-                    text,
-                    time,
-                    direction,
-                    delivery
+                .prop_map(|((from, to, nick, id, text, time), direction, delivery, reaction)| {
+                    History::Dm {
+                        from,
+                        to,
+                        nick,
+                        id,
+                        text,
+                        time,
+                        direction,
+                        delivery,
+                        reaction,
+                    }
                 }),
         ]
         .boxed()

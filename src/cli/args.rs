@@ -195,6 +195,8 @@ impl RunArgs {
         }
         config.peers = self.peer.clone();
         config.mdns = !self.no_mdns;
+        // A person expects the rooms they /join to be there next time.
+        config.remember_rooms = true;
         config.nick = self.name.clone();
         config.rooms = self
             .rooms

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use backchannel::command::{self, Command};
 use backchannel::multiaddr::Protocol;
-use backchannel::{Identity, IdentityError, JsonLine, Multiaddr, Node};
+use backchannel::{Handle, HistoryQuery, Identity, IdentityError, JsonLine, Multiaddr, Node, PeerId, Room};
 use tokio::sync::mpsc;
 
 use super::args::{Cli, RunArgs};
@@ -25,12 +25,19 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config(dir.clone())?;
     ensure_ports_free(&config.listen)?;
     let identity = identity_for_run(&dir, &out)?;
-    out.me = Some(identity.peer_id());
-    let current = config.rooms.first().cloned();
-    let joined = config.rooms.clone();
+    out.set_me(identity.peer_id(), args.name.as_deref());
+    let first = config.rooms.first().cloned();
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
-    out.set_petnames(handle.contacts().await?);
+    learn_names(&handle, &out).await?;
     out.emit(&JsonLine::Identity { peer: handle.peer_id() });
+    // The rooms of --room, and those remembered from the last run.
+    let joined: Vec<Room> = handle
+        .rooms()
+        .await?
+        .iter()
+        .filter_map(|r| Room::new(r.room.as_str()).ok())
+        .collect();
+    let current = first.or_else(|| joined.first().cloned());
     for room in joined {
         out.emit(&JsonLine::Joined { room });
     }
@@ -84,6 +91,35 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the log knows of names, so that people keep theirs across a
+/// restart: contacts' petnames, the nicknames on the latest messages of each
+/// conversation and joined room, group names. DMs still in the outbox are
+/// from an earlier run: their lines show as they come.
+async fn learn_names(handle: &Handle, out: &Out) -> anyhow::Result<()> {
+    /// Messages read per conversation or room: the latest name is enough.
+    const RECENT: usize = 200;
+    let contacts = handle.contacts().await?;
+    let mut peers: Vec<PeerId> = contacts.iter().map(|(p, _)| *p).collect();
+    peers.extend(handle.requests().await?.into_iter().map(|r| r.peer));
+    for peer in peers {
+        for m in handle.history(HistoryQuery::Peer(peer), RECENT).await? {
+            out.names().learn_logged(&m);
+        }
+    }
+    for info in handle.rooms().await? {
+        let Ok(room) = Room::new(info.room.as_str()) else {
+            continue;
+        };
+        for post in handle.room_view(&room, RECENT).await? {
+            out.names().nick(post.author, post.nick.as_deref());
+        }
+    }
+    out.set_petnames(contacts);
+    out.set_groups(&handle.groups().await?);
+    out.announce(handle.outbox().await?.iter().map(|e| e.id));
+    Ok(())
+}
+
 /// Loads the identity for `run`. A data directory that has never been used
 /// gets a new identity (announced); one that has a log but no key is an
 /// error, because a new key would not be the author of that log.
@@ -97,6 +133,13 @@ fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<Identity> {
             });
             Ok(identity)
         }
+        Err(IdentityError::Missing(path)) => bail!(
+            "{} has a log but no identity key ({}): the key that wrote that log is gone. \
+             Put its identity.key back (from a backup), or use another --data-dir; \
+             a new key would not be the author of this log",
+            dir.display(),
+            path.display()
+        ),
         Err(e) => Err(e.into()),
     }
 }

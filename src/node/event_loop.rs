@@ -38,6 +38,9 @@ pub(super) const MAX_OUTBOX: usize = 10_000;
 
 /// The store setting that remembers `/requests on|off`.
 const REQUESTS_SETTING: &str = "requests";
+/// The setting that lists the rooms this node is in, one per line
+/// (`Config::remember_rooms`).
+const ROOMS_SETTING: &str = "rooms";
 
 /// How often unsent posts are retried and lost peers checked for redial.
 const TICK: Duration = Duration::from_secs(1);
@@ -126,6 +129,8 @@ pub(crate) struct EventLoop {
     accept_requests: bool,
     /// Whether presence is tracked (`Config::presence`).
     presence_on: bool,
+    /// Whether joins and leaves are kept in the log (`Config::remember_rooms`).
+    remember_rooms: bool,
     /// History sync sessions and their limits.
     syncs: sync::Syncs,
     history_window_ms: u64,
@@ -198,7 +203,26 @@ impl EventLoop {
             swarm.behaviour_mut().blocked.block_peer(*peer);
         }
         let mut rooms = Rooms::new();
-        for room in &config.rooms {
+        let mut start_rooms = config.rooms.clone();
+        if config.remember_rooms {
+            for room in remembered_rooms(&store)? {
+                if !start_rooms.contains(&room) {
+                    start_rooms.push(room);
+                }
+            }
+        }
+        if config.remember_rooms {
+            store.set_setting(
+                ROOMS_SETTING,
+                start_rooms
+                    .iter()
+                    .map(Room::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .as_bytes(),
+            )?;
+        }
+        for room in &start_rooms {
             if let Some(topic) = rooms.join(room, hallway::load_rules(&store, room)) {
                 let gossip = &mut swarm.behaviour_mut().gossipsub;
                 let _ = gossip.subscribe(&topic);
@@ -230,6 +254,7 @@ impl EventLoop {
             contacts,
             accept_requests,
             presence_on: config.presence,
+            remember_rooms: config.remember_rooms,
             syncs: sync::Syncs::default(),
             history_window_ms: config.history_window.as_millis() as u64,
             history_max: config.history_max,
@@ -517,6 +542,7 @@ impl EventLoop {
             .subscribe(&topic)
             .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
         let _ = gossip.set_topic_params(topic.clone(), crate::protocol::chat_topic_params());
+        self.remember_room(room, true);
         // Peers already in the room subscribed before we listened for it.
         let present = self.room_peers_of(room);
         for peer in present {
@@ -533,6 +559,7 @@ impl EventLoop {
         if self.presence_on && self.rooms.get(room).is_some() {
             self.announce(room, true);
         }
+        self.remember_room(room, false);
         // Everything about the room is in its `JoinedRoom`, but for the
         // history sync sessions with its peers.
         self.syncs.leave(room);
@@ -1193,6 +1220,40 @@ impl EventLoop {
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(%peer, "redial: {e}");
             }
+        }
+    }
+}
+
+/// The rooms the log says this node is in (`Config::remember_rooms`), in the
+/// order they were joined. A line that is not a room id is skipped.
+fn remembered_rooms(store: &Store) -> Result<Vec<Room>, NodeError> {
+    let Some(bytes) = store.setting(ROOMS_SETTING)? else {
+        return Ok(Vec::new());
+    };
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| Room::new(line).ok())
+        .collect())
+}
+
+impl EventLoop {
+    /// Keeps a join or a leave in the log, if rooms are remembered. A failed
+    /// write only costs the room on the next start, so it is logged, not
+    /// returned.
+    fn remember_room(&mut self, room: &Room, joined: bool) {
+        if !self.remember_rooms {
+            return;
+        }
+        let result = remembered_rooms(&self.store).and_then(|mut rooms| {
+            rooms.retain(|r| r != room);
+            if joined {
+                rooms.push(room.clone());
+            }
+            let list: Vec<&str> = rooms.iter().map(Room::as_str).collect();
+            Ok(self.store.set_setting(ROOMS_SETTING, list.join("\n").as_bytes())?)
+        });
+        if let Err(e) = result {
+            tracing::warn!(%room, "cannot remember the room: {e}");
         }
     }
 }

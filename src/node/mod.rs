@@ -61,6 +61,11 @@ pub struct Config {
     pub nick: Option<String>,
     /// Rooms joined at start.
     pub rooms: Vec<Room>,
+    /// Remember the rooms joined and left, in the log: a node started again
+    /// rejoins the rooms it was in (besides `rooms`), and not the ones it
+    /// left. Off by default, so that a library user or a test starts in
+    /// exactly `rooms`; `backchannel run` turns it on.
+    pub remember_rooms: bool,
     /// Gossipsub message authentication; see [`GossipAuth`].
     pub gossip_auth: GossipAuth,
     /// How long a DM waits for its receipt before it fails. 10 s covers a
@@ -146,6 +151,7 @@ impl Config {
             mdns: true,
             nick: None,
             rooms: Vec::new(),
+            remember_rooms: false,
             gossip_auth: GossipAuth::default(),
             dm_timeout: Duration::from_secs(10),
             redial_interval: Duration::from_secs(5),
@@ -468,6 +474,9 @@ pub enum NodeError {
     /// No such message in the room (or conversation).
     #[error("no message {} here", .0.short())]
     UnknownMessage(MessageId),
+    /// Taking back a reaction this node has not made.
+    #[error("you have not reacted with that to [{}]", .0.short())]
+    NoSuchReaction(MessageId),
     /// An emoji must be 1 to 32 bytes without whitespace.
     #[error("an emoji is 1 to 32 bytes without whitespace")]
     InvalidEmoji,

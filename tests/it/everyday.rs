@@ -135,3 +135,279 @@ async fn a_listen_port_in_use_is_an_error() {
     // It failed before creating an identity for a node that never ran.
     assert!(!tmp.path().join("b").join("identity.key").exists());
 }
+
+/// "…abc123": how a line shows a peer id.
+fn short(id: &str) -> String {
+    format!("…{}", &id[id.len() - 6..])
+}
+
+/// The id in brackets after the clock: "[lobby] 12:00:00 [3fa2c1d0] ...".
+fn bracket_id(line: &str) -> String {
+    line.split('[').nth(2).expect("an id in brackets")[..8].to_owned()
+}
+
+/// Issue 13, items 4, 6, 8 and 5: in a hosted room, lines carry a short
+/// room label (not the 60-character id) and one line per arrival; role
+/// confirmations keep the case of names and ids; refusals say who may do
+/// it; this node shows by its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_room_reads_like_words() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut a = Human::run(&tmp.path().join("a"), &["--name", "alice"]);
+    let (a_id, addr) = a.identity_and_addr().await;
+    a.say("/host stage").await;
+    let room = format!("stage~{a_id}");
+    a.wait("hosting", |l| l == format!("hosting {room}")).await;
+    let label = format!("[stage~{}]", short(&a_id));
+
+    let mut b = Human::run(
+        &tmp.path().join("b"),
+        &["--name", "Bob", "--room", &room, "--peer", &addr],
+    );
+    let (b_id, _) = b.identity_and_addr().await;
+    let arrival = format!("{label} * Bob ({}) is here", short(&b_id));
+    a.wait("Bob's arrival", |l| l == arrival).await;
+    // One line per arrival: the subscription under it is for --verbose.
+    assert!(
+        !a.seen
+            .iter()
+            .any(|l| l.contains("subscribed") || l.contains(&room[..20]) && l.starts_with('[')),
+        "{:#?}",
+        a.seen
+    );
+
+    // Bob knows alice by name once she announced herself.
+    b.wait("alice here", |l| {
+        l == format!("{label} * alice ({}) is here", short(&a_id))
+    })
+    .await;
+    b.say("/chat off").await;
+    let refused = b.wait("a refusal", |l| l.starts_with("error:")).await;
+    assert!(refused.contains("only the host and moderators"), "{refused}");
+
+    a.say("/mod Bob").await;
+    let done = a.wait("the role", |l| l.contains("is now")).await;
+    assert!(
+        done.contains(&format!("Bob ({}) is now moderator", short(&b_id))),
+        "{done}"
+    );
+    let seen = b.wait("the role", |l| l.contains(" made ")).await;
+    assert!(
+        seen.contains(&format!("alice ({}) made Bob (you) moderator", short(&a_id))),
+        "{seen}"
+    );
+    b.say("/mod alice").await;
+    let refused = b.wait("a refusal", |l| l.starts_with("error:")).await;
+    assert!(
+        refused.contains("only the host of") && !refused.contains("not_moderator"),
+        "{refused}"
+    );
+
+    a.say("/who").await;
+    a.wait("alice as herself", |l| {
+        l.starts_with("host") && l.ends_with("alice (you)")
+    })
+    .await;
+}
+
+/// Issue 13, items 5, 4 and 10: names survive a restart and show in the
+/// offline history (which also takes a name for --peer); a DM's line comes
+/// before its receipt; a group shows by its name with one line per receipt;
+/// a DM reaction shows as one; a sync that brings nothing says nothing;
+/// times are local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_quiet_lines_across_a_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut a = Human::run(&da, &["--room", "lobby", "--name", "alice"]);
+    let (a_id, addr) = a.identity_and_addr().await;
+    let mut b = Human::run(&db, &["--room", "lobby", "--name", "bob", "--peer", &addr]);
+    let (b_id, _) = b.identity_and_addr().await;
+    let bob = format!("bob ({})", short(&b_id));
+    let alice = format!("alice ({})", short(&a_id));
+    a.wait("bob here", |l| l == format!("[lobby] * {bob} is here")).await;
+
+    a.say("/dm bob hi").await;
+    let sent = a.wait("the DM's line", |l| l.starts_with("[dm] →")).await;
+    let dm_id = sent.rsplit("(sending ").next().expect("an id")[..8].to_owned();
+    a.wait("the receipt", |l| l == format!("[dm] ✓ {dm_id} delivered to {bob}"))
+        .await;
+
+    b.wait("the request", |l| l.starts_with("[request]") && l.contains(&alice))
+        .await;
+    b.say("/accept alice").await;
+    b.wait("a contact", |l| l == format!("{alice} is a contact")).await;
+    b.say(&format!("/react {dm_id} 🎉")).await;
+    b.wait("reacted", |l| l.starts_with("[dm] reacted")).await;
+    a.wait("the reaction", |l| l.contains(&format!("(reacts 🎉 to [{dm_id}])")))
+        .await;
+    a.say("/history bob").await;
+    let line = a
+        .wait("the reaction in history", |l| {
+            l.starts_with("[dm]") && l.contains(&format!("{bob} → "))
+        })
+        .await;
+    assert!(line.ends_with(&format!("(reacts 🎉 to [{dm_id}])")), "{line}");
+
+    a.say("/group new crew bob").await;
+    a.wait("created", |l| l.starts_with("created group crew")).await;
+    a.say("/g crew hello crew").await;
+    a.wait("the group receipt", |l| {
+        l.starts_with("[g crew] ✓") && l.ends_with("delivered to 1 of 1")
+    })
+    .await;
+    b.wait("the group message", |l| {
+        l.starts_with("[g crew]") && l.ends_with(&format!("{alice}: hello crew"))
+    })
+    .await;
+    let receipts = a
+        .seen
+        .iter()
+        .filter(|l| l.contains(&format!("delivered to {bob}")))
+        .count();
+    assert_eq!(
+        receipts, 1,
+        "one receipt line for the DM, none per group member: {:#?}",
+        a.seen
+    );
+
+    a.say("/sync").await;
+    a.wait("sync started", |l| l.contains("syncing history with 1 peers"))
+        .await;
+    let after = a.lines_for(Duration::from_secs(2)).await;
+    assert!(!after.iter().any(|l| l.contains("history sync")), "{after:#?}");
+
+    // Bob restarts alone: alice, a contact without a petname, keeps her name.
+    b.say("/quit").await;
+    b.wait("stopped", |l| l.starts_with("stopped")).await;
+    let mut b = Human::run(&db, &["--room", "lobby"]);
+    b.identity_and_addr().await;
+    b.say("/contacts").await;
+    b.wait("alice by name", |l| l == alice).await;
+
+    a.say("/quit").await;
+    a.wait("stopped", |l| l.starts_with("stopped")).await;
+    a.child.wait().await.expect("exit");
+    let history = |args: &[&str], tz: &str| {
+        let out = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&da)
+            .arg("history")
+            .args(args)
+            .env("TZ", tz)
+            .output()
+            .expect("history runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let text = history(&["--peer", "bob"], "UTC");
+    assert!(text.contains(&format!("alice (you) → {bob}: hi ✓")), "{text}");
+    // Times are local: five hours east of UTC shows five hours later.
+    let json = history(&["--peer", &b_id, "--json"], "UTC");
+    let time = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|v| v["text"] == "hi")
+        .and_then(|v| v["time"].as_u64())
+        .expect("the DM");
+    let s = (time / 1000 + 5 * 3600) % 86_400;
+    let clock = format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
+    let text = history(&["--peer", "bob"], "XYZ-5");
+    assert!(text.contains(&format!("[dm] {clock} alice (you)")), "{clock}: {text}");
+}
+
+/// Issue 13, item 10: small wrong confirmations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_confirmations_say_what_happened() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut a = Human::run(&tmp.path().join("a"), &["--room", "lobby", "--name", "alice"]);
+    a.identity_and_addr().await;
+    a.say("hello?").await;
+    a.wait("the hint", |l| l.starts_with("[lobby] nobody else is here yet"))
+        .await;
+    a.say("/leave nowhere").await;
+    let e = a.wait("an error", |l| l.starts_with("error:")).await;
+    assert!(e.contains("you are not in nowhere"), "{e}");
+    a.say("/history").await;
+    let post = a.wait("the post", |l| l.ends_with("alice (you): hello?")).await;
+    a.say(&format!("/unreact {} 🎉", bracket_id(&post))).await;
+    let e = a.wait("an error", |l| l.starts_with("error:")).await;
+    assert!(e.contains("you have not reacted"), "{e}");
+}
+
+/// Issue 13, item 10: data-directory errors say the cause once and what to
+/// do; a log without its key is not "fixed" by a new key.
+#[test]
+fn data_directory_errors_give_advice() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A data directory under a file cannot be created.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"").expect("write");
+    let (ok, err) = run(&file.join("dir"), &["init"]);
+    assert!(!ok);
+    assert!(err.contains("--data-dir"), "{err}");
+    let cause = "Not a directory";
+    assert_eq!(err.matches(cause).count(), 1, "the cause once: {err}");
+
+    // A log whose key is gone.
+    let dir = tmp.path().join("old");
+    std::fs::create_dir_all(dir.join("log")).expect("mkdir");
+    for args in [&["run", "--no-mdns"][..], &["init"]] {
+        let (ok, err) = run(&dir, args);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains("no identity key") && !err.contains("run `backchannel init`"),
+            "{err}"
+        );
+        assert!(!dir.join("identity.key").exists());
+    }
+}
+
+/// Issue 13, item 7: rooms joined with /join (and hosted) were forgotten
+/// on restart. They are rejoined, and a room left stays left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_rooms_are_rejoined_after_a_restart() {
+    use crate::cli::{Proc, is};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("a");
+    let mut a = Proc::run(&dir, &["--room", "lobby"]);
+    let (a_id, _) = a.identity_and_addr().await;
+    for (command, answer) in [
+        ("/join music", "joined"),
+        ("/host stage", "hosting"),
+        ("/join extra", "joined"),
+        ("/leave extra", "left"),
+    ] {
+        a.say(command).await;
+        a.wait(answer, |v| is(v, answer)).await;
+    }
+    a.say("/quit").await;
+    a.wait("stopped", |v| is(v, "stopped")).await;
+    a.child.wait().await.expect("exit");
+
+    let mut a = Proc::run(&dir, &[]);
+    a.identity_and_addr().await;
+    a.say("/rooms").await;
+    let rooms = a.wait("rooms", |v| is(v, "rooms")).await;
+    let mut names: Vec<&str> = rooms["rooms"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["room"].as_str())
+        .collect();
+    names.sort();
+    let stage = format!("stage~{a_id}");
+    assert_eq!(names, vec!["lobby", "music", stage.as_str()], "{rooms}");
+    // With no --room, the current room is one of them.
+    assert!(rooms["current"].is_string(), "{rooms}");
+}

@@ -15,7 +15,8 @@ mod rooms;
 
 use anyhow::Context;
 use backchannel::command::Command;
-use backchannel::{Handle, PeerId, Room};
+use backchannel::node::NodeError;
+use backchannel::{Handle, PeerId, RejectReason, Room};
 
 use super::render::Out;
 
@@ -41,8 +42,82 @@ impl Session {
     }
 }
 
-/// Runs one command.
+/// Runs one command; a refusal is said in words, with what to do.
 pub async fn execute(s: &mut Session, cmd: Command) -> anyhow::Result<()> {
+    let doing = Doing::of(&cmd);
+    let me = s.out.me;
+    dispatch(s, cmd).await.map_err(|e| in_words(e, doing, me))
+}
+
+/// What a command tried, for saying why it was refused.
+#[derive(Clone, Copy)]
+enum Doing {
+    Role,
+    Remove,
+    Chat,
+    Delete,
+    Edit,
+    Mark,
+    Other,
+}
+
+impl Doing {
+    fn of(cmd: &Command) -> Doing {
+        match cmd {
+            Command::SetRole(..) => Doing::Role,
+            Command::Remove(..) => Doing::Remove,
+            Command::Chat(_) => Doing::Chat,
+            Command::Delete(_) => Doing::Delete,
+            Command::Edit(..) => Doing::Edit,
+            Command::Mark(..) => Doing::Mark,
+            _ => Doing::Other,
+        }
+    }
+}
+
+/// A node error in words a person can act on: which rule refused it and
+/// who may do it, instead of the rule's code ("not_allowed").
+fn in_words(e: anyhow::Error, doing: Doing, me: Option<PeerId>) -> anyhow::Error {
+    let Some(node_error) = e.downcast_ref::<NodeError>() else {
+        return e;
+    };
+    let text = match node_error {
+        NodeError::NotAllowed { room, reason } => match (reason, doing) {
+            (RejectReason::Removed, _) => {
+                format!("you were removed from {room}; its host or a moderator can let you back in (/unremove)")
+            }
+            (RejectReason::ChatClosed, _) => format!(
+                "the hallway of {room} is closed to you (off, or read-only for listeners); \
+                 its host or a moderator can open it (/chat on) or make you a speaker"
+            ),
+            (_, Doing::Role) => format!("only the host of {room} gives roles (/mod, /speaker, /listener, /unmod)"),
+            (_, Doing::Remove) => format!(
+                "only the host and moderators of {room} remove people, and a moderator cannot remove \
+                 another moderator or the host"
+            ),
+            (_, Doing::Chat) => format!("only the host and moderators of {room} switch the hallway"),
+            (_, Doing::Delete) => {
+                format!("you can delete only your own posts; the host and moderators of {room} delete any")
+            }
+            (_, Doing::Edit) => "you can edit only your own posts".into(),
+            (_, Doing::Mark) => {
+                format!("only the host, moderators and speakers of {room} mark questions (in an open room: the asker)")
+            }
+            (_, Doing::Other) => format!("the rules of {room} do not let you do that (/rules shows them)"),
+        },
+        NodeError::InvalidPeer(peer) if Some(*peer) == me => {
+            format!("{peer} is you: a DM or group goes to someone else")
+        }
+        NodeError::InvalidPeer(peer) => format!(
+            "cannot send to {peer}: it is not an ed25519 peer id, so no message could be signed for it \
+             (Backchannel peer ids start with 12D3KooW)"
+        ),
+        _ => return e,
+    };
+    anyhow::anyhow!(text)
+}
+
+async fn dispatch(s: &mut Session, cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Say(text) => rooms::say(s, &text).await,
         Command::Join(room) => rooms::join(s, room).await,

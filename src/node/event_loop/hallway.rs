@@ -146,6 +146,17 @@ impl EventLoop {
         {
             return Err(NodeError::UnknownMessage(t));
         }
+        // Taking back a reaction this node never made would tell every
+        // peer something untrue ("took back 🎉") and change nothing.
+        if let RoomAction::React(r) = &action
+            && r.retract
+            && !state
+                .reactions(&r.target)
+                .iter()
+                .any(|(emoji, who)| *emoji == r.emoji && who.contains(&local))
+        {
+            return Err(NodeError::NoSuchReaction(r.target));
+        }
         let now = now_ms();
         let clock = state.next_clock(now);
         state
