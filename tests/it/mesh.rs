@@ -181,3 +181,22 @@ fn every_example_scenario_runs_through_the_binary() {
         assert!(std::fs::read_to_string(&plot).expect("the plot").contains("<svg"));
     }
 }
+
+/// Issue 13, item 10: `mesh --dm-pairs 3` with the other defaults sent DMs
+/// faster than a node accepts from one peer, and exited 3 with no word why.
+/// The default DM rate is under the limit, and the table ends with a verdict.
+#[test]
+fn mesh_defaults_with_dm_pairs_pass_with_a_verdict() {
+    let out = std::process::Command::new(crate::cli::BIN)
+        .args(["mesh", "--nodes", "12", "--dm-pairs", "3", "--duration", "3"])
+        .output()
+        .expect("the binary runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}\n{table}", out.status);
+    let verdict = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("verdict"))
+        .expect("a verdict line");
+    assert!(verdict.contains("ok"), "{table}");
+    assert!(!table.contains("rate_limited"), "{table}");
+}
