@@ -74,6 +74,14 @@ pub enum JsonLine {
         #[serde(with = "as_text")]
         id: MessageId,
     },
+    /// [`Event::PostsWaiting`]: own posts waiting for their pace.
+    PostsWaiting {
+        /// The room.
+        #[serde(with = "as_text")]
+        room: Room,
+        /// Posts still waiting (0: all sent).
+        waiting: usize,
+    },
     /// [`Event::Hallway`]: a post in a room's hallway.
     Hallway {
         /// The room.
@@ -786,6 +794,7 @@ impl JsonLine {
                 sent,
             },
             Event::DialFailed { peer, addr, reason } => JsonLine::DialFailed { peer, addr, reason },
+            Event::PostsWaiting { room, waiting } => JsonLine::PostsWaiting { room, waiting },
             Event::Dm { id, from, dm, request } => JsonLine::Dm {
                 from,
                 to: dm.recipient,
@@ -922,6 +931,7 @@ impl JsonLine {
                 sent,
             },
             JsonLine::DialFailed { peer, addr, reason } => Event::DialFailed { peer, addr, reason },
+            JsonLine::PostsWaiting { room, waiting } => Event::PostsWaiting { room, waiting },
             JsonLine::Dm {
                 from,
                 to,
@@ -1411,6 +1421,9 @@ mod tests {
                     received,
                     sent,
                 })
+                .boxed(),
+            (room(), any::<usize>())
+                .prop_map(|(room, waiting)| L::PostsWaiting { room, waiting })
                 .boxed(),
             (proptest::option::of(peer()), proptest::option::of(addr()), text())
                 .prop_map(|(peer, addr, reason)| L::DialFailed { peer, addr, reason })

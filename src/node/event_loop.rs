@@ -131,6 +131,8 @@ pub(crate) struct EventLoop {
     presence_on: bool,
     /// Whether joins and leaves are kept in the log (`Config::remember_rooms`).
     remember_rooms: bool,
+    /// Own posts waiting for their pace per room, as last reported.
+    waiting: HashMap<Room, usize>,
     /// History sync sessions and their limits.
     syncs: sync::Syncs,
     history_window_ms: u64,
@@ -255,6 +257,7 @@ impl EventLoop {
             accept_requests,
             presence_on: config.presence,
             remember_rooms: config.remember_rooms,
+            waiting: HashMap::new(),
             syncs: sync::Syncs::default(),
             history_window_ms: config.history_window.as_millis() as u64,
             history_max: config.history_max,
@@ -765,9 +768,17 @@ impl EventLoop {
         }
     }
 
-    /// Publishes the posts waiting in a room, in order, until one fails.
+    /// Publishes the posts waiting in a room, in order, until one fails or
+    /// this node's pace (`Limiters::own_posts`) says to wait for the next tick.
     fn send_unsent(&mut self, room: &Room) {
-        while let Some(unsent) = self.rooms.get_mut(room).and_then(JoinedRoom::pop_unsent) {
+        loop {
+            let waiting = self.rooms.get(room).map_or(0, JoinedRoom::unsent_len);
+            if waiting == 0 || self.room_peers_of(room).is_empty() || !self.limiters.own_posts.allow(&(), now_ms()) {
+                break;
+            }
+            let Some(unsent) = self.rooms.get_mut(room).and_then(JoinedRoom::pop_unsent) else {
+                break;
+            };
             let id = unsent.id;
             match self.publish(room, unsent) {
                 Ok(()) => self.emit(Event::PostSent { room: room.clone(), id }),
@@ -1189,6 +1200,7 @@ impl EventLoop {
         for room in self.rooms.with_unsent() {
             self.send_unsent(&room);
         }
+        self.report_waiting();
         self.presence_tick();
         self.periodic_sync();
         self.collect_oversize();
@@ -1199,6 +1211,33 @@ impl EventLoop {
                 .set_application_score(&peer, -penalty);
         }
         self.redial();
+    }
+
+    /// Says how many of this node's posts wait for their pace in each room
+    /// that has peers (a room without peers waits for them instead), when
+    /// the number changed since the last tick: "sending 30 more".
+    fn report_waiting(&mut self) {
+        let mut now: HashMap<Room, usize> = HashMap::new();
+        for (room, joined) in self.rooms.iter() {
+            if joined.unsent_len() > 0 && !self.room_peers_of(room).is_empty() {
+                now.insert(room.clone(), joined.unsent_len());
+            }
+        }
+        let mut changes: Vec<(Room, usize)> = now
+            .iter()
+            .filter(|(room, n)| self.waiting.get(*room) != Some(*n))
+            .map(|(room, n)| (room.clone(), *n))
+            .collect();
+        changes.extend(
+            self.waiting
+                .keys()
+                .filter(|room| !now.contains_key(*room) && self.rooms.get(room).is_some())
+                .map(|room| (room.clone(), 0)),
+        );
+        self.waiting = now;
+        for (room, waiting) in changes {
+            self.emit(Event::PostsWaiting { room, waiting });
+        }
     }
 
     /// Dials configured peers that are not connected, at most once per

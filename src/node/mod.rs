@@ -216,6 +216,16 @@ pub enum Event {
         /// The post.
         id: MessageId,
     },
+    /// This node's own posts wait to go out at the pace its peers accept
+    /// from one author (5 a second by default): `waiting` are left in the
+    /// room; 0 when all are sent. Reported at most once a second, when the
+    /// number changes.
+    PostsWaiting {
+        /// The room.
+        room: Room,
+        /// Posts still waiting.
+        waiting: usize,
+    },
     /// A verified hallway post from another participant, now in the log.
     Hallway {
         /// The message id.

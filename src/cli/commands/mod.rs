@@ -82,29 +82,28 @@ fn in_words(e: anyhow::Error, doing: Doing, me: Option<PeerId>) -> anyhow::Error
         return e;
     };
     let text = match node_error {
-        NodeError::NotAllowed { room, reason } => match (reason, doing) {
-            (RejectReason::Removed, _) => {
-                format!("you were removed from {room}; its host or a moderator can let you back in (/unremove)")
-            }
-            (RejectReason::ChatClosed, _) => format!(
-                "the hallway of {room} is closed to you (off, or read-only for listeners); \
-                 its host or a moderator can open it (/chat on) or make you a speaker"
-            ),
-            (_, Doing::Role) => format!("only the host of {room} gives roles (/mod, /speaker, /listener, /unmod)"),
-            (_, Doing::Remove) => format!(
-                "only the host and moderators of {room} remove people, and a moderator cannot remove \
-                 another moderator or the host"
-            ),
-            (_, Doing::Chat) => format!("only the host and moderators of {room} switch the hallway"),
-            (_, Doing::Delete) => {
-                format!("you can delete only your own posts; the host and moderators of {room} delete any")
-            }
-            (_, Doing::Edit) => "you can edit only your own posts".into(),
-            (_, Doing::Mark) => {
-                format!("only the host, moderators and speakers of {room} mark questions (in an open room: the asker)")
-            }
-            (_, Doing::Other) => format!("the rules of {room} do not let you do that (/rules shows them)"),
-        },
+        NodeError::NotAllowed { room, reason } => {
+            let why = match (reason, doing) {
+                (RejectReason::Removed, _) => {
+                    "you were removed from it; its host or a moderator can let you back in (/unremove)".into()
+                }
+                (RejectReason::ChatClosed, _) => "its hallway is closed to you (off, or read-only for listeners); \
+                     its host or a moderator can open it (/chat on) or make you a speaker"
+                    .into(),
+                (_, Doing::Role) => "only its host gives roles (/mod, /speaker, /listener, /unmod)".into(),
+                (_, Doing::Remove) => "only its host and moderators remove people, and a moderator cannot \
+                     remove another moderator or the host"
+                    .into(),
+                (_, Doing::Chat) => "only its host and moderators switch the hallway".into(),
+                (_, Doing::Delete) => "you can delete only your own posts; its host and moderators delete any".into(),
+                (_, Doing::Edit) => "you can edit only your own posts".to_string(),
+                (_, Doing::Mark) => {
+                    "only its host, moderators and speakers mark questions (in an open room: the asker)".into()
+                }
+                (_, Doing::Other) => "its rules do not let you do that (/rules shows them)".to_string(),
+            };
+            format!("not allowed in {room}: {why}")
+        }
         NodeError::InvalidPeer(peer) if Some(*peer) == me => {
             format!("{peer} is you: a DM or group goes to someone else")
         }

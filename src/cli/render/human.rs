@@ -22,6 +22,11 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
         JsonLine::RoomPeerJoined { room: r, peer } => format!("[{}] · {} subscribed", room(r), who(peer)),
         JsonLine::RoomPeerLeft { room: r, peer } => format!("[{}] · {} unsubscribed", room(r), who(peer)),
         JsonLine::PostSent { room: r, id } => format!("[{}] * waiting post [{}] sent", room(r), id.short()),
+        JsonLine::PostsWaiting { room: r, waiting: 0 } => format!("[{}] all your posts are sent", room(r)),
+        JsonLine::PostsWaiting { room: r, waiting } => format!(
+            "[{}] sending {waiting} more… (others take 5 posts a second from one person)",
+            room(r)
+        ),
         JsonLine::Hallway {
             room: r,
             from,

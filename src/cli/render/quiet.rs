@@ -34,6 +34,9 @@ pub struct Shown {
     groups: Ids,
     /// Lines waiting for their DM's own line.
     held: VecDeque<(MessageId, JsonLine)>,
+    /// Rooms whose own posts are being paced: one line when it starts and
+    /// one when all are sent, not one per post or per second.
+    pacing: HashSet<String>,
 }
 
 /// A bounded set of ids.
@@ -91,6 +94,10 @@ impl Shown {
             // Presence says who is here, with their name; the subscription
             // under it is for the curious.
             JsonLine::RoomPeerJoined { .. } | JsonLine::RoomPeerLeft { .. } => false,
+            JsonLine::PostsWaiting { room, waiting: 0 } => self.pacing.remove(room.as_str()),
+            JsonLine::PostsWaiting { room, .. } => self.pacing.insert(room.to_string()),
+            // Each paced post going out: the count above says it.
+            JsonLine::PostSent { room, .. } => !self.pacing.contains(room.as_str()),
             // A sync that brought nothing happens every minute per peer.
             JsonLine::Synced { received, .. } => *received > 0,
             JsonLine::DmSent { id, .. } | JsonLine::DmReactionSent { id, .. } => {
