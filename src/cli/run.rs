@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use backchannel::command::{self, Command};
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::args::{Cli, RunArgs};
 use super::commands::{self, Session};
+use super::editor;
 use super::render::Out;
 
 /// Lines typed ahead of the node; the reader thread waits when it is full.
@@ -51,18 +53,29 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
         })
     };
 
-    // A plain thread reads stdin: a blocking read must not hold up shutdown.
+    // A plain thread reads stdin (or runs the line editor in a terminal): a
+    // blocking read must not hold up shutdown.
     let (lines_tx, mut lines) = mpsc::channel::<String>(STDIN_CAPACITY);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.blocking_send(line).is_err() {
-                break;
+    let prompt = Arc::new(Mutex::new(String::new()));
+    let _terminal = if editor::wanted(args.json) {
+        let terminal = editor::TerminalGuard::save();
+        let (names, known) = out.for_editor();
+        out.set_sink(editor::start(names, known, prompt.clone(), lines_tx)?);
+        Some(terminal)
+    } else {
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.blocking_send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+        None
+    };
 
     let mut session = Session { handle, out, current };
+    *prompt.lock().expect("prompt lock") = prompt_for(&session);
     let mut sigterm = terminate_signal()?;
     let mut stdin_open = true;
     loop {
@@ -84,11 +97,20 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 },
             },
         }
+        *prompt.lock().expect("prompt lock") = prompt_for(&session);
     }
     session.handle.shutdown().await;
     printer.abort();
     session.out.emit(&JsonLine::Stopped);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The editor's prompt: the current room, where plain text goes.
+fn prompt_for(s: &Session) -> String {
+    match &s.current {
+        Some(room) => format!("[{}] ", s.out.names().room(room)),
+        None => "> ".into(),
+    }
 }
 
 /// What the log knows of names, so that people keep theirs across a

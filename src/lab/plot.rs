@@ -160,7 +160,7 @@ mod tests {
         for point in points.split(' ') {
             let (px, py) = point.split_once(',').expect("x,y");
             let (px, py): (f64, f64) = (px.parse().expect("x"), py.parse().expect("y"));
-            let inside = px >= LEGEND_X && px <= W - RIGHT && py >= top && py <= bottom;
+            let inside = (LEGEND_X..=W - RIGHT).contains(&px) && (top..=bottom).contains(&py);
             assert!(!inside, "the curve at ({px}, {py}) runs under the legend");
         }
     }

@@ -24,4 +24,6 @@ mod rooms;
 mod signatures;
 mod store_model;
 mod support;
+#[cfg(unix)]
+mod terminal;
 mod vectors;

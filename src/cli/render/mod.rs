@@ -12,6 +12,7 @@ use anyhow::Context;
 use backchannel::json_line::History;
 use backchannel::{Body, Event, GroupInfo, JsonLine, LoggedMessage, MessageId, PeerId};
 
+use super::editor::Known;
 use super::names::Names;
 use quiet::Shown;
 
@@ -33,6 +34,8 @@ pub struct Out {
     shown: Arc<Mutex<Shown>>,
     /// Where lines are written.
     sink: Arc<Mutex<Sink>>,
+    /// Rooms and message ids shown, for the line editor's completion.
+    known: Arc<Mutex<Known>>,
     /// This node (to tell whether a post mentions it).
     pub me: Option<PeerId>,
 }
@@ -50,6 +53,7 @@ impl Out {
             names: Arc::new(Mutex::new(names)),
             shown: Arc::default(),
             sink: Arc::new(Mutex::new(stdout)),
+            known: Arc::default(),
             me: None,
         }
     }
@@ -67,6 +71,7 @@ impl Out {
     /// Prints a line: as JSON, or as text for people when it tells them
     /// something (lines meant only for scripts print nothing for people).
     pub fn emit(&self, line: &JsonLine) {
+        self.known.lock().expect("known lock").learn(line);
         if self.json {
             self.write(&json::line(line));
             return;
@@ -141,6 +146,11 @@ impl Out {
             _ => return,
         };
         self.emit(&JsonLine::History(history));
+    }
+
+    /// The name book and what was shown, shared with the line editor.
+    pub fn for_editor(&self) -> (Arc<Mutex<Names>>, Arc<Mutex<Known>>) {
+        (self.names.clone(), self.known.clone())
     }
 
     /// The name book. The guard must not be held across an await: the
