@@ -446,3 +446,37 @@ async fn a_pasted_burst_reaches_everyone_in_full() {
     let sending = a.seen.iter().filter(|l| l.contains("sending")).count();
     assert_eq!(sending, 1, "one line while pacing, not one per second: {:#?}", a.seen);
 }
+
+/// Issue 13, item 3: posts a node missed while it was away came back with
+/// the next history sync only as a count ("30 new"). Recent ones (within
+/// the clock window) are shown like live posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_missed_while_away_are_shown_when_synced() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut bob = Human::run(&tmp.path().join("b"), &["--room", "lobby", "--name", "bob"]);
+    let (_, bob_addr) = bob.identity_and_addr().await;
+    let mut carol = Human::run(
+        &tmp.path().join("c"),
+        &["--room", "lobby", "--name", "carol", "--peer", &bob_addr],
+    );
+    carol.identity_and_addr().await;
+    bob.wait("carol here", |l| l.contains("* carol (") && l.ends_with("is here"))
+        .await;
+
+    let da = tmp.path().join("a");
+    let mut alice = Human::run(&da, &["--room", "lobby", "--name", "alice", "--peer", &bob_addr]);
+    alice.identity_and_addr().await;
+    alice.wait("connected", |l| l.starts_with("* connected to")).await;
+    alice.say("/quit").await;
+    alice.wait("stopped", |l| l.starts_with("stopped")).await;
+    alice.child.wait().await.expect("exit");
+
+    carol.say("while you were away").await;
+    bob.wait("carol's post", |l| l.ends_with(": while you were away")).await;
+
+    let mut alice = Human::run(&da, &["--peer", &bob_addr]);
+    let line = alice
+        .wait("carol's post, caught up", |l| l.ends_with(": while you were away"))
+        .await;
+    assert!(line.starts_with("[lobby] ") && line.contains("] carol ("), "{line}");
+}

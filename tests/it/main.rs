@@ -18,6 +18,7 @@ mod mesh;
 mod netns;
 mod never_panic;
 mod outbox;
+mod readme;
 mod requests;
 mod restart;
 mod rooms;
