@@ -330,6 +330,10 @@ async fn small_confirmations_say_what_happened() {
     assert!(e.contains("you are not in nowhere"), "{e}");
     a.say("/history").await;
     let post = a.wait("the post", |l| l.ends_with("alice (you): hello?")).await;
+    // /stats in words (F14: it was raw pretty JSON).
+    a.say("/stats").await;
+    a.wait("the counters", |l| l.starts_with("posts: 1 sent")).await;
+    a.wait("rejections", |l| l == "rejected: none").await;
     a.say(&format!("/unreact {} 🎉", bracket_id(&post))).await;
     let e = a.wait("an error", |l| l.starts_with("error:")).await;
     assert!(e.contains("you have not reacted"), "{e}");

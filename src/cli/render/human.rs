@@ -239,7 +239,45 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             };
             format!("[dm] {} {} → {}: {text}{state}", clock(*time), who(from), who(to))
         }
-        JsonLine::Stats { stats } => serde_json::to_string_pretty(stats).unwrap_or_default(),
+        JsonLine::Stats { stats: st } => {
+            let rejected = |m: &std::collections::BTreeMap<String, u64>, name: &dyn Fn(&str) -> String| {
+                if m.is_empty() {
+                    "none".to_string()
+                } else {
+                    m.iter()
+                        .map(|(k, v)| format!("{} {v}", name(k)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            };
+            let peer = |k: &str| k.parse().map_or_else(|_| k.to_owned(), |p: PeerId| who(&p));
+            [
+                format!(
+                    "posts: {} sent, {} received; room operations received: {}",
+                    st.posts_sent, st.hallway_received, st.room_ops_received
+                ),
+                format!(
+                    "DMs: {} sent, {} delivered, {} failed, {} received; requests refused: {}",
+                    st.dms_sent, st.dms_delivered, st.dms_failed, st.dms_received, st.requests_refused
+                ),
+                format!(
+                    "history syncs: {} started, {} completed; messages {} received, {} sent; bytes {} in, {} out",
+                    st.syncs_started,
+                    st.syncs_completed,
+                    st.synced_received,
+                    st.synced_sent,
+                    st.sync_bytes_in,
+                    st.sync_bytes_out
+                ),
+                format!(
+                    "duplicates: {}; dropped from blocked peers: {}; events dropped: {}",
+                    st.duplicates, st.dropped_blocked, st.events_dropped
+                ),
+                format!("rejected: {}", rejected(&st.rejected, &|k| k.to_owned())),
+                format!("rejected by peer: {}", rejected(&st.rejected_by_peer, &peer)),
+            ]
+            .join("\n")
+        }
         JsonLine::Help { text } => text.clone(),
         JsonLine::Hosting { room, addrs, .. } => {
             let dial = addrs
