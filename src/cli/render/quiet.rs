@@ -9,9 +9,10 @@ use backchannel::{JsonLine, MessageId};
 
 /// Lines about a DM held back until the DM's own line is shown. The
 /// command prints that line when the node has taken the DM, and the node's
-/// events about it can come a moment before; a DM this session never shows
-/// (a group op's, say) must not hold lines forever, so the oldest is let
-/// through beyond this many.
+/// events about it can come a moment before. A DM this session never shows
+/// (one carrying a group change, say) must not hold lines forever: beyond
+/// this many the oldest is dropped (with `--verbose`, printed late), as a
+/// stale receipt line out of context would only confuse; /outbox has it all.
 const HELD_MAX: usize = 64;
 
 /// Ids remembered per kind; the oldest are forgotten beyond this many (a
@@ -121,7 +122,7 @@ impl Shown {
                     // One `group_delivered` line per receipt says it.
                     verbose
                 } else if !self.announced.contains(&id) {
-                    return self.hold(id, line);
+                    return self.hold(id, line, verbose);
                 } else if matches!(line, JsonLine::Queued { .. }) {
                     // The first retry says the DM waits; the next ones only
                     // repeat it (/outbox shows them all).
@@ -135,10 +136,11 @@ impl Shown {
         if new || verbose { vec![line] } else { Vec::new() }
     }
 
-    fn hold(&mut self, id: MessageId, line: JsonLine) -> Vec<JsonLine> {
+    fn hold(&mut self, id: MessageId, line: JsonLine, verbose: bool) -> Vec<JsonLine> {
         self.held.push_back((id, line));
         if self.held.len() > HELD_MAX
             && let Some((_, oldest)) = self.held.pop_front()
+            && verbose
         {
             return vec![oldest];
         }
@@ -225,6 +227,12 @@ mod tests {
             let id = MessageId::from_bytes([i as u8; 32]);
             shown += s.admit(JsonLine::Delivered { id, to }, false).len();
         }
-        assert_eq!((shown, s.held.len()), (1, HELD_MAX));
+        assert_eq!((shown, s.held.len()), (0, HELD_MAX), "the oldest is dropped");
+        let id = MessageId::from_bytes([200; 32]);
+        assert_eq!(
+            s.admit(JsonLine::Delivered { id, to }, true).len(),
+            1,
+            "verbose prints it late"
+        );
     }
 }
