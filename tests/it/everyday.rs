@@ -363,6 +363,13 @@ fn data_directory_errors_give_advice() {
     let cause = "Not a directory";
     assert_eq!(err.matches(cause).count(), 1, "the cause once: {err}");
 
+    // A bad --peer is found before an identity is made for a node that
+    // never runs.
+    let fresh = tmp.path().join("fresh");
+    let (ok, err) = run(&fresh, &["run", "--no-mdns", "--peer", "/ip4/127.0.0.1/tcp/4001"]);
+    assert!(!ok && err.contains("/p2p/"), "{err}");
+    assert!(!fresh.join("identity.key").exists());
+
     // A log whose key is gone.
     let dir = tmp.path().join("old");
     std::fs::create_dir_all(dir.join("log")).expect("mkdir");
@@ -483,4 +490,25 @@ async fn posts_missed_while_away_are_shown_when_synced() {
         .wait("carol's post, caught up", |l| l.ends_with(": while you were away"))
         .await;
     assert!(line.starts_with("[lobby] ") && line.contains("] carol ("), "{line}");
+}
+
+/// Issue 13, item 10 (and the report's F10): `history` on the data
+/// directory of a running node printed sled's lock error twice. It says the
+/// node is running and where to read its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_of_a_running_node_says_so() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("a");
+    let mut a = Human::run(&dir, &["--room", "lobby"]);
+    a.identity_and_addr().await;
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("history")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is running") && err.contains("/history"), "{err}");
+    assert!(!err.contains("IO error"), "{err}");
 }
