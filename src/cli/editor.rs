@@ -28,6 +28,10 @@ use super::render::Sink;
 /// Message ids offered for completion: the latest ones seen.
 const RECENT_IDS: usize = 200;
 
+/// How long the editor waits for a line to be handled before it shows the
+/// prompt again anyway (a slow command must not block typing).
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Lines typed in the editor, in history at most (in memory).
 const HISTORY_LINES: usize = 1000;
 
@@ -159,13 +163,15 @@ fn command_names() -> Vec<String> {
 
 /// Starts the editor on its own thread: typed lines go to `lines`, and the
 /// returned sink prints above the prompt. Ctrl-C and Ctrl-D send `/quit`
-/// (in a raw terminal Ctrl-C is a key, not a signal). `prompt` is read
-/// before each line, so it follows the current room.
+/// (in a raw terminal Ctrl-C is a key, not a signal). After a line it waits
+/// for `ready` (the line was handled, at most [`READY_WAIT`]) and reads
+/// `prompt` again, so the prompt follows the current room.
 pub fn start(
     names: Arc<Mutex<Names>>,
     known: Arc<Mutex<Known>>,
     prompt: Arc<Mutex<String>>,
     lines: mpsc::Sender<String>,
+    ready: std::sync::mpsc::Receiver<()>,
 ) -> anyhow::Result<Sink> {
     let config = rustyline::Config::builder()
         .max_history_size(HISTORY_LINES)?
@@ -209,6 +215,7 @@ pub fn start(
             if lines.blocking_send(line).is_err() || quit {
                 break;
             }
+            let _ = ready.recv_timeout(READY_WAIT);
         }
     });
     Ok(sink)

@@ -56,11 +56,14 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // A plain thread reads stdin (or runs the line editor in a terminal): a
     // blocking read must not hold up shutdown.
     let (lines_tx, mut lines) = mpsc::channel::<String>(STDIN_CAPACITY);
-    let prompt = Arc::new(Mutex::new(String::new()));
+    let prompt = Arc::new(Mutex::new(prompt_for(&out, current.as_ref())));
+    // The editor reads the next line once the last one was handled, so that
+    // its prompt shows the room a /join or /room just made current.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let _terminal = if editor::wanted(args.json) {
         let terminal = editor::TerminalGuard::save();
         let (names, known) = out.for_editor();
-        out.set_sink(editor::start(names, known, prompt.clone(), lines_tx)?);
+        out.set_sink(editor::start(names, known, prompt.clone(), lines_tx, ready_rx)?);
         Some(terminal)
     } else {
         std::thread::spawn(move || {
@@ -75,7 +78,6 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut session = Session { handle, out, current };
-    *prompt.lock().expect("prompt lock") = prompt_for(&session);
     let mut sigterm = terminate_signal()?;
     let mut stdin_open = true;
     loop {
@@ -97,7 +99,8 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 },
             },
         }
-        *prompt.lock().expect("prompt lock") = prompt_for(&session);
+        *prompt.lock().expect("prompt lock") = prompt_for(&session.out, session.current.as_ref());
+        let _ = ready_tx.send(());
     }
     session.handle.shutdown().await;
     printer.abort();
@@ -106,9 +109,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The editor's prompt: the current room, where plain text goes.
-fn prompt_for(s: &Session) -> String {
-    match &s.current {
-        Some(room) => format!("[{}] ", s.out.names().room(room)),
+fn prompt_for(out: &Out, current: Option<&Room>) -> String {
+    match current {
+        Some(room) => format!("[{}] ", out.names().room(room)),
         None => "> ".into(),
     }
 }

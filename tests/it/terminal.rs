@@ -145,10 +145,16 @@ async fn the_prompt_survives_arriving_messages_and_tab_completes_a_nickname() {
     let dm = bob.wait("the DM", |v| is(v, "dm")).await;
     assert_eq!(dm["text"], "psst");
 
+    // The prompt follows the current room.
+    tmux.type_text("/join music");
+    tmux.key("Enter");
+    tmux.wait("the new room's prompt", |s| s.last().is_some_and(|l| l == "[music]"))
+        .await;
+
     // Up recalls the last line from the history.
     tmux.key("Up");
     tmux.wait("the recalled line", |s| {
-        s.last().is_some_and(|l| l == "[lobby] /dm bobby psst")
+        s.last().is_some_and(|l| l == "[music] /join music")
     })
     .await;
 }
