@@ -29,6 +29,8 @@ fn run(which: &str) -> Value {
             s.hallway.duration_s = SECS;
             s.dm.pairs = 1;
             s.dm.window = WINDOW;
+            // As fast as the window allows.
+            s.dm.rate = 0.0;
             s.dm.size = 200;
             s.group_commit = which == "backchannel";
             // A throughput measurement: no rate limits.

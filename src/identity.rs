@@ -31,6 +31,19 @@ pub enum IdentityError {
     /// There is no key file; `backchannel init` creates one.
     #[error("no identity at {}: run `backchannel init` to create one", .0.display())]
     Missing(PathBuf),
+    /// The data directory cannot be created, or made private (0700).
+    #[error(
+        "cannot use {} as the data directory (it must be a directory this user can create, \
+         write and make private); choose another with --data-dir",
+        path.display()
+    )]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The key file exists but does not hold an ed25519 keypair.
     #[error("identity file {} is corrupt ({reason}); it was left untouched", path.display())]
     Corrupt {
@@ -47,8 +60,9 @@ pub enum IdentityError {
         /// Its permission bits.
         mode: u32,
     },
-    /// Reading or writing the key file failed.
-    #[error("cannot access identity file {}: {source}", path.display())]
+    /// Reading or writing the key file failed. (The cause is the source,
+    /// not part of this text: `{:#}` prints it once.)
+    #[error("cannot read or write the identity file {}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -105,6 +119,13 @@ impl Identity {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(IdentityError::Missing(path)),
+            // The data directory is a file, or lies under one.
+            Err(source) if source.kind() == io::ErrorKind::NotADirectory => {
+                return Err(IdentityError::DataDir {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
             Err(source) => return Err(IdentityError::Io { path, source }),
         };
         check_private(&path)?;
@@ -122,7 +143,10 @@ impl Identity {
             let path = path.to_path_buf();
             move |source| IdentityError::Io { path, source }
         };
-        create_private_dir(dir).map_err(io_err(dir))?;
+        create_private_dir(dir).map_err(|source| IdentityError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join(KEY_FILE);
         let tmp = dir.join(format!("{KEY_FILE}.tmp"));
         let encoded = self.keypair.to_protobuf_encoding().expect("ed25519 keys encode");

@@ -74,6 +74,14 @@ pub enum JsonLine {
         #[serde(with = "as_text")]
         id: MessageId,
     },
+    /// [`Event::PostsWaiting`]: own posts waiting for their pace.
+    PostsWaiting {
+        /// The room.
+        #[serde(with = "as_text")]
+        room: Room,
+        /// Posts still waiting (0: all sent).
+        waiting: usize,
+    },
     /// [`Event::Hallway`]: a post in a room's hallway.
     Hallway {
         /// The room.
@@ -143,6 +151,17 @@ pub enum JsonLine {
         received: usize,
         /// Posts and operations sent.
         sent: usize,
+    },
+    /// [`Event::DialFailed`]: a connection this node tried to open failed.
+    DialFailed {
+        /// The peer it was meant to reach.
+        #[serde(with = "as_text::option", default)]
+        peer: Option<PeerId>,
+        /// The address that failed.
+        #[serde(with = "as_text::option", default)]
+        addr: Option<Multiaddr>,
+        /// Why.
+        reason: String,
     },
     /// [`Event::Dm`]: a direct message (or a DM reaction) to this node.
     Dm {
@@ -689,6 +708,9 @@ pub enum History {
         direction: Direction,
         /// For a sent DM: where its delivery stands.
         delivery: Delivery,
+        /// A reaction to a message of the conversation (the text is empty).
+        #[serde(default)]
+        reaction: Option<Reaction>,
     },
 }
 
@@ -771,6 +793,7 @@ impl History {
                 time: dm.time_ms,
                 direction,
                 delivery: m.delivery.clone(),
+                reaction: dm.reaction.clone(),
             },
             _ => return None,
         })
@@ -830,6 +853,8 @@ impl JsonLine {
                 received,
                 sent,
             },
+            Event::DialFailed { peer, addr, reason } => JsonLine::DialFailed { peer, addr, reason },
+            Event::PostsWaiting { room, waiting } => JsonLine::PostsWaiting { room, waiting },
             Event::Dm { id, from, dm, request } => JsonLine::Dm {
                 from,
                 to: dm.recipient,
@@ -965,6 +990,8 @@ impl JsonLine {
                 received,
                 sent,
             },
+            JsonLine::DialFailed { peer, addr, reason } => Event::DialFailed { peer, addr, reason },
+            JsonLine::PostsWaiting { room, waiting } => Event::PostsWaiting { room, waiting },
             JsonLine::Dm {
                 from,
                 to,
@@ -1328,17 +1355,21 @@ mod tests {
             (
                 (peer(), peer(), nick(), id(), text(), any::<u64>()),
                 direction(),
-                delivery
+                delivery,
+                proptest::option::of(reaction()),
             )
-                .prop_map(|((from, to, nick, id, text, time), direction, delivery)| History::Dm {
-                    from,
-                    to,
-                    nick,
-                    id,
-                    text,
-                    time,
-                    direction,
-                    delivery
+                .prop_map(|((from, to, nick, id, text, time), direction, delivery, reaction)| {
+                    History::Dm {
+                        from,
+                        to,
+                        nick,
+                        id,
+                        text,
+                        time,
+                        direction,
+                        delivery,
+                        reaction,
+                    }
                 }),
         ]
         .boxed()
@@ -1460,6 +1491,12 @@ mod tests {
                     received,
                     sent,
                 })
+                .boxed(),
+            (room(), any::<usize>())
+                .prop_map(|(room, waiting)| L::PostsWaiting { room, waiting })
+                .boxed(),
+            (proptest::option::of(peer()), proptest::option::of(addr()), text())
+                .prop_map(|(peer, addr, reason)| L::DialFailed { peer, addr, reason })
                 .boxed(),
             (
                 (peer(), peer(), nick(), id(), text(), any::<u64>()),

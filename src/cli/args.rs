@@ -169,6 +169,10 @@ pub struct RunArgs {
     /// The web app's port on 127.0.0.1 [default: a free one].
     #[arg(long, value_name = "PORT", requires = "ui")]
     pub ui_port: Option<u16>,
+    /// Show every line: routine history syncs, each DM retry, repeated
+    /// connection failures, peers' subscriptions, full room ids.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// `backchannel serve`
@@ -267,6 +271,8 @@ impl RunArgs {
         config.help_others = !self.no_help;
         config.public = self.public;
         config.mdns = !self.no_mdns;
+        // A person expects the rooms they /join to be there next time.
+        config.remember_rooms = true;
         config.nick = self.name.clone();
         config.rooms = self
             .rooms

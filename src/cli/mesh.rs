@@ -34,11 +34,34 @@ pub async fn run(args: &MeshArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // A run that lost or duplicated messages is a failure for scripts.
-    let ok = report.delivered == report.expected
-        && report.duplicates == 0
-        && report.dm.failed == 0
-        && report.dm.delivered == report.dm.sent;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if failures(&report).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// What went wrong in a run, in words; empty if nothing did.
+fn failures(r: &Report) -> Vec<String> {
+    let mut why = Vec::new();
+    if r.delivered < r.expected {
+        why.push(format!(
+            "{} of {} expected deliveries missing",
+            r.expected - r.delivered,
+            r.expected
+        ));
+    }
+    if r.duplicates > 0 {
+        why.push(format!("{} duplicates", r.duplicates));
+    }
+    if r.dm.failed > 0 {
+        why.push(format!("{} DMs failed", r.dm.failed));
+    }
+    let open = r.dm.sent.saturating_sub(r.dm.delivered + r.dm.failed);
+    if open > 0 {
+        why.push(format!("{open} DMs without a receipt at the end"));
+    }
+    why
 }
 
 fn progress_line(p: &Progress) {
@@ -123,5 +146,14 @@ fn print_table(r: &Report) {
         .collect();
     if !short.is_empty() {
         row("nodes missing posts", short.join(", "));
+    }
+    let why = failures(r);
+    if why.is_empty() {
+        row(
+            "verdict",
+            "ok: every expected delivery, no duplicates, every DM delivered".into(),
+        );
+    } else {
+        row("verdict", format!("FAILED (exit code 3): {}", why.join(", ")));
     }
 }

@@ -3,6 +3,7 @@
 //! - `args`: the clap types, and the one place they become library types;
 //! - `identity`: `init` and `id`;
 //! - `run`: `backchannel run`, the loop that reads `/commands` and prints events;
+//! - `editor`: the line editor `run` uses in a terminal (prompt, history, tab);
 //! - `commands/`: one file per family of `/commands`; `commands::execute`
 //!   only delegates;
 //! - `render/`: how a [`backchannel::JsonLine`] is shown, as text for people
@@ -13,6 +14,7 @@
 
 mod args;
 mod commands;
+mod editor;
 mod history;
 mod identity;
 mod mesh;

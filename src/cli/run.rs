@@ -4,15 +4,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use backchannel::api::{Api, ApiConfig};
 use backchannel::command::{self, Command};
-use backchannel::{Handle, Identity, IdentityError, JsonLine, Node};
+use backchannel::multiaddr::Protocol;
+use backchannel::{Handle, HistoryQuery, Identity, IdentityError, JsonLine, Multiaddr, Node, PeerId, Room};
 use tokio::sync::mpsc;
 
 use super::args::{Cli, RunArgs, ServeArgs};
 use super::commands::{self, Session};
+use super::editor;
 use super::render::Out;
 
 /// Lines typed ahead of the node; the reader thread waits when it is full.
@@ -20,13 +23,13 @@ const STDIN_CAPACITY: usize = 64;
 
 /// `backchannel run`
 pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let mut out = Out::new(args.json);
+    let mut out = Out::new(args.json, args.verbose);
     let dir = cli.data_dir()?;
+    let config = args.config(dir.clone())?;
+    ensure_ports_free(&config.listen)?;
     let identity = identity_for_run(&dir, &out)?;
-    out.me = Some(identity.peer_id());
-    let config = args.config(dir)?;
-    let current = config.rooms.first().cloned();
-    let joined = config.rooms.clone();
+    out.set_me(identity.peer_id(), args.name.as_deref());
+    let first = config.rooms.first().cloned();
     let nick = config.nick.clone();
     let api_dir = config.data_dir.clone();
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
@@ -41,8 +44,16 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
         },
         false => None,
     };
-    out.set_petnames(handle.contacts().await?);
+    learn_names(&handle, &out).await?;
     out.emit(&JsonLine::Identity { peer: handle.peer_id() });
+    // The rooms of --room, and those remembered from the last run.
+    let joined: Vec<Room> = handle
+        .rooms()
+        .await?
+        .iter()
+        .filter_map(|r| Room::new(r.room.as_str()).ok())
+        .collect();
+    let current = first.or_else(|| joined.first().cloned());
     for room in joined {
         out.emit(&JsonLine::Joined { room });
     }
@@ -64,16 +75,29 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
         })
     };
 
-    // A plain thread reads stdin: a blocking read must not hold up shutdown.
+    // A plain thread reads stdin (or runs the line editor in a terminal): a
+    // blocking read must not hold up shutdown.
     let (lines_tx, mut lines) = mpsc::channel::<String>(STDIN_CAPACITY);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.blocking_send(line).is_err() {
-                break;
+    let prompt = Arc::new(Mutex::new(prompt_for(&out, current.as_ref())));
+    // The editor reads the next line once the last one was handled, so that
+    // its prompt shows the room a /join or /room just made current.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let _terminal = if editor::wanted(args.json) {
+        let terminal = editor::TerminalGuard::save();
+        let (names, known) = out.for_editor();
+        out.set_sink(editor::start(names, known, prompt.clone(), lines_tx, ready_rx)?);
+        Some(terminal)
+    } else {
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.blocking_send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+        None
+    };
 
     let mut session = Session { handle, out, current };
     let mut sigterm = terminate_signal()?;
@@ -97,6 +121,8 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 },
             },
         }
+        *prompt.lock().expect("prompt lock") = prompt_for(&session.out, session.current.as_ref());
+        let _ = ready_tx.send(());
     }
     if let Some(api) = &api {
         api.shutdown().await;
@@ -111,10 +137,11 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
 /// prints its addresses (give one to participants as `--bootstrap`) and
 /// what happens to it; it reads no commands.
 pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let out = Out::new(args.json);
+    let out = Out::new(args.json, false);
     let dir = cli.data_dir()?;
+    let config = args.config(dir.clone())?;
+    ensure_ports_free(&config.listen)?;
     let identity = identity_for_run(&dir, &out)?;
-    let config = args.config(dir)?;
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the helper")?;
     out.emit(&JsonLine::Identity { peer: handle.peer_id() });
     let printer = {
@@ -144,6 +171,43 @@ async fn start_api(handle: &Handle, dir: PathBuf, nick: Option<String>, port: Op
     Api::start(handle.clone(), config).await.context("starting the web app")
 }
 
+/// The editor's prompt: the current room, where plain text goes.
+fn prompt_for(out: &Out, current: Option<&Room>) -> String {
+    match current {
+        Some(room) => format!("[{}] ", out.names().room(room)),
+        None => "> ".into(),
+    }
+}
+
+/// What the log knows of names, so that people keep theirs across a
+/// restart: contacts' petnames, the nicknames on the latest messages of each
+/// conversation and joined room, group names. DMs still in the outbox are
+/// from an earlier run: their lines show as they come.
+async fn learn_names(handle: &Handle, out: &Out) -> anyhow::Result<()> {
+    /// Messages read per conversation or room: the latest name is enough.
+    const RECENT: usize = 200;
+    let contacts = handle.contacts().await?;
+    let mut peers: Vec<PeerId> = contacts.iter().map(|(p, _)| *p).collect();
+    peers.extend(handle.requests().await?.into_iter().map(|r| r.peer));
+    for peer in peers {
+        for m in handle.history(HistoryQuery::Peer(peer), RECENT).await? {
+            out.names().learn_logged(&m);
+        }
+    }
+    for info in handle.rooms().await? {
+        let Ok(room) = Room::new(info.room.as_str()) else {
+            continue;
+        };
+        for post in handle.room_view(&room, RECENT).await? {
+            out.names().nick(post.author, post.nick.as_deref());
+        }
+    }
+    out.set_petnames(contacts);
+    out.set_groups(&handle.groups().await?);
+    out.announce(handle.outbox().await?.iter().map(|e| e.id));
+    Ok(())
+}
+
 /// Loads the identity for `run`. A data directory that has never been used
 /// gets a new identity (announced); one that has a log but no key is an
 /// error, because a new key would not be the author of that log.
@@ -157,8 +221,46 @@ fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<Identity> {
             });
             Ok(identity)
         }
+        Err(IdentityError::Missing(path)) => bail!(
+            "{} has a log but no identity key ({}): the key that wrote that log is gone. \
+             Put its identity.key back (from a backup), or use another --data-dir; \
+             a new key would not be the author of this log",
+            dir.display(),
+            path.display()
+        ),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Fails if a `--listen` address names a TCP port another socket already
+/// listens on. libp2p marks its listening sockets SO_REUSEPORT, so a second
+/// node on a taken port would start without error and take part of the
+/// first node's incoming connections. A plain bind (without SO_REUSEPORT)
+/// fails on a taken port, so it tells; it is closed again at once. Port 0
+/// (any free port) needs no check.
+fn ensure_ports_free(listen: &[Multiaddr]) -> anyhow::Result<()> {
+    for addr in listen {
+        let mut ip = None;
+        let mut port = None;
+        for p in addr.iter() {
+            match p {
+                Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+                Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+                Protocol::Tcp(p) if p != 0 => port = Some(p),
+                _ => {}
+            }
+        }
+        let (Some(ip), Some(port)) = (ip, port) else { continue };
+        if let Err(e) = std::net::TcpListener::bind((ip, port))
+            && e.kind() == std::io::ErrorKind::AddrInUse
+        {
+            bail!(
+                "--listen {addr}: port {port} is already in use (another node?); \
+                 choose another port, or /tcp/0 for any free one"
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

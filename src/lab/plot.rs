@@ -85,13 +85,16 @@ pub fn cdf_svg(title: &str, series: &[(String, Vec<f64>)]) -> String {
             svg,
             r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>"#
         );
-        let ly = TOP + 16.0 + 18.0 * i as f64;
+        // The legend sits in the bottom right corner: a CDF of latencies
+        // rises at once and runs along the top to the slowest delivery, so
+        // the top right is where the curve is and the bottom right is empty.
+        let ly = legend_y(i, series.len());
         let _ = write!(
             svg,
             r#"<line x1="{lx}" y1="{ly}" x2="{lx2}" y2="{ly}" stroke="{colour}" stroke-width="3"/><text x="{tx}" y="{ty}">{label}</text>"#,
-            lx = LEFT + pw - 260.0,
-            lx2 = LEFT + pw - 236.0,
-            tx = LEFT + pw - 230.0,
+            lx = LEGEND_X,
+            lx2 = LEGEND_X + 24.0,
+            tx = LEGEND_X + 30.0,
             ty = ly + 4.0,
             label = escape(label)
         );
@@ -99,6 +102,14 @@ pub fn cdf_svg(title: &str, series: &[(String, Vec<f64>)]) -> String {
     svg.push_str("</svg>\n");
     svg
 }
+
+/// The baseline of legend row `i` of `n`.
+fn legend_y(i: usize, n: usize) -> f64 {
+    H - BOTTOM - 12.0 - 18.0 * (n - 1 - i) as f64
+}
+
+/// Where the legend starts, from the left edge.
+const LEGEND_X: f64 = W - RIGHT - 260.0;
 
 fn nice_ceiling(v: f64) -> f64 {
     let magnitude = 10f64.powf(v.log10().floor());
@@ -131,5 +142,26 @@ mod tests {
         assert!(svg.contains("t &lt;1&gt;"));
         assert_eq!(nice_ceiling(7.3), 10.0);
         assert_eq!(nice_ceiling(0.9), 1.0);
+    }
+
+    /// Issue 13, item 10: the legend covered the curve. A latency CDF (many
+    /// fast deliveries, a tail of slow ones) stays clear of the legend's box.
+    #[test]
+    fn the_legend_does_not_cover_the_curve() {
+        let mut values: Vec<f64> = (0..990).map(|i| 2.0 + (i % 10) as f64).collect();
+        values.extend((0..10).map(|i| 20.0 + 10.0 * i as f64));
+        let svg = cdf_svg("t", &[("run (10 nodes, p99 12 ms)".into(), values)]);
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .and_then(|p| p.split('"').next())
+            .expect("a polyline");
+        let (top, bottom) = (legend_y(0, 1) - 14.0, legend_y(0, 1) + 6.0);
+        for point in points.split(' ') {
+            let (px, py) = point.split_once(',').expect("x,y");
+            let (px, py): (f64, f64) = (px.parse().expect("x"), py.parse().expect("y"));
+            let inside = (LEGEND_X..=W - RIGHT).contains(&px) && (top..=bottom).contains(&py);
+            assert!(!inside, "the curve at ({px}, {py}) runs under the legend");
+        }
     }
 }

@@ -57,7 +57,7 @@ pub struct HallwayTraffic {
 pub struct DmTraffic {
     /// Sender/recipient pairs (seeded); 0 disables DM traffic.
     pub pairs: usize,
-    /// DMs per second per pair (0: as fast as the window allows).
+    /// DMs per second per pair (0: as fast as the window allows) [default: 50].
     pub rate: f64,
     /// DMs in flight per pair (sent, no receipt yet).
     pub window: usize,
@@ -139,7 +139,12 @@ impl Default for DmTraffic {
     fn default() -> Self {
         Self {
             pairs: 0,
-            rate: 0.0,
+            // 50 DMs a second per pair: a busy chat, and well under the
+            // 200 a second a node accepts from one peer (Limits), so a run
+            // with default settings measures delivery, not refusals.
+            // Throughput runs set 0 (as fast as the window allows) and turn
+            // the limits off.
+            rate: 50.0,
             window: 64,
             size: 200,
         }

@@ -40,6 +40,9 @@ pub(super) const MAX_OUTBOX: usize = 10_000;
 
 /// The store setting that remembers `/requests on|off`.
 const REQUESTS_SETTING: &str = "requests";
+/// The setting that lists the rooms this node is in, one per line
+/// (`Config::remember_rooms`).
+const ROOMS_SETTING: &str = "rooms";
 
 /// How often unsent posts are retried and lost peers checked for redial.
 const TICK: Duration = Duration::from_secs(1);
@@ -128,6 +131,10 @@ pub(crate) struct EventLoop {
     accept_requests: bool,
     /// Whether presence is tracked (`Config::presence`).
     presence_on: bool,
+    /// Whether joins and leaves are kept in the log (`Config::remember_rooms`).
+    remember_rooms: bool,
+    /// Own posts waiting for their pace per room, as last reported.
+    waiting: HashMap<Room, usize>,
     /// History sync sessions and their limits.
     syncs: sync::Syncs,
     history_window_ms: u64,
@@ -215,7 +222,26 @@ impl EventLoop {
         }
         let mut rooms = Rooms::new();
         let mut reach = Reach::default();
-        for room in &config.rooms {
+        let mut start_rooms = config.rooms.clone();
+        if config.remember_rooms {
+            for room in remembered_rooms(&store)? {
+                if !start_rooms.contains(&room) {
+                    start_rooms.push(room);
+                }
+            }
+        }
+        if config.remember_rooms {
+            store.set_setting(
+                ROOMS_SETTING,
+                start_rooms
+                    .iter()
+                    .map(Room::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .as_bytes(),
+            )?;
+        }
+        for room in &start_rooms {
             if let Some(topic) = rooms.join(room, hallway::load_rules(&store, room)) {
                 let gossip = &mut swarm.behaviour_mut().gossipsub;
                 let _ = gossip.subscribe(&topic);
@@ -249,6 +275,8 @@ impl EventLoop {
             contacts,
             accept_requests,
             presence_on: config.presence,
+            remember_rooms: config.remember_rooms,
+            waiting: HashMap::new(),
             syncs: sync::Syncs::default(),
             history_window_ms: config.history_window.as_millis() as u64,
             history_max: config.history_max,
@@ -554,6 +582,7 @@ impl EventLoop {
             .subscribe(&topic)
             .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
         let _ = gossip.set_topic_params(topic.clone(), crate::protocol::chat_topic_params());
+        self.remember_room(room, true);
         // Peers already in the room subscribed before we listened for it.
         let present = self.room_peers_of(room);
         for peer in present {
@@ -572,6 +601,7 @@ impl EventLoop {
         if self.presence_on && self.rooms.get(room).is_some() {
             self.announce(room, true);
         }
+        self.remember_room(room, false);
         // Everything about the room is in its `JoinedRoom`, but for the
         // history sync sessions with its peers.
         self.syncs.leave(room);
@@ -779,9 +809,17 @@ impl EventLoop {
         }
     }
 
-    /// Publishes the posts waiting in a room, in order, until one fails.
+    /// Publishes the posts waiting in a room, in order, until one fails or
+    /// this node's pace (`Limiters::own_posts`) says to wait for the next tick.
     fn send_unsent(&mut self, room: &Room) {
-        while let Some(unsent) = self.rooms.get_mut(room).and_then(JoinedRoom::pop_unsent) {
+        loop {
+            let waiting = self.rooms.get(room).map_or(0, JoinedRoom::unsent_len);
+            if waiting == 0 || self.room_peers_of(room).is_empty() || !self.limiters.own_posts.allow(&(), now_ms()) {
+                break;
+            }
+            let Some(unsent) = self.rooms.get_mut(room).and_then(JoinedRoom::pop_unsent) else {
+                break;
+            };
             let id = unsent.id;
             match self.publish(room, unsent) {
                 Ok(()) => self.emit(Event::PostSent { room: room.clone(), id }),
@@ -871,6 +909,13 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
+                if let Some((addr, reason)) = dial_failure(&error) {
+                    self.emit(Event::DialFailed {
+                        peer: peer_id,
+                        addr,
+                        reason,
+                    });
+                }
             }
             _ => {}
         }
@@ -1229,6 +1274,7 @@ impl EventLoop {
         for room in self.rooms.with_unsent() {
             self.send_unsent(&room);
         }
+        self.report_waiting();
         self.presence_tick();
         self.periodic_sync();
         self.collect_oversize();
@@ -1240,6 +1286,33 @@ impl EventLoop {
         }
         self.redial();
         self.reach_tick();
+    }
+
+    /// Says how many of this node's posts wait for their pace in each room
+    /// that has peers (a room without peers waits for them instead), when
+    /// the number changed since the last tick: "sending 30 more".
+    fn report_waiting(&mut self) {
+        let mut now: HashMap<Room, usize> = HashMap::new();
+        for (room, joined) in self.rooms.iter() {
+            if joined.unsent_len() > 0 && !self.room_peers_of(room).is_empty() {
+                now.insert(room.clone(), joined.unsent_len());
+            }
+        }
+        let mut changes: Vec<(Room, usize)> = now
+            .iter()
+            .filter(|(room, n)| self.waiting.get(*room) != Some(*n))
+            .map(|(room, n)| (room.clone(), *n))
+            .collect();
+        changes.extend(
+            self.waiting
+                .keys()
+                .filter(|room| !now.contains_key(*room) && self.rooms.get(room).is_some())
+                .map(|room| (room.clone(), 0)),
+        );
+        self.waiting = now;
+        for (room, waiting) in changes {
+            self.emit(Event::PostsWaiting { room, waiting });
+        }
     }
 
     /// Dials configured peers that are not connected, at most once per
@@ -1263,6 +1336,68 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// The rooms the log says this node is in (`Config::remember_rooms`), in the
+/// order they were joined. A line that is not a room id is skipped.
+fn remembered_rooms(store: &Store) -> Result<Vec<Room>, NodeError> {
+    let Some(bytes) = store.setting(ROOMS_SETTING)? else {
+        return Ok(Vec::new());
+    };
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| Room::new(line).ok())
+        .collect())
+}
+
+impl EventLoop {
+    /// Keeps a join or a leave in the log, if rooms are remembered. A failed
+    /// write only costs the room on the next start, so it is logged, not
+    /// returned.
+    fn remember_room(&mut self, room: &Room, joined: bool) {
+        if !self.remember_rooms {
+            return;
+        }
+        let result = remembered_rooms(&self.store).and_then(|mut rooms| {
+            rooms.retain(|r| r != room);
+            if joined {
+                rooms.push(room.clone());
+            }
+            let list: Vec<&str> = rooms.iter().map(Room::as_str).collect();
+            Ok(self.store.set_setting(ROOMS_SETTING, list.join("\n").as_bytes())?)
+        });
+        if let Err(e) = result {
+            tracing::warn!(%room, "cannot remember the room: {e}");
+        }
+    }
+}
+
+/// What a failed dial says to a person: the address that failed and the
+/// innermost cause ("Connection refused (os error 111)"), not libp2p's nested
+/// text. None for dials that were dropped on purpose.
+fn dial_failure(error: &libp2p::swarm::DialError) -> Option<(Option<Multiaddr>, String)> {
+    use libp2p::swarm::DialError;
+    // The innermost error says what went wrong; the outer ones only wrap it.
+    fn root(mut e: &(dyn std::error::Error + 'static)) -> String {
+        while let Some(inner) = e.source() {
+            e = inner;
+        }
+        e.to_string()
+    }
+    Some(match error {
+        DialError::DialPeerConditionFalse(_) | DialError::Aborted => return None,
+        DialError::LocalPeerId { address } => (Some(address.clone()), "that is this node's own address".into()),
+        DialError::NoAddresses => (None, "no address is known for it".into()),
+        DialError::WrongPeerId { obtained, address } => (
+            Some(address.clone()),
+            format!("another node ({obtained}) answers at that address"),
+        ),
+        DialError::Denied { cause } => (None, root(cause)),
+        DialError::Transport(errors) => {
+            let (addr, e) = errors.first()?;
+            (Some(addr.clone()), root(e))
+        }
+    })
 }
 
 /// A uniformly random u64 (presence timing).

@@ -158,6 +158,10 @@ pub(crate) struct Limiters {
     /// 100): a flood is counted in full in `Stats`, but must not crowd the
     /// application's event queue.
     pub(crate) reject_events: Limiter<()>,
+    /// This node's own hallway posts: paced under what its peers accept
+    /// from one author (`posts_per_author`), so that a pasted paragraph
+    /// reaches them in full instead of being cut at their limit.
+    pub(crate) own_posts: Limiter<()>,
     pub(crate) penalties: Penalties,
 }
 
@@ -170,9 +174,19 @@ impl Limiters {
             gossip: Limiter::new(limits.gossip_per_peer),
             sync: Limiter::new(limits.sync_per_peer),
             reject_events: Limiter::new(Rate::new(20.0, 100.0)),
+            own_posts: Limiter::new(own_pace(limits.posts_per_author)),
             penalties: Penalties::default(),
         }
     }
+}
+
+/// The pace of this node's own posts under the network's per-author limit:
+/// 90 % of its rate and 80 % of its burst. Receivers see the posts later
+/// than they were sent, and unevenly (a forwarder may hold some back, then
+/// pass them on together); the margin absorbs that, so they are not cut.
+/// It assumes peers use the same limits (the defaults).
+pub(crate) fn own_pace(network: Rate) -> Rate {
+    Rate::new(network.per_s * 0.9, (network.burst * 0.8).floor().max(1.0))
 }
 
 /// Penalty points per rate-limit violation a peer caused.

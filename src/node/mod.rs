@@ -83,6 +83,11 @@ pub struct Config {
     pub nick: Option<String>,
     /// Rooms joined at start.
     pub rooms: Vec<Room>,
+    /// Remember the rooms joined and left, in the log: a node started again
+    /// rejoins the rooms it was in (besides `rooms`), and not the ones it
+    /// left. Off by default, so that a library user or a test starts in
+    /// exactly `rooms`; `backchannel run` turns it on.
+    pub remember_rooms: bool,
     /// Gossipsub message authentication; see [`GossipAuth`].
     pub gossip_auth: GossipAuth,
     /// How long a DM waits for its receipt before it fails. 10 s covers a
@@ -176,6 +181,7 @@ impl Config {
             mdns: true,
             nick: None,
             rooms: Vec::new(),
+            remember_rooms: false,
             gossip_auth: GossipAuth::default(),
             dm_timeout: Duration::from_secs(10),
             redial_interval: Duration::from_secs(5),
@@ -239,6 +245,16 @@ pub enum Event {
         room: Room,
         /// The post.
         id: MessageId,
+    },
+    /// This node's own posts wait to go out at the pace its peers accept
+    /// from one author (5 a second by default): `waiting` are left in the
+    /// room; 0 when all are sent. Reported at most once a second, when the
+    /// number changes.
+    PostsWaiting {
+        /// The room.
+        room: Room,
+        /// Posts still waiting.
+        waiting: usize,
     },
     /// A verified hallway post from another participant, now in the log.
     Hallway {
@@ -400,6 +416,18 @@ pub enum Event {
         /// Messages this node sent to the peer because it lacked them.
         sent: usize,
     },
+    /// A connection this node tried to open failed: a `--peer` or `/dial`
+    /// address that is wrong or down, a peer whose known addresses are all
+    /// stale. Dials that are given up on purpose (already connected, already
+    /// dialling) are not reported.
+    DialFailed {
+        /// The peer it was meant to reach, if the dial named one.
+        peer: Option<PeerId>,
+        /// The address that failed, if the error names one.
+        addr: Option<Multiaddr>,
+        /// Why, in words.
+        reason: String,
+    },
     /// Bytes from a peer were rejected (and counted in [`Stats`]).
     Rejected {
         /// The peer that sent them (for gossip: the one that forwarded them).
@@ -486,6 +514,9 @@ pub enum NodeError {
     /// No such message in the room (or conversation).
     #[error("no message {} here", .0.short())]
     UnknownMessage(MessageId),
+    /// Taking back a reaction this node has not made.
+    #[error("you have not reacted with that to [{}]", .0.short())]
+    NoSuchReaction(MessageId),
     /// An emoji must be 1 to 32 bytes without whitespace.
     #[error("an emoji is 1 to 32 bytes without whitespace")]
     InvalidEmoji,

@@ -86,7 +86,7 @@ impl Proc {
         (id, addr)
     }
 
-    async fn say(&mut self, line: &str) {
+    pub(crate) async fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write");
         stdin.flush().await.expect("flush");

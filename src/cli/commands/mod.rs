@@ -15,7 +15,8 @@ mod rooms;
 
 use anyhow::Context;
 use backchannel::command::Command;
-use backchannel::{Handle, PeerId, Room};
+use backchannel::node::NodeError;
+use backchannel::{Handle, PeerId, RejectReason, Room};
 
 use super::render::Out;
 
@@ -41,8 +42,81 @@ impl Session {
     }
 }
 
-/// Runs one command.
+/// Runs one command; a refusal is said in words, with what to do.
 pub async fn execute(s: &mut Session, cmd: Command) -> anyhow::Result<()> {
+    let doing = Doing::of(&cmd);
+    let me = s.out.me;
+    dispatch(s, cmd).await.map_err(|e| in_words(e, doing, me))
+}
+
+/// What a command tried, for saying why it was refused.
+#[derive(Clone, Copy)]
+enum Doing {
+    Role,
+    Remove,
+    Chat,
+    Delete,
+    Edit,
+    Mark,
+    Other,
+}
+
+impl Doing {
+    fn of(cmd: &Command) -> Doing {
+        match cmd {
+            Command::SetRole(..) => Doing::Role,
+            Command::Remove(..) => Doing::Remove,
+            Command::Chat(_) => Doing::Chat,
+            Command::Delete(_) => Doing::Delete,
+            Command::Edit(..) => Doing::Edit,
+            Command::Mark(..) => Doing::Mark,
+            _ => Doing::Other,
+        }
+    }
+}
+
+/// A node error in words a person can act on: which rule refused it and
+/// who may do it, instead of the rule's code ("not_allowed").
+fn in_words(e: anyhow::Error, doing: Doing, me: Option<PeerId>) -> anyhow::Error {
+    let Some(node_error) = e.downcast_ref::<NodeError>() else {
+        return e;
+    };
+    let text = match node_error {
+        NodeError::NotAllowed { room, reason } => {
+            let why = match (reason, doing) {
+                (RejectReason::Removed, _) => {
+                    "you were removed from it; its host or a moderator can let you back in (/unremove)".into()
+                }
+                (RejectReason::ChatClosed, _) => "its hallway is closed to you (off, or read-only for listeners); \
+                     its host or a moderator can open it (/chat on) or make you a speaker"
+                    .into(),
+                (_, Doing::Role) => "only its host gives roles (/mod, /speaker, /listener, /unmod)".into(),
+                (_, Doing::Remove) => "only its host and moderators remove people, and a moderator cannot \
+                     remove another moderator or the host"
+                    .into(),
+                (_, Doing::Chat) => "only its host and moderators switch the hallway".into(),
+                (_, Doing::Delete) => "you can delete only your own posts; its host and moderators delete any".into(),
+                (_, Doing::Edit) => "you can edit only your own posts".to_string(),
+                (_, Doing::Mark) => {
+                    "only its host, moderators and speakers mark questions (in an open room: the asker)".into()
+                }
+                (_, Doing::Other) => "its rules do not let you do that (/rules shows them)".to_string(),
+            };
+            format!("not allowed in {room}: {why}")
+        }
+        NodeError::InvalidPeer(peer) if Some(*peer) == me => {
+            format!("{peer} is you: a DM or group goes to someone else")
+        }
+        NodeError::InvalidPeer(peer) => format!(
+            "cannot send to {peer}: it is not an ed25519 peer id, so no message could be signed for it \
+             (Backchannel peer ids start with 12D3KooW)"
+        ),
+        _ => return e,
+    };
+    anyhow::anyhow!(text)
+}
+
+async fn dispatch(s: &mut Session, cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Say(text) => rooms::say(s, &text).await,
         Command::Join(room) => rooms::join(s, room).await,

@@ -6,13 +6,14 @@ use backchannel::room::{ChatMode, QuestionState, Role, RoomAction};
 
 use super::Session;
 use super::rooms::{done, find_post};
+use crate::cli::render::{mode_word, role_word, state_word};
 
 /// `/mod`, `/unmod`, `/speaker`, `/listener PEER`
 pub async fn set_role(s: &mut Session, peer: &str, role: Role) -> anyhow::Result<()> {
     let room = s.room()?;
     let peer = s.peer(peer)?;
     let id = s.handle.room_op(&room, RoomAction::SetRole { peer, role }).await?;
-    let what = format!("{} is now {role:?}", s.out.who(&peer)).to_lowercase();
+    let what = format!("{} is now {}", s.out.who(&peer), role_word(role));
     done(s, room, id, what);
     Ok(())
 }
@@ -50,7 +51,7 @@ pub async fn remove(s: &mut Session, peer: &str, restore: bool) -> anyhow::Resul
 pub async fn chat(s: &mut Session, mode: ChatMode) -> anyhow::Result<()> {
     let room = s.room()?;
     let id = s.handle.room_op(&room, RoomAction::Chat(mode)).await?;
-    done(s, room, id, format!("hallway {mode:?}").to_lowercase());
+    done(s, room, id, format!("hallway {}", mode_word(mode)));
     Ok(())
 }
 
@@ -59,7 +60,7 @@ pub async fn mark(s: &mut Session, target: &str, state: QuestionState) -> anyhow
     let room = s.room()?;
     let target = find_post(&s.handle, &room, target).await?;
     let id = s.handle.room_op(&room, RoomAction::Question { target, state }).await?;
-    let what = format!("question [{}] {state:?}", target.short()).to_lowercase();
+    let what = format!("question [{}] {}", target.short(), state_word(state));
     done(s, room, id, what);
     Ok(())
 }

@@ -11,7 +11,19 @@ use super::Session;
 pub async fn say(s: &mut Session, text: &str) -> anyhow::Result<()> {
     let room = s.room()?;
     let id = s.handle.post(&room, text).await?;
-    s.out.emit(&JsonLine::Posted { room, id });
+    s.out.emit(&JsonLine::Posted { room: room.clone(), id });
+    // Alone in the room, the post waits for the first peer: say so once,
+    // when the first post starts waiting (/rooms counts them).
+    let info = s.handle.rooms().await?;
+    if info
+        .iter()
+        .any(|r| r.room == room.as_str() && r.peers == 0 && r.unsent == 1)
+    {
+        s.out.note(&format!(
+            "[{}] nobody else is here yet: your posts wait and go out when someone joins",
+            s.out.names().room(&room)
+        ));
+    }
     Ok(())
 }
 
@@ -28,6 +40,9 @@ pub async fn leave(s: &mut Session, room: Option<Room>) -> anyhow::Result<()> {
     let Some(room) = room.or_else(|| s.current.clone()) else {
         bail!("you are in no room")
     };
+    if !s.handle.rooms().await?.iter().any(|r| r.room == room.as_str()) {
+        bail!("you are not in {room} (/rooms lists the rooms you are in)");
+    }
     let unsent = s.handle.leave(&room).await?;
     s.out.emit(&JsonLine::Left {
         room: room.clone(),

@@ -1,9 +1,10 @@
-//! Lines for people. What each line says here is what the terminal has
-//! always shown; README.md and the tests compare it.
+//! Lines for people. README.md shows some of them; a test compares the
+//! README's samples with what the binary prints.
 
 use backchannel::json_line::{History, Op};
 use backchannel::node::RoomPost;
-use backchannel::{Delivery, JsonLine, PeerId};
+use backchannel::room::{ChatMode, QuestionState, Reaction, Role};
+use backchannel::{Delivery, JsonLine, PeerId, Room};
 
 use super::super::names::Names;
 
@@ -12,15 +13,22 @@ use super::super::names::Names;
 /// posts).
 pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
     let who = |peer: &PeerId| names.who(peer);
+    let room = |room: &Room| names.room(room);
     Some(match line {
         JsonLine::Listening { addr } => format!("listening on {addr}"),
         JsonLine::PeerConnected { peer } => format!("* connected to {}", who(peer)),
         JsonLine::PeerDisconnected { peer } => format!("* disconnected from {}", who(peer)),
-        JsonLine::RoomPeerJoined { room, peer } => format!("[{room}] * {} is here", who(peer)),
-        JsonLine::RoomPeerLeft { room, peer } => format!("[{room}] * {} left", who(peer)),
-        JsonLine::PostSent { room, id } => format!("[{room}] * queued post {} sent", id.short()),
+        // The subscriptions under presence (shown with --verbose).
+        JsonLine::RoomPeerJoined { room: r, peer } => format!("[{}] · {} subscribed", room(r), who(peer)),
+        JsonLine::RoomPeerLeft { room: r, peer } => format!("[{}] · {} unsubscribed", room(r), who(peer)),
+        JsonLine::PostSent { room: r, id } => format!("[{}] * waiting post [{}] sent", room(r), id.short()),
+        JsonLine::PostsWaiting { room: r, waiting: 0 } => format!("[{}] all your posts are sent", room(r)),
+        JsonLine::PostsWaiting { room: r, waiting } => format!(
+            "[{}] sending {waiting} more… (others take 5 posts a second from one person)",
+            room(r)
+        ),
         JsonLine::Hallway {
-            room,
+            room: r,
             from,
             id,
             text,
@@ -34,28 +42,38 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             let kind = if *question { " ❓" } else { "" };
             let ping = if *mentions_me { "  ← mentions you" } else { "" };
             format!(
-                "[{room}] {} [{}] {}{reply}{kind}: {text}{ping}",
+                "[{}] {} [{}] {}{reply}{kind}: {text}{ping}",
+                room(r),
                 clock(*time),
                 id.short(),
                 who(from),
             )
         }
-        JsonLine::RoomOp { room, from, op, .. } => format!("[{room}] * {} {}", who(from), describe(op, names)),
+        JsonLine::RoomOp { room: r, from, op, .. } => {
+            format!("[{}] * {} {}", room(r), who(from), describe(op, names))
+        }
         JsonLine::Presence {
-            room, peer, present, ..
+            room: r, peer, present, ..
         } => {
-            let verb = if *present { "is in the room" } else { "is gone" };
-            format!("[{room}] · {} {verb}", who(peer))
+            let verb = if *present { "is here" } else { "left" };
+            format!("[{}] * {} {verb}", room(r), who(peer))
         }
         JsonLine::Synced {
-            room,
+            room: r,
             peer,
             received,
             sent,
         } => format!(
-            "[{room}] * history sync with {}: {received} new, {sent} sent",
+            "[{}] * history sync with {}: {received} new, {sent} sent",
+            room(r),
             who(peer)
         ),
+        JsonLine::DialFailed { peer, addr, reason } => match (peer, addr) {
+            (Some(peer), Some(addr)) => format!("* cannot reach {} at {addr}: {reason}", who(peer)),
+            (Some(peer), None) => format!("* cannot reach {}: {reason}", who(peer)),
+            (None, Some(addr)) => format!("* cannot reach {addr}: {reason}"),
+            (None, None) => format!("* a connection failed: {reason}"),
+        },
         JsonLine::Dm {
             from,
             id,
@@ -71,11 +89,7 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             } else {
                 ""
             };
-            let text = match reaction {
-                Some(r) if r.retract => format!("(takes back {} on [{}])", r.emoji, r.target.short()),
-                Some(r) => format!("(reacts {} to [{}])", r.emoji, r.target.short()),
-                None => text.clone(),
-            };
+            let text = reaction.as_ref().map_or_else(|| text.clone(), reacts);
             format!(
                 "[{inbox}] {} [{}] {} → you: {text}{hint}",
                 clock(*time),
@@ -122,7 +136,7 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             text,
             time,
             ..
-        } => format!("[g {}] {} {}: {text}", group.short(), clock(*time), who(from)),
+        } => format!("[g {}] {} {}: {text}", names.group_name(group), clock(*time), who(from)),
         JsonLine::GroupDelivered {
             group,
             id,
@@ -130,7 +144,7 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             of,
         } => format!(
             "[g {}] ✓ {} delivered to {delivered} of {of}",
-            group.short(),
+            names.group_name(group),
             id.short()
         ),
         JsonLine::Contact { peer, .. } => format!("{} is a contact", who(peer)),
@@ -231,31 +245,34 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
         }),
         JsonLine::Dialling { addr } => format!("dialling {addr}"),
         JsonLine::History(History::Hallway {
-            room, post: Some(p), ..
-        }) => format!("[{room}] {}", post_line(p, names)),
+            room: r, post: Some(p), ..
+        }) => format!("[{}] {}", room(r), post_line(p, names)),
         JsonLine::History(History::Hallway {
-            room,
+            room: r,
             from,
+            id,
             text,
             time,
             post: None,
             ..
-        }) => format!("[{room}] {} {}: {text}", clock(*time), who(from)),
+        }) => format!("[{}] {} [{}] {}: {text}", room(r), clock(*time), id.short(), who(from)),
         JsonLine::History(History::Group {
             group,
             from,
             text,
             time,
             ..
-        }) => format!("[g {}] {} {}: {text}", group.short(), clock(*time), who(from)),
+        }) => format!("[g {}] {} {}: {text}", names.group_name(group), clock(*time), who(from)),
         JsonLine::History(History::Dm {
             from,
             to,
             text,
             time,
             delivery,
+            reaction,
             ..
         }) => {
+            let text = reaction.as_ref().map_or_else(|| text.clone(), reacts);
             let state = match delivery {
                 Delivery::Queued => " (queued)".to_string(),
                 Delivery::Sent => " (sent)".to_string(),
@@ -265,7 +282,45 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             };
             format!("[dm] {} {} → {}: {text}{state}", clock(*time), who(from), who(to))
         }
-        JsonLine::Stats { stats } => serde_json::to_string_pretty(stats).unwrap_or_default(),
+        JsonLine::Stats { stats: st } => {
+            let rejected = |m: &std::collections::BTreeMap<String, u64>, name: &dyn Fn(&str) -> String| {
+                if m.is_empty() {
+                    "none".to_string()
+                } else {
+                    m.iter()
+                        .map(|(k, v)| format!("{} {v}", name(k)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            };
+            let peer = |k: &str| k.parse().map_or_else(|_| k.to_owned(), |p: PeerId| who(&p));
+            [
+                format!(
+                    "posts: {} sent, {} received; room operations received: {}",
+                    st.posts_sent, st.hallway_received, st.room_ops_received
+                ),
+                format!(
+                    "DMs: {} sent, {} delivered, {} failed, {} received; requests refused: {}",
+                    st.dms_sent, st.dms_delivered, st.dms_failed, st.dms_received, st.requests_refused
+                ),
+                format!(
+                    "history syncs: {} started, {} completed; messages {} received, {} sent; bytes {} in, {} out",
+                    st.syncs_started,
+                    st.syncs_completed,
+                    st.synced_received,
+                    st.synced_sent,
+                    st.sync_bytes_in,
+                    st.sync_bytes_out
+                ),
+                format!(
+                    "duplicates: {}; dropped from blocked peers: {}; events dropped: {}",
+                    st.duplicates, st.dropped_blocked, st.events_dropped
+                ),
+                format!("rejected: {}", rejected(&st.rejected, &|k| k.to_owned())),
+                format!("rejected by peer: {}", rejected(&st.rejected_by_peer, &peer)),
+            ]
+            .join("\n")
+        }
         JsonLine::Help { text } => text.clone(),
         JsonLine::Hosting { room, addrs, .. } => {
             let dial = addrs
@@ -274,18 +329,26 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
                 .unwrap_or_default();
             format!("hosting {room}\n  others join with: /join {room}{dial}")
         }
-        JsonLine::RoomDone { room, id, what } => format!("[{room}] {what} ({})", id.short()),
+        JsonLine::RoomDone { room: r, id, what } => format!("[{}] {what} ({})", room(r), id.short()),
         JsonLine::Who { participants, .. } => participants
             .iter()
-            .map(|p| {
-                let me = if p.me { " (you)" } else { "" };
-                format!("{:<10} {}{me}", format!("{:?}", p.role).to_lowercase(), who(&p.peer))
-            })
+            .map(|p| format!("{:<10} {}", role_word(p.role), who(&p.peer)))
             .collect::<Vec<_>>()
             .join("\n"),
-        JsonLine::Rules { rules, .. } => serde_json::to_string_pretty(rules).unwrap_or_default(),
+        JsonLine::Rules { room: r, rules } => {
+            let host = rules.host.as_ref().map_or_else(|| "none (an open room)".into(), who);
+            let mut text = format!("{r}\n  host: {host}\n  hallway: {}", mode_word(rules.mode));
+            for (peer, role) in &rules.roles {
+                let peer = peer.parse().map_or_else(|_| peer.clone(), |p| who(&p));
+                text += &format!("\n  {}: {peer}", role_word(*role));
+            }
+            for peer in &rules.removed {
+                text += &format!("\n  removed: {}", who(peer));
+            }
+            text
+        }
         JsonLine::Questions { questions, .. } => list(questions, "no questions", |q| post_line(q, names)),
-        JsonLine::SyncStarted { room, peers } => format!("[{room}] syncing history with {peers} peers"),
+        JsonLine::SyncStarted { room: r, peers } => format!("[{}] syncing history with {peers} peers", room(r)),
         JsonLine::Identity { peer } => format!("you are {peer}\ntype /help for commands"),
         JsonLine::IdentityCreated { path } => format!("created a new identity in {path}"),
         JsonLine::Error { message } => format!("error: {message}"),
@@ -308,16 +371,54 @@ fn list<T>(items: &[T], empty: &str, line: impl FnMut(&T) -> String) -> String {
     items.iter().map(line).collect::<Vec<_>>().join("\n")
 }
 
-/// A room operation in words.
+/// A role as a word ("moderator").
+pub fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Listener => "listener",
+        Role::Speaker => "speaker",
+        Role::Moderator => "moderator",
+        Role::Host => "host",
+    }
+}
+
+/// A hallway mode as words.
+pub fn mode_word(mode: ChatMode) -> &'static str {
+    match mode {
+        ChatMode::On => "on",
+        ChatMode::Off => "off",
+        ChatMode::ReadOnly => "read-only",
+    }
+}
+
+/// A question state as a word.
+pub fn state_word(state: QuestionState) -> &'static str {
+    match state {
+        QuestionState::Open => "open",
+        QuestionState::Answered => "answered",
+        QuestionState::Dismissed => "dismissed",
+    }
+}
+
+/// A DM reaction in words.
+fn reacts(r: &Reaction) -> String {
+    if r.retract {
+        format!("(takes back {} on [{}])", r.emoji, r.target.short())
+    } else {
+        format!("(reacts {} to [{}])", r.emoji, r.target.short())
+    }
+}
+
+/// A room operation in words. Only the role, mode and state words are
+/// lowercase: names and peer ids keep their case.
 fn describe(op: &Op, names: &Names) -> String {
     match op {
-        Op::SetRole { peer, role } => format!("made {} {role:?}", names.who(peer)).to_lowercase(),
+        Op::SetRole { peer, role } => format!("made {} {}", names.who(peer), role_word(*role)),
         Op::Delete { target } => format!("deleted [{}]", target.short()),
         Op::Edit { target, text } => format!("edited [{}]: {text}", target.short()),
         Op::Remove { peer, restore: false } => format!("removed {}", names.who(peer)),
         Op::Remove { peer, restore: true } => format!("let {} back in", names.who(peer)),
-        Op::Chat { mode } => format!("set the hallway {mode:?}").to_lowercase(),
-        Op::Question { target, state } => format!("marked question [{}] {state:?}", target.short()).to_lowercase(),
+        Op::Chat { mode } => format!("set the hallway {}", mode_word(*mode)),
+        Op::Question { target, state } => format!("marked question [{}] {}", target.short(), state_word(*state)),
         Op::React {
             target,
             emoji,
@@ -330,10 +431,7 @@ fn describe(op: &Op, names: &Names) -> String {
 /// One post of a room view as a line.
 fn post_line(p: &RoomPost, names: &Names) -> String {
     let reply = p.reply_to.map(|r| format!(" ↪[{}]", r.short())).unwrap_or_default();
-    let question = match p.question {
-        Some(state) => format!(" ❓{state:?}").to_lowercase(),
-        None => String::new(),
-    };
+    let question = p.question.map(|q| format!(" ❓{}", state_word(q))).unwrap_or_default();
     let edited = if p.edited { " (edited)" } else { "" };
     let reactions: String = p.reactions.iter().map(|(e, n)| format!(" {e}{n}")).collect();
     format!(
@@ -345,10 +443,14 @@ fn post_line(p: &RoomPost, names: &Names) -> String {
     )
 }
 
-/// HH:MM:SS (UTC) of a time in ms since the Unix epoch.
+/// HH:MM:SS, local time (`TZ`, else the system's zone), of a time in ms
+/// since the Unix epoch.
 fn clock(ms: u64) -> String {
-    let s = ms / 1000;
-    format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+    use chrono::TimeZone as _;
+    match chrono::Local.timestamp_millis_opt(ms.min(i64::MAX as u64) as i64) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t.format("%H:%M:%S").to_string(),
+        chrono::LocalResult::None => "--:--:--".into(),
+    }
 }
 
 fn now_ms() -> u64 {

@@ -146,6 +146,17 @@ impl EventLoop {
         {
             return Err(NodeError::UnknownMessage(t));
         }
+        // Taking back a reaction this node never made would tell every
+        // peer something untrue ("took back 🎉") and change nothing.
+        if let RoomAction::React(r) = &action
+            && r.retract
+            && !state
+                .reactions(&r.target)
+                .iter()
+                .any(|(emoji, who)| *emoji == r.emoji && who.contains(&local))
+        {
+            return Err(NodeError::NoSuchReaction(r.target));
+        }
         let now = now_ms();
         let clock = state.next_clock(now);
         state
@@ -177,7 +188,9 @@ impl EventLoop {
         };
         let id = unsent.id;
         let waiting = self.rooms.get(&room).map_or(0, JoinedRoom::unsent_len);
-        if waiting > 0 {
+        // A post beyond this node's pace waits too; the tick sends it.
+        let paced = matches!(signed.body(), Body::Hallway(_)) && !self.limiters.own_posts.allow(&(), now_ms());
+        if waiting > 0 || paced {
             // Keep posting order behind posts already waiting.
             if let Some(joined) = self.rooms.get_mut(&room) {
                 joined.push_unsent(unsent);
