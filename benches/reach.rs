@@ -108,7 +108,15 @@ async fn trial(second: Nat) -> Trial {
     let home = |name: &str| {
         let l = listen(name);
         let args = [
-            "run", "--json", "--no-mdns", "--room", "lobby", "--listen", &l, "--bootstrap", &h1,
+            "run",
+            "--json",
+            "--no-mdns",
+            "--room",
+            "lobby",
+            "--listen",
+            &l,
+            "--bootstrap",
+            &h1,
         ];
         spawn(&lab, name, tmp.path(), &args)
     };
@@ -133,7 +141,9 @@ async fn trial(second: Nat) -> Trial {
     let mut direct = None;
     while start.elapsed() < LIMIT {
         alice.say("/peers").await;
-        let Some(list) = alice.wait(|v| is(v, "peers")).await else { break };
+        let Some(list) = alice.wait(|v| is(v, "peers")).await else {
+            break;
+        };
         let is_direct = list["peers"].as_array().is_some_and(|peers| {
             peers.iter().any(|p| {
                 p["peer"] == bob_id.as_str()
@@ -175,8 +185,18 @@ fn summary(name: &str, trials: &[Trial]) {
     let mut bytes: Vec<u64> = trials.iter().map(|t| t.helper_bytes).collect();
     bytes.sort_unstable();
     println!("{name}: {} trials", trials.len());
-    println!("  first post delivered: {}/{}; {}", posts.len(), trials.len(), stats(posts.clone()));
-    println!("  first DM delivered:   {}/{}; {}", dms.len(), trials.len(), stats(dms.clone()));
+    println!(
+        "  first post delivered: {}/{}; {}",
+        posts.len(),
+        trials.len(),
+        stats(posts.clone())
+    );
+    println!(
+        "  first DM delivered:   {}/{}; {}",
+        dms.len(),
+        trials.len(),
+        stats(dms.clone())
+    );
     println!(
         "  ended direct:         {}/{} ({:.0}%); time to direct {}",
         direct.len(),
