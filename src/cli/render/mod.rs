@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use backchannel::json_line::History;
-use backchannel::{Body, Event, GroupInfo, JsonLine, LoggedMessage, MessageId, PeerId};
+use backchannel::{Event, GroupInfo, JsonLine, LoggedMessage, MessageId, PeerId};
 
 use super::editor::Known;
 use super::names::Names;
@@ -110,42 +110,9 @@ impl Out {
     /// Prints a message read back from the log.
     pub fn logged(&self, m: &LoggedMessage) {
         self.names().learn_logged(m);
-        let (id, from, direction) = (m.message.id(), m.message.author(), m.direction);
-        let history = match m.message.body() {
-            Body::Hallway(post) => History::Hallway {
-                room: post.room.clone(),
-                from,
-                nick: post.nick.clone(),
-                id,
-                text: post.text.clone(),
-                time: post.time_ms,
-                direction,
-                post: None,
-            },
-            Body::Group(g) => History::Group {
-                group: g.group,
-                from,
-                nick: g.nick.clone(),
-                id,
-                text: g.text.clone(),
-                time: g.time_ms,
-                lamport: g.lamport,
-                direction,
-            },
-            Body::Direct(dm) => History::Dm {
-                from,
-                to: dm.recipient,
-                nick: dm.nick.clone(),
-                id,
-                text: dm.text.clone(),
-                time: dm.time_ms,
-                direction,
-                delivery: m.delivery.clone(),
-                reaction: dm.reaction.clone(),
-            },
-            _ => return,
-        };
-        self.emit(&JsonLine::History(history));
+        if let Some(history) = History::from_logged(m) {
+            self.emit(&JsonLine::History(history));
+        }
     }
 
     /// The name book and what was shown, shared with the line editor.
