@@ -211,6 +211,19 @@ fn summary(name: &str, trials: &[Trial]) {
     );
 }
 
+async fn trials(nat: Nat, n: usize, label: &str) -> Vec<Trial> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = trial(nat).await;
+        eprintln!(
+            "{label} trial {i}: post {:?} dm {:?} direct {:?}",
+            t.first_post, t.first_dm, t.direct
+        );
+        out.push(t);
+    }
+    out
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; this binary takes no arguments.
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
@@ -221,24 +234,8 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let mut easy = Vec::new();
-        for i in 0..easy_n {
-            let t = trial(Nat::Easy).await;
-            eprintln!(
-                "easy trial {i}: post {:?} dm {:?} direct {:?}",
-                t.first_post, t.first_dm, t.direct
-            );
-            easy.push(t);
-        }
-        let mut hard = Vec::new();
-        for i in 0..hard_n {
-            let t = trial(Nat::Hard).await;
-            eprintln!(
-                "hard trial {i}: post {:?} dm {:?} direct {:?}",
-                t.first_post, t.first_dm, t.direct
-            );
-            hard.push(t);
-        }
+        let easy = trials(Nat::Easy, easy_n, "easy").await;
+        let hard = trials(Nat::Hard, hard_n, "hard").await;
         summary("two homes behind easy NATs, one helper", &easy);
         if !hard.is_empty() {
             summary("one easy and one hard NAT (hole punching must fail)", &hard);
