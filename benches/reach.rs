@@ -49,18 +49,24 @@ impl Proc {
     }
 }
 
-fn spawn(lab: &NatLab, host: &str, dir: &std::path::Path, args: &[&str]) -> Proc {
-    let mut child = lab
-        .command(host, BIN)
-        .expect("command")
+/// Spawns a node in the lab. With `REACH_LOG=DIR` each node's log (at
+/// `BACKCHANNEL_LOG`, default `backchannel=debug,libp2p_dcutr=debug`) goes to
+/// `DIR/<trial>-<host>.log`, to see why a hole punch failed.
+fn spawn(lab: &NatLab, host: &str, dir: &std::path::Path, trial: usize, args: &[&str]) -> Proc {
+    let mut command = lab.command(host, BIN).expect("command");
+    command
         .arg("--data-dir")
         .arg(dir.join(host))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+        .stderr(Stdio::null());
+    if let Ok(logs) = std::env::var("REACH_LOG") {
+        let file = std::fs::File::create(format!("{logs}/{trial}-{host}.log")).expect("log file");
+        let filter = std::env::var("BACKCHANNEL_LOG").unwrap_or_else(|_| "backchannel=debug,libp2p_dcutr=debug".into());
+        command.env("BACKCHANNEL_LOG", filter).stderr(file);
+    }
+    let mut child = command.spawn().expect("spawn");
     Proc {
         stdin: child.stdin.take(),
         lines: BufReader::new(child.stdout.take().expect("stdout")).lines(),
@@ -91,7 +97,7 @@ struct Trial {
     helper_bytes: u64,
 }
 
-async fn trial(second: Nat) -> Trial {
+async fn trial(second: Nat, n: usize) -> Trial {
     let lab = NatLab::new()
         .and_then(|l| l.helper("h1"))
         .and_then(|l| l.home("alice", Nat::Easy))
@@ -99,26 +105,23 @@ async fn trial(second: Nat) -> Trial {
         .expect("the NAT lab needs root, ip and iptables");
     let tmp = tempfile::tempdir().expect("tmp");
     let listen = |host: &str| format!("/ip4/{}/tcp/4001", lab.host(host).expect("host").addr());
-    let mut helper = spawn(&lab, "h1", tmp.path(), &["serve", "--json", "--listen", &listen("h1")]);
+    let mut helper = spawn(
+        &lab,
+        "h1",
+        tmp.path(),
+        n,
+        &["serve", "--json", "--listen", &listen("h1")],
+    );
     let h1 = helper.wait(|v| is(v, "listening")).await.expect("helper listens")["addr"]
         .as_str()
         .expect("addr")
         .to_owned();
     let start = Instant::now();
+    // Homes listen where users' nodes do by default (TCP and QUIC on
+    // every interface, ports picked by the system).
     let home = |name: &str| {
-        let l = listen(name);
-        let args = [
-            "run",
-            "--json",
-            "--no-mdns",
-            "--room",
-            "lobby",
-            "--listen",
-            &l,
-            "--bootstrap",
-            &h1,
-        ];
-        spawn(&lab, name, tmp.path(), &args)
+        let args = ["run", "--json", "--no-mdns", "--room", "lobby", "--bootstrap", &h1];
+        spawn(&lab, name, tmp.path(), n, &args)
     };
     let (mut alice, mut bob) = (home("alice"), home("bob"));
     let bob_id = bob.wait(|v| is(v, "identity")).await.expect("identity")["peer"]
@@ -214,7 +217,7 @@ fn summary(name: &str, trials: &[Trial]) {
 async fn trials(nat: Nat, n: usize, label: &str) -> Vec<Trial> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let t = trial(nat).await;
+        let t = trial(nat, if nat == Nat::Hard { 100 + i } else { i }).await;
         eprintln!(
             "{label} trial {i}: post {:?} dm {:?} direct {:?}",
             t.first_post, t.first_dm, t.direct

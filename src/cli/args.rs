@@ -70,6 +70,11 @@ pub struct MeshArgs {
     /// Run every node as a real `backchannel run` process.
     #[arg(long)]
     pub processes: bool,
+    /// Run every node as a process in its own home behind a NAT (Linux
+    /// network namespaces, one helper; needs root, ip and iptables).
+    /// Implies --processes.
+    #[arg(long)]
+    pub netns: bool,
     /// A scenario file (TOML or JSON): traffic, faults, topology.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
@@ -122,7 +127,8 @@ impl MeshArgs {
         if let Some(v) = self.seed {
             s.seed = v;
         }
-        s.processes |= self.processes;
+        s.processes |= self.processes || self.netns;
+        s.netns |= self.netns;
         s.validate()?;
         Ok(s)
     }

@@ -26,6 +26,19 @@ pub(crate) enum ProcReport {
     Stats(std::collections::BTreeMap<String, u64>),
 }
 
+/// What a node process runs with besides its data directory and identity.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    /// The room it joins.
+    pub(crate) room: Room,
+    /// A network namespace of the NAT lab to run in (`ip netns exec`); the
+    /// node then listens on every interface, is not declared public, and
+    /// finds the others through `bootstrap`.
+    pub(crate) netns: Option<String>,
+    /// Helpers to bootstrap from.
+    pub(crate) bootstrap: Vec<Multiaddr>,
+}
+
 /// One node running as a child process.
 pub(crate) struct ProcNode {
     pub(crate) index: usize,
@@ -33,7 +46,7 @@ pub(crate) struct ProcNode {
     pub(crate) addr: Multiaddr,
     bin: PathBuf,
     dir: PathBuf,
-    room: Room,
+    launch: Launch,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
     /// CPU time of earlier incarnations (read just before they ended).
@@ -51,7 +64,7 @@ impl ProcNode {
         dir: PathBuf,
         index: usize,
         secret: [u8; 32],
-        room: Room,
+        launch: Launch,
         peers: &[Multiaddr],
         tx: &mpsc::UnboundedSender<ProcReport>,
     ) -> Result<ProcNode, LabError> {
@@ -62,10 +75,16 @@ impl ProcNode {
         let mut node = ProcNode {
             index,
             peer_id: identity.peer_id(),
-            addr: "/ip4/127.0.0.1/tcp/0".parse().expect("valid"),
+            addr: if launch.netns.is_some() {
+                "/ip4/0.0.0.0/tcp/0"
+            } else {
+                "/ip4/127.0.0.1/tcp/0"
+            }
+            .parse()
+            .expect("valid"),
             bin: bin.to_path_buf(),
             dir,
-            room,
+            launch,
             child: None,
             stdin: None,
             cpu_before: Duration::ZERO,
@@ -87,20 +106,33 @@ impl ProcNode {
             .iter()
             .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
             .collect();
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("--data-dir")
-            .arg(&self.dir)
-            .args([
-                "run",
-                "--json",
-                "--no-mdns",
-                "--public",
-                "--name",
-                &format!("node{}", self.index),
-            ])
-            .args(["--room", self.room.as_str(), "--listen", &listen.to_string()]);
-        for p in peers {
+        let mut cmd = match &self.launch.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", netns]).arg(&self.bin);
+                cmd
+            }
+            None => Command::new(&self.bin),
+        };
+        cmd.arg("--data-dir").arg(&self.dir).args([
+            "run",
+            "--json",
+            "--no-mdns",
+            "--name",
+            &format!("node{}", self.index),
+        ]);
+        if self.launch.netns.is_none() {
+            // On loopback every listen address is reachable by the others.
+            cmd.arg("--public");
+        }
+        cmd.args(["--room", self.launch.room.as_str(), "--listen", &listen.to_string()]);
+        // Behind NATs the others' addresses are of no use: the node meets
+        // them through its bootstrap helpers.
+        for p in peers.iter().filter(|_| self.launch.netns.is_none()) {
             cmd.args(["--peer", &p.to_string()]);
+        }
+        for b in &self.launch.bootstrap {
+            cmd.args(["--bootstrap", &b.to_string()]);
         }
         let mut child = cmd
             .stdin(Stdio::piped())

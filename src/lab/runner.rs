@@ -13,13 +13,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::metrics::{self, Latency, round2};
-use super::process::{ProcNode, ProcReport};
+use super::netns::{Nat, NatLab, NetnsError};
+use super::process::{Launch, ProcNode, ProcReport};
 use super::scenario::{Fault, Scenario};
 use super::{Lab, LabConfig, LabError, LabNode, Rng};
-use crate::{Event, MessageId, PeerId, Room};
+use crate::{Event, JsonLine, MessageId, PeerId, Room};
 
 /// The outcome of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -424,6 +426,81 @@ struct Channels {
     proc: mpsc::UnboundedSender<ProcReport>,
 }
 
+/// The host name of node `i`'s home in the NAT lab.
+fn home_name(i: usize) -> String {
+    format!("n{i}")
+}
+
+fn nat_error(e: NetnsError) -> LabError {
+    LabError::Scenario(format!("the NAT lab (netns): {e}"))
+}
+
+/// Builds the NAT lab for `netns` scenarios: one helper on the public
+/// segment running `backchannel serve`, and a home behind its own
+/// (endpoint-independent) NAT for each of `n` nodes. Returns the lab, the
+/// helper's process and its address.
+async fn start_nat_lab(
+    bin: &std::path::Path,
+    n: usize,
+    root: &std::path::Path,
+) -> Result<(NatLab, tokio::process::Child, crate::Multiaddr), LabError> {
+    let mut net = NatLab::new().and_then(|l| l.helper("h1")).map_err(nat_error)?;
+    for i in 0..n {
+        net = net.home(&home_name(i), Nat::Easy).map_err(nat_error)?;
+    }
+    let listen = format!("/ip4/{}/tcp/4001", net.host("h1").map_err(nat_error)?.addr());
+    let mut helper = net
+        .command("h1", bin)
+        .map_err(nat_error)?
+        .arg("--data-dir")
+        .arg(root.join("helper"))
+        .args(["serve", "--json", "--listen", &listen])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = helper.stdout.take().ok_or(LabError::Stopped(usize::MAX))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(JsonLine::Listening { addr }) = serde_json::from_str(&line) {
+                return Some(addr);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| LabError::Timeout("the NAT lab's helper to listen".into()))?;
+    // Its output is read to the end, so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((net, helper, addr))
+}
+
+/// Whether, in every room, the members that are up (`up`) form one
+/// connected graph of peers that see each other.
+fn rooms_connected(sees: &HashSet<(usize, usize)>, room_of: &[usize], up: impl Fn(usize) -> bool) -> bool {
+    let rooms = room_of.iter().copied().max().map_or(0, |r| r + 1);
+    (0..rooms).all(|room| {
+        let members: Vec<usize> = (0..room_of.len()).filter(|&i| room_of[i] == room && up(i)).collect();
+        let Some(&first) = members.first() else {
+            return true;
+        };
+        let mut reached = HashSet::from([first]);
+        let mut todo = vec![first];
+        while let Some(a) = todo.pop() {
+            for &b in &members {
+                if !reached.contains(&b) && sees.contains(&(a, b)) && sees.contains(&(b, a)) {
+                    reached.insert(b);
+                    todo.push(b);
+                }
+            }
+        }
+        reached.len() == members.len()
+    })
+}
+
 /// The binary `--processes` runs: `BACKCHANNEL_BIN`, or this executable.
 fn backchannel_bin() -> Result<PathBuf, LabError> {
     match std::env::var_os("BACKCHANNEL_BIN") {
@@ -478,6 +555,9 @@ pub async fn run_with(
         proc: proc_tx,
     };
     let root = tempfile::Builder::new().prefix("backchannel-mesh-").tempdir()?;
+    // The NAT lab and its helper are declared before the members, so that
+    // the nodes' processes end before the namespaces go.
+    let mut _nat_lab: Option<(NatLab, tokio::process::Child)> = None;
     let mut members: Vec<Member> = Vec::with_capacity(n);
     let mut lab = None;
     if scenario.processes {
@@ -485,10 +565,27 @@ pub async fn run_with(
             Some(bin) => bin,
             None => backchannel_bin()?,
         };
-        for i in 0..n {
+        let mut launch: Vec<Launch> = (0..n)
+            .map(|i| Launch {
+                room: room_names[room_of[i]].clone(),
+                netns: None,
+                bootstrap: Vec::new(),
+            })
+            .collect();
+        if scenario.netns {
+            let (net, helper, bootstrap) = start_nat_lab(&bin, n, root.path()).await?;
+            for (i, l) in launch.iter_mut().enumerate() {
+                l.netns = Some(net.host(&home_name(i)).map_err(nat_error)?.netns().to_owned());
+                l.bootstrap = vec![bootstrap.clone()];
+            }
+            _nat_lab = Some((net, helper));
+        }
+        for (i, launch) in launch.into_iter().enumerate() {
+            // Behind NATs nobody knows another's address: they meet
+            // through the helper's DHT.
             let peers: Vec<_> = edges
                 .iter()
-                .filter(|&&(a, b)| b == i && !late.contains(&a))
+                .filter(|&&(a, b)| b == i && !late.contains(&a) && !scenario.netns)
                 .map(|&(a, _)| members[a].addr())
                 .collect();
             let node = ProcNode::start(
@@ -496,7 +593,7 @@ pub async fn run_with(
                 root.path().join(format!("node-{i}")),
                 i,
                 super::secret(scenario.seed, i),
-                room_names[room_of[i]].clone(),
+                launch,
                 &peers,
                 &channels.proc,
             )
@@ -617,10 +714,18 @@ pub async fn run_with(
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !live_edges
-        .iter()
-        .all(|&(a, b)| tracker.sees.contains(&(a, b)) && tracker.sees.contains(&(b, a)))
-    {
+    let formed = |tracker: &Tracker| {
+        if scenario.netns {
+            // Who meets whom is up to the DHT: every room's members must
+            // form one connected mesh.
+            rooms_connected(&tracker.sees, &room_of, |i| !late.contains(&i))
+        } else {
+            live_edges
+                .iter()
+                .all(|&(a, b)| tracker.sees.contains(&(a, b)) && tracker.sees.contains(&(b, a)))
+        }
+    };
+    while !formed(&tracker) {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, obs_rx.recv()).await {
             Ok(Some(obs)) => tracker.observe(obs),
@@ -672,7 +777,7 @@ pub async fn run_with(
     let mut rng = Rng::new(scenario.seed ^ 0xd1);
     let pairs: Vec<(usize, usize)> = (0..scenario.dm.pairs)
         .map(|_| {
-            if scenario.processes && !edges.is_empty() {
+            if scenario.processes && !scenario.netns && !edges.is_empty() {
                 let (a, b) = edges[rng.below(edges.len())];
                 if rng.below(2) == 0 { (a, b) } else { (b, a) }
             } else {

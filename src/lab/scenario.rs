@@ -20,6 +20,12 @@ pub struct Scenario {
     pub topology: String,
     /// Run each node as a real `backchannel run` process instead of in this one.
     pub processes: bool,
+    /// Run each node's process in its own home behind a NAT, in a small
+    /// internet of Linux network namespaces with one helper (`backchannel
+    /// serve`) that the nodes bootstrap from; they find each other through
+    /// its DHT and connect through its relay, then hole-punch. Needs root,
+    /// `ip` and `iptables`, and `processes`.
+    pub netns: bool,
     /// Hallway traffic.
     pub hallway: HallwayTraffic,
     /// Direct-message traffic.
@@ -113,6 +119,7 @@ impl Default for Scenario {
             seed: 1,
             topology: "random:4".into(),
             processes: false,
+            netns: false,
             hallway: HallwayTraffic::default(),
             dm: DmTraffic::default(),
             faults: Vec::new(),
@@ -201,6 +208,12 @@ impl Scenario {
         }
         if !in_range(self.settle_s, 0.0, 600.0) {
             return bad("settle_s must be 0..=600".into());
+        }
+        if self.netns && !self.processes {
+            return bad("netns needs processes = true".into());
+        }
+        if self.netns && self.nodes > 200 {
+            return bad("netns runs at most 200 nodes (one home each)".into());
         }
         for f in &self.faults {
             let (at, nodes): (f64, Vec<usize>) = match f {

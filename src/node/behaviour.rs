@@ -6,8 +6,7 @@ use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, kad, mdns, noise, ping, relay, request_response, tcp,
-    yamux,
+    Swarm, SwarmBuilder, autonat, gossipsub, identify, kad, mdns, noise, ping, relay, request_response, tcp, yamux,
 };
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -51,8 +50,8 @@ pub(crate) struct Behaviour {
     pub(crate) relay_client: relay::client::Behaviour,
     /// Relaying for others (helpers, and participants unless told not to).
     pub(crate) relay: Toggle<relay::Behaviour>,
-    /// Hole punching over relayed connections.
-    pub(crate) dcutr: dcutr::Behaviour,
+    /// Hole punching over relayed connections (one per pair of peers).
+    pub(crate) dcutr: super::hole_punch::HolePunch,
     /// Asks others to dial our addresses back (reachability).
     pub(crate) autonat: autonat::v2::client::Behaviour,
     /// Dials others' addresses back for them.
@@ -205,9 +204,16 @@ pub(crate) fn build_swarm(
                 kad,
                 relay_client,
                 relay: relay.into(),
-                dcutr: dcutr::Behaviour::new(local),
+                dcutr: super::hole_punch::HolePunch::new(local),
                 autonat: autonat::v2::client::Behaviour::default(),
-                autonat_server: config.help_others.then(autonat::v2::server::Behaviour::default).into(),
+                // Switched on by the event loop while the node serves the DHT
+                // (`EventLoop::update_dht_mode`): a private node that answered
+                // dial-back requests would dial its room-mates' relayed
+                // addresses through the relay, and each new relayed connection
+                // starts another hole punch on the ports of the one under way.
+                autonat_server: (config.help_others && config.helper)
+                    .then(autonat::v2::server::Behaviour::default)
+                    .into(),
             })
         })
         .map_err(|e| net(&e))?

@@ -150,6 +150,9 @@ pub(crate) struct EventLoop {
     helper: bool,
     /// Reachable at its listen addresses (`Config::public`).
     public: bool,
+    /// Relays, serves the DHT and answers reachability tests for others
+    /// while it is public (`Config::help_others`).
+    help_others: bool,
     /// Whether kad runs in server mode now.
     dht_serving: bool,
     /// The bootstrap helpers' addresses (configured or remembered).
@@ -286,6 +289,7 @@ impl EventLoop {
             reach,
             helper: config.helper,
             public: config.public,
+            help_others: config.help_others,
             dht_serving: config.helper,
             helpers: Vec::new(),
             queries: HashMap::new(),
@@ -846,6 +850,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.handle_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => self.handle_relay_client(event),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.handle_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.handle_relay_server(event),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.handle_autonat(event),
             SwarmEvent::ExternalAddrConfirmed { address } => self.external_changed(address, true),
             SwarmEvent::ExternalAddrExpired { address } => self.external_changed(address, false),

@@ -12,6 +12,7 @@ pub(crate) mod codec;
 mod commit;
 mod dm;
 mod event_loop;
+mod hole_punch;
 pub mod limits;
 pub mod outbox;
 mod presence;
@@ -143,7 +144,10 @@ pub struct ConnectionCaps {
     pub established: u32,
     /// Established incoming connections: 384 (some room is kept for dialling out).
     pub established_incoming: u32,
-    /// Connections per peer: 2 (a simultaneous dial from both sides).
+    /// Connections per peer: 8. Two peers behind NATs may hold relayed
+    /// connections both ways (one each time a hole punch is tried again,
+    /// see `reach.rs`), and the direct connection a hole punch makes comes
+    /// on top (with 2, the punched connection was refused).
     pub per_peer: u32,
     /// Incoming connections still in their handshake: 64.
     pub pending_incoming: u32,
@@ -156,7 +160,7 @@ impl Default for ConnectionCaps {
         Self {
             established: 512,
             established_incoming: 384,
-            per_peer: 2,
+            per_peer: 8,
             pending_incoming: 64,
             pending_outgoing: 64,
         }

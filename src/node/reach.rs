@@ -18,7 +18,7 @@
 //! - the paths of each connection (direct or relayed, and over which
 //!   transport), for `/peers`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use libp2p::core::{PeerRecord, SignedEnvelope};
 use libp2p::multiaddr::Protocol;
@@ -61,6 +61,26 @@ pub(crate) const PUBLISH_MIN_GAP_MS: u64 = 2_000;
 
 /// New members a room search dials at most.
 pub(crate) const MAX_DIALS_PER_SEARCH: usize = 8;
+
+/// How long a node waits for a room member with the smaller peer id to dial
+/// it before dialling itself (see [`Reach::member_dial_waits`]).
+pub(crate) const MEMBER_DIAL_WAIT_MS: u64 = 2_000;
+
+/// How many such waits are kept at once.
+pub(crate) const MAX_MEMBER_WAITS: usize = 64;
+
+/// Hole-punching attempts per peer while connected (dial-backs and
+/// retries), after the first.
+pub(crate) const MAX_PUNCH_ATTEMPTS: u32 = 4;
+
+/// The wait before another hole punch after a failed one, times the
+/// attempts so far.
+pub(crate) const PUNCH_RETRY_MS: u64 = 2_000;
+
+/// How soon after our relay reservation is accepted lonely rooms are
+/// searched again: long enough for a member that started with us to have
+/// announced its own relayed address.
+pub(crate) const SEARCH_AFTER_RESERVATION_MS: u64 = 500;
 
 /// Remembered addresses per peer, the most recently learned first.
 #[derive(Debug, Clone, Default)]
@@ -250,6 +270,18 @@ pub(crate) struct Relay {
     pub(crate) accepted: bool,
 }
 
+/// Hole punching with one peer (see hole_punch.rs).
+#[derive(Debug, Clone, Default)]
+struct Punching {
+    /// Inbound relayed connections from the peer already answered with a
+    /// dial back.
+    answered: BTreeSet<ConnectionId>,
+    /// Dial-backs and retries made so far.
+    attempts: u32,
+    /// When to try again after a failed hole punch.
+    retry_at_ms: Option<u64>,
+}
+
 /// When a joined room last searched for members.
 #[derive(Debug, Clone, Default)]
 struct RoomSearch {
@@ -275,6 +307,15 @@ pub(crate) struct Reach {
     paths: HashMap<PeerId, Vec<Path>>,
     /// Peers known to serve the DHT (kad protocol in identify).
     pub(crate) dht_servers: BTreeSet<PeerId>,
+    /// Peers holding a relay slot on this node (bounded by the relay's own
+    /// reservation limit).
+    reserved_here: BTreeSet<PeerId>,
+    /// Room members found in the DHT that this node leaves to dial it first,
+    /// with when it dials them itself if they have not.
+    deferred: BTreeMap<PeerId, u64>,
+    /// Hole punching per peer we are connected to (dial-backs and retries),
+    /// forgotten when the last connection to it closes.
+    punching: HashMap<PeerId, Punching>,
 }
 
 impl Reach {
@@ -361,11 +402,54 @@ impl Reach {
         self.relays.insert(peer, Relay { addr, accepted: false });
     }
 
-    pub(crate) fn relay_accepted(&mut self, peer: &PeerId) {
-        if let Some(r) = self.relays.get_mut(peer) {
-            r.accepted = true;
-        }
+    /// A relay accepted our reservation: others can reach us through it
+    /// from now on. The record and the room announcements go out again at
+    /// once (not after [`PUBLISH_MIN_GAP_MS`]) and lonely rooms are searched
+    /// again after [`SEARCH_AFTER_RESERVATION_MS`], because the members found
+    /// before may only now be reachable (their own reservation lands at about
+    /// the same time as ours).
+    pub(crate) fn relay_accepted(&mut self, peer: &PeerId, now_ms: u64) {
+        let first = self
+            .relays
+            .get_mut(peer)
+            .is_some_and(|r| !std::mem::replace(&mut r.accepted, true));
         self.publish_dirty = true;
+        if first {
+            self.last_publish_ms = None;
+            for search in self.rooms.values_mut() {
+                search.next_ms = search.next_ms.min(now_ms + SEARCH_AFTER_RESERVATION_MS);
+            }
+        }
+    }
+
+    /// A peer reserved (`true`) or lost (`false`) a relay slot on this node.
+    pub(crate) fn reservation_here(&mut self, peer: PeerId, held: bool) {
+        if held {
+            self.reserved_here.insert(peer);
+        } else {
+            self.reserved_here.remove(&peer);
+        }
+    }
+
+    /// The addresses this DHT server stores for a room member that announced
+    /// itself without any (it did not know one yet): a circuit through this
+    /// node if the member holds a relay slot here, then the listen addresses
+    /// it told us in identify. Never the address its connection came from:
+    /// for a member behind a NAT that is the NAT's mapping, which answers no
+    /// one, and a dial to it left pending collides with the hole punch that
+    /// DCUtR makes on the same ports a moment later (seen in the NAT lab as
+    /// "Handshake failed: input error" and then three timed-out attempts).
+    pub(crate) fn provider_addresses(&self, provider: &PeerId, local: &PeerId) -> Vec<Multiaddr> {
+        let mut out: Vec<Multiaddr> = Vec::new();
+        if self.reserved_here.contains(provider) {
+            for ext in self.external.iter().filter(|a| !is_relayed(a)) {
+                let bare = strip_peer(ext, local).unwrap_or_else(|| ext.clone());
+                out.push(bare.with(Protocol::P2p(*local)).with(Protocol::P2pCircuit));
+            }
+        }
+        out.extend(self.book.get(provider).iter().cloned());
+        out.truncate(MAX_RECORD_ADDRS);
+        out
     }
 
     /// The reservation on `peer` is gone (its listener closed).
@@ -519,6 +603,42 @@ impl Reach {
         out
     }
 
+    /// Whether to wait before dialling a room member just found in the DHT.
+    /// Members alone in a room search for each other at the same moment, and
+    /// if both dial, two relayed connections open and DCUtR starts a hole
+    /// punch on each: four simultaneous dials between the same two ports,
+    /// where a TCP simultaneous open pairs two initiators and every attempt
+    /// fails (seen in the NAT lab). So the member with the smaller peer id
+    /// dials at once and the other waits [`MEMBER_DIAL_WAIT_MS`] (it dials
+    /// then if nothing came: the other may not be searching).
+    pub(crate) fn member_dial_waits(&mut self, local: &PeerId, member: PeerId, now_ms: u64) -> bool {
+        if local < &member {
+            return false;
+        }
+        if let Some(due) = self.deferred.get(&member) {
+            return now_ms < *due;
+        }
+        if self.deferred.len() >= MAX_MEMBER_WAITS {
+            return false;
+        }
+        self.deferred.insert(member, now_ms + MEMBER_DIAL_WAIT_MS);
+        true
+    }
+
+    /// Members whose wait is over (each returned once).
+    pub(crate) fn member_dials_due(&mut self, now_ms: u64) -> Vec<PeerId> {
+        let due: Vec<PeerId> = self
+            .deferred
+            .iter()
+            .filter(|(_, t)| now_ms >= **t)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in &due {
+            self.deferred.remove(peer);
+        }
+        due
+    }
+
     // ---- connections -----------------------------------------------------
 
     pub(crate) fn connected(&mut self, peer: PeerId, id: ConnectionId, addr: Multiaddr, outbound: bool, relayed: bool) {
@@ -535,8 +655,72 @@ impl Reach {
             paths.retain(|p| p.id != id);
             if paths.is_empty() {
                 self.paths.remove(peer);
+                self.punching.remove(peer);
             }
         }
+    }
+
+    /// Whether to dial `peer` once more, through a relay, so that a hole
+    /// punch can start: DCUtR runs only on relayed connections dialled by the
+    /// smaller id (`hole_punch::punches_on`), so when the larger one dials
+    /// in, the smaller (this node) dials back, once per such connection and
+    /// at most [`MAX_PUNCH_ATTEMPTS`] times while connected; never while a
+    /// direct connection exists.
+    pub(crate) fn dial_back_wanted(&mut self, local: &PeerId, peer: &PeerId) -> bool {
+        if local >= peer {
+            return false;
+        }
+        let paths = self.paths.get(peer).map(Vec::as_slice).unwrap_or_default();
+        if paths.is_empty() || paths.iter().any(|p| !p.relayed) {
+            return false;
+        }
+        let punching = self.punching.entry(*peer).or_default();
+        let unanswered: Vec<ConnectionId> = paths
+            .iter()
+            .filter(|p| !p.outbound && !punching.answered.contains(&p.id))
+            .map(|p| p.id)
+            .collect();
+        if unanswered.is_empty() || punching.attempts >= MAX_PUNCH_ATTEMPTS {
+            return false;
+        }
+        punching.answered.extend(unanswered);
+        punching.attempts += 1;
+        true
+    }
+
+    /// A hole punch with `peer` failed (DCUtR reports it to one side or to
+    /// both): try again after [`PUNCH_RETRY_MS`] times the attempts so far,
+    /// up to [`MAX_PUNCH_ATTEMPTS`]. A failure at the first exchange (a side
+    /// that knew no address of its own yet) or a NAT that dropped the first
+    /// packets usually passes the next time.
+    pub(crate) fn hole_punch_failed(&mut self, peer: PeerId, now_ms: u64) {
+        if !self.paths.contains_key(&peer) {
+            return;
+        }
+        let punching = self.punching.entry(peer).or_default();
+        if punching.attempts < MAX_PUNCH_ATTEMPTS && punching.retry_at_ms.is_none() {
+            punching.attempts += 1;
+            punching.retry_at_ms = Some(now_ms + PUNCH_RETRY_MS * u64::from(punching.attempts));
+        }
+    }
+
+    /// Peers to open a new relayed connection to now, for another hole
+    /// punch: those whose retry is due and that are still only relayed.
+    /// (The smaller id's new connection gets DCUtR itself; the larger id's
+    /// makes the smaller dial back.)
+    pub(crate) fn punch_retries_due(&mut self, now_ms: u64) -> Vec<PeerId> {
+        let mut due = Vec::new();
+        for (peer, punching) in &mut self.punching {
+            if punching.retry_at_ms.is_some_and(|t| now_ms >= t) {
+                punching.retry_at_ms = None;
+                let paths = self.paths.get(peer).map(Vec::as_slice).unwrap_or_default();
+                if !paths.is_empty() && paths.iter().all(|p| p.relayed) {
+                    due.push(*peer);
+                }
+            }
+        }
+        due.sort();
+        due
     }
 
     pub(crate) fn paths(&self, peer: &PeerId) -> &[Path] {
@@ -767,6 +951,176 @@ mod tests {
         assert_eq!(reach.rooms_to_provide(), vec![room.clone()]);
         assert!(reach.publish_due(0));
         assert_eq!(reach.rooms_to_provide(), vec![room]);
+    }
+
+    #[test]
+    fn an_accepted_reservation_is_published_at_once_and_lonely_rooms_searched_soon() {
+        let mut reach = Reach::default();
+        let room = Room::new("lobby").unwrap();
+        reach.room_joined(room.clone());
+        reach.dht_server_found(PeerId::random());
+        assert!(reach.publish_due(0));
+        assert_eq!(reach.rooms_to_provide(), vec![room.clone()]);
+        assert_eq!(reach.rooms_to_search(0, |_| 0), vec![room.clone()]);
+        let relay = PeerId::random();
+        reach.relay_requested(relay, addr("/ip4/198.18.0.1/tcp/1/p2p-circuit"));
+        reach.relay_accepted(&relay, 100);
+        assert!(reach.publish_due(100), "no gap after a reservation");
+        assert_eq!(reach.rooms_to_provide(), vec![room.clone()], "announced again");
+        assert!(
+            reach
+                .rooms_to_search(100 + SEARCH_AFTER_RESERVATION_MS - 1, |_| 0)
+                .is_empty()
+        );
+        assert_eq!(
+            reach.rooms_to_search(100 + SEARCH_AFTER_RESERVATION_MS, |_| 0),
+            vec![room]
+        );
+        // A renewal changes nothing.
+        reach.relay_accepted(&relay, 200);
+        assert!(!reach.publish_due(200), "within the gap");
+    }
+
+    #[test]
+    fn a_room_entry_is_filled_with_a_circuit_through_us_never_with_the_nat_mapping() {
+        let mut reach = Reach::default();
+        let (local, member) = (PeerId::random(), PeerId::random());
+        let lan = addr("/ip4/10.0.1.2/tcp/4001");
+        reach.book.learn(member, std::slice::from_ref(&lan), 0);
+        // The connection came from the member's NAT mapping.
+        reach.connected(
+            member,
+            ConnectionId::new_unchecked(1),
+            addr("/ip4/198.18.2.1/tcp/4001"),
+            false,
+            false,
+        );
+        assert_eq!(reach.provider_addresses(&member, &local), vec![lan.clone()]);
+        reach.external_confirmed(addr("/ip4/198.18.1.1/tcp/4001"));
+        reach.reservation_here(member, true);
+        let circuit = addr("/ip4/198.18.1.1/tcp/4001")
+            .with(Protocol::P2p(local))
+            .with(Protocol::P2pCircuit);
+        assert_eq!(reach.provider_addresses(&member, &local), vec![circuit, lan.clone()]);
+        reach.reservation_here(member, false);
+        assert_eq!(reach.provider_addresses(&member, &local), vec![lan]);
+    }
+
+    #[test]
+    fn of_two_members_found_at_once_only_the_smaller_id_dials_first() {
+        let (a, b) = {
+            let (x, y) = (PeerId::random(), PeerId::random());
+            if x < y { (x, y) } else { (y, x) }
+        };
+        let mut at_a = Reach::default();
+        assert!(!at_a.member_dial_waits(&a, b, 0), "the smaller id dials at once");
+        let mut at_b = Reach::default();
+        assert!(at_b.member_dial_waits(&b, a, 0), "the larger id waits");
+        assert!(at_b.member_dial_waits(&b, a, MEMBER_DIAL_WAIT_MS - 1), "still waiting");
+        assert!(at_b.member_dials_due(MEMBER_DIAL_WAIT_MS - 1).is_empty());
+        assert_eq!(at_b.member_dials_due(MEMBER_DIAL_WAIT_MS), vec![a]);
+        assert!(at_b.member_dials_due(MEMBER_DIAL_WAIT_MS).is_empty(), "once");
+        // Bounded: beyond the bound nobody waits.
+        let mut full = Reach::default();
+        let top = PeerId::random();
+        let mut waited = 0;
+        for _ in 0..4 * MAX_MEMBER_WAITS {
+            let other = PeerId::random();
+            if other < top && full.member_dial_waits(&top, other, 0) {
+                waited += 1;
+            }
+        }
+        assert!(waited <= MAX_MEMBER_WAITS);
+    }
+
+    #[test]
+    fn the_smaller_id_dials_back_once_when_only_the_larger_one_dialled_a_relayed_connection() {
+        let (a, b) = {
+            let (x, y) = (PeerId::random(), PeerId::random());
+            if x < y { (x, y) } else { (y, x) }
+        };
+        let circuit = addr("/ip4/198.18.1.1/tcp/4001/p2p-circuit");
+        // At a (smaller): b dialled in through the relay.
+        let mut at_a = Reach::default();
+        assert!(!at_a.dial_back_wanted(&a, &b), "not connected");
+        at_a.connected(b, ConnectionId::new_unchecked(1), circuit.clone(), false, true);
+        assert!(at_a.dial_back_wanted(&a, &b));
+        assert!(!at_a.dial_back_wanted(&a, &b), "once per connection");
+        at_a.connected(b, ConnectionId::new_unchecked(2), circuit.clone(), true, true);
+        assert!(!at_a.dial_back_wanted(&a, &b), "our own dial is no reason");
+        at_a.connected(b, ConnectionId::new_unchecked(3), circuit.clone(), false, true);
+        assert!(
+            at_a.dial_back_wanted(&a, &b),
+            "b dialled in again: b's hole punch failed"
+        );
+        for id in 1..=3 {
+            at_a.disconnected(&b, ConnectionId::new_unchecked(id));
+        }
+        at_a.connected(b, ConnectionId::new_unchecked(4), circuit.clone(), false, true);
+        assert!(at_a.dial_back_wanted(&a, &b), "again after a reconnect");
+        for id in 5..5 + MAX_PUNCH_ATTEMPTS as usize {
+            at_a.connected(b, ConnectionId::new_unchecked(id), circuit.clone(), false, true);
+            at_a.dial_back_wanted(&a, &b);
+        }
+        at_a.connected(b, ConnectionId::new_unchecked(99), circuit.clone(), false, true);
+        assert!(!at_a.dial_back_wanted(&a, &b), "bounded");
+        // At b (larger): its own relayed connection needs nothing from it.
+        let mut at_b = Reach::default();
+        at_b.connected(a, ConnectionId::new_unchecked(1), circuit.clone(), true, true);
+        assert!(!at_b.dial_back_wanted(&b, &a));
+        // A direct connection needs no hole punch.
+        let mut direct = Reach::default();
+        direct.connected(b, ConnectionId::new_unchecked(1), circuit, false, true);
+        direct.connected(
+            b,
+            ConnectionId::new_unchecked(2),
+            addr("/ip4/198.18.2.2/tcp/1"),
+            false,
+            false,
+        );
+        assert!(!direct.dial_back_wanted(&a, &b));
+    }
+
+    #[test]
+    fn a_failed_hole_punch_is_tried_again_later_a_bounded_number_of_times() {
+        let mut reach = Reach::default();
+        let peer = PeerId::random();
+        let circuit = addr("/ip4/198.18.1.1/tcp/4001/p2p-circuit");
+        reach.hole_punch_failed(peer, 0);
+        assert!(reach.punch_retries_due(u64::MAX).is_empty(), "not connected");
+        reach.connected(peer, ConnectionId::new_unchecked(1), circuit, true, true);
+        reach.hole_punch_failed(peer, 0);
+        reach.hole_punch_failed(peer, 0); // the other report of the same failure
+        assert!(reach.punch_retries_due(PUNCH_RETRY_MS - 1).is_empty());
+        assert_eq!(reach.punch_retries_due(PUNCH_RETRY_MS), vec![peer]);
+        assert!(reach.punch_retries_due(PUNCH_RETRY_MS).is_empty(), "once");
+        reach.hole_punch_failed(peer, 10_000);
+        assert!(reach.punch_retries_due(10_000 + PUNCH_RETRY_MS).is_empty(), "backs off");
+        assert_eq!(reach.punch_retries_due(10_000 + 2 * PUNCH_RETRY_MS), vec![peer]);
+        for _ in 0..MAX_PUNCH_ATTEMPTS {
+            reach.hole_punch_failed(peer, 20_000);
+            reach.punch_retries_due(u64::MAX);
+        }
+        reach.hole_punch_failed(peer, 30_000);
+        assert!(reach.punch_retries_due(u64::MAX).is_empty(), "bounded");
+        // A direct connection ends it.
+        let mut direct = Reach::default();
+        direct.connected(
+            peer,
+            ConnectionId::new_unchecked(1),
+            addr("/ip4/198.18.1.1/tcp/4001/p2p-circuit"),
+            true,
+            true,
+        );
+        direct.hole_punch_failed(peer, 0);
+        direct.connected(
+            peer,
+            ConnectionId::new_unchecked(2),
+            addr("/ip4/198.18.2.2/tcp/1"),
+            true,
+            false,
+        );
+        assert!(direct.punch_retries_due(u64::MAX).is_empty());
     }
 
     #[test]

@@ -616,23 +616,43 @@ async fn when_a_helper_dies_direct_connections_keep_chatting_and_newcomers_use_a
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "scratch"]
-async fn scratch_probe() {
-    let lab = new_lab()
-        .helper("h1")
-        .and_then(|l| l.home("alice", Nat::Easy))
-        .expect("lab");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (_helper, h1) = serve(&lab, "h1", &tmp.path().join("h1"), &[]).await;
-    let (mut alice, _alice_id) = participant(&lab, "alice", tmp.path(), &h1).await;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        type_line(&mut alice, "/net").await;
-        let net = alice.wait("net", |v| is(v, "net")).await;
-        eprintln!("NET {net}");
-        type_line(&mut alice, "/peers").await;
-        let p = alice.wait("peers", |v| is(v, "peers")).await;
-        eprintln!("PEERS {p}");
-    }
+/// `backchannel mesh --netns`: every node runs in its own home behind a NAT
+/// and knows only the helper the lab starts; the rooms form through the DHT
+/// and relay, every post and DM arrives, and no namespace is left after.
+#[test]
+fn mesh_netns_runs_every_node_behind_its_own_nat() {
+    let child = std::process::Command::new(BIN)
+        .args([
+            "mesh",
+            "--netns",
+            "--nodes",
+            "4",
+            "--rate",
+            "4",
+            "--duration",
+            "4",
+            "--dm-pairs",
+            "1",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mesh");
+    let prefix = format!("bcl{}-", child.id());
+    let out = child.wait_with_output().expect("mesh ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mesh --netns failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().expect("a report")).expect("json");
+    assert_eq!(report["nodes"], 4);
+    assert!(report["expected"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["delivered"], report["expected"], "{report}");
+    assert_eq!(report["dm"]["delivered"], report["dm"]["sent"], "{report}");
+    assert!(report["dm"]["delivered"].as_u64().unwrap() > 0, "{report}");
+    let left: Vec<String> = namespaces().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    assert!(left.is_empty(), "the lab's namespaces are gone: {left:?}");
 }

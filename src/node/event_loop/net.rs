@@ -95,8 +95,53 @@ impl EventLoop {
                 Err(e) => tracing::debug!(relay = %peer, "cannot reserve a relay slot: {e}"),
             }
         }
+        self.dial_back_for_hole_punch(peer, &info.listen_addrs);
         self.send_queued_for(&peer);
         self.reach_tick();
+    }
+
+    /// Opens another relayed connection to `peer` after a failed hole punch
+    /// (see `Reach::punch_retries_due`).
+    fn dial_relayed_again(&mut self, peer: PeerId) {
+        let relayed: Vec<Multiaddr> = self
+            .reach
+            .book
+            .get(&peer)
+            .iter()
+            .filter(|a| is_relayed(a))
+            .cloned()
+            .collect();
+        if relayed.is_empty() {
+            return;
+        }
+        tracing::debug!(%peer, "trying the hole punch again");
+        let opts = DialOpts::peer_id(peer)
+            .addresses(relayed)
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, "dial for another hole punch: {e}");
+        }
+    }
+
+    /// Dials `peer` through a relay when the only relayed connections to it
+    /// are ones DCUtR does not run on (see hole_punch.rs), so that one
+    /// hole punch starts. A peer without a relayed address is public: it is
+    /// dialled directly.
+    fn dial_back_for_hole_punch(&mut self, peer: PeerId, listen: &[Multiaddr]) {
+        if !self.reach.dial_back_wanted(&self.local, &peer) {
+            return;
+        }
+        let relayed: Vec<Multiaddr> = listen.iter().filter(|a| is_relayed(a)).cloned().collect();
+        let addrs = if relayed.is_empty() { listen.to_vec() } else { relayed };
+        tracing::debug!(%peer, ?addrs, "dialling back for a hole punch");
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, "dial back: {e}");
+        }
     }
 
     pub(super) fn handle_kad(&mut self, event: kad::Event) {
@@ -146,16 +191,10 @@ impl EventLoop {
                 // A member that announced itself before it knew any address
                 // of its own (a relay slot not reserved yet) would be left
                 // out of answers: kad only returns entries with addresses.
-                // What this node saw of it fills in.
+                // What this node knows of it fills in (see
+                // `Reach::provider_addresses` for what, and what not).
                 if provider.addresses.is_empty() {
-                    provider.addresses = self.reach.book.get(&provider.provider).to_vec();
-                    provider.addresses.extend(
-                        self.reach
-                            .paths(&provider.provider)
-                            .iter()
-                            .filter(|p| !p.relayed)
-                            .map(|p| p.addr.clone()),
-                    );
+                    provider.addresses = self.reach.provider_addresses(&provider.provider, &self.local);
                 }
                 if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().add_provider(provider) {
                     tracing::debug!("DHT provider store full: {e}");
@@ -220,7 +259,8 @@ impl EventLoop {
                 if !renewal {
                     tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
                 }
-                self.reach.relay_accepted(&relay_peer_id);
+                self.reach.relay_accepted(&relay_peer_id, now_ms());
+                self.reach_tick();
             }
             relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
                 tracing::debug!(relay = %relay_peer_id, "relayed connection out");
@@ -228,6 +268,20 @@ impl EventLoop {
             relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
                 tracing::debug!(from = %src_peer_id, "relayed connection in");
             }
+        }
+    }
+
+    /// Events of the relay this node runs for others: only who holds a slot
+    /// matters here (for the addresses stored with their room entries).
+    pub(super) fn handle_relay_server(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                self.reach.reservation_here(src_peer_id, true);
+            }
+            relay::Event::ReservationClosed { src_peer_id } | relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.reach.reservation_here(src_peer_id, false);
+            }
+            _ => {}
         }
     }
 
@@ -239,6 +293,7 @@ impl EventLoop {
             }
             Err(e) => {
                 self.stats.hole_punch_failures += 1;
+                self.reach.hole_punch_failed(event.remote_peer_id, now_ms());
                 tracing::info!(peer = %event.remote_peer_id, "hole punching failed, staying relayed: {e}");
             }
         }
@@ -293,8 +348,9 @@ impl EventLoop {
         }
     }
 
-    /// Serves the DHT, and relays for others (if it helps at all), exactly
-    /// while the node is a helper or reachable directly.
+    /// Serves the DHT, and relays and answers reachability tests for others
+    /// (if it helps at all), exactly while the node is a helper or reachable
+    /// directly.
     fn update_dht_mode(&mut self) {
         let serve = self.reach.serves_dht(self.helper);
         if serve != self.dht_serving {
@@ -308,6 +364,11 @@ impl EventLoop {
             };
             if let Some(relay) = self.swarm.behaviour_mut().relay.as_mut() {
                 relay.set_status(Some(status));
+            }
+            if self.help_others {
+                // Connections made from now on get the server's handler (or
+                // none); connections already open keep what they had.
+                self.swarm.behaviour_mut().autonat_server = serve.then(autonat::v2::server::Behaviour::default).into();
             }
             tracing::info!(?mode, "DHT mode");
         }
@@ -400,10 +461,21 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Connects to a room member found in the DHT. Returns whether it
+    /// Connects to a room member found in the DHT (or leaves it to the
+    /// member for a moment: `Reach::member_dial_waits`). Returns whether it
     /// started anything.
     fn reach_member(&mut self, member: PeerId) -> bool {
         if member == self.local || self.swarm.is_connected(&member) || self.blocked.contains(&member) {
+            return false;
+        }
+        if self.reach.member_dial_waits(&self.local, member, now_ms()) {
+            return true;
+        }
+        self.dial_member(member)
+    }
+
+    fn dial_member(&mut self, member: PeerId) -> bool {
+        if self.swarm.is_connected(&member) || self.blocked.contains(&member) {
             return false;
         }
         let known = self.reach.book.get(&member).to_vec();
@@ -431,6 +503,17 @@ impl EventLoop {
     pub(super) fn reach_tick(&mut self) {
         let now = now_ms();
         self.update_dht_mode();
+        for member in self.reach.member_dials_due(now) {
+            self.dial_member(member);
+        }
+        for peer in self.reach.punch_retries_due(now) {
+            self.dial_relayed_again(peer);
+        }
+        // The record first: publishing marks the rooms to be announced again
+        // with the addresses of now.
+        if self.reach.publish_due(now) {
+            self.publish_record();
+        }
         for room in self.reach.rooms_to_provide() {
             let key = RecordKey::new(&protocol::room_key(room.as_str()));
             if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
@@ -447,9 +530,6 @@ impl EventLoop {
             tracing::debug!(%room, "searching the DHT for room members");
             let id = self.swarm.behaviour_mut().kad.get_providers(key);
             self.queries.insert(id, Query::Room);
-        }
-        if self.reach.publish_due(now) {
-            self.publish_record();
         }
     }
 
