@@ -12,6 +12,7 @@
 //! - `access`: the token file, login codes, Host and Origin checks, rate;
 //! - `events`: the numbered [`JsonLine`]s, kept for replay;
 //! - `routes`: one handler per operation, each a call on the [`Handle`];
+//! - `transcript`: the log as `backchannel history` prints it;
 //! - `assets`: the web app, embedded in the binary.
 //!
 //! The API holds no node state of its own: whoever runs the node feeds its
@@ -21,6 +22,7 @@ mod access;
 mod assets;
 mod events;
 mod routes;
+mod transcript;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -36,6 +38,7 @@ use tokio::task::JoinHandle;
 
 pub use access::TOKEN_FILE;
 pub use events::EventLog;
+pub use transcript::{ConversationLines, RoomLines, Transcript};
 
 use crate::{Event, Handle, JsonLine, PeerId};
 

@@ -18,6 +18,8 @@ mod hallway;
 mod net;
 mod sync;
 
+pub(super) use hallway::view_from_log;
+
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::GroupCommit;

@@ -13,6 +13,7 @@ mod commit;
 mod dm;
 mod event_loop;
 pub mod limits;
+mod log_view;
 pub mod outbox;
 mod presence;
 mod reach;
@@ -642,6 +643,7 @@ pub struct Connection {
     pub outbound: bool,
 }
 
+pub use log_view::{LogRooms, LogView};
 pub use reach::Reachability;
 
 /// What the node knows of its place in the network (`/net`).
