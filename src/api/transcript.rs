@@ -1,5 +1,7 @@
 //! [`Transcript`]: a node's log as `backchannel history` prints it, in the
-//! lines `/history` shows.
+//! lines `/history` shows. `GET /api/v1/history` answers with one read from
+//! the running node; `backchannel history` builds the same from the log of a
+//! node that is not running, and prints either the same way.
 
 use serde::{Deserialize, Serialize};
 

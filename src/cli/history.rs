@@ -1,6 +1,8 @@
-//! `backchannel history`: the log of a node that is not running as
-//! `/history` shows it, read straight from its sled store, with the names
-//! the log knows.
+//! `backchannel history`: a node's log as `/history` shows it, with the
+//! names the log knows. The log of a node that is not running is read
+//! straight from its sled store; a running node holds its log locked, so it
+//! is asked through its local API (`ask`). Either way the answer is one
+//! [`Transcript`], printed here, so the lines are the same.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,6 +14,7 @@ use backchannel::node::{LogRooms, LogView};
 use backchannel::{Identity, JsonLine, PeerId, Room, Store};
 
 use super::args::{Cli, HistoryArgs};
+use super::ask;
 use super::render::Out;
 
 /// `backchannel history`
@@ -28,11 +31,7 @@ pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     };
     let transcript = match Store::open(&path) {
         Ok(store) => read(&dir, &store, &rooms, args.limit)?,
-        Err(e) if e.is_locked() => bail!(
-            "the node using {} is running, and it holds its log: read it there with /history, \
-             or stop it first",
-            dir.display()
-        ),
+        Err(e) if e.is_locked() => ask::transcript(&dir, &rooms, args.limit)?,
         Err(e) => return Err(e).with_context(|| format!("opening the log in {}", dir.display())),
     };
     print(args, transcript)?;

@@ -10,9 +10,11 @@
 //!   (`human`) or as itself for scripts (`json`);
 //! - `names`: the nicknames and petnames that turn peer ids into names and back;
 //! - `history`: `backchannel history`, a node's log as `/history` shows it;
+//! - `ask`: how `history` asks a running node (its local API);
 //! - `mesh`: `backchannel mesh`.
 
 mod args;
+mod ask;
 mod commands;
 mod editor;
 mod history;

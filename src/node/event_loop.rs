@@ -408,6 +408,9 @@ impl EventLoop {
             Command::RoomPage(room, before, limit, reply) => {
                 let _ = reply.send(self.room_page(&room, before, limit));
             }
+            Command::LogView(rooms, limit, reply) => {
+                let _ = reply.send(self.log_view(&rooms, limit));
+            }
             Command::Rules(room, reply) => {
                 let _ = reply.send(Ok(self.room_rules(&room)));
             }

@@ -2,7 +2,10 @@
 //! room as it shows now (edits applied, deleted posts gone, reactions
 //! counted), each DM conversation, and the contacts whose petnames name
 //! people. The CLI reads it straight from the log of a node that is not
-//! running ([`LogView::read`]), through the same room view as `/history`.
+//! running ([`LogView::read`]); a running node reads it for its local API
+//! ([`Handle::log_view`](super::Handle::log_view)). Both read the same log
+//! through the same room view as `/history`, so `history` prints the same
+//! lines whether the node runs or not.
 
 use libp2p::PeerId;
 

@@ -11,6 +11,7 @@ use super::{AfterFlush, EventLoop, check_text};
 use crate::envelope::Signed;
 use crate::id::{MessageId, Room};
 use crate::message::{Body, HallwayPost};
+use crate::node::log_view::{LogRooms, LogView};
 use crate::node::presence::Change;
 use crate::node::rooms::{Admission, Context, JoinedRoom, Origin, RoomLog, add_to_rules};
 use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
@@ -450,6 +451,16 @@ impl EventLoop {
             messages.iter().filter_map(|m| shown(&joined.rules, me, m)).collect(),
             limit,
         ))
+    }
+
+    /// The log as `backchannel history` shows it, for the local API: joined
+    /// rooms as they show now (a page of each, read backwards as far as it
+    /// needs), the rest as [`LogView::read`] shows them.
+    pub(super) fn log_view(&mut self, rooms: &LogRooms, limit: usize) -> Result<LogView, NodeError> {
+        let store = self.store.clone();
+        LogView::read_with(&store, Some(self.local), rooms, limit, |room, limit| {
+            Ok(self.room_page(room, None, limit)?.0)
+        })
     }
 
     /// A page of the posts a room shows: the `limit` just before the post
