@@ -660,8 +660,8 @@ pub enum History {
         /// Sent or received by this node.
         direction: Direction,
         /// The post as the room shows it now (edits, reactions, question
-        /// state): present in `/history` of a room of a running node, absent
-        /// in `backchannel history`, which reads the raw log.
+        /// state): present in `/history` of a room and in `backchannel
+        /// history`, which show a room the same way.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         post: Option<RoomPost>,
     },
@@ -757,6 +757,26 @@ impl From<&crate::node::outbox::OutboxEntry> for OutboxRow {
 }
 
 impl History {
+    /// A post of `room` as the room shows it now (`/history`, `backchannel
+    /// history`): the latest text, and the whole post with its edits,
+    /// reactions and question state.
+    pub fn from_post(room: Room, post: RoomPost) -> History {
+        History::Hallway {
+            room,
+            from: post.author,
+            nick: post.nick.clone(),
+            id: post.id,
+            text: post.text.clone(),
+            time: post.time_ms,
+            direction: if post.mine {
+                Direction::Sent
+            } else {
+                Direction::Received
+            },
+            post: Some(post),
+        }
+    }
+
     /// A message read back from the log as a `history` line shows it; None
     /// for what is not a post, a group message or a DM (receipts, room
     /// operations).

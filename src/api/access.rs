@@ -33,26 +33,35 @@ const MAX_LOGIN_CODES: usize = 16;
 /// mode 0600) when there is none. The token stays across restarts so a
 /// program configured with it keeps working.
 pub fn load_or_create_token(dir: &Path) -> io::Result<String> {
-    let path = dir.join(TOKEN_FILE);
-    match fs::File::open(&path) {
-        Ok(file) => {
-            let mut text = String::new();
-            file.take(1024).read_to_string(&mut text)?;
-            let token = text.trim().to_owned();
-            if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} does not hold an API token; delete it to make a new one",
-                        path.display()
-                    ),
-                ));
-            }
-            Ok(token)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => create_token(&path),
-        Err(e) => Err(e),
+    match read_token(dir)? {
+        Some(token) => Ok(token),
+        None => create_token(&dir.join(TOKEN_FILE)),
     }
+}
+
+/// Reads the API token from `dir`: None when there is none yet, an error
+/// when the file holds something else. Programs on this machine (and
+/// `backchannel history`) read it to talk to the node.
+pub fn read_token(dir: &Path) -> io::Result<Option<String>> {
+    let path = dir.join(TOKEN_FILE);
+    let file = match fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    file.take(1024).read_to_string(&mut text)?;
+    let token = text.trim().to_owned();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} does not hold an API token; delete it to make a new one",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(token))
 }
 
 fn create_token(path: &PathBuf) -> io::Result<String> {

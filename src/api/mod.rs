@@ -12,6 +12,8 @@
 //! - `access`: the token file, login codes, Host and Origin checks, rate;
 //! - `events`: the numbered [`JsonLine`]s, kept for replay;
 //! - `routes`: one handler per operation, each a call on the [`Handle`];
+//! - `transcript`: the log as `backchannel history` prints it, which the CLI
+//!   asks a running node for;
 //! - `assets`: the web app, embedded in the binary.
 //!
 //! The API holds no node state of its own: whoever runs the node feeds its
@@ -21,6 +23,7 @@ mod access;
 mod assets;
 mod events;
 mod routes;
+mod transcript;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -34,8 +37,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-pub use access::TOKEN_FILE;
+pub use access::{TOKEN_FILE, read_token};
 pub use events::EventLog;
+pub use transcript::{ConversationLines, RoomLines, Transcript};
 
 use crate::{Event, Handle, JsonLine, PeerId};
 
@@ -156,8 +160,12 @@ impl Api {
                 tracing::warn!("local API stopped: {e}");
             }
         });
+        // Written whole and then renamed into place, so a program reading it
+        // (`backchannel history`) never sees half an address.
         let addr_file = config.data_dir.join(ADDR_FILE);
-        std::fs::write(&addr_file, format!("{addr}\n"))?;
+        let partial = config.data_dir.join(format!("{ADDR_FILE}.partial"));
+        std::fs::write(&partial, format!("{addr}\n"))?;
+        std::fs::rename(&partial, &addr_file)?;
         Ok(Api {
             shared,
             addr,

@@ -22,14 +22,18 @@ use serde_json::json;
 
 use super::AppState;
 use super::events::Subscription;
+use super::transcript::Transcript;
 use crate::id::as_text;
 use crate::json_line::{Contact, History, Op, OutboxRow};
-use crate::node::{GroupEdit, HistoryQuery, NodeError, PostOptions};
+use crate::node::{GroupEdit, HistoryQuery, LogRooms, NodeError, PostOptions};
 use crate::room::RoomAction;
 use crate::{GroupId, JsonLine, MessageId, Multiaddr, PeerId, Room};
 
 /// Posts or messages per page when the request does not say.
 const DEFAULT_PAGE: usize = 50;
+/// Posts per room and messages per conversation in `/history` when the
+/// request does not say: `backchannel history`'s default.
+const DEFAULT_HISTORY: usize = 1000;
 /// The largest page served.
 const MAX_PAGE: usize = 500;
 
@@ -53,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/rooms/{room}/rules", get(rules))
         .route("/api/v1/rooms/{room}/questions", get(questions))
         .route("/api/v1/rooms/{room}/sync", post(sync))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/dms/{peer}", get(dm_history).post(dm_send))
         .route("/api/v1/dm-reactions", post(dm_react))
         .route("/api/v1/outbox", get(outbox))
@@ -542,6 +547,32 @@ async fn sync(State(s): State<AppState>, Path(room): Path<Room>) -> Answer<Synci
     let peers = s.handle.sync(&room).await?;
     s.events.publish(&JsonLine::SyncStarted { room, peers });
     ok(Syncing { peers })
+}
+
+// ---- the log as `backchannel history` prints it ---------------------------------
+
+/// `?limit=N&room=ROOM` or `?limit=N&rooms=false`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    limit: Option<usize>,
+    room: Option<String>,
+    rooms: Option<bool>,
+}
+
+/// Every room (or one, or none) and every DM conversation, the last
+/// `limit` of each, as `backchannel history` prints them. No cap on
+/// `limit`: it is the CLI's `--limit`, and reading a long log is what was
+/// asked for.
+async fn history(State(s): State<AppState>, Params(p): Params<HistoryParams>) -> Answer<Transcript> {
+    let rooms = match (p.room, p.rooms) {
+        (Some(_), Some(false)) => return Err(Problem::bad("room names one room; rooms=false asks for none")),
+        (Some(room), _) => LogRooms::Only(Room::param(&room)?),
+        (None, Some(false)) => LogRooms::None,
+        (None, _) => LogRooms::All,
+    };
+    let view = s.handle.log_view(rooms, p.limit.unwrap_or(DEFAULT_HISTORY)).await?;
+    ok(Transcript::from(view))
 }
 
 // ---- DMs --------------------------------------------------------------------

@@ -34,7 +34,7 @@ pub enum Cmd {
     /// Run an always-on helper that joins no rooms: bootstrap, DHT server,
     /// relay and reachability tests for participants behind NATs.
     Serve(ServeArgs),
-    /// Print the log of a node that is not running.
+    /// Print the node's log as /history shows it (a running node is asked for it).
     History(HistoryArgs),
     /// Start a local mesh of nodes on loopback, drive traffic, inject faults, report.
     Mesh(MeshArgs),
@@ -168,12 +168,12 @@ pub struct RunArgs {
     /// Print one JSON object per line per event on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
-    /// Serve the web app and the local API on 127.0.0.1 and print the URL
-    /// that opens it (docs/API.md).
+    /// Print the URL that opens the web app. The node always serves it and
+    /// the local API on 127.0.0.1 (docs/API.md); `history` asks it there.
     #[arg(long)]
     pub ui: bool,
-    /// The web app's port on 127.0.0.1 [default: a free one].
-    #[arg(long, value_name = "PORT", requires = "ui")]
+    /// The port of the web app and local API on 127.0.0.1 [default: a free one].
+    #[arg(long, value_name = "PORT")]
     pub ui_port: Option<u16>,
     /// Show every line: routine history syncs, each DM retry, repeated
     /// connection failures, peers' subscriptions, full room ids.

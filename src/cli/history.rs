@@ -1,47 +1,68 @@
-//! `backchannel history`: the log of a node that is not running, read
-//! straight from its sled store, with the names the log knows.
+//! `backchannel history`: a node's log as `/history` shows it, with the
+//! names the log knows. The log of a node that is not running is read
+//! straight from its sled store; a running node holds its log locked, so it
+//! is asked through its local API (`ask`). Either way the answer is one
+//! [`Transcript`], printed here, so the lines are the same.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use backchannel::{Identity, LoggedMessage, PeerId, Room, Store};
+use backchannel::api::Transcript;
+use backchannel::json_line::History;
+use backchannel::node::{LogRooms, LogView};
+use backchannel::{Identity, JsonLine, PeerId, Room, Store};
 
 use super::args::{Cli, HistoryArgs};
+use super::ask;
 use super::render::Out;
 
 /// `backchannel history`
 pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    let mut out = Out::new(args.json, false);
     let dir = cli.data_dir()?;
     let path = dir.join("log");
     if !path.exists() {
         bail!("no log in {}: this node has never run", dir.display());
     }
-    let store = match Store::open(&path) {
-        Ok(store) => store,
-        Err(e) if e.is_locked() => bail!(
-            "the node using {} is running, and it holds its log: read it there with /history, \
-             or stop it first",
-            dir.display()
-        ),
+    let rooms = match (&args.room, &args.peer) {
+        (Some(room), _) => LogRooms::Only(Room::new(room.as_str())?),
+        (None, Some(_)) => LogRooms::None,
+        (None, None) => LogRooms::All,
+    };
+    let transcript = match Store::open(&path) {
+        Ok(store) => read(&dir, &store, &rooms, args.limit)?,
+        Err(e) if e.is_locked() => ask::transcript(&dir, &rooms, args.limit)?,
         Err(e) => return Err(e).with_context(|| format!("opening the log in {}", dir.display())),
     };
-    // Names first, so that every line (also the first ones) shows them.
-    if let Ok(identity) = Identity::load(&dir) {
-        out.set_me(identity.peer_id(), None);
-    }
-    let mut messages: Vec<LoggedMessage> = Vec::new();
-    for peer in store.conversations()? {
-        messages.extend(store.conversation(&peer, args.limit)?);
-    }
-    for m in &messages {
-        out.names().learn_logged(m);
-    }
-    out.set_petnames(store.contacts()?);
+    print(args, transcript)?;
+    Ok(ExitCode::SUCCESS)
+}
 
-    if let Some(room) = &args.room {
-        let room = Room::new(room.as_str())?;
-        print(&out, store.room(&room, args.limit)?);
+/// The log of a node that is not running, read from its store.
+fn read(dir: &Path, store: &Store, rooms: &LogRooms, limit: usize) -> anyhow::Result<Transcript> {
+    // The key tells this node's own messages; a log whose key is gone is
+    // still readable.
+    let me = Identity::load(dir).ok().map(|identity| identity.peer_id());
+    let view =
+        LogView::read(store, me, rooms, limit).with_context(|| format!("reading the log in {}", dir.display()))?;
+    Ok(Transcript::from(view))
+}
+
+/// Prints what `args` asks for; the names on every line are learned before
+/// the first is shown.
+fn print(args: &HistoryArgs, transcript: Transcript) -> anyhow::Result<()> {
+    let mut out = Out::new(args.json, false);
+    if let Some(me) = transcript.me {
+        out.set_me(me, None);
+    }
+    let rooms = transcript.rooms.iter().flat_map(|r| &r.lines);
+    for line in transcript.conversations.iter().flat_map(|c| &c.lines).chain(rooms) {
+        out.names().learn_history(line);
+    }
+    out.set_petnames(transcript.contacts.into_iter().map(|c| (c.peer, c.nick)).collect());
+
+    let lines: Vec<History> = if args.room.is_some() {
+        transcript.rooms.into_iter().flat_map(|r| r.lines).collect()
     } else if let Some(peer) = &args.peer {
         let peer: PeerId = out.resolve(peer).with_context(|| {
             format!(
@@ -49,23 +70,20 @@ pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
                  give a peer id, a contact's name or a nickname from a DM"
             )
         })?;
-        print(&out, store.conversation(&peer, args.limit)?);
+        transcript
+            .conversations
+            .into_iter()
+            .filter(|c| c.peer == peer)
+            .flat_map(|c| c.lines)
+            .collect()
     } else {
-        for room in store.rooms()? {
-            print(&out, store.room(&room, args.limit)?);
-        }
-        print(&out, messages);
+        let rooms = transcript.rooms.into_iter().flat_map(|r| r.lines);
+        rooms
+            .chain(transcript.conversations.into_iter().flat_map(|c| c.lines))
+            .collect()
+    };
+    for line in lines {
+        out.emit(&JsonLine::History(line));
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Prints messages; the names on all of them are learned before the first
-/// is shown.
-fn print(out: &Out, messages: Vec<LoggedMessage>) {
-    for m in &messages {
-        out.names().learn_logged(m);
-    }
-    for m in &messages {
-        out.logged(m);
-    }
+    Ok(())
 }

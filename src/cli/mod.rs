@@ -9,10 +9,12 @@
 //! - `render/`: how a [`backchannel::JsonLine`] is shown, as text for people
 //!   (`human`) or as itself for scripts (`json`);
 //! - `names`: the nicknames and petnames that turn peer ids into names and back;
-//! - `history`: `backchannel history`, the log of a node that is not running;
+//! - `history`: `backchannel history`, a node's log as `/history` shows it;
+//! - `ask`: how `history` asks a running node (its local API);
 //! - `mesh`: `backchannel mesh`.
 
 mod args;
+mod ask;
 mod commands;
 mod editor;
 mod history;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use backchannel::json_line::History;
 use backchannel::{Body, Event, GroupId, LoggedMessage, PeerId, Room};
 
 /// Nicknames seen on messages, petnames, group names.
@@ -48,6 +49,17 @@ impl Names {
             Body::Direct(dm) => self.nick(author, dm.nick.as_deref()),
             Body::Group(g) => self.nick(author, g.nick.as_deref()),
             _ => {}
+        }
+    }
+
+    /// Remembers the nickname on a `history` line.
+    pub fn learn_history(&mut self, line: &History) {
+        match line {
+            History::Hallway { from, nick, .. }
+            | History::Group { from, nick, .. }
+            | History::Dm { from, nick, .. } => {
+                self.nick(*from, nick.as_deref());
+            }
         }
     }
 

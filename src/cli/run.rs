@@ -33,16 +33,21 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let nick = config.nick.clone();
     let api_dir = config.data_dir.clone();
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the node")?;
-    let api = match args.ui {
-        true => match start_api(&handle, api_dir, nick, args.ui_port).await {
-            Ok(api) => Some(api),
-            Err(e) => {
-                // The node is running: stop it cleanly before saying why.
-                handle.shutdown().await;
-                return Err(e);
-            }
-        },
-        false => None,
+    // The local API runs with every node, so that `backchannel history` can
+    // ask it while it holds the log; --ui only prints the web app's URL.
+    let api = match start_api(&handle, api_dir, nick, args.ui_port).await {
+        Ok(api) => Some(api),
+        Err(e) if args.ui || args.ui_port.is_some() => {
+            // The node is running: stop it cleanly before saying why.
+            handle.shutdown().await;
+            return Err(e);
+        }
+        Err(e) => {
+            out.error(&format!(
+                "{e:#}: `backchannel history` cannot read this node's log while it runs"
+            ));
+            None
+        }
     };
     learn_names(&handle, &out).await?;
     out.emit(&JsonLine::Identity { peer: handle.peer_id() });
@@ -57,7 +62,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     for room in joined {
         out.emit(&JsonLine::Joined { room });
     }
-    if let Some(api) = &api {
+    if let Some(api) = api.as_ref().filter(|_| args.ui) {
         out.emit(&JsonLine::WebApp { url: api.login_url()? });
     }
     let api = api.map(std::sync::Arc::new);
@@ -163,7 +168,8 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the local API and web app on the node's runtime.
+/// Starts the local API and web app on the node's runtime (the web app's
+/// URL is printed only with --ui).
 async fn start_api(handle: &Handle, dir: PathBuf, nick: Option<String>, port: Option<u16>) -> anyhow::Result<Api> {
     let mut config = ApiConfig::new(dir);
     config.nick = nick;

@@ -18,6 +18,8 @@ mod hallway;
 mod net;
 mod sync;
 
+pub(super) use hallway::view_from_log;
+
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::GroupCommit;
@@ -409,6 +411,9 @@ impl EventLoop {
             }
             Command::RoomPage(room, before, limit, reply) => {
                 let _ = reply.send(self.room_page(&room, before, limit));
+            }
+            Command::LogView(rooms, limit, reply) => {
+                let _ = reply.send(self.log_view(&rooms, limit));
             }
             Command::Rules(room, reply) => {
                 let _ = reply.send(Ok(self.room_rules(&room)));

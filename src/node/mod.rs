@@ -14,6 +14,7 @@ mod dm;
 mod event_loop;
 mod hole_punch;
 pub mod limits;
+mod log_view;
 pub mod outbox;
 mod presence;
 mod reach;
@@ -646,6 +647,7 @@ pub struct Connection {
     pub outbound: bool,
 }
 
+pub use log_view::{LogRooms, LogView};
 pub use reach::Reachability;
 
 /// What the node knows of its place in the network (`/net`).
@@ -869,6 +871,7 @@ enum Command {
         usize,
         oneshot::Sender<Result<(Vec<RoomPost>, bool), NodeError>>,
     ),
+    LogView(LogRooms, usize, oneshot::Sender<Result<LogView, NodeError>>),
     Rules(Room, oneshot::Sender<Result<RoomRules, NodeError>>),
     Who(Room, oneshot::Sender<Result<Vec<Participant>, NodeError>>),
     Sync(Room, oneshot::Sender<Result<usize, NodeError>>),
@@ -1142,6 +1145,13 @@ impl Handle {
     ) -> Result<(Vec<RoomPost>, bool), NodeError> {
         self.ask(|tx| Command::RoomPage(room.clone(), before, limit, tx))
             .await?
+    }
+
+    /// The log as `backchannel history` shows it: each room of `rooms` as
+    /// [`Handle::room_view`] shows it and each DM conversation, the last
+    /// `limit` of each, and the contacts (see [`LogView`]).
+    pub async fn log_view(&self, rooms: LogRooms, limit: usize) -> Result<LogView, NodeError> {
+        self.ask(|tx| Command::LogView(rooms, limit, tx)).await?
     }
 
     /// A room's rules now: host, hallway mode, roles, removals.

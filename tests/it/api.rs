@@ -150,6 +150,36 @@ async fn every_endpoint_answers_and_the_openapi_document_lists_them() {
     c.hit("get", "/api/v1/dms/{peer}");
     assert_eq!(dms["items"][0]["text"], "psst");
     assert_eq!(dms["items"][0]["kind"], "dm");
+    // The log as `backchannel history` prints it: the room as it shows now
+    // (A's page, line for line: A made every change to it), the
+    // conversation, and one room alone, none, or a malformed ask.
+    let log = a.get("/api/v1/history").await;
+    c.hit("get", "/api/v1/history");
+    let page = a.get(&format!("/api/v1/rooms/{r}/posts?limit=500")).await;
+    let posts = page["items"].as_array().expect("items");
+    let shown = log["rooms"][0]["lines"].as_array().expect("lines");
+    assert_eq!(log["rooms"][0]["room"], room.as_str());
+    assert_eq!(shown.len(), posts.len());
+    for (line, post) in shown.iter().zip(posts) {
+        assert_eq!((&line["kind"], &line["post"]), (&json!("hallway"), post));
+        assert_eq!(line["text"], post["text"]);
+    }
+    assert_eq!(s(&log["me"]), a.peer.to_string());
+    assert_eq!(s(&log["conversations"][0]["peer"]), bp);
+    assert_eq!(log["conversations"][0]["lines"][0]["text"], "psst");
+    let one = a.get(&format!("/api/v1/history?limit=1&room={r}")).await;
+    assert_eq!(one["rooms"][0]["lines"].as_array().map(Vec::len), Some(1));
+    let none = a.get("/api/v1/history?rooms=false").await;
+    assert_eq!(none["rooms"], json!([]));
+    assert_eq!(none["conversations"], log["conversations"]);
+    for bad in ["?limit=x", "?room=", "?rooms=false&room=lobby", "?since=1"] {
+        let refused = a.call("GET", &format!("/api/v1/history{bad}"), None).await;
+        assert_eq!(
+            (refused.status, refused.json()["error"].is_string()),
+            (400, true),
+            "{bad}"
+        );
+    }
     assert!(a.get("/api/v1/outbox").await.is_array());
     c.hit("get", "/api/v1/outbox");
 

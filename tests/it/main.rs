@@ -13,6 +13,7 @@ mod dm;
 mod everyday;
 mod groups;
 mod hallway;
+mod history;
 mod hostile;
 mod layering;
 mod mesh;

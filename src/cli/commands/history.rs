@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use backchannel::json_line::History;
-use backchannel::{Direction, HistoryQuery, JsonLine, Room};
+use backchannel::{HistoryQuery, JsonLine, Room};
 
 use super::Session;
 use super::groups::find_group;
@@ -25,16 +25,7 @@ pub async fn show(s: &mut Session, target: Option<String>) -> anyhow::Result<()>
     };
     if let HistoryQuery::Room(room) = &query {
         for p in s.handle.room_view(room, HISTORY_LIMIT).await? {
-            s.out.emit(&JsonLine::History(History::Hallway {
-                room: room.clone(),
-                from: p.author,
-                nick: p.nick.clone(),
-                id: p.id,
-                text: p.text.clone(),
-                time: p.time_ms,
-                direction: if p.mine { Direction::Sent } else { Direction::Received },
-                post: Some(p),
-            }));
+            s.out.emit(&JsonLine::History(History::from_post(room.clone(), p)));
         }
         return Ok(());
     }

@@ -11,6 +11,7 @@ use super::{AfterFlush, EventLoop, check_text};
 use crate::envelope::Signed;
 use crate::id::{MessageId, Room};
 use crate::message::{Body, HallwayPost};
+use crate::node::log_view::{LogRooms, LogView};
 use crate::node::presence::Change;
 use crate::node::rooms::{Admission, Context, JoinedRoom, Origin, RoomLog, add_to_rules};
 use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
@@ -440,21 +441,26 @@ impl EventLoop {
 
     /// The posts a room shows, in its order.
     pub(super) fn room_view(&mut self, room: &Room, limit: usize) -> Result<Vec<RoomPost>, NodeError> {
-        let messages = self.store.room(room, usize::MAX)?;
-        let local = self.local;
-        // A room left (or ended): its rules from the messages just read.
-        let temporary;
-        let state = match self.rooms.get(room) {
-            Some(joined) => &joined.rules,
-            None => {
-                temporary = state_of(room, &messages);
-                &temporary
-            }
+        let me = Some(self.local);
+        let Some(joined) = self.rooms.get(room) else {
+            // A room left (or ended): its rules from its messages in the log.
+            return Ok(view_from_log(&self.store, room, me, limit)?);
         };
-        let mut out: Vec<RoomPost> = messages.iter().filter_map(|m| shown(state, local, m)).collect();
-        let skip = out.len().saturating_sub(limit);
-        out.drain(..skip);
-        Ok(out)
+        let messages = self.store.room(room, usize::MAX)?;
+        Ok(latest(
+            messages.iter().filter_map(|m| shown(&joined.rules, me, m)).collect(),
+            limit,
+        ))
+    }
+
+    /// The log as `backchannel history` shows it, for the local API: joined
+    /// rooms as they show now (a page of each, read backwards as far as it
+    /// needs), the rest as [`LogView::read`] shows them.
+    pub(super) fn log_view(&mut self, rooms: &LogRooms, limit: usize) -> Result<LogView, NodeError> {
+        let store = self.store.clone();
+        LogView::read_with(&store, Some(self.local), rooms, limit, |room, limit| {
+            Ok(self.room_page(room, None, limit)?.0)
+        })
     }
 
     /// A page of the posts a room shows: the `limit` just before the post
@@ -486,14 +492,14 @@ impl EventLoop {
             let start = end.saturating_sub(limit);
             return Ok((all.split_off(start), start > 0));
         };
-        let (state, local, store) = (&joined.rules, self.local, &self.store);
+        let (state, me, store) = (&joined.rules, Some(self.local), &self.store);
         let mut page = Vec::new();
         let mut more = false;
         store.room_keys_back(room, bound, |_, id| {
             if !state.is_visible(&id) {
                 return Ok(true);
             }
-            let Some(post) = store.get(&id)?.and_then(|m| shown(state, local, &m)) else {
+            let Some(post) = store.get(&id)?.and_then(|m| shown(state, me, &m)) else {
                 return Ok(true);
             };
             if page.len() == limit {
@@ -571,9 +577,33 @@ fn state_of(room: &Room, messages: &[crate::store::LoggedMessage]) -> RoomState 
     state
 }
 
+/// The posts a room shows, rebuilt from the log alone: what a node shows of
+/// a room it is not in, and what `backchannel history` shows of the log of
+/// a node that is not running. `me` (when known) tells this node's posts.
+pub(crate) fn view_from_log(
+    store: &Store,
+    room: &Room,
+    me: Option<PeerId>,
+    limit: usize,
+) -> Result<Vec<RoomPost>, StoreError> {
+    let messages = store.room(room, usize::MAX)?;
+    let state = state_of(room, &messages);
+    Ok(latest(
+        messages.iter().filter_map(|m| shown(&state, me, m)).collect(),
+        limit,
+    ))
+}
+
+/// The last `limit` of `posts`.
+fn latest(mut posts: Vec<RoomPost>, limit: usize) -> Vec<RoomPost> {
+    let skip = posts.len().saturating_sub(limit);
+    posts.drain(..skip);
+    posts
+}
+
 /// A logged message as its room shows it under `state`: None for what is
 /// not a post, or a post the room does not show (deleted, refused).
-fn shown(state: &RoomState, local: PeerId, m: &crate::store::LoggedMessage) -> Option<RoomPost> {
+fn shown(state: &RoomState, me: Option<PeerId>, m: &crate::store::LoggedMessage) -> Option<RoomPost> {
     let id = m.message.id();
     let Body::Hallway(p) = m.message.body() else {
         return None;
@@ -600,6 +630,6 @@ fn shown(state: &RoomState, local: PeerId, m: &crate::store::LoggedMessage) -> O
             .into_iter()
             .map(|(emoji, who)| (emoji, who.len()))
             .collect(),
-        mine: author == local,
+        mine: me == Some(author),
     })
 }
