@@ -25,6 +25,7 @@ mod readme;
 mod requests;
 mod restart;
 mod rooms;
+mod room_state;
 mod signatures;
 mod store_model;
 mod support;
