@@ -25,7 +25,7 @@ use super::dm::{DmAdmission, DmContext, admit_dm};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::reach::Reach;
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
-use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
+use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, Stats};
 use crate::envelope::Signed;
 use crate::group::{GroupId, Groups};
 use crate::id::{MessageId, RejectReason, Room};
@@ -491,6 +491,9 @@ impl EventLoop {
                 self.collect_oversize();
                 let _ = reply.send(self.stats.clone());
             }
+            Command::Footprint(room, reply) => {
+                let _ = reply.send(self.footprint(&room));
+            }
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.listen_addrs.clone());
             }
@@ -603,8 +606,10 @@ impl EventLoop {
         }
         self.remember_room(room, false);
         // Everything about the room is in its `JoinedRoom`, but for the
-        // history sync sessions with its peers.
+        // history sync sessions with its peers, the last report of its
+        // waiting posts and its DHT search (`footprint` counts them all).
         self.syncs.leave(room);
+        self.waiting.remove(room);
         self.room_left_dht(room);
         match self.rooms.leave(room) {
             Some((topic, unsent)) => {
@@ -612,6 +617,26 @@ impl EventLoop {
                 unsent
             }
             None => 0,
+        }
+    }
+
+    /// What the node keeps about `room`, wherever it is kept.
+    fn footprint(&self, room: &Room) -> RoomFootprint {
+        let (sync_sessions, sync_requests, sync_cooldowns, sync_spread) = self.syncs.footprint(room);
+        let topic = crate::protocol::topic(room.as_str()).hash();
+        let joined = self.rooms.get(room);
+        RoomFootprint {
+            joined: joined.is_some(),
+            posts: joined.map_or(0, |j| j.rules.post_count()),
+            present: joined.map_or(0, |j| j.presence.len()),
+            unsent: joined.map_or(0, JoinedRoom::unsent_len),
+            sync_sessions,
+            sync_requests,
+            sync_cooldowns,
+            sync_spread,
+            waiting_reported: self.waiting.contains_key(room),
+            subscribed: self.swarm.behaviour().gossipsub.topics().any(|t| *t == topic),
+            dht_search: self.reach.has_room(room),
         }
     }
 

@@ -1,12 +1,13 @@
-//! Room state that stays cheap (issue 15): nodes that receive the same
-//! posts and operations in different orders show the same room.
+//! Room state that stays cheap and leaves nothing behind (issue 15): nodes
+//! that receive the same posts and operations in different orders show the
+//! same room, and a node that leaves a room keeps nothing about it.
 
-use backchannel::lab::{Lab, LabConfig};
+use backchannel::lab::{Lab, LabConfig, Topology};
 use backchannel::room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp};
-use backchannel::{Body, HallwayPost, Identity, MessageId, PeerId, Room, Signed};
+use backchannel::{Body, Event, HallwayPost, Identity, MessageId, PeerId, Room, Signed};
 
 use crate::support::raw::RawPeer;
-use crate::support::wire;
+use crate::support::{T, wire};
 
 /// Posts and operations of the convergence test.
 const POSTS: usize = 60;
@@ -158,7 +159,10 @@ async fn nodes_that_receive_operations_in_different_orders_show_the_same_room() 
         pusher.connect(&node.addr, node.peer_id()).await;
         for &p in order {
             let request = wire::sync_request(room.as_str(), 4, &wire::list(&pages[p]));
-            pusher.sync(node.peer_id(), request).await.expect("the push is answered");
+            pusher
+                .sync(node.peer_id(), request)
+                .await
+                .expect("the push is answered");
         }
     }
     let mut views = Vec::new();
@@ -171,7 +175,45 @@ async fn nodes_that_receive_operations_in_different_orders_show_the_same_room() 
     let posts = views[0][0].as_array().expect("posts");
     assert!(posts.len() < POSTS, "some posts are deleted: {}", posts.len());
     assert!(posts.iter().any(|p| p["edited"] == true), "some posts are edited");
-    assert!(posts.iter().any(|p| p["question"] == "answered"), "some questions are answered");
+    assert!(
+        posts.iter().any(|p| p["question"] == "answered"),
+        "some questions are answered"
+    );
     assert_eq!(views[0], views[1], "room order and reversed pages differ");
     assert_eq!(views[0], views[2], "room order and shuffled pages differ");
+}
+
+/// A node that joined a room, synced it with a peer, saw the peer's
+/// presence and posted keeps nothing about the room once it leaves: not its
+/// rules, presence book or unsent posts, not its sync sessions, requests or
+/// cooldowns, not its gossipsub topic or DHT search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_a_room_keeps_nothing_about_it() {
+    let mut lab = Lab::start(2, LabConfig::default()).await.expect("lab");
+    lab.connect(Topology::Line, T).await.expect("connect");
+    let lobby = Room::new("lobby").expect("room");
+    lab.join_all(&lobby, &Topology::Line.edges(2, 0), T)
+        .await
+        .expect("mesh");
+    lab.nodes[0].handle.post(&lobby, "before the sync").await.expect("post");
+    lab.nodes[1].handle.sync(&lobby).await.expect("sync");
+    lab.nodes[1]
+        .wait_for("a sync", T, |e| matches!(e, Event::Synced { .. }).then_some(()))
+        .await
+        .expect("node 1 syncs the lobby");
+    let peer = lab.nodes[0].peer_id();
+    lab.nodes[1]
+        .wait_for("presence", T, |e| {
+            matches!(e, Event::Presence { peer: p, present: true, .. } if *p == peer).then_some(())
+        })
+        .await
+        .expect("node 1 sees node 0 present");
+    let before = lab.nodes[1].handle.room_footprint(&lobby).await.expect("footprint");
+    assert!(
+        before.joined && before.posts > 0 && before.present > 0 && before.sync_cooldowns > 0 && before.subscribed,
+        "{before:?}"
+    );
+    lab.nodes[1].handle.leave(&lobby).await.expect("leave");
+    let after = lab.nodes[1].handle.room_footprint(&lobby).await.expect("footprint");
+    assert!(after.is_empty(), "left, yet kept: {after:?}");
 }
