@@ -26,7 +26,7 @@ use serde_json::json;
 const POSTS: usize = 1_000;
 const PARTICIPANTS: usize = 200;
 const DEFAULT_OPS: usize = 100_000;
-const SEED: u64 = 0x5eed_0f_0b5;
+const SEED: u64 = 0x0005_eed0_f0b5;
 
 /// splitmix64: a seeded generator, so every run feeds the same operations in
 /// the same order.

@@ -1074,7 +1074,12 @@ mod tests {
 
     /// A room of posts and operations with clocks from a small range (so
     /// that equal clocks are common), and an order of arrival for them.
-    fn room_world() -> impl Strategy<Value = (bool, Vec<(usize, u64, bool)>, Vec<(usize, u64, u8, Act)>, Vec<usize>)> {
+    /// Whether the room is hosted; its posts (author, clock, question); its
+    /// operations (author, clock, a byte of their id, what they do); the
+    /// order of arrival of posts and operations together.
+    type World = (bool, Vec<(usize, u64, bool)>, Vec<(usize, u64, u8, Act)>, Vec<usize>);
+
+    fn room_world() -> impl Strategy<Value = World> {
         let posts = proptest::collection::vec((0..PEERS, 0..30u64, any::<bool>()), 0..TARGETS);
         let ops = proptest::collection::vec((author(), 0..30u64, any::<u8>(), act()), 0..40);
         (any::<bool>(), posts, ops).prop_flat_map(|(hosted, posts, ops)| {

@@ -96,11 +96,6 @@ impl Reference {
         at(Some(&self.derived.modes), clock).unwrap_or(ChatMode::On)
     }
 
-    /// The hallway's mode now.
-    pub(super) fn mode(&self) -> ChatMode {
-        self.mode_at(u64::MAX)
-    }
-
     /// Participants with a role (not listeners), host first.
     pub(super) fn roles(&self) -> Vec<(PeerId, Role)> {
         let mut out: Vec<(PeerId, Role)> = self.host.iter().map(|h| (*h, Role::Host)).collect();
