@@ -1091,7 +1091,7 @@ mod reject_reason {
 
     /// Every reason. The `match` below fails to compile when a reason is
     /// added and not listed here, so none can be written but not read.
-    pub(super) const ALL: [RejectReason; 19] = [
+    pub(super) const ALL: [RejectReason; 22] = [
         Malformed,
         Oversize,
         BadKey,
@@ -1111,6 +1111,9 @@ mod reject_reason {
         ChatClosed,
         RateLimited,
         BadRecord,
+        GossipSigned,
+        Graylisted,
+        NotJoined,
     ];
 
     #[allow(dead_code)]
@@ -1118,7 +1121,7 @@ mod reject_reason {
         match reason {
             Malformed | Oversize | BadKey | BadSignature | UnknownKind | InvalidField | WrongRoom | WrongRecipient
             | WrongKind | BadReceipt | NotModerator | NotMember | FutureTime | Stale | NotAllowed | Removed
-            | ChatClosed | RateLimited | BadRecord => {}
+            | ChatClosed | RateLimited | BadRecord | GossipSigned | Graylisted | NotJoined => {}
         }
     }
 

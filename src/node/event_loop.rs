@@ -345,11 +345,17 @@ impl EventLoop {
 
     fn reject(&mut self, from: PeerId, reason: RejectReason) {
         tracing::debug!(%from, %reason, "rejected input");
-        *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += 1;
+        self.reject_n(from, reason, 1);
+    }
+
+    /// Counts `n` inputs from `from` rejected for `reason`, with one
+    /// (rate-limited) event.
+    fn reject_n(&mut self, from: PeerId, reason: RejectReason, n: u64) {
+        *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += n;
         let by_peer = &mut self.stats.rejected_by_peer;
         let key = from.to_string();
         if by_peer.contains_key(&key) || by_peer.len() < Stats::MAX_PEERS_TRACKED {
-            *by_peer.entry(key).or_default() += 1;
+            *by_peer.entry(key).or_default() += n;
         }
         if self.limiters.reject_events.allow(&(), now_ms()) {
             self.emit(Event::Rejected { from, reason });
@@ -358,8 +364,11 @@ impl EventLoop {
         }
     }
 
-    /// Moves the codec's count of oversize streams into the rejection counters.
-    fn collect_oversize(&mut self) {
+    /// Moves what was dropped below the event loop into the rejection
+    /// counters: the codec's oversize DM and sync streams (by reason only:
+    /// the codec does not know the peer), and what gossipsub dropped unseen
+    /// (`node::gossip`).
+    fn collect_drops(&mut self) {
         let n = self.oversize_streams.swap(0, std::sync::atomic::Ordering::Relaxed);
         if n > 0 {
             *self
@@ -367,6 +376,14 @@ impl EventLoop {
                 .rejected
                 .entry(RejectReason::Oversize.as_str().to_owned())
                 .or_default() += n;
+        }
+        let dropped = self.swarm.behaviour_mut().gossipsub.take_dropped();
+        for (peer, reason, n) in dropped.by_peer {
+            tracing::debug!(%peer, %reason, n, "gossipsub dropped input");
+            self.reject_n(peer, reason, n);
+        }
+        for (reason, n) in dropped.unattributed {
+            *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += n;
         }
     }
 
@@ -488,7 +505,7 @@ impl EventLoop {
                 let _ = reply.send(self.outbox.entries());
             }
             Command::Stats(reply) => {
-                self.collect_oversize();
+                self.collect_drops();
                 let _ = reply.send(self.stats.clone());
             }
             Command::Footprint(room, reply) => {
@@ -982,6 +999,10 @@ impl EventLoop {
     /// topic's room that is new to this node is accepted (and so forwarded).
     fn check_post(&mut self, source: PeerId, message: &gossipsub::Message) -> MessageAcceptance {
         let Some(room) = self.rooms.room_of(&message.topic).cloned() else {
+            // Gossipsub drops these itself (`node::gossip` counts them);
+            // one can still slip through between a leave and gossipsub's
+            // unsubscription.
+            self.reject(source, RejectReason::NotJoined);
             return MessageAcceptance::Ignore;
         };
         // Before any signature check: a flood costs a map lookup each.
@@ -1302,7 +1323,7 @@ impl EventLoop {
         self.report_waiting();
         self.presence_tick();
         self.periodic_sync();
-        self.collect_oversize();
+        self.collect_drops();
         for (peer, penalty) in self.limiters.penalties.decay_all(now_ms()) {
             self.swarm
                 .behaviour_mut()

@@ -12,6 +12,7 @@ pub(crate) mod codec;
 mod commit;
 mod dm;
 mod event_loop;
+mod gossip;
 pub mod limits;
 pub mod outbox;
 mod presence;

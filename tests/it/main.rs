@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod disk_failure;
 mod dm;
+mod drops;
 mod everyday;
 mod groups;
 mod hallway;
