@@ -244,6 +244,18 @@ pub enum RejectReason {
     /// its key (docs/PROTOCOL.md, "Discovery").
     #[error("bad_record")]
     BadRecord,
+    /// A gossip message carrying a gossipsub signature, sequence number or
+    /// source (js-libp2p's default `StrictSign`): rooms use anonymous
+    /// gossipsub messages only (docs/PROTOCOL.md, "Rooms and the hallway").
+    #[error("gossip_signed")]
+    GossipSigned,
+    /// A gossip message from a peer whose score is below the graylist
+    /// threshold, ignored unseen.
+    #[error("graylisted")]
+    Graylisted,
+    /// A gossip message on a topic this node has not joined.
+    #[error("not_joined")]
+    NotJoined,
 }
 
 impl RejectReason {
@@ -269,6 +281,9 @@ impl RejectReason {
             Self::ChatClosed => "chat_closed",
             Self::RateLimited => "rate_limited",
             Self::BadRecord => "bad_record",
+            Self::GossipSigned => "gossip_signed",
+            Self::Graylisted => "graylisted",
+            Self::NotJoined => "not_joined",
         }
     }
 }

@@ -1111,7 +1111,7 @@ mod reject_reason {
 
     /// Every reason. The `match` below fails to compile when a reason is
     /// added and not listed here, so none can be written but not read.
-    pub(super) const ALL: [RejectReason; 19] = [
+    pub(super) const ALL: [RejectReason; 22] = [
         Malformed,
         Oversize,
         BadKey,
@@ -1131,6 +1131,9 @@ mod reject_reason {
         ChatClosed,
         RateLimited,
         BadRecord,
+        GossipSigned,
+        Graylisted,
+        NotJoined,
     ];
 
     #[allow(dead_code)]
@@ -1138,7 +1141,7 @@ mod reject_reason {
         match reason {
             Malformed | Oversize | BadKey | BadSignature | UnknownKind | InvalidField | WrongRoom | WrongRecipient
             | WrongKind | BadReceipt | NotModerator | NotMember | FutureTime | Stale | NotAllowed | Removed
-            | ChatClosed | RateLimited | BadRecord => {}
+            | ChatClosed | RateLimited | BadRecord | GossipSigned | Graylisted | NotJoined => {}
         }
     }
 

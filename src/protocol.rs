@@ -47,6 +47,13 @@ pub const MAX_ROOM_BYTES: usize = 64;
 /// framing) is about 4.3 KiB; anything bigger is hostile.
 pub const MAX_ENVELOPE_BYTES: usize = 8192;
 
+/// Largest gossipsub RPC frame a node reads (libp2p's default). Larger
+/// than [`MAX_ENVELOPE_BYTES`] on purpose: a message up to this size reaches
+/// the application, which rejects an envelope over [`MAX_ENVELOPE_BYTES`] as
+/// `oversize` and counts it against the peer that sent it; only a frame over
+/// this limit is cut by gossipsub's decoder unseen (and uncounted).
+pub const MAX_GOSSIP_FRAME_BYTES: usize = 65_536;
+
 /// Largest encoded `DmReply` accepted: a receipt envelope is under 200 bytes.
 pub const MAX_REPLY_BYTES: usize = 1024;
 
@@ -164,7 +171,7 @@ pub fn gossipsub_config(auth: GossipAuth) -> gossipsub::Config {
         // The application verifies each envelope before it is forwarded.
         .validate_messages()
         .message_id_fn(gossip_message_id)
-        .max_transmit_size(MAX_ENVELOPE_BYTES)
+        .max_transmit_size(MAX_GOSSIP_FRAME_BYTES)
         // Repair (IHAVE/IWANT) starts one second after start instead of six.
         .heartbeat_initial_delay(Duration::from_secs(1))
         .build()

@@ -37,7 +37,8 @@ pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     /// Peers whose connections are closed and refused.
     pub(crate) blocked: allow_block_list::Behaviour<BlockedPeers>,
-    pub(crate) gossipsub: gossipsub::Behaviour,
+    /// Gossipsub, counting what it drops unseen (`node::gossip`).
+    pub(crate) gossipsub: super::gossip::Gossip,
     pub(crate) dm: request_response::Behaviour<BytesCodec>,
     /// History sync (`crate::sync`).
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
@@ -116,7 +117,10 @@ pub(crate) fn build_swarm(
                 protocol::gossipsub_authenticity(config.gossip_auth, key),
                 protocol::gossipsub_config(config.gossip_auth),
             )?;
-            gossipsub.with_peer_score(protocol::peer_score_params(), protocol::peer_score_thresholds())?;
+            let thresholds = protocol::peer_score_thresholds();
+            let graylist = thresholds.graylist_threshold;
+            gossipsub.with_peer_score(protocol::peer_score_params(), thresholds)?;
+            let gossipsub = super::gossip::Gossip::new(gossipsub, graylist);
             let sync = request_response::Behaviour::with_codec(
                 SYNC_CODEC.counting(oversize.clone()),
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],

@@ -27,7 +27,7 @@ use super::dm::{DmAdmission, DmContext, admit_dm};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::reach::Reach;
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
-use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomInfo, Stats};
+use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, Stats};
 use crate::envelope::Signed;
 use crate::group::{GroupId, Groups};
 use crate::id::{MessageId, RejectReason, Room};
@@ -351,11 +351,17 @@ impl EventLoop {
 
     fn reject(&mut self, from: PeerId, reason: RejectReason) {
         tracing::debug!(%from, %reason, "rejected input");
-        *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += 1;
+        self.reject_n(from, reason, 1);
+    }
+
+    /// Counts `n` inputs from `from` rejected for `reason`, with one
+    /// (rate-limited) event.
+    fn reject_n(&mut self, from: PeerId, reason: RejectReason, n: u64) {
+        *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += n;
         let by_peer = &mut self.stats.rejected_by_peer;
         let key = from.to_string();
         if by_peer.contains_key(&key) || by_peer.len() < Stats::MAX_PEERS_TRACKED {
-            *by_peer.entry(key).or_default() += 1;
+            *by_peer.entry(key).or_default() += n;
         }
         if self.limiters.reject_events.allow(&(), now_ms()) {
             self.emit(Event::Rejected { from, reason });
@@ -364,8 +370,11 @@ impl EventLoop {
         }
     }
 
-    /// Moves the codec's count of oversize streams into the rejection counters.
-    fn collect_oversize(&mut self) {
+    /// Moves what was dropped below the event loop into the rejection
+    /// counters: the codec's oversize DM and sync streams (by reason only:
+    /// the codec does not know the peer), and what gossipsub dropped unseen
+    /// (`node::gossip`).
+    fn collect_drops(&mut self) {
         let n = self.oversize_streams.swap(0, std::sync::atomic::Ordering::Relaxed);
         if n > 0 {
             *self
@@ -373,6 +382,14 @@ impl EventLoop {
                 .rejected
                 .entry(RejectReason::Oversize.as_str().to_owned())
                 .or_default() += n;
+        }
+        let dropped = self.swarm.behaviour_mut().gossipsub.take_dropped();
+        for (peer, reason, n) in dropped.by_peer {
+            tracing::debug!(%peer, %reason, n, "gossipsub dropped input");
+            self.reject_n(peer, reason, n);
+        }
+        for (reason, n) in dropped.unattributed {
+            *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += n;
         }
     }
 
@@ -497,8 +514,11 @@ impl EventLoop {
                 let _ = reply.send(self.outbox.entries());
             }
             Command::Stats(reply) => {
-                self.collect_oversize();
+                self.collect_drops();
                 let _ = reply.send(self.stats.clone());
+            }
+            Command::Footprint(room, reply) => {
+                let _ = reply.send(self.footprint(&room));
             }
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.listen_addrs.clone());
@@ -612,8 +632,10 @@ impl EventLoop {
         }
         self.remember_room(room, false);
         // Everything about the room is in its `JoinedRoom`, but for the
-        // history sync sessions with its peers.
+        // history sync sessions with its peers, the last report of its
+        // waiting posts and its DHT search (`footprint` counts them all).
         self.syncs.leave(room);
+        self.waiting.remove(room);
         self.room_left_dht(room);
         match self.rooms.leave(room) {
             Some((topic, unsent)) => {
@@ -621,6 +643,26 @@ impl EventLoop {
                 unsent
             }
             None => 0,
+        }
+    }
+
+    /// What the node keeps about `room`, wherever it is kept.
+    fn footprint(&self, room: &Room) -> RoomFootprint {
+        let (sync_sessions, sync_requests, sync_cooldowns, sync_spread) = self.syncs.footprint(room);
+        let topic = crate::protocol::topic(room.as_str()).hash();
+        let joined = self.rooms.get(room);
+        RoomFootprint {
+            joined: joined.is_some(),
+            posts: joined.map_or(0, |j| j.rules.post_count()),
+            present: joined.map_or(0, |j| j.presence.len()),
+            unsent: joined.map_or(0, JoinedRoom::unsent_len),
+            sync_sessions,
+            sync_requests,
+            sync_cooldowns,
+            sync_spread,
+            waiting_reported: self.waiting.contains_key(room),
+            subscribed: self.swarm.behaviour().gossipsub.topics().any(|t| *t == topic),
+            dht_search: self.reach.has_room(room),
         }
     }
 
@@ -967,6 +1009,10 @@ impl EventLoop {
     /// topic's room that is new to this node is accepted (and so forwarded).
     fn check_post(&mut self, source: PeerId, message: &gossipsub::Message) -> MessageAcceptance {
         let Some(room) = self.rooms.room_of(&message.topic).cloned() else {
+            // Gossipsub drops these itself (`node::gossip` counts them);
+            // one can still slip through between a leave and gossipsub's
+            // unsubscription.
+            self.reject(source, RejectReason::NotJoined);
             return MessageAcceptance::Ignore;
         };
         // Before any signature check: a flood costs a map lookup each.
@@ -1287,7 +1333,7 @@ impl EventLoop {
         self.report_waiting();
         self.presence_tick();
         self.periodic_sync();
-        self.collect_oversize();
+        self.collect_drops();
         for (peer, penalty) in self.limiters.penalties.decay_all(now_ms()) {
             self.swarm
                 .behaviour_mut()

@@ -12,6 +12,7 @@ pub(crate) mod codec;
 mod commit;
 mod dm;
 mod event_loop;
+mod gossip;
 mod hole_punch;
 pub mod limits;
 mod log_view;
@@ -588,6 +589,43 @@ pub struct RoomPost {
     pub mine: bool,
 }
 
+/// What a node keeps about one room, counted across the event loop's state
+/// ([`Handle::room_footprint`]). A room the node has left has none of it:
+/// [`RoomFootprint::is_empty`]. For tests and diagnostics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RoomFootprint {
+    /// The room is joined: it has rules, a presence book, unsent posts and
+    /// parked operations (the counts below).
+    pub joined: bool,
+    /// Posts its rules know.
+    pub posts: usize,
+    /// Participants in its presence book.
+    pub present: usize,
+    /// Own posts not yet taken by gossipsub.
+    pub unsent: usize,
+    /// History sync sessions running with its peers.
+    pub sync_sessions: usize,
+    /// Sync requests in flight for it.
+    pub sync_requests: usize,
+    /// Per-peer sync cooldowns kept for it.
+    pub sync_cooldowns: usize,
+    /// Its last spread of a repair is remembered.
+    pub sync_spread: bool,
+    /// Its waiting posts were last reported as a number.
+    pub waiting_reported: bool,
+    /// Its gossipsub topic is subscribed.
+    pub subscribed: bool,
+    /// Its DHT search (members lookup, provider record) is scheduled.
+    pub dht_search: bool,
+}
+
+impl RoomFootprint {
+    /// Nothing at all is kept about the room.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A room's rules now.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoomRules {
@@ -846,6 +884,7 @@ enum Command {
     Net(oneshot::Sender<NetInfo>),
     Rooms(oneshot::Sender<Vec<RoomInfo>>),
     Stats(oneshot::Sender<Stats>),
+    Footprint(Room, oneshot::Sender<RoomFootprint>),
     Outbox(oneshot::Sender<Vec<outbox::OutboxEntry>>),
     Contacts(oneshot::Sender<Vec<(PeerId, String)>>),
     GroupCreate(String, Vec<PeerId>, oneshot::Sender<Result<GroupId, NodeError>>),
@@ -1062,6 +1101,12 @@ impl Handle {
     /// The node's counters.
     pub async fn stats(&self) -> Result<Stats, NodeError> {
         self.ask(Command::Stats).await
+    }
+
+    /// What the node keeps about `room` now, joined or not (empty once it
+    /// has left the room).
+    pub async fn room_footprint(&self, room: &Room) -> Result<RoomFootprint, NodeError> {
+        self.ask(|tx| Command::Footprint(room.clone(), tx)).await
     }
 
     /// The addresses the node listens on, each ending in `/p2p/<id>`.

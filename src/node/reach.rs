@@ -564,6 +564,11 @@ impl Reach {
         self.rooms.remove(room);
     }
 
+    /// Whether a search for `room` is kept (`Handle::room_footprint`).
+    pub(crate) fn has_room(&self, room: &Room) -> bool {
+        self.rooms.contains_key(room)
+    }
+
     /// Rooms to announce ourselves in (start providing their key): joined
     /// rooms not yet announced, once a DHT server is known.
     pub(crate) fn rooms_to_provide(&mut self) -> Vec<Room> {

@@ -8,7 +8,9 @@
 //! Leaving a room drops its `JoinedRoom`, and with it the rules, the parked
 //! operations, the presence book and the unsent posts: nothing about a room
 //! lives outside it except the sync sessions (`event_loop::sync::Syncs`,
-//! keyed by peer and room, which `leave` clears too) and the log.
+//! keyed by peer and room), the last report of its waiting posts and its DHT
+//! search, which `leave` clears too (`Handle::room_footprint` counts them
+//! all), and the log.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 

@@ -155,6 +155,17 @@ impl Syncs {
         self.spread_at.remove(room);
     }
 
+    /// What is kept about `room`: sessions, requests in flight, per-peer
+    /// cooldowns, and whether its last spread is remembered.
+    pub(super) fn footprint(&self, room: &Room) -> (usize, usize, usize, bool) {
+        (
+            self.sessions.keys().filter(|(_, r)| r == room).count(),
+            self.requests.values().filter(|(_, r, _)| r == room).count(),
+            self.last.keys().filter(|(_, r)| r == room).count(),
+            self.spread_at.contains_key(room),
+        )
+    }
+
     /// Sessions running for a room.
     #[cfg(test)]
     fn sessions_of(&self, room: &Room) -> usize {

@@ -53,6 +53,17 @@ impl RawPeer {
     /// Starts a raw peer on loopback. `max_transmit` lets an attacker send
     /// more than Backchannel accepts.
     pub async fn start(max_transmit: usize) -> RawPeer {
+        Self::start_with(max_transmit, false).await
+    }
+
+    /// Starts a raw peer whose gossipsub signs what it publishes (with a
+    /// seqno and source: js-libp2p's default `StrictSign`), as another
+    /// implementation that missed "StrictNoSign" in docs/PROTOCOL.md would.
+    pub async fn start_signed(max_transmit: usize) -> RawPeer {
+        Self::start_with(max_transmit, true).await
+    }
+
+    async fn start_with(max_transmit: usize, signed: bool) -> RawPeer {
         let keypair = identity::Keypair::generate_ed25519();
         let ed = keypair.clone().try_into_ed25519().expect("ed25519");
         let key = ed25519_dalek::SigningKey::from_keypair_bytes(&ed.to_bytes()).expect("keypair bytes");
@@ -61,16 +72,26 @@ impl RawPeer {
             .with_tokio()
             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
             .expect("tcp")
-            .with_behaviour(|_| {
+            .with_behaviour(|key| {
+                let (authenticity, mode) = if signed {
+                    (
+                        gossipsub::MessageAuthenticity::Signed(key.clone()),
+                        gossipsub::ValidationMode::Strict,
+                    )
+                } else {
+                    (
+                        gossipsub::MessageAuthenticity::Anonymous,
+                        gossipsub::ValidationMode::Anonymous,
+                    )
+                };
                 let config = gossipsub::ConfigBuilder::default()
-                    .validation_mode(gossipsub::ValidationMode::Anonymous)
+                    .validation_mode(mode)
                     .message_id_fn(protocol::gossip_message_id)
                     .max_transmit_size(max_transmit)
                     .build()
                     .expect("config");
                 RawBehaviour {
-                    gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-                        .expect("gossipsub"),
+                    gossipsub: gossipsub::Behaviour::new(authenticity, config).expect("gossipsub"),
                     dm: request_response::Behaviour::with_codec(
                         RawCodec,
                         [(DM_PROTOCOL, ProtocolSupport::Full)],
