@@ -217,8 +217,10 @@ impl Store {
             }
         };
         // Two plain inserts, index first: a crash between them leaves an index
-        // entry without its message, which reads skip and a later insert of
-        // the same message repairs. (An atomic sled batch costs a log write
+        // entry without its message, which reads skip; a later insert of the
+        // same message repairs it (an index keyed by sequence number gets a
+        // second entry, and reads show only the one whose number is the
+        // message's). (An atomic sled batch costs a log write
         // and sync_file_range per call, ~2x the CPU of the whole delivery
         // path; docs/PERFORMANCE.md.) The event loop is the only writer, so
         // the duplicate check above still holds.
@@ -643,8 +645,15 @@ impl Store {
                 continue; // another room whose name extends this one
             }
             let id: [u8; 32] = id.as_slice().try_into().unwrap_or([0; 32]);
+            // An entry whose sequence number is not its message's is left by
+            // a crash between the two inserts of `insert`: the message was
+            // inserted again later under a new sequence number, with its own
+            // entry. Only the message's own entry shows it (else it would be
+            // shown twice).
+            let key_seq = key[prefix.len()..].try_into().map(u64::from_be_bytes).ok();
             if let Some(raw) = self.log.get(&message_key(&MessageId::from_bytes(id)))?
                 && let Some(m) = decode_record(&raw)
+                && key_seq == Some(m.seq)
             {
                 out.push(m);
             }
@@ -776,6 +785,22 @@ mod tests {
                 _ => String::new(),
             })
             .collect()
+    }
+
+    /// Regression: a DM whose index entry was written but not its record (a
+    /// SIGKILL between the two inserts) and which then arrived again was
+    /// shown twice in its conversation (tests/it/crash.rs saw 1001 of 1000).
+    #[test]
+    fn a_message_inserted_again_after_a_torn_insert_is_read_once() {
+        let (me, bob) = (Identity::generate(), Identity::generate());
+        let store = Store::in_memory();
+        let m = dm(&bob, &me, "hello");
+        store.insert(&m, Direction::Received, &me.peer_id()).unwrap();
+        // The torn insert: the index entry stays, the record is gone.
+        store.log.remove(&message_key(&m.id())).unwrap();
+        assert!(store.conversation(&bob.peer_id(), 10).unwrap().is_empty());
+        store.insert(&m, Direction::Received, &me.peer_id()).unwrap();
+        assert_eq!(texts(&store.conversation(&bob.peer_id(), 10).unwrap()), vec!["hello"]);
     }
 
     #[test]
