@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use backchannel::{Identity, LoggedMessage, PeerId, Room, Store};
+use backchannel::{LoggedMessage, PeerId, Room};
 
 use super::args::{Cli, HistoryArgs};
 use super::render::Out;
@@ -13,11 +13,11 @@ use super::render::Out;
 pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let mut out = Out::new(args.json, false);
     let dir = cli.data_dir()?;
-    let path = dir.join("log");
-    if !path.exists() {
+    if !super::unlock::has_log(&dir) {
         bail!("no log in {}: this node has never run", dir.display());
     }
-    let store = match Store::open(&path) {
+    let key = super::unlock::unlock(&dir)?;
+    let store = match super::unlock::open_log(&dir, key.as_ref()) {
         Ok(store) => store,
         Err(e) if e.is_locked() => bail!(
             "the node using {} is running, and it holds its log: read it there with /history, \
@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e).with_context(|| format!("opening the log in {}", dir.display())),
     };
     // Names first, so that every line (also the first ones) shows them.
-    if let Ok(identity) = Identity::load(&dir) {
+    if let Ok(identity) = super::unlock::identity(&dir, key.as_ref()) {
         out.set_me(identity.peer_id(), None);
     }
     let mut messages: Vec<LoggedMessage> = Vec::new();
