@@ -949,4 +949,86 @@ mod tests {
         let _first = Store::open(&dir.path().join("log")).unwrap();
         assert!(Store::open(&dir.path().join("log")).is_err());
     }
+
+    #[test]
+    fn sealed_values_hide_their_text_and_open_only_where_they_were_put() {
+        let (me, bob) = (Identity::generate(), Identity::generate());
+        let raw = MemoryEngine::new();
+        let key = DataKey::generate();
+        let store = Store::with_engine(SealedEngine {
+            inner: raw.clone(),
+            key: key.clone(),
+            id_base: 0,
+        });
+        let first = dm(&me, &bob, "the first secret");
+        let second = dm(&me, &bob, "the second secret");
+        store.insert(&first, Direction::Sent, &me.peer_id()).unwrap();
+        store.insert(&second, Direction::Sent, &me.peer_id()).unwrap();
+        let texts_on_disk = raw
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|e| e.unwrap().1)
+            .filter(|v| v.windows(6).any(|w| w == b"secret"))
+            .count();
+        assert_eq!(texts_on_disk, 0);
+        assert_eq!(
+            texts(&store.conversation(&bob.peer_id(), 10).unwrap()),
+            ["the first secret", "the second secret"]
+        );
+
+        // Swapping two records under their keys is found, not believed.
+        let (k1, k2) = (message_key(&first.id()), message_key(&second.id()));
+        let (v1, v2) = (raw.get(&k1).unwrap().unwrap(), raw.get(&k2).unwrap().unwrap());
+        raw.insert(&k1, &v2).unwrap();
+        raw.insert(&k2, &v1).unwrap();
+        assert!(matches!(store.get(&first.id()), Err(StoreError::Seal(_))));
+        // Another directory's key opens nothing.
+        let other = Store::with_engine(SealedEngine {
+            inner: raw.clone(),
+            key: DataKey::generate(),
+            id_base: 0,
+        });
+        assert!(other.conversation(&bob.peer_id(), 10).is_err());
+    }
+
+    #[test]
+    fn sealed_and_plaintext_logs_are_never_mistaken_and_a_copy_goes_on_after_its_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain_path, sealed_path) = (dir.path().join("plain"), dir.path().join("sealed"));
+        let (me, bob) = (Identity::generate(), Identity::generate());
+        let key = DataKey::generate();
+        {
+            let plain = Store::open(&plain_path).unwrap();
+            for text in ["one", "two", "three"] {
+                plain
+                    .insert(&dm(&me, &bob, text), Direction::Sent, &me.peer_id())
+                    .unwrap();
+            }
+            assert_eq!(
+                plain.copy_sealed(&sealed_path, &key).unwrap(),
+                6,
+                "three records, three indexes"
+            );
+        }
+        let patience = std::time::Duration::from_secs(5);
+        assert!(matches!(
+            Store::open_keyed_waiting(&plain_path, Some(&key), patience),
+            Err(StoreError::NotEncrypted(_))
+        ));
+        assert!(matches!(
+            Store::open_keyed_waiting(&sealed_path, None, patience),
+            Err(StoreError::Encrypted(_))
+        ));
+        assert!(matches!(
+            Store::open_keyed_waiting(&sealed_path, Some(&DataKey::generate()), patience),
+            Err(StoreError::Seal(_))
+        ));
+        let sealed = Store::open_keyed_waiting(&sealed_path, Some(&key), patience).unwrap();
+        sealed
+            .insert(&dm(&me, &bob, "four"), Direction::Sent, &me.peer_id())
+            .unwrap();
+        assert_eq!(
+            texts(&sealed.conversation(&bob.peer_id(), 10).unwrap()),
+            ["one", "two", "three", "four"]
+        );
+    }
 }
