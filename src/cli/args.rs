@@ -85,6 +85,9 @@ pub struct MeshArgs {
     /// Run every node as a real `backchannel run` process.
     #[arg(long)]
     pub processes: bool,
+    /// Encrypted data directories (to measure the cost of encryption at rest).
+    #[arg(long)]
+    pub encrypt: bool,
     /// A scenario file (TOML or JSON): traffic, faults, topology.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
@@ -138,6 +141,7 @@ impl MeshArgs {
             s.seed = v;
         }
         s.processes |= self.processes;
+        s.encrypt |= self.encrypt;
         s.validate()?;
         Ok(s)
     }

@@ -406,3 +406,47 @@ async fn a_conversion_killed_anywhere_leaves_the_old_state_or_the_new_one() {
         "the aborts after staged, copied and verified keep the old state"
     );
 }
+
+/// The mesh lab runs encrypted nodes, in this process and as real
+/// processes, through a restart (which reopens the sealed log, unlocked
+/// again from the environment for a process), with DMs: every expected
+/// delivery happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_runs_encrypted_nodes_in_process_and_as_processes() {
+    use backchannel::lab::runner;
+    use backchannel::lab::scenario::{Fault, Scenario};
+    for processes in [false, true] {
+        let mut s = Scenario {
+            name: "encrypted".into(),
+            nodes: 4,
+            seed: 5,
+            topology: "ring".into(),
+            processes,
+            encrypt: true,
+            settle_s: 5.0,
+            faults: vec![Fault::Restart {
+                at_s: 0.8,
+                node: 1,
+                down_s: 0.5,
+            }],
+            ..Scenario::default()
+        };
+        s.hallway.rate = 10.0;
+        s.hallway.duration_s = 2.0;
+        s.dm.pairs = 1;
+        s.dm.rate = 10.0;
+        s.dm.window = 4;
+        let bin = std::path::PathBuf::from(BIN);
+        let r = runner::run_with(&s, Some(bin), |_| {})
+            .await
+            .expect("the run completes");
+        assert!(r.expected > 0, "{r:#?}");
+        assert_eq!(r.delivered, r.expected, "processes: {processes}: {:#?}", r.per_node);
+        assert_eq!(r.duplicates, 0);
+        assert!(r.dm.delivered > 0, "{:?}", r.dm);
+        assert!(
+            r.per_node[1].delivered > 0,
+            "the restarted node reopened its sealed log"
+        );
+    }
+}
