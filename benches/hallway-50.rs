@@ -1,5 +1,6 @@
 //! hallway-50: 50 nodes in one process, one room, 20 posts/s of 200-byte text
-//! for 10 s; Backchannel against plain gossipsub with Strict signing.
+//! for 10 s; Backchannel against plain gossipsub with Strict signing, and
+//! Backchannel on encrypted data directories (the cost of sealing).
 //! `cargo bench --bench hallway-50`
 
 #![allow(missing_docs)]
@@ -17,9 +18,13 @@ const SECS: f64 = 10.0;
 
 fn run(which: &str) -> Value {
     common::runtime().block_on(async {
-        if which == "backchannel" {
-            let r = common::backchannel(&common::hallway_scenario("hallway-50", NODES, RATE, SECS)).await;
-            common::backchannel_line("hallway-50", &r)
+        if which.starts_with("backchannel") {
+            let mut s = common::hallway_scenario("hallway-50", NODES, RATE, SECS);
+            s.encrypt = which == "backchannel-encrypted";
+            let r = common::backchannel(&s).await;
+            let mut line = common::backchannel_line("hallway-50", &r);
+            line["impl"] = which.into();
+            line
         } else {
             let mut r = common::baseline_hallway(NODES, RATE, SECS).await;
             common::baseline_line("hallway-50", &mut r)
@@ -41,5 +46,16 @@ fn ratios(b: &Value, l: &Value) -> Value {
 }
 
 fn main() {
-    common::main(run, ratios);
+    common::main_with(&["backchannel", "libp2p", "backchannel-encrypted"], run, |lines| {
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let mut out = ratios(&lines[0], &lines[1]);
+        let (plain, sealed) = (&lines[0], &lines[2]);
+        out["encrypted_over_plain"] = json!({
+            "p50": common::ratio(f(sealed, "p50_ms"), f(plain, "p50_ms")),
+            "p99": common::ratio(f(sealed, "p99_ms"), f(plain, "p99_ms")),
+            "cpu_per_delivery": common::ratio(f(sealed, "cpu_us_per_delivery"), f(plain, "cpu_us_per_delivery")),
+            "encrypted_delivered_all": sealed["delivered"] == sealed["expected"],
+        });
+        out
+    });
 }
