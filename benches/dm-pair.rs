@@ -75,7 +75,12 @@ fn ratios(lines: &[Value]) -> Value {
 
 fn main() {
     common::main_with(
-        &["backchannel", "backchannel-flush-each", "libp2p", "backchannel-encrypted"],
+        &[
+            "backchannel",
+            "backchannel-flush-each",
+            "libp2p",
+            "backchannel-encrypted",
+        ],
         run,
         ratios,
     );

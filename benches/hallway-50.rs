@@ -16,17 +16,25 @@ const NODES: usize = 50;
 const RATE: f64 = 20.0;
 const SECS: f64 = 10.0;
 
+/// `NODES`, `RATE` and `SECS` from the environment override the defaults,
+/// for a reduced run on a busy machine.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn run(which: &str) -> Value {
     common::runtime().block_on(async {
         if which.starts_with("backchannel") {
-            let mut s = common::hallway_scenario("hallway-50", NODES, RATE, SECS);
+            let (nodes, rate, secs) = (env_or("NODES", NODES), env_or("RATE", RATE), env_or("SECS", SECS));
+            let mut s = common::hallway_scenario("hallway-50", nodes, rate, secs);
             s.encrypt = which == "backchannel-encrypted";
             let r = common::backchannel(&s).await;
             let mut line = common::backchannel_line("hallway-50", &r);
             line["impl"] = which.into();
             line
         } else {
-            let mut r = common::baseline_hallway(NODES, RATE, SECS).await;
+            let (nodes, rate, secs) = (env_or("NODES", NODES), env_or("RATE", RATE), env_or("SECS", SECS));
+            let mut r = common::baseline_hallway(nodes, rate, secs).await;
             common::baseline_line("hallway-50", &mut r)
         }
     })

@@ -34,6 +34,10 @@ pub fn init(cli: &Cli, args: &InitArgs) -> anyhow::Result<ExitCode> {
     }
     match Identity::load(&dir) {
         Ok(identity) => {
+            eprintln!(
+                "note: {} is not encrypted; `backchannel encrypt` encrypts it",
+                dir.display()
+            );
             outln!("kept the existing identity in {}", dir.display());
             outln!("{}", identity.peer_id());
             return Ok(ExitCode::SUCCESS);
