@@ -1,6 +1,7 @@
 //! dm-pair: two nodes, durable signed DMs with receipts, window 64, 200-byte
 //! text: Backchannel with group commit, Backchannel with one flush per
-//! message, and plain libp2p request-response with the same payload.
+//! message, plain libp2p request-response with the same payload, and
+//! Backchannel with group commit on encrypted data directories.
 //! `cargo bench --bench dm-pair`
 
 #![allow(missing_docs)]
@@ -32,7 +33,8 @@ fn run(which: &str) -> Value {
             // As fast as the window allows.
             s.dm.rate = 0.0;
             s.dm.size = 200;
-            s.group_commit = which == "backchannel";
+            s.group_commit = which != "backchannel-flush-each";
+            s.encrypt = which == "backchannel-encrypted";
             // A throughput measurement: no rate limits.
             s.rate_limits = false;
             let r = common::backchannel(&s).await;
@@ -66,10 +68,20 @@ fn ratios(lines: &[Value]) -> Value {
     json!({
         "scenario": "dm-pair", "ratio": "backchannel/libp2p", "msgs_per_s": r,
         "group_commit_over_flush_each": common::ratio(f(b, "msgs_per_s"), f(each, "msgs_per_s")),
+        "encrypted_over_plain": common::ratio(f(&lines[3], "msgs_per_s"), f(b, "msgs_per_s")),
         "target": ">= 0.5x the baseline's request-response rate", "met": r >= 0.5,
     })
 }
 
 fn main() {
-    common::main_with(&["backchannel", "backchannel-flush-each", "libp2p"], run, ratios);
+    common::main_with(
+        &[
+            "backchannel",
+            "backchannel-flush-each",
+            "libp2p",
+            "backchannel-encrypted",
+        ],
+        run,
+        ratios,
+    );
 }

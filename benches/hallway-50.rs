@@ -1,5 +1,6 @@
 //! hallway-50: 50 nodes in one process, one room, 20 posts/s of 200-byte text
-//! for 10 s; Backchannel against plain gossipsub with Strict signing.
+//! for 10 s; Backchannel against plain gossipsub with Strict signing, and
+//! Backchannel on encrypted data directories (the cost of sealing).
 //! `cargo bench --bench hallway-50`
 
 #![allow(missing_docs)]
@@ -15,13 +16,25 @@ const NODES: usize = 50;
 const RATE: f64 = 20.0;
 const SECS: f64 = 10.0;
 
+/// `NODES`, `RATE` and `SECS` from the environment override the defaults,
+/// for a reduced run on a busy machine.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn run(which: &str) -> Value {
     common::runtime().block_on(async {
-        if which == "backchannel" {
-            let r = common::backchannel(&common::hallway_scenario("hallway-50", NODES, RATE, SECS)).await;
-            common::backchannel_line("hallway-50", &r)
+        if which.starts_with("backchannel") {
+            let (nodes, rate, secs) = (env_or("NODES", NODES), env_or("RATE", RATE), env_or("SECS", SECS));
+            let mut s = common::hallway_scenario("hallway-50", nodes, rate, secs);
+            s.encrypt = which == "backchannel-encrypted";
+            let r = common::backchannel(&s).await;
+            let mut line = common::backchannel_line("hallway-50", &r);
+            line["impl"] = which.into();
+            line
         } else {
-            let mut r = common::baseline_hallway(NODES, RATE, SECS).await;
+            let (nodes, rate, secs) = (env_or("NODES", NODES), env_or("RATE", RATE), env_or("SECS", SECS));
+            let mut r = common::baseline_hallway(nodes, rate, secs).await;
             common::baseline_line("hallway-50", &mut r)
         }
     })
@@ -41,5 +54,16 @@ fn ratios(b: &Value, l: &Value) -> Value {
 }
 
 fn main() {
-    common::main(run, ratios);
+    common::main_with(&["backchannel", "libp2p", "backchannel-encrypted"], run, |lines| {
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let mut out = ratios(&lines[0], &lines[1]);
+        let (plain, sealed) = (&lines[0], &lines[2]);
+        out["encrypted_over_plain"] = json!({
+            "p50": common::ratio(f(sealed, "p50_ms"), f(plain, "p50_ms")),
+            "p99": common::ratio(f(sealed, "p99_ms"), f(plain, "p99_ms")),
+            "cpu_per_delivery": common::ratio(f(sealed, "cpu_us_per_delivery"), f(plain, "cpu_us_per_delivery")),
+            "encrypted_delivered_all": sealed["delivered"] == sealed["expected"],
+        });
+        out
+    });
 }

@@ -1,8 +1,10 @@
 //! Cost per message of the pieces every post and DM goes through: sign and
-//! encode, verify and decode, log, flush. `cargo bench --bench message`.
+//! encode, verify and decode, log (plaintext and sealed), flush.
+//! `cargo bench --bench message`.
 
 #![allow(missing_docs)]
 
+use backchannel::seal::DataKey;
 use backchannel::{Body, Direction, HallwayPost, Identity, Room, Signed, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -28,6 +30,8 @@ fn bench(c: &mut Criterion) {
     let signed = post(&alice);
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(&dir.path().join("log")).expect("store");
+    // An encrypted data directory's log: every value sealed.
+    let sealed = Store::open_sealed(&dir.path().join("sealed-log"), &DataKey::generate()).expect("sealed store");
 
     let mut g = c.benchmark_group("message");
     g.throughput(Throughput::Elements(1));
@@ -41,6 +45,30 @@ fn bench(c: &mut Criterion) {
             |m| store.insert(&m, Direction::Received, &me).expect("insert"),
             criterion::BatchSize::SmallInput,
         )
+    });
+    g.bench_function("log_insert_sealed", |b| {
+        b.iter_batched(
+            || post(&alice),
+            |m| sealed.insert(&m, Direction::Received, &me).expect("insert"),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    // Sealing alone: one log record of this post (about 450 bytes).
+    let key = DataKey::generate();
+    let record = vec![7u8; 450];
+    let place = [b'm'; 33];
+    g.bench_function("seal_record", |b| b.iter(|| key.seal(&place, &record)));
+    let closed = key.seal(&place, &record);
+    g.bench_function("open_record", |b| b.iter(|| key.open(&place, &closed).expect("opens")));
+    g.bench_function("log_read_sealed", |b| {
+        let id = signed.id();
+        sealed.insert(&signed, Direction::Received, &me).expect("insert");
+        b.iter(|| sealed.get(&id).expect("read").expect("there"))
+    });
+    g.bench_function("log_read", |b| {
+        let id = signed.id();
+        store.insert(&signed, Direction::Received, &me).expect("insert");
+        b.iter(|| store.get(&id).expect("read").expect("there"))
     });
     g.bench_function("log_insert_flush", |b| {
         b.iter_batched(

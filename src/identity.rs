@@ -4,6 +4,8 @@
 //! The key lives in `<data dir>/identity.key` as the libp2p protobuf encoding
 //! of the keypair, mode 0600 inside a 0700 directory. A missing, corrupt or
 //! unreadable key file is an error; nothing here ever replaces a key file.
+//! In an encrypted data directory the same encoding is sealed with the
+//! directory's data key ([`Identity::load_sealed`], [`Identity::save_sealed`]).
 
 use std::fs;
 use std::io::{self, Write};
@@ -12,6 +14,12 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
+use zeroize::Zeroizing;
+
+use crate::seal::DataKey;
+
+/// What a sealed key file is bound to: it opens only as an identity key.
+const SEALED_CONTEXT: &[u8] = b"backchannel/identity.key\0";
 
 /// The name of the key file inside the data directory.
 pub const KEY_FILE: &str = "identity.key";
@@ -115,6 +123,17 @@ impl Identity {
 
     /// Loads the identity saved in `dir`.
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        Self::load_keyed(dir, None)
+    }
+
+    /// Loads the identity sealed with `key` in `dir` (an encrypted data
+    /// directory's `sealed/`). A key file that does not open with `key` is
+    /// [`IdentityError::Corrupt`] and is left alone.
+    pub fn load_sealed(dir: &Path, key: &DataKey) -> Result<Self, IdentityError> {
+        Self::load_keyed(dir, Some(key))
+    }
+
+    fn load_keyed(dir: &Path, key: Option<&DataKey>) -> Result<Self, IdentityError> {
         let path = dir.join(KEY_FILE);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -129,6 +148,14 @@ impl Identity {
             Err(source) => return Err(IdentityError::Io { path, source }),
         };
         check_private(&path)?;
+        let bytes = Zeroizing::new(bytes);
+        let bytes = match key {
+            Some(key) => Zeroizing::new(key.open(SEALED_CONTEXT, &bytes).ok_or_else(|| IdentityError::Corrupt {
+                path: path.clone(),
+                reason: "it does not open with this directory's key".into(),
+            })?),
+            None => bytes,
+        };
         let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
@@ -139,6 +166,15 @@ impl Identity {
     /// Saves the identity to `dir` (created 0700 if missing) as a new 0600 key
     /// file. Fails if a key file already exists: a key is never replaced.
     pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
+        self.save_keyed(dir, None)
+    }
+
+    /// [`Identity::save`], sealed with `key`.
+    pub fn save_sealed(&self, dir: &Path, key: &DataKey) -> Result<(), IdentityError> {
+        self.save_keyed(dir, Some(key))
+    }
+
+    fn save_keyed(&self, dir: &Path, key: Option<&DataKey>) -> Result<(), IdentityError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| IdentityError::Io { path, source }
@@ -149,7 +185,11 @@ impl Identity {
         })?;
         let path = dir.join(KEY_FILE);
         let tmp = dir.join(format!("{KEY_FILE}.tmp"));
-        let encoded = self.keypair.to_protobuf_encoding().expect("ed25519 keys encode");
+        let encoded = Zeroizing::new(self.keypair.to_protobuf_encoding().expect("ed25519 keys encode"));
+        let encoded = match key {
+            Some(key) => Zeroizing::new(key.seal(SEALED_CONTEXT, &encoded)),
+            None => encoded,
+        };
         let _ = fs::remove_file(&tmp);
         {
             let mut file = private_file(&tmp).map_err(io_err(&tmp))?;

@@ -37,6 +37,9 @@
 //! # Layout
 //!
 //! - [`identity`]: the key file; one key for libp2p and for signing.
+//! - [`seal`]: encryption at rest: the data key, the passphrase-wrapped key
+//!   file; [`data_dir`]: plaintext or encrypted directories, and the
+//!   crash-safe conversion of one to the other.
 //! - [`protocol`]: the wire constants (topics, protocol ids, limits, gossipsub
 //!   settings) specified in docs/PROTOCOL.md.
 //! - [`id`]: the vocabulary: message ids, room ids, rejection reasons.
@@ -58,6 +61,7 @@
 
 pub mod api;
 pub mod command;
+pub mod data_dir;
 pub mod envelope;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -72,6 +76,7 @@ pub mod node;
 pub mod protocol;
 mod rng;
 pub mod room;
+pub mod seal;
 pub mod store;
 pub mod sync;
 mod wire;

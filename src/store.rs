@@ -22,14 +22,17 @@
 //! The keys and records above are this module's; the map that holds them is
 //! an [`Engine`]: sled in the product ([`Store::open`]), or a
 //! [`MemoryEngine`] that fails writes or flushes on demand in tests
-//! ([`Store::with_engine`]).
+//! ([`Store::with_engine`]). In an encrypted data directory every value is
+//! sealed with the directory's data key on its way to the engine
+//! ([`Store::open_sealed`], `sealed.rs`); the keys above stay readable.
 
 mod engine;
+mod sealed;
 
 pub use engine::{Engine, Entries, Faults, MemoryEngine};
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,7 +41,9 @@ use libp2p::PeerId;
 use crate::envelope::Signed;
 use crate::id::{MessageId, Room};
 use crate::message::Body;
+use crate::seal::{DataKey, SealError};
 use crate::wire::{LogRecord, OutboxRecord};
+use sealed::SealedEngine;
 
 /// sled's page cache. The log is append-mostly and read rarely, so a small
 /// cache keeps an idle node's memory low (sled's default is 1 GiB).
@@ -80,6 +85,16 @@ pub enum StoreError {
     /// Another engine failed (a test engine's injected failure).
     #[error("local log: {0}")]
     Engine(String),
+    /// A sealed value did not open: the log was altered, or is another
+    /// directory's.
+    #[error("local log: {0}")]
+    Seal(#[from] SealError),
+    /// The log is encrypted and was opened without its key.
+    #[error("the log at {} is encrypted: it needs the data directory's passphrase", .0.display())]
+    Encrypted(PathBuf),
+    /// The log is plaintext and was opened as an encrypted one.
+    #[error("the log at {} is not encrypted", .0.display())]
+    NotEncrypted(PathBuf),
 }
 
 impl StoreError {
@@ -131,14 +146,80 @@ impl Store {
     /// Opens (or creates) the log at `path`. Only one process may have it
     /// open: a second open fails with a lock error.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            // The node flushes explicitly; the background flush is a backstop.
-            .flush_every_ms(Some(1000))
-            .open()?;
-        let tree = db.open_tree("log")?;
-        Ok(Self::with_engine(engine::SledEngine { db, tree }))
+        let engine = open_sled(path)?;
+        // Read as plaintext, sealed values would look like corrupt records
+        // and be skipped; new plaintext ones would mix into a sealed log.
+        if engine.db.contains_key(sealed::MARKER)? {
+            return Err(StoreError::Encrypted(path.to_path_buf()));
+        }
+        Ok(Self::with_engine(engine))
+    }
+
+    /// Opens (or creates) an encrypted log at `path`: every value is sealed
+    /// with `key`, bound to its key. A log sealed with another key fails
+    /// with [`StoreError::Seal`] before anything is read or written, and a
+    /// plaintext log with [`StoreError::NotEncrypted`].
+    pub fn open_sealed(path: &Path, key: &DataKey) -> Result<Self, StoreError> {
+        let inner = open_sled(path)?;
+        let id_base = match inner.db.get(sealed::MARKER)? {
+            Some(marker) => {
+                let base = key
+                    .open(sealed::MARKER_CONTEXT, &marker)
+                    .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                    .ok_or_else(|| SealError::Tampered {
+                        what: format!("the log at {}", path.display()),
+                    })?;
+                u64::from_be_bytes(base)
+            }
+            None if inner.tree.is_empty() => {
+                inner
+                    .db
+                    .insert(sealed::MARKER, key.seal(sealed::MARKER_CONTEXT, &0u64.to_be_bytes()))?;
+                0
+            }
+            None => return Err(StoreError::NotEncrypted(path.to_path_buf())),
+        };
+        Ok(Self::with_engine(SealedEngine {
+            inner,
+            key: key.clone(),
+            id_base,
+        }))
+    }
+
+    /// Writes a sealed copy of this (plaintext) log to a new log at `to`,
+    /// flushed, and returns how many entries it copied. Sequence numbers
+    /// of the copy continue after this log's. Used by the conversion of a
+    /// data directory (`data_dir::encrypt`), which opens the copy again to
+    /// check it before switching to it.
+    pub fn copy_sealed(&self, to: &Path, key: &DataKey) -> Result<u64, StoreError> {
+        let inner = open_sled(to)?;
+        if inner.db.contains_key(sealed::MARKER)? || !inner.tree.is_empty() {
+            return Err(StoreError::Engine(format!("{} is not empty", to.display())));
+        }
+        // An id this log has never handed out, and every later one.
+        let id_base = self.log.next_id()?;
+        inner
+            .db
+            .insert(sealed::MARKER, key.seal(sealed::MARKER_CONTEXT, &id_base.to_be_bytes()))?;
+        let copy = SealedEngine {
+            inner,
+            key: key.clone(),
+            id_base,
+        };
+        let mut n = 0;
+        for entry in self.log.range(Bound::Unbounded, Bound::Unbounded) {
+            let (k, v) = entry?;
+            copy.insert(&k, &v)?;
+            n += 1;
+        }
+        copy.flush()?;
+        Ok(n)
+    }
+
+    /// Every entry of the log, key and value, in key order: what a
+    /// conversion compares, old against new.
+    pub fn entries(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        self.log.range(Bound::Unbounded, Bound::Unbounded)
     }
 
     /// A log on the given engine, e.g. a [`MemoryEngine`] a test keeps a
@@ -156,9 +237,23 @@ impl Store {
     /// closed in this process: sled's background threads release the file
     /// lock a moment after the last handle drops.
     pub fn open_waiting(path: &Path, patience: std::time::Duration) -> Result<Self, StoreError> {
+        Self::open_keyed_waiting(path, None, patience)
+    }
+
+    /// [`Store::open_waiting`] for a log that is encrypted with `key`, or
+    /// plaintext when `key` is None.
+    pub fn open_keyed_waiting(
+        path: &Path,
+        key: Option<&DataKey>,
+        patience: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         let deadline = std::time::Instant::now() + patience;
         loop {
-            match Self::open(path) {
+            let opened = match key {
+                Some(key) => Self::open_sealed(path, key),
+                None => Self::open(path),
+            };
+            match opened {
                 Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -663,6 +758,18 @@ impl Store {
     }
 }
 
+/// sled with the log's settings, and its one tree.
+fn open_sled(path: &Path) -> Result<engine::SledEngine, StoreError> {
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        // The node flushes explicitly; the background flush is a backstop.
+        .flush_every_ms(Some(1000))
+        .open()?;
+    let tree = db.open_tree("log")?;
+    Ok(engine::SledEngine { db, tree })
+}
+
 /// The first key after every key that starts with `prefix`, if there is one.
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -866,5 +973,87 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(&dir.path().join("log")).unwrap();
         assert!(Store::open(&dir.path().join("log")).is_err());
+    }
+
+    #[test]
+    fn sealed_values_hide_their_text_and_open_only_where_they_were_put() {
+        let (me, bob) = (Identity::generate(), Identity::generate());
+        let raw = MemoryEngine::new();
+        let key = DataKey::generate();
+        let store = Store::with_engine(SealedEngine {
+            inner: raw.clone(),
+            key: key.clone(),
+            id_base: 0,
+        });
+        let first = dm(&me, &bob, "the first secret");
+        let second = dm(&me, &bob, "the second secret");
+        store.insert(&first, Direction::Sent, &me.peer_id()).unwrap();
+        store.insert(&second, Direction::Sent, &me.peer_id()).unwrap();
+        let texts_on_disk = raw
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .map(|e| e.unwrap().1)
+            .filter(|v| v.windows(6).any(|w| w == b"secret"))
+            .count();
+        assert_eq!(texts_on_disk, 0);
+        assert_eq!(
+            texts(&store.conversation(&bob.peer_id(), 10).unwrap()),
+            ["the first secret", "the second secret"]
+        );
+
+        // Swapping two records under their keys is found, not believed.
+        let (k1, k2) = (message_key(&first.id()), message_key(&second.id()));
+        let (v1, v2) = (raw.get(&k1).unwrap().unwrap(), raw.get(&k2).unwrap().unwrap());
+        raw.insert(&k1, &v2).unwrap();
+        raw.insert(&k2, &v1).unwrap();
+        assert!(matches!(store.get(&first.id()), Err(StoreError::Seal(_))));
+        // Another directory's key opens nothing.
+        let other = Store::with_engine(SealedEngine {
+            inner: raw.clone(),
+            key: DataKey::generate(),
+            id_base: 0,
+        });
+        assert!(other.conversation(&bob.peer_id(), 10).is_err());
+    }
+
+    #[test]
+    fn sealed_and_plaintext_logs_are_never_mistaken_and_a_copy_goes_on_after_its_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain_path, sealed_path) = (dir.path().join("plain"), dir.path().join("sealed"));
+        let (me, bob) = (Identity::generate(), Identity::generate());
+        let key = DataKey::generate();
+        {
+            let plain = Store::open(&plain_path).unwrap();
+            for text in ["one", "two", "three"] {
+                plain
+                    .insert(&dm(&me, &bob, text), Direction::Sent, &me.peer_id())
+                    .unwrap();
+            }
+            assert_eq!(
+                plain.copy_sealed(&sealed_path, &key).unwrap(),
+                6,
+                "three records, three indexes"
+            );
+        }
+        let patience = std::time::Duration::from_secs(5);
+        assert!(matches!(
+            Store::open_keyed_waiting(&plain_path, Some(&key), patience),
+            Err(StoreError::NotEncrypted(_))
+        ));
+        assert!(matches!(
+            Store::open_keyed_waiting(&sealed_path, None, patience),
+            Err(StoreError::Encrypted(_))
+        ));
+        assert!(matches!(
+            Store::open_keyed_waiting(&sealed_path, Some(&DataKey::generate()), patience),
+            Err(StoreError::Seal(_))
+        ));
+        let sealed = Store::open_keyed_waiting(&sealed_path, Some(&key), patience).unwrap();
+        sealed
+            .insert(&dm(&me, &bob, "four"), Direction::Sent, &me.peer_id())
+            .unwrap();
+        assert_eq!(
+            texts(&sealed.conversation(&bob.peer_id(), 10).unwrap()),
+            ["one", "two", "three", "four"]
+        );
     }
 }

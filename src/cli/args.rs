@@ -26,7 +26,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Create an identity in the data directory (keeps an existing one) and print its peer id.
-    Init,
+    Init(InitArgs),
+    /// Encrypt a plaintext data directory (its identity key and log) under a passphrase.
+    Encrypt,
+    /// Change the passphrase of an encrypted data directory.
+    Passphrase,
     /// Print the peer id of the identity in the data directory.
     Id,
     /// Run a participant node in this terminal.
@@ -38,6 +42,17 @@ pub enum Cmd {
     History(HistoryArgs),
     /// Start a local mesh of nodes on loopback, drive traffic, inject faults, report.
     Mesh(MeshArgs),
+}
+
+/// `backchannel init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Do not encrypt the data directory. Without this, a new directory is
+    /// encrypted under a passphrase typed in the terminal or given in
+    /// BACKCHANNEL_PASSPHRASE; with neither (a script) it stays plaintext,
+    /// and `init` says so.
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// `backchannel mesh`: flags override the scenario file (or the defaults).
@@ -75,6 +90,9 @@ pub struct MeshArgs {
     /// Implies --processes.
     #[arg(long)]
     pub netns: bool,
+    /// Encrypted data directories (to measure the cost of encryption at rest).
+    #[arg(long)]
+    pub encrypt: bool,
     /// A scenario file (TOML or JSON): traffic, faults, topology.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
@@ -129,6 +147,7 @@ impl MeshArgs {
         }
         s.processes |= self.processes || self.netns;
         s.netns |= self.netns;
+        s.encrypt |= self.encrypt;
         s.validate()?;
         Ok(s)
     }

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use backchannel::api::Transcript;
 use backchannel::json_line::History;
 use backchannel::node::{LogRooms, LogView};
-use backchannel::{Identity, JsonLine, PeerId, Room, Store};
+use backchannel::seal::DataKey;
+use backchannel::{JsonLine, PeerId, Room, Store};
 
 use super::args::{Cli, HistoryArgs};
 use super::ask;
@@ -20,17 +21,17 @@ use super::render::Out;
 /// `backchannel history`
 pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let dir = cli.data_dir()?;
-    let path = dir.join("log");
-    if !path.exists() {
+    if !super::unlock::has_log(&dir) {
         bail!("no log in {}: this node has never run", dir.display());
     }
+    let key = super::unlock::unlock(&dir)?;
     let rooms = match (&args.room, &args.peer) {
         (Some(room), _) => LogRooms::Only(Room::new(room.as_str())?),
         (None, Some(_)) => LogRooms::None,
         (None, None) => LogRooms::All,
     };
-    let transcript = match Store::open(&path) {
-        Ok(store) => read(&dir, &store, &rooms, args.limit)?,
+    let transcript = match super::unlock::open_log(&dir, key.as_ref()) {
+        Ok(store) => read(&dir, key.as_ref(), &store, &rooms, args.limit)?,
         Err(e) if e.is_locked() => ask::transcript(&dir, &rooms, args.limit)?,
         Err(e) => return Err(e).with_context(|| format!("opening the log in {}", dir.display())),
     };
@@ -39,10 +40,18 @@ pub fn run(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The log of a node that is not running, read from its store.
-fn read(dir: &Path, store: &Store, rooms: &LogRooms, limit: usize) -> anyhow::Result<Transcript> {
+fn read(
+    dir: &Path,
+    key: Option<&DataKey>,
+    store: &Store,
+    rooms: &LogRooms,
+    limit: usize,
+) -> anyhow::Result<Transcript> {
     // The key tells this node's own messages; a log whose key is gone is
     // still readable.
-    let me = Identity::load(dir).ok().map(|identity| identity.peer_id());
+    let me = super::unlock::identity(dir, key)
+        .ok()
+        .map(|identity| identity.peer_id());
     let view =
         LogView::read(store, me, rooms, limit).with_context(|| format!("reading the log in {}", dir.display()))?;
     Ok(Transcript::from(view))

@@ -2,6 +2,8 @@
 //!
 //! - `args`: the clap types, and the one place they become library types;
 //! - `identity`: `init` and `id`;
+//! - `unlock`: passphrases, unlocking an encrypted data directory,
+//!   `encrypt` and `passphrase`;
 //! - `run`: `backchannel run`, the loop that reads `/commands` and prints events;
 //! - `editor`: the line editor `run` uses in a terminal (prompt, history, tab);
 //! - `commands/`: one file per family of `/commands`; `commands::execute`
@@ -23,6 +25,7 @@ mod mesh;
 mod names;
 mod render;
 mod run;
+mod unlock;
 
 use std::process::ExitCode;
 
@@ -31,7 +34,9 @@ pub use args::{Cli, Cmd};
 /// Runs the subcommand the command line names.
 pub fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Cmd::Init => identity::init(cli),
+        Cmd::Init(args) => identity::init(cli, args),
+        Cmd::Encrypt => unlock::encrypt(cli),
+        Cmd::Passphrase => unlock::change(cli),
         Cmd::Id => identity::id(cli),
         Cmd::History(args) => history::run(cli, args),
         Cmd::Mesh(args) => {

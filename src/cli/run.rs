@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use backchannel::api::{Api, ApiConfig};
 use backchannel::command::{self, Command};
+use backchannel::data_dir;
+use backchannel::identity::KEY_FILE;
 use backchannel::multiaddr::Protocol;
+use backchannel::seal::{DataKey, KdfParams, Passphrase};
 use backchannel::{Handle, HistoryQuery, Identity, IdentityError, JsonLine, Multiaddr, Node, PeerId, Room};
 use tokio::sync::mpsc;
 
@@ -25,9 +28,10 @@ const STDIN_CAPACITY: usize = 64;
 pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut out = Out::new(args.json, args.verbose);
     let dir = cli.data_dir()?;
-    let config = args.config(dir.clone())?;
+    let mut config = args.config(dir.clone())?;
     ensure_ports_free(&config.listen)?;
-    let identity = identity_for_run(&dir, &out)?;
+    let (identity, key) = identity_for_run(&dir, &out)?;
+    config.data_key = key;
     out.set_me(identity.peer_id(), args.name.as_deref());
     let first = config.rooms.first().cloned();
     let nick = config.nick.clone();
@@ -144,9 +148,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
 pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let out = Out::new(args.json, false);
     let dir = cli.data_dir()?;
-    let config = args.config(dir.clone())?;
+    let mut config = args.config(dir.clone())?;
     ensure_ports_free(&config.listen)?;
-    let identity = identity_for_run(&dir, &out)?;
+    let (identity, key) = identity_for_run(&dir, &out)?;
+    config.data_key = key;
     let Node { handle, mut events } = Node::start(config, identity).await.context("starting the helper")?;
     out.emit(&JsonLine::Identity { peer: handle.peer_id() });
     let printer = {
@@ -214,18 +219,35 @@ async fn learn_names(handle: &Handle, out: &Out) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the identity for `run`. A data directory that has never been used
-/// gets a new identity (announced); one that has a log but no key is an
-/// error, because a new key would not be the author of that log.
-fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<Identity> {
+/// Loads the identity for `run` and `serve`, unlocking an encrypted data
+/// directory first (its data key is the second value). A data directory
+/// that has never been used gets a new identity (announced), encrypted if
+/// BACKCHANNEL_PASSPHRASE is set (a node never prompts for a new
+/// passphrase: `init` does); one that has a log but no key is an error,
+/// because a new key would not be the author of that log.
+fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<(Identity, Option<DataKey>)> {
+    let key = super::unlock::unlock(dir)?;
+    if key.is_some() {
+        return Ok((super::unlock::identity(dir, key.as_ref())?, key));
+    }
     match Identity::load(dir) {
-        Ok(identity) => Ok(identity),
+        Ok(identity) => Ok((identity, None)),
         Err(IdentityError::Missing(path)) if !dir.join("log").exists() => {
-            let (identity, _) = Identity::init(dir)?;
+            let identity = Identity::generate();
+            let (path, key) = match Passphrase::from_env() {
+                Some(passphrase) => {
+                    let key = data_dir::create(dir, &identity, &passphrase?, KdfParams::default())?;
+                    (dir.join(data_dir::SEALED_DIR).join(KEY_FILE), Some(key))
+                }
+                None => {
+                    identity.save(dir)?;
+                    (path, None)
+                }
+            };
             out.emit(&JsonLine::IdentityCreated {
                 path: path.display().to_string(),
             });
-            Ok(identity)
+            Ok((identity, key))
         }
         Err(IdentityError::Missing(path)) => bail!(
             "{} has a log but no identity key ({}): the key that wrote that log is gone. \

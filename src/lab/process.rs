@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 
 use super::LabError;
 use super::metrics;
+use crate::data_dir;
+use crate::seal::{KdfParams, PASSPHRASE_VAR, Passphrase};
 use crate::{Event, Identity, JsonLine, MessageId, Multiaddr, PeerId, Room};
 
 /// What a process reports to the lab besides node events.
@@ -57,8 +59,28 @@ pub(crate) struct ProcNode {
     pub(crate) dm_sends: Arc<Mutex<VecDeque<(usize, Instant)>>>,
 }
 
+/// The passphrase of the lab's encrypted directories: no secret, so their
+/// key files use [`KdfParams::insecure_fast`].
+const LAB_PASSPHRASE: &str = "the mesh lab's passphrase";
+
+/// Makes `dir` an encrypted data directory holding the identity of
+/// `secret`, which [`ProcNode::start`] then runs unlocked.
+pub(crate) fn encrypt_dir(dir: &Path, secret: [u8; 32]) -> Result<(), LabError> {
+    let passphrase = Passphrase::new(LAB_PASSPHRASE).expect("not empty");
+    data_dir::create(
+        dir,
+        &Identity::from_secret(secret),
+        &passphrase,
+        KdfParams::insecure_fast(),
+    )
+    .map(drop)
+    .map_err(|e| LabError::Scenario(format!("encrypting {}: {e}", dir.display())))
+}
+
 impl ProcNode {
-    /// Creates the node's identity from `secret` in `dir` and starts it.
+    /// Creates the node's identity from `secret` in `dir` (unless
+    /// [`encrypt_dir`] made `dir` an encrypted directory holding it) and
+    /// starts it.
     pub(crate) async fn start(
         bin: &Path,
         dir: PathBuf,
@@ -69,9 +91,11 @@ impl ProcNode {
         tx: &mpsc::UnboundedSender<ProcReport>,
     ) -> Result<ProcNode, LabError> {
         let identity = Identity::from_secret(secret);
-        identity
-            .save(&dir)
-            .map_err(|e| LabError::Scenario(format!("node {index}: {e}")))?;
+        if !data_dir::is_encrypted(&dir) {
+            identity
+                .save(&dir)
+                .map_err(|e| LabError::Scenario(format!("node {index}: {e}")))?;
+        }
         let mut node = ProcNode {
             index,
             peer_id: identity.peer_id(),
@@ -133,6 +157,9 @@ impl ProcNode {
         }
         for b in &self.launch.bootstrap {
             cmd.args(["--bootstrap", &b.to_string()]);
+        }
+        if data_dir::is_encrypted(&self.dir) {
+            cmd.env(PASSPHRASE_VAR, LAB_PASSPHRASE);
         }
         let mut child = cmd
             .stdin(Stdio::piped())

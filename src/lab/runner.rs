@@ -588,9 +588,13 @@ pub async fn run_with(
                 .filter(|&&(a, b)| b == i && !late.contains(&a) && !scenario.netns)
                 .map(|&(a, _)| members[a].addr())
                 .collect();
+            let dir = root.path().join(format!("node-{i}"));
+            if scenario.encrypt {
+                super::process::encrypt_dir(&dir, super::secret(scenario.seed, i))?;
+            }
             let node = ProcNode::start(
                 &bin,
-                root.path().join(format!("node-{i}")),
+                dir,
                 i,
                 super::secret(scenario.seed, i),
                 launch,
@@ -605,13 +609,23 @@ pub async fn run_with(
             n,
             LabConfig {
                 seed: scenario.seed,
-                tweak: if scenario.group_commit {
-                    |c| c.redial_interval = Duration::from_millis(500)
-                } else {
-                    |c| {
+                // Plain function pointers, one per combination: a tweak
+                // captures nothing.
+                tweak: match (scenario.group_commit, scenario.encrypt) {
+                    (true, false) => |c| c.redial_interval = Duration::from_millis(500),
+                    (false, false) => |c| {
                         c.redial_interval = Duration::from_millis(500);
                         c.group_commit = false;
-                    }
+                    },
+                    (true, true) => |c| {
+                        c.redial_interval = Duration::from_millis(500);
+                        c.data_key = Some(crate::seal::DataKey::generate());
+                    },
+                    (false, true) => |c| {
+                        c.redial_interval = Duration::from_millis(500);
+                        c.group_commit = false;
+                        c.data_key = Some(crate::seal::DataKey::generate());
+                    },
                 },
                 limits: (!scenario.rate_limits).then(crate::node::limits::Limits::unlimited),
             },

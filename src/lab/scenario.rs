@@ -39,6 +39,12 @@ pub struct Scenario {
     /// Rate limits as in production (off: limits far above any benchmark's
     /// rates, for capacity measurements that send faster than a person).
     pub rate_limits: bool,
+    /// Encrypted data directories (docs/SECURITY.md, "Data at rest"): every
+    /// log value sealed. In-process nodes get a random data key; processes
+    /// an encrypted directory unlocked with a passphrase in the environment
+    /// (with cheap argon2 parameters: the lab's passphrase is no secret).
+    /// Off by default; the benchmarks measure its cost.
+    pub encrypt: bool,
 }
 
 /// Posts to the rooms' hallways.
@@ -126,6 +132,7 @@ impl Default for Scenario {
             settle_s: 5.0,
             group_commit: true,
             rate_limits: true,
+            encrypt: false,
         }
     }
 }

@@ -55,6 +55,11 @@ const EVENT_CAPACITY: usize = 8192;
 pub struct Config {
     /// Where the identity and the log live.
     pub data_dir: PathBuf,
+    /// The data key of an encrypted data directory ([`crate::data_dir`]):
+    /// the log is `sealed/log` and every value in it is sealed. None (the
+    /// default) for a plaintext directory; whoever starts the node unlocks
+    /// the directory first.
+    pub data_key: Option<crate::seal::DataKey>,
     /// Addresses to listen on. Default: a random TCP port on all interfaces.
     pub listen: Vec<Multiaddr>,
     /// Peers to dial at start and redial when lost; each must end in `/p2p/<id>`.
@@ -174,6 +179,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            data_key: None,
             listen: vec![
                 "/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr"),
                 "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("a valid multiaddr"),
@@ -208,7 +214,7 @@ impl Config {
 
     /// Where the log lives inside the data directory.
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.join("log")
+        crate::data_dir::contents(&self.data_dir, self.data_key.is_some()).join(crate::data_dir::LOG_DIR)
     }
 }
 
@@ -952,9 +958,11 @@ impl Node {
 /// process to release it.
 async fn open_store(config: &Config) -> Result<Store, NodeError> {
     let path = config.log_path();
-    let opened = tokio::task::spawn_blocking(move || Store::open_waiting(&path, Duration::from_secs(2)))
-        .await
-        .map_err(|e| NodeError::Network(format!("opening the log: {e}")))?;
+    let key = config.data_key.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || Store::open_keyed_waiting(&path, key.as_ref(), Duration::from_secs(2)))
+            .await
+            .map_err(|e| NodeError::Network(format!("opening the log: {e}")))?;
     match opened {
         Err(e) if e.is_locked() => Err(NodeError::LogInUse(config.log_path())),
         other => Ok(other?),

@@ -3,6 +3,7 @@
 //! directories. Every wait waits for an event, with a time limit.
 
 mod api;
+mod at_rest;
 mod bad_input;
 mod blocking;
 mod browser;
