@@ -111,16 +111,21 @@ impl EventLoop {
             .filter(|a| is_relayed(a))
             .cloned()
             .collect();
-        if relayed.is_empty() {
-            return;
+        if !relayed.is_empty() {
+            self.dial_for_hole_punch(peer, relayed, "trying the hole punch again");
         }
-        tracing::debug!(%peer, "trying the hole punch again");
+    }
+
+    /// Dials `peer` at `addrs` although a connection to it exists: the new
+    /// (relayed) connection is the one a hole punch runs on.
+    fn dial_for_hole_punch(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, why: &str) {
+        tracing::debug!(%peer, ?addrs, "{why}");
         let opts = DialOpts::peer_id(peer)
-            .addresses(relayed)
+            .addresses(addrs)
             .condition(PeerCondition::Always)
             .build();
         if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(%peer, "dial for another hole punch: {e}");
+            tracing::debug!(%peer, "{why}: {e}");
         }
     }
 
@@ -134,14 +139,7 @@ impl EventLoop {
         }
         let relayed: Vec<Multiaddr> = listen.iter().filter(|a| is_relayed(a)).cloned().collect();
         let addrs = if relayed.is_empty() { listen.to_vec() } else { relayed };
-        tracing::debug!(%peer, ?addrs, "dialling back for a hole punch");
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::Always)
-            .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(%peer, "dial back: {e}");
-        }
+        self.dial_for_hole_punch(peer, addrs, "dialling back for a hole punch");
     }
 
     pub(super) fn handle_kad(&mut self, event: kad::Event) {
