@@ -192,7 +192,7 @@ impl Identity {
         };
         let _ = fs::remove_file(&tmp);
         {
-            let mut file = private_file(&tmp).map_err(io_err(&tmp))?;
+            let mut file = crate::seal::private_file(&tmp).map_err(io_err(&tmp))?;
             file.write_all(&encoded).map_err(io_err(&tmp))?;
             file.sync_all().map_err(io_err(&tmp))?;
         }
@@ -251,22 +251,6 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
-}
-
-/// Creates `path` (it must not exist) readable by its owner only.
-#[cfg(unix)]
-pub(crate) fn private_file(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-pub(crate) fn private_file(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 #[cfg(unix)]

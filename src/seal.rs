@@ -349,7 +349,7 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = crate::identity::private_file(path).map_err(io_err)?;
+    let mut file = private_file(path).map_err(io_err)?;
     file.write_all(bytes).map_err(io_err)?;
     file.sync_all().map_err(io_err)
 }
@@ -377,6 +377,22 @@ pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// Creates `path` (it must not exist) readable by its owner only.
+#[cfg(unix)]
+pub(crate) fn private_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn private_file(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 #[cfg(test)]
