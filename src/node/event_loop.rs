@@ -24,10 +24,11 @@ use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::GroupCommit;
 use super::dm::{DmAdmission, DmContext, admit_dm};
+use super::handle::{Call, ToLoop};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::reach::Reach;
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
-use super::{Command, Config, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, Stats};
+use super::{Config, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, Stats};
 use crate::envelope::Signed;
 use crate::group::{GroupId, Groups};
 use crate::id::{MessageId, RejectReason, Room};
@@ -107,7 +108,7 @@ pub(crate) struct EventLoop {
     nick: Option<String>,
     store: Store,
     commit: GroupCommit<AfterFlush>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<ToLoop>,
     events: mpsc::Sender<Event>,
     rooms: Rooms,
     pending_dms: HashMap<OutboundRequestId, PendingDm>,
@@ -170,7 +171,7 @@ impl EventLoop {
         config: Config,
         identity: Identity,
         store: Store,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::Receiver<ToLoop>,
         events: mpsc::Sender<Event>,
     ) -> Result<Self, NodeError> {
         let oversize_streams = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -315,8 +316,8 @@ impl EventLoop {
             tokio::select! {
                 biased;
                 command = self.commands.recv(), if accepting => match command {
-                    Some(Command::Shutdown(reply)) => break Some(reply),
-                    Some(command) => self.handle_command(command),
+                    Some(ToLoop::Shutdown(reply)) => break Some(reply),
+                    Some(ToLoop::Call(call)) => self.handle_call(call),
                     None => break None,
                 },
                 (outcome, actions) = self.commit.next() => self.handle_flushed(outcome, actions),
@@ -409,36 +410,51 @@ impl EventLoop {
 
     // ---- commands ------------------------------------------------------------
 
-    fn handle_command(&mut self, command: Command) {
-        match command {
-            Command::Join(room, reply) => {
+    fn handle_call(&mut self, call: Call) {
+        match call {
+            Call::Join { room, reply } => {
                 let _ = reply.send(self.join(&room));
             }
-            Command::Leave(room, reply) => {
+            Call::Leave { room, reply } => {
                 let _ = reply.send(Ok(self.leave(&room)));
             }
-            Command::PostWith(room, text, options, reply) => self.post(room, text, options, reply),
-            Command::Host(name, reply) => {
+            Call::Post {
+                room,
+                text,
+                options,
+                reply,
+            } => self.post(room, text, options, reply),
+            Call::Host { name, reply } => {
                 let _ = reply.send(self.host(&name));
             }
-            Command::RoomOp(room, action, reply) => self.room_op(room, action, reply),
-            Command::ReactDm(target, emoji, retract, reply) => self.react_dm(target, emoji, retract, reply),
-            Command::RoomView(room, limit, reply) => {
+            Call::RoomOp { room, action, reply } => self.room_op(room, action, reply),
+            Call::ReactDm {
+                target,
+                emoji,
+                retract,
+                reply,
+            } => self.react_dm(target, emoji, retract, reply),
+            Call::RoomView { room, limit, reply } => {
                 let _ = reply.send(self.room_view(&room, limit));
             }
-            Command::RoomPage(room, before, limit, reply) => {
+            Call::RoomPage {
+                room,
+                before,
+                limit,
+                reply,
+            } => {
                 let _ = reply.send(self.room_page(&room, before, limit));
             }
-            Command::LogView(rooms, limit, reply) => {
+            Call::LogView { rooms, limit, reply } => {
                 let _ = reply.send(self.log_view(&rooms, limit));
             }
-            Command::Rules(room, reply) => {
+            Call::Rules { room, reply } => {
                 let _ = reply.send(Ok(self.room_rules(&room)));
             }
-            Command::Who(room, reply) => {
+            Call::Who { room, reply } => {
                 let _ = reply.send(self.who(&room));
             }
-            Command::Sync(room, reply) => {
+            Call::Sync { room, reply } => {
                 let result = if self.rooms.get(&room).is_none() {
                     Err(NodeError::NotJoined(room))
                 } else {
@@ -450,8 +466,8 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
-            Command::SendDm(to, text, reply) => self.send_dm(to, text, reply),
-            Command::History(query, limit, reply) => {
+            Call::SendDm { to, text, reply } => self.send_dm(to, text, reply),
+            Call::History { query, limit, reply } => {
                 let result = match &query {
                     HistoryQuery::Room(room) => self.store.room(room, limit),
                     HistoryQuery::Peer(peer) => self.store.conversation(peer, limit),
@@ -459,21 +475,25 @@ impl EventLoop {
                 };
                 let _ = reply.send(result.map_err(NodeError::from));
             }
-            Command::Peers(reply) => {
+            Call::Peers { reply } => {
                 let _ = reply.send(self.peers());
             }
-            Command::Net(reply) => {
+            Call::Net { reply } => {
                 let _ = reply.send(self.net_info());
             }
-            Command::Rooms(reply) => {
+            Call::Rooms { reply } => {
                 let _ = reply.send(self.room_infos());
             }
-            Command::Contacts(reply) => {
+            Call::Contacts { reply } => {
                 let mut list: Vec<(PeerId, String)> = self.contacts.iter().map(|(p, n)| (*p, n.clone())).collect();
                 list.sort();
                 let _ = reply.send(list);
             }
-            Command::SetContact(peer, nick, reply) => {
+            Call::SetContact {
+                peer,
+                petname: nick,
+                reply,
+            } => {
                 let result = self.store.set_contact(&peer, &nick).map_err(NodeError::from);
                 if result.is_ok() {
                     self.contacts.insert(peer, nick.clone());
@@ -482,17 +502,17 @@ impl EventLoop {
                 }
                 let _ = reply.send(result);
             }
-            Command::Decline(peer, reply) => {
+            Call::Decline { peer, reply } => {
                 let result = self.decline(peer);
                 if let Ok(deleted) = result {
                     self.emit(Event::RequestDeclined { peer, deleted });
                 }
                 let _ = reply.send(result);
             }
-            Command::Requests(reply) => {
+            Call::Requests { reply } => {
                 let _ = reply.send(self.requests());
             }
-            Command::AcceptRequests(on, reply) => {
+            Call::AcceptRequests { accept: on, reply } => {
                 let result = self
                     .store
                     .set_setting(REQUESTS_SETTING, &[u8::from(on)])
@@ -504,40 +524,43 @@ impl EventLoop {
                 }
                 let _ = reply.send(result);
             }
-            Command::GroupCreate(name, members, reply) => self.group_create(name, members, reply),
-            Command::GroupEdit(group, edit, reply) => self.group_edit(group, edit, reply),
-            Command::GroupSend(group, text, reply) => self.group_send(group, text, reply),
-            Command::Groups(reply) => {
+            Call::GroupCreate { name, members, reply } => self.group_create(name, members, reply),
+            Call::GroupEdit { group, edit, reply } => self.group_edit(group, edit, reply),
+            Call::GroupSend { group, text, reply } => self.group_send(group, text, reply),
+            Call::Groups { reply } => {
                 let _ = reply.send(self.group_infos());
             }
-            Command::Outbox(reply) => {
+            Call::Outbox { reply } => {
                 let _ = reply.send(self.outbox.entries());
             }
-            Command::Stats(reply) => {
+            Call::Stats { reply } => {
                 self.collect_drops();
                 let _ = reply.send(self.stats.clone());
             }
-            Command::Footprint(room, reply) => {
+            Call::Footprint { room, reply } => {
                 let _ = reply.send(self.footprint(&room));
             }
-            Command::ListenAddrs(reply) => {
+            Call::ListenAddrs { reply } => {
                 let _ = reply.send(self.listen_addrs.clone());
             }
-            Command::Dial(addr, reply) => {
+            Call::Dial { addr, reply } => {
                 let result = self.swarm.dial(addr.clone()).map_err(|e| NodeError::Dial {
                     addr,
                     reason: e.to_string(),
                 });
                 let _ = reply.send(result);
             }
-            Command::Block(peer, block, reply) => {
+            Call::SetBlocked {
+                peer,
+                blocked: block,
+                reply,
+            } => {
                 let _ = reply.send(self.set_blocked(peer, block));
             }
-            Command::AddAddress(peer, addr, reply) => {
+            Call::AddAddress { peer, addr, reply } => {
                 self.swarm.add_peer_address(peer, addr);
                 let _ = reply.send(());
             }
-            Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
 

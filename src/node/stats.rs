@@ -1,0 +1,73 @@
+//! [`Stats`]: the node's counters.
+
+use std::collections::BTreeMap;
+
+/// Counters: what the node did and what it refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// Rejected inputs by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Rejected inputs by the peer that sent them (at most
+    /// [`Stats::MAX_PEERS_TRACKED`] peers).
+    pub rejected_by_peer: BTreeMap<String, u64>,
+    /// Valid messages seen again (not shown twice).
+    pub duplicates: u64,
+    /// Hallway posts received and shown.
+    pub hallway_received: u64,
+    /// DMs received and shown.
+    pub dms_received: u64,
+    /// Posts this node published.
+    pub posts_sent: u64,
+    /// DMs this node sent.
+    pub dms_sent: u64,
+    /// DMs acknowledged by a valid receipt.
+    pub dms_delivered: u64,
+    /// DMs that failed.
+    pub dms_failed: u64,
+    /// DMs from non-contacts refused because requests are off.
+    pub requests_refused: u64,
+    /// Posts and DMs from blocked peers, dropped before being stored or shown.
+    pub dropped_blocked: u64,
+    /// Events the application did not take in time (the messages are in the log).
+    pub events_dropped: u64,
+    /// Room operations received and applied.
+    pub room_ops_received: u64,
+    /// Reconciliations this node started, and how many completed.
+    pub syncs_started: u64,
+    /// Reconciliations completed.
+    pub syncs_completed: u64,
+    /// Posts and operations received through history sync.
+    pub synced_received: u64,
+    /// Posts and operations sent to peers that lacked them (fetched or pushed).
+    pub synced_sent: u64,
+    /// Bytes of sync requests and responses this node received.
+    pub sync_bytes_in: u64,
+    /// Bytes of sync requests and responses this node sent.
+    pub sync_bytes_out: u64,
+    /// `Event::Rejected` events not emitted because rejections came faster
+    /// than 20 a second (they are all counted in `rejected`).
+    pub rejected_events_suppressed: u64,
+    /// Relayed connections upgraded to direct ones by hole punching.
+    #[serde(default)]
+    pub hole_punches: u64,
+    /// Hole punches that failed (the connection stays relayed).
+    #[serde(default)]
+    pub hole_punch_failures: u64,
+    /// DHT lookups of a peer's addresses, and how many found them.
+    #[serde(default)]
+    pub peer_lookups: u64,
+    /// Lookups that found a peer's address record.
+    #[serde(default)]
+    pub peer_lookups_found: u64,
+}
+
+impl Stats {
+    /// Peers tracked in `rejected_by_peer`; more would let an attacker grow
+    /// memory by rotating identities.
+    pub const MAX_PEERS_TRACKED: usize = 1024;
+
+    /// All rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
