@@ -153,7 +153,7 @@ fn run(which: &str) -> Value {
         let mut rejected: HashMap<String, u64> = HashMap::new();
         for node in &lab.nodes {
             for (k, v) in node.handle.stats().await.expect("stats").rejected {
-                *rejected.entry(k).or_default() += v;
+                *rejected.entry(k.to_string()).or_default() += v;
             }
         }
         let delivered = latencies.len();

@@ -182,79 +182,60 @@ impl FromStr for Room {
     }
 }
 
-/// Why bytes from the network were rejected. Each reason is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
+/// Why bytes from the network were rejected. Each reason is counted
+/// ([`crate::Stats::rejected`]) under its stable snake_case name
+/// ([`RejectReason::as_str`]), which is also its `Display`, its serde form and
+/// what [`FromStr`] reads back: the one place the names are spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum RejectReason {
     /// The bytes are not a protobuf envelope or payload.
-    #[error("malformed")]
     Malformed,
     /// Larger than the protocol allows.
-    #[error("oversize")]
     Oversize,
     /// The public key is not a valid ed25519 key.
-    #[error("bad_key")]
     BadKey,
     /// The signature does not verify.
-    #[error("bad_signature")]
     BadSignature,
     /// The payload carries no kind this node knows.
-    #[error("unknown_kind")]
     UnknownKind,
     /// A field is out of range (empty text, bad nonce, long nick...).
-    #[error("invalid_field")]
     InvalidField,
     /// A post names a different room than the topic it arrived on.
-    #[error("wrong_room")]
     WrongRoom,
     /// A direct message for another participant.
-    #[error("wrong_recipient")]
     WrongRecipient,
     /// The right envelope on the wrong channel (a receipt on a room topic...).
-    #[error("wrong_kind")]
     WrongKind,
     /// A receipt that does not match the message it answers.
-    #[error("bad_receipt")]
     BadReceipt,
     /// A group state op not signed by the group's moderator.
-    #[error("not_moderator")]
     NotModerator,
     /// A group op or message from someone who is not a member.
-    #[error("not_member")]
     NotMember,
     /// The author's clock is further ahead than the allowed window.
-    #[error("future_time")]
     FutureTime,
     /// A live post older than the allowed window (a replay).
-    #[error("stale")]
     Stale,
     /// A room operation its author had no right to make.
-    #[error("not_allowed")]
     NotAllowed,
     /// A post or operation by a participant removed from the room.
-    #[error("removed")]
     Removed,
     /// A post while the hallway is off (or read-only, for listeners).
-    #[error("chat_closed")]
     ChatClosed,
     /// A sender that exceeded its rate limit.
-    #[error("rate_limited")]
     RateLimited,
     /// A DHT record that is not a peer's own signed address record under
     /// its key (docs/PROTOCOL.md, "Discovery").
-    #[error("bad_record")]
     BadRecord,
     /// A gossip message carrying a gossipsub signature, sequence number or
     /// source (js-libp2p's default `StrictSign`): rooms use anonymous
     /// gossipsub messages only (docs/PROTOCOL.md, "Rooms and the hallway").
-    #[error("gossip_signed")]
     GossipSigned,
     /// A gossip message from a peer whose score is below the graylist
     /// threshold, ignored unseen.
-    #[error("graylisted")]
     Graylisted,
     /// A gossip message on a topic this node has not joined.
-    #[error("not_joined")]
     NotJoined,
 }
 
@@ -285,6 +266,86 @@ impl RejectReason {
             Self::Graylisted => "graylisted",
             Self::NotJoined => "not_joined",
         }
+    }
+}
+
+impl RejectReason {
+    /// Every reason, in declaration order. `listed` below fails to compile
+    /// when a reason is added and not handled, and a test checks each name
+    /// reads back, so none can be written but not read.
+    pub const ALL: [RejectReason; 22] = {
+        use RejectReason::*;
+        [
+            Malformed,
+            Oversize,
+            BadKey,
+            BadSignature,
+            UnknownKind,
+            InvalidField,
+            WrongRoom,
+            WrongRecipient,
+            WrongKind,
+            BadReceipt,
+            NotModerator,
+            NotMember,
+            FutureTime,
+            Stale,
+            NotAllowed,
+            Removed,
+            ChatClosed,
+            RateLimited,
+            BadRecord,
+            GossipSigned,
+            Graylisted,
+            NotJoined,
+        ]
+    };
+
+    #[allow(dead_code)]
+    fn listed(self) {
+        use RejectReason::*;
+        match self {
+            Malformed | Oversize | BadKey | BadSignature | UnknownKind | InvalidField | WrongRoom | WrongRecipient
+            | WrongKind | BadReceipt | NotModerator | NotMember | FutureTime | Stale | NotAllowed | Removed
+            | ChatClosed | RateLimited | BadRecord | GossipSigned | Graylisted | NotJoined => {}
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for RejectReason {}
+
+/// A name that is not a [`RejectReason`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reject reason {0:?}")]
+pub struct UnknownReason(pub String);
+
+impl FromStr for RejectReason {
+    type Err = UnknownReason;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| UnknownReason(name.to_owned()))
+    }
+}
+
+impl serde::Serialize for RejectReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RejectReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -381,6 +442,23 @@ pub(crate) mod as_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reject_reason_reads_back_from_its_one_name() {
+        let names: std::collections::HashSet<&str> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), RejectReason::ALL.len(), "two reasons share a name");
+        for reason in RejectReason::ALL {
+            assert_eq!(reason.as_str().parse::<RejectReason>(), Ok(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+            let json = serde_json::to_string(&reason).expect("serialises");
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+            assert_eq!(serde_json::from_str::<RejectReason>(&json).expect("reads back"), reason);
+        }
+        assert_eq!(
+            "no_such_reason".parse::<RejectReason>(),
+            Err(UnknownReason("no_such_reason".into()))
+        );
+    }
 
     #[test]
     fn room_names_are_validated() {

@@ -25,7 +25,7 @@ pub(crate) enum ProcReport {
     /// A `dm_sent` line: the DM's id (matched to sends in order).
     DmSent(usize, MessageId),
     /// A `stats` line: rejected inputs by reason.
-    Stats(std::collections::BTreeMap<String, u64>),
+    Stats(std::collections::BTreeMap<crate::RejectReason, u64>),
 }
 
 /// What a node process runs with besides its data directory and identity.

@@ -21,7 +21,7 @@ use super::netns::{Nat, NatLab, NetnsError};
 use super::process::{Launch, ProcNode, ProcReport};
 use super::scenario::{Fault, Scenario};
 use super::{Lab, LabConfig, LabError, LabNode, Rng};
-use crate::{Event, JsonLine, MessageId, PeerId, Room};
+use crate::{Event, JsonLine, MessageId, PeerId, RejectReason, Room};
 
 /// The outcome of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -82,7 +82,7 @@ pub struct Report {
     /// Resident memory per node once the mesh formed, before traffic, MB.
     pub rss_idle_per_node_mb: f64,
     /// Inputs rejected by the nodes, by reason.
-    pub rejected: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<RejectReason, u64>,
     /// What faults happened, and when.
     pub faults: Vec<String>,
     /// Every latency sample in ms (for plots; not in JSON).
@@ -138,7 +138,7 @@ enum Obs {
     Event(usize, Instant, Box<Event>),
     Posted(Result<MessageId, String>),
     DmSent(usize, Instant, Result<MessageId, String>),
-    Stats(BTreeMap<String, u64>),
+    Stats(BTreeMap<RejectReason, u64>),
 }
 
 /// A timed action of the run.
@@ -186,7 +186,7 @@ struct Tracker {
     post_errors: u64,
     /// When the last expected delivery or receipt was seen.
     last_at: Option<Instant>,
-    rejected: BTreeMap<String, u64>,
+    rejected: BTreeMap<RejectReason, u64>,
     stats_seen: usize,
 }
 

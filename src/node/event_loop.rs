@@ -358,7 +358,7 @@ impl EventLoop {
     /// Counts `n` inputs from `from` rejected for `reason`, with one
     /// (rate-limited) event.
     fn reject_n(&mut self, from: PeerId, reason: RejectReason, n: u64) {
-        *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += n;
+        *self.stats.rejected.entry(reason).or_default() += n;
         let by_peer = &mut self.stats.rejected_by_peer;
         let key = from.to_string();
         if by_peer.contains_key(&key) || by_peer.len() < Stats::MAX_PEERS_TRACKED {
@@ -378,11 +378,7 @@ impl EventLoop {
     fn collect_drops(&mut self) {
         let n = self.oversize_streams.swap(0, std::sync::atomic::Ordering::Relaxed);
         if n > 0 {
-            *self
-                .stats
-                .rejected
-                .entry(RejectReason::Oversize.as_str().to_owned())
-                .or_default() += n;
+            *self.stats.rejected.entry(RejectReason::Oversize).or_default() += n;
         }
         let dropped = self.swarm.behaviour_mut().gossipsub.take_dropped();
         for (peer, reason, n) in dropped.by_peer {
@@ -390,7 +386,7 @@ impl EventLoop {
             self.reject_n(peer, reason, n);
         }
         for (reason, n) in dropped.unattributed {
-            *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += n;
+            *self.stats.rejected.entry(reason).or_default() += n;
         }
     }
 

@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::id::RejectReason;
+
 /// Counters: what the node did and what it refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
-    /// Rejected inputs by reason.
-    pub rejected: BTreeMap<String, u64>,
+    /// Rejected inputs by reason (in JSON, keyed by [`RejectReason::as_str`]).
+    pub rejected: BTreeMap<RejectReason, u64>,
     /// Rejected inputs by the peer that sent them (at most
     /// [`Stats::MAX_PEERS_TRACKED`] peers).
     pub rejected_by_peer: BTreeMap<String, u64>,

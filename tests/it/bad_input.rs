@@ -4,7 +4,7 @@
 
 use backchannel::lab::{Lab, LabConfig};
 use backchannel::protocol::MAX_ENVELOPE_BYTES;
-use backchannel::{Event, HistoryQuery, Identity, PeerId};
+use backchannel::{Event, HistoryQuery, Identity, PeerId, RejectReason};
 use prost::Message;
 
 use crate::support::raw::{RawEvent, RawPeer};
@@ -130,7 +130,7 @@ async fn invalid_posts_are_rejected_counted_and_never_forwarded() {
     }
 
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
-    let count = |k: &str| stats.rejected.get(k).copied().unwrap_or(0);
+    let count = |k: &str| stats.rejected.get(&k.parse().expect("a reason")).copied().unwrap_or(0);
     assert_eq!(count("bad_signature"), 2, "{stats:?}");
     assert_eq!(count("unknown_kind"), 1, "{stats:?}");
     assert_eq!(count("wrong_room"), 1, "{stats:?}");
@@ -206,10 +206,10 @@ async fn invalid_dms_are_refused_counted_and_never_stored() {
     assert_eq!(receipt.author(), node);
 
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
-    assert_eq!(stats.rejected.get("wrong_recipient"), Some(&1), "{stats:?}");
-    assert_eq!(stats.rejected.get("bad_signature"), Some(&1), "{stats:?}");
-    assert_eq!(stats.rejected.get("malformed"), Some(&1), "{stats:?}");
-    assert_eq!(stats.rejected.get("wrong_kind"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::WrongRecipient), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::BadSignature), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::Malformed), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::WrongKind), Some(&1), "{stats:?}");
     let log = lab.nodes[0]
         .handle
         .history(HistoryQuery::Peer(attacker.peer_id), 10)
@@ -273,7 +273,7 @@ async fn a_receipt_not_signed_by_the_recipient_is_rejected_and_the_dm_not_marked
         .expect("the DM fails instead of being marked delivered");
     assert!(reason.contains("invalid receipt"), "{reason}");
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
-    assert_eq!(stats.rejected.get("bad_receipt"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::BadReceipt), Some(&1), "{stats:?}");
     let log = lab.nodes[0]
         .handle
         .history(HistoryQuery::Peer(fake.peer_id), 10)
@@ -333,8 +333,8 @@ async fn posts_and_dms_with_clocks_outside_the_window_are_rejected() {
     assert_eq!(DmReply::decode(reply.as_slice()).expect("reply").refused, Some(1));
 
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
-    assert_eq!(stats.rejected.get("future_time"), Some(&2), "{stats:?}");
-    assert_eq!(stats.rejected.get("stale"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::FutureTime), Some(&2), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::Stale), Some(&1), "{stats:?}");
     let shown = shown_posts(&mut lab.nodes[0]);
     assert!(shown.is_empty(), "{shown:?}");
     let log = lab.nodes[0]
@@ -398,7 +398,7 @@ async fn hostile_sync_requests_are_refused_counted_and_never_leak() {
     let push = wire::sync_request("lobby", 4, &wire::list(&[forged, other_room]));
     assert_eq!(answer(raw.sync(node, push).await).pushed, Some(0));
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
-    let count = |k: &str| stats.rejected.get(k).copied().unwrap_or(0);
+    let count = |k: &str| stats.rejected.get(&k.parse().expect("a reason")).copied().unwrap_or(0);
     assert!(count("malformed") >= 2, "{stats:?}");
     assert_eq!(
         (count("bad_signature"), count("wrong_room"), count("oversize")),
@@ -423,6 +423,6 @@ async fn hostile_sync_requests_are_refused_counted_and_never_leak() {
     }
     assert!(busy, "20 requests a second, bursts of 200");
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
-    assert!(stats.rejected.get("rate_limited").copied().unwrap_or(0) >= 1);
+    assert!(stats.rejected.get(&RejectReason::RateLimited).copied().unwrap_or(0) >= 1);
     lab.shutdown().await;
 }

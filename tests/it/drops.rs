@@ -70,7 +70,10 @@ async fn what_gossipsub_drops_unseen_is_counted_by_reason_and_peer() {
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
     for reason in ["gossip_signed", "oversize", "graylisted"] {
         assert!(
-            stats.rejected.get(reason).is_some_and(|n| *n >= 1),
+            stats
+                .rejected
+                .get(&reason.parse().expect("a reason"))
+                .is_some_and(|n| *n >= 1),
             "{reason}: {stats:?}"
         );
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use backchannel::lab::{Lab, LabConfig, Topology};
-use backchannel::{Event, GroupEdit, GroupId, HistoryQuery, MessageId, PeerId};
+use backchannel::{Event, GroupEdit, GroupId, HistoryQuery, MessageId, PeerId, RejectReason};
 use prost::Message;
 
 use crate::support::T;
@@ -239,8 +239,8 @@ async fn forged_group_ops_and_messages_from_non_members_are_refused_and_counted(
     assert_eq!(refused(attacker.dm(n1, env).await), Some(vec![0x10, 7]), "NOT_MEMBER");
 
     let stats = lab.nodes[1].handle.stats().await.expect("stats");
-    assert_eq!(stats.rejected.get("not_moderator"), Some(&1), "{stats:?}");
-    assert_eq!(stats.rejected.get("not_member"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::NotModerator), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::NotMember), Some(&1), "{stats:?}");
     assert!(group_log(&lab, 1, group).await.is_empty(), "nothing stored");
     let still = lab.nodes[1].handle.groups().await.expect("groups");
     assert_eq!(still[0].members, vec![n0, n1], "membership unchanged");

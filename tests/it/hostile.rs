@@ -227,7 +227,7 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
     for node in &lab.nodes {
         let stats = node.handle.stats().await.expect("every node still runs");
         for (k, v) in stats.rejected {
-            *rejected.entry(k).or_default() += v;
+            *rejected.entry(k.to_string()).or_default() += v;
         }
     }
     for reason in [

@@ -4,7 +4,7 @@
 //! signed message enters by: live gossip, a DM, and a page of history sync.
 
 use backchannel::lab::{Lab, LabConfig};
-use backchannel::{Event, HistoryQuery};
+use backchannel::{Event, HistoryQuery, RejectReason};
 use curve25519_dalek::edwards::EdwardsPoint;
 use ed25519_dalek::{Signature, VerifyingKey};
 use prost::Message;
@@ -127,7 +127,7 @@ async fn crafted_signatures_are_refused_and_counted_on_every_path() {
     // Every crafted signature was counted, against the peer that sent it,
     // and nothing crafted was stored.
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
-    assert_eq!(stats.rejected.get("bad_signature"), Some(&5), "{stats:?}");
+    assert_eq!(stats.rejected.get(&RejectReason::BadSignature), Some(&5), "{stats:?}");
     assert_eq!(
         stats.rejected_by_peer.get(&raw.peer_id.to_string()),
         Some(&5),

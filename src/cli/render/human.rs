@@ -283,17 +283,20 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
             format!("[dm] {} {} → {}: {text}{state}", clock(*time), who(from), who(to))
         }
         JsonLine::Stats { stats: st } => {
-            let rejected = |m: &std::collections::BTreeMap<String, u64>, name: &dyn Fn(&str) -> String| {
-                if m.is_empty() {
+            let rejected = |counts: Vec<(String, u64)>| {
+                if counts.is_empty() {
                     "none".to_string()
                 } else {
-                    m.iter()
-                        .map(|(k, v)| format!("{} {v}", name(k)))
+                    counts
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 }
             };
             let peer = |k: &str| k.parse().map_or_else(|_| k.to_owned(), |p: PeerId| who(&p));
+            let by_reason = st.rejected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let by_peer = st.rejected_by_peer.iter().map(|(k, v)| (peer(k), *v)).collect();
             [
                 format!(
                     "posts: {} sent, {} received; room operations received: {}",
@@ -316,8 +319,8 @@ pub fn line(line: &JsonLine, names: &Names) -> Option<String> {
                     "duplicates: {}; dropped from blocked peers: {}; events dropped: {}",
                     st.duplicates, st.dropped_blocked, st.events_dropped
                 ),
-                format!("rejected: {}", rejected(&st.rejected, &|k| k.to_owned())),
-                format!("rejected by peer: {}", rejected(&st.rejected_by_peer, &peer)),
+                format!("rejected: {}", rejected(by_reason)),
+                format!("rejected by peer: {}", rejected(by_peer)),
             ]
             .join("\n")
         }
