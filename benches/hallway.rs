@@ -40,7 +40,7 @@ async fn run(auth: GossipAuth, nodes: usize, posts: usize, rate: usize, burst: b
             GossipAuth::Signed => |c| c.gossip_auth = GossipAuth::Signed,
         },
         // Bursts from one author measure CPU per delivery, not the limits.
-        limits: Some(backchannel::node::limits::Limits::unlimited()),
+        limits: Some(backchannel::Limits::unlimited()),
     };
     let room = Room::new("bench").expect("room");
     let mut lab = Lab::start(nodes, lab_config).await.expect("lab");

@@ -19,7 +19,7 @@
 
 use std::time::Instant;
 
-use backchannel::room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomState};
+use backchannel::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomState};
 use backchannel::{Identity, MessageId, PeerId, Room};
 use serde_json::json;
 

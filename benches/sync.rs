@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backchannel::lab::secret;
-use backchannel::{Body, Config, Direction, Event, HallwayPost, Identity, Node, Room, Signed, Store, node::Handle};
+use backchannel::{Body, Config, Direction, Event, HallwayPost, Handle, Identity, Node, Room, Signed, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
 

@@ -57,7 +57,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 /// are stamped when they reach the API (`stamps`: post id -> ms).
 async fn pair() -> (Lab, Vec<Arc<Api>>, Arc<Mutex<HashMap<String, f64>>>) {
     let config = LabConfig {
-        limits: Some(backchannel::node::limits::Limits::unlimited()),
+        limits: Some(backchannel::Limits::unlimited()),
         ..LabConfig::default()
     };
     let mut lab = Lab::start(2, config).await.expect("lab");

@@ -168,11 +168,6 @@ impl Groups {
         self.groups.len()
     }
 
-    /// Whether no group is known.
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
-    }
-
     /// A group.
     pub fn get(&self, id: &GroupId) -> Option<&GroupState> {
         self.groups.get(id)

@@ -81,6 +81,9 @@ pub enum IdentityError {
 }
 
 impl Identity {
+    /// The key file's name inside a data directory.
+    pub const KEY_FILE: &'static str = KEY_FILE;
+
     /// Creates a new random identity (not saved anywhere).
     pub fn generate() -> Self {
         Self::from_keypair(Keypair::generate_ed25519()).expect("a fresh ed25519 keypair is valid")

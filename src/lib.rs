@@ -36,61 +36,82 @@
 //!
 //! # Layout
 //!
-//! - [`identity`]: the key file; one key for libp2p and for signing.
-//! - [`seal`]: encryption at rest: the data key, the passphrase-wrapped key
-//!   file; [`data_dir`]: plaintext or encrypted directories, and the
-//!   crash-safe conversion of one to the other.
+//! Everything an application needs is re-exported at the crate root (the
+//! `pub use` block below): the node ([`Node`], [`Handle`], [`Config`],
+//! [`Event`], [`NodeError`], [`Stats`] and the read models), the identity,
+//! the message vocabulary, room rules and the log. The modules behind them
+//! are private:
+//!
+//! - `identity`: the key file; one key for libp2p and for signing.
+//! - `id`: the vocabulary: message ids, room ids, rejection reasons.
+//! - `message`: the message bodies, as plain data; `envelope`: signed
+//!   envelopes: signing, verification, opening.
+//! - `wire`: the generated protobuf types and every conversion between them
+//!   and the domain types.
+//! - `room`, `group`, `sync`: the rules of rooms and groups and history sync,
+//!   as plain state.
+//! - `store`: the log: its index logic over a storage engine (sled, or in
+//!   memory and failing on demand for tests); knows nothing of the network.
+//! - `node`: the [`Handle`] and the event loop that owns the swarm.
+//!
+//! A few subsystems are public namespaces of their own, each with its own
+//! document:
+//!
 //! - [`protocol`]: the wire constants (topics, protocol ids, limits, gossipsub
 //!   settings) specified in docs/PROTOCOL.md.
-//! - [`id`]: the vocabulary: message ids, room ids, rejection reasons.
-//! - [`message`]: the message bodies, as plain data.
-//! - [`envelope`]: signed envelopes: signing, verification, opening.
-//! - `wire`: the generated protobuf types and every conversion between them
-//!   and the domain types (private).
-//! - [`room`], [`group`], [`sync`]: the rules of rooms and groups and history
-//!   sync, as plain state.
-//! - [`store`]: the log: its index logic over a storage `Engine` (sled, or in
-//!   memory and failing on demand for tests); knows nothing of the network.
-//! - [`node`]: the [`Handle`] and the event loop that owns the swarm.
-//! - [`json_line`]: [`JsonLine`], the lines of `backchannel run --json`
-//!   (docs/JSON.md).
+//! - [`seal`] and [`data_dir`]: encryption at rest: the data key, the
+//!   passphrase-wrapped key file, plaintext or encrypted data directories and
+//!   the crash-safe conversion of one to the other (docs/SECURITY.md).
+//! - [`json_line`]: [`JsonLine`], the lines of `backchannel run --json`, and
+//!   the rows they carry (docs/JSON.md).
 //! - [`api`]: the local HTTP and WebSocket API and the web app it serves
 //!   (docs/API.md).
-//! - `cli` and `command` (binary side): argument parsing and the typed
-//!   `/commands` of an interactive session.
+//! - [`command`]: the typed `/commands` a person types into `run` (the
+//!   terminal front end's grammar; fuzzed).
+//! - `lab` (feature `lab`, on by default): the mesh lab that runs many nodes
+//!   in one process or in network namespaces, for tests, benchmarks and
+//!   `backchannel mesh`. An application embedding the library turns default
+//!   features off and compiles neither the lab nor the command-line
+//!   front end's dependencies (feature `cli`).
 
 pub mod api;
 pub mod command;
 pub mod data_dir;
-pub mod envelope;
+mod envelope;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod group;
-pub mod id;
-pub mod identity;
+mod group;
+mod id;
+mod identity;
 pub mod json_line;
+#[cfg(feature = "lab")]
 pub mod lab;
-pub mod message;
-pub mod node;
+mod message;
+mod node;
 pub mod protocol;
+#[cfg(any(test, feature = "lab"))]
 mod rng;
-pub mod room;
+mod room;
 pub mod seal;
-pub mod store;
-pub mod sync;
+mod store;
+mod sync;
 mod wire;
 
-pub use envelope::Signed;
-pub use group::GroupId;
-pub use id::{MessageId, RejectReason, Room};
-pub use identity::{Identity, IdentityError};
-pub use json_line::JsonLine;
-pub use libp2p::{Multiaddr, PeerId, multiaddr};
-pub use message::{Body, DirectMessage, HallwayPost, Receipt};
-pub use node::{
-    BootstrapPeer, Config, Connection, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, NetInfo, Node, NodeError,
-    PeerInfo, Reachability, RelaySlot, Request, RoomInfo, Stats,
+pub use self::{
+    envelope::Signed,
+    group::{GroupChange, GroupId, GroupMessage, GroupOp},
+    id::{InvalidRoom, MessageId, RejectReason, Room, UnknownReason, key_of, peer_id_of},
+    identity::{Identity, IdentityError},
+    json_line::JsonLine,
+    message::{Body, Delivery, DirectMessage, Direction, HallwayPost, Receipt},
+    node::{
+        BootstrapPeer, Config, Connection, ConnectionCaps, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, Limits,
+        LogRooms, LogView, NetInfo, Node, NodeError, OutboxEntry, Participant, PeerInfo, PostOptions, Rate,
+        Reachability, RelaySlot, Request, RetryPolicy, RoomFootprint, RoomInfo, RoomPost, RoomRules, Stats,
+    },
+    protocol::GossipAuth,
+    room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp, RoomState},
+    store::{Engine, Entries, Faults, Inserted, LoggedMessage, MemoryEngine, OutboxItem, Store, StoreError},
 };
-pub use protocol::GossipAuth;
-pub use store::{Delivery, Direction, LoggedMessage, Store, StoreError};
+pub use libp2p::{Multiaddr, PeerId, multiaddr};

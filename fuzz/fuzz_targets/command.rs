@@ -6,7 +6,7 @@
 #![no_main]
 
 use backchannel::command::{Command, parse};
-use backchannel::room::{ChatMode, QuestionState, Role};
+use backchannel::{ChatMode, QuestionState, Role};
 use libfuzzer_sys::fuzz_target;
 
 /// The canonical line for a command.

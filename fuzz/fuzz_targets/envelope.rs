@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use backchannel::id::key_of;
+use backchannel::key_of;
 use backchannel::protocol::{MAX_ENVELOPE_BYTES, MAX_NICK_BYTES, MAX_TEXT_BYTES};
 use backchannel::{Body, MessageId, Signed};
 use libfuzzer_sys::fuzz_target;

@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use backchannel::group::{GroupChange, GroupMessage, GroupOp};
+use backchannel::{GroupChange, GroupMessage, GroupOp};
 use backchannel::protocol::{
     MAX_ENVELOPE_BYTES, MAX_GROUP_NAME_BYTES, MAX_NICK_BYTES, MAX_TEXT_BYTES, MAX_WIRE_MEMBERS,
 };

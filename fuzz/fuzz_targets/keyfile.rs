@@ -15,8 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use backchannel::id::peer_id_of;
-use backchannel::identity::KEY_FILE;
+use backchannel::peer_id_of;
 use backchannel::{Body, HallwayPost, Identity, IdentityError, Room, Signed};
 use libfuzzer_sys::fuzz_target;
 
@@ -37,7 +36,7 @@ fn scratch() -> &'static Path {
 
 fuzz_target!(|data: &[u8]| {
     let dir = scratch().join("load");
-    let path = dir.join(KEY_FILE);
+    let path = dir.join(Identity::KEY_FILE);
     fs::write(&path, data).expect("write key file");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
     match Identity::load(&dir) {

@@ -8,7 +8,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use backchannel::sync::{MAX_TRANSFER_IDS, Reconciler, respond};
+use backchannel::fuzzing::{MAX_TRANSFER_IDS, Reconciler, respond};
 use backchannel::{MessageId, Signed};
 use libfuzzer_sys::fuzz_target;
 

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use backchannel::LogRooms;
 use backchannel::api::{ADDR_FILE, TOKEN_FILE, Transcript, read_token};
-use backchannel::node::LogRooms;
 
 /// How long the node may take to accept the connection: it is on this
 /// machine, so anything longer means it is stuck.

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use backchannel::api::Transcript;
 use backchannel::json_line::History;
-use backchannel::node::{LogRooms, LogView};
 use backchannel::seal::DataKey;
 use backchannel::{JsonLine, PeerId, Room, Store};
+use backchannel::{LogRooms, LogView};
 
 use super::args::{Cli, HistoryArgs};
 use super::ask;

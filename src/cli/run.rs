@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use backchannel::api::{Api, ApiConfig};
 use backchannel::command::{self, Command};
 use backchannel::data_dir;
-use backchannel::identity::KEY_FILE;
 use backchannel::multiaddr::Protocol;
 use backchannel::seal::{DataKey, KdfParams, Passphrase};
 use backchannel::{Handle, HistoryQuery, Identity, IdentityError, JsonLine, Multiaddr, Node, PeerId, Room};
@@ -237,7 +236,7 @@ fn identity_for_run(dir: &Path, out: &Out) -> anyhow::Result<(Identity, Option<D
             let (path, key) = match Passphrase::from_env() {
                 Some(passphrase) => {
                     let key = data_dir::create(dir, &identity, &passphrase?, KdfParams::default())?;
-                    (dir.join(data_dir::SEALED_DIR).join(KEY_FILE), Some(key))
+                    (dir.join(data_dir::SEALED_DIR).join(Identity::KEY_FILE), Some(key))
                 }
                 None => {
                     identity.save(dir)?;

@@ -120,6 +120,7 @@ impl Outbox {
     }
 
     /// Whether the outbox is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -771,8 +771,8 @@ async fn run_ui_prints_one_url_that_opens_the_app() {
 /// too, and an unknown `before` is an unknown message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_pages_put_together_are_the_room_view() {
-    use backchannel::room::{Reaction, RoomAction};
     use backchannel::{MessageId, NodeError};
+    use backchannel::{Reaction, RoomAction};
 
     let room = crate::support::room("paged");
     let mut lab = crate::support::mesh(2, backchannel::lab::Topology::Full, &room).await;
@@ -804,7 +804,7 @@ async fn room_pages_put_together_are_the_room_view() {
     .await
     .expect("react");
 
-    async fn pages(h: &backchannel::Handle, room: &backchannel::Room, size: usize) -> Vec<backchannel::node::RoomPost> {
+    async fn pages(h: &backchannel::Handle, room: &backchannel::Room, size: usize) -> Vec<backchannel::RoomPost> {
         let mut all = Vec::new();
         let mut before = None;
         loop {

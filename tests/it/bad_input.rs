@@ -164,7 +164,7 @@ async fn invalid_posts_are_rejected_counted_and_never_forwarded() {
 async fn invalid_dms_are_refused_counted_and_never_stored() {
     let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
     let node = lab.nodes[0].peer_id();
-    let node_key = backchannel::id::key_of(&node).expect("ed25519");
+    let node_key = backchannel::key_of(&node).expect("ed25519");
     let mut attacker = RawPeer::start(64 * 1024).await;
     attacker.connect(&lab.nodes[0].addr, node).await;
     let own = attacker.public_key();
@@ -318,7 +318,7 @@ async fn posts_and_dms_with_clocks_outside_the_window_are_rejected() {
         .await
         .expect("shown");
     // A DM dated an hour ahead is refused.
-    let node_key = backchannel::id::key_of(&node).expect("ed25519");
+    let node_key = backchannel::key_of(&node).expect("ed25519");
     let dm = wire::payload_dm(&wire::DirectMessage {
         recipient: node_key.to_vec(),
         text: "early".into(),

@@ -6,10 +6,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use backchannel::store::{Faults, MemoryEngine};
 use backchannel::{
     Config, Delivery, Event, HistoryQuery, Identity, MessageId, Multiaddr, Node, NodeError, PeerId, Room, Store,
 };
+use backchannel::{Faults, MemoryEngine};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 

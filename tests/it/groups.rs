@@ -211,7 +211,7 @@ async fn forged_group_ops_and_messages_from_non_members_are_refused_and_counted(
     let mut attacker = RawPeer::start(64 * 1024).await;
     attacker.connect(&lab.nodes[1].addr, n1).await;
     let own = attacker.public_key();
-    let key = |p: &PeerId| backchannel::id::key_of(p).expect("ed25519").to_vec();
+    let key = |p: &PeerId| backchannel::key_of(p).expect("ed25519").to_vec();
     let refused = |reply: Result<Vec<u8>, String>| reply.expect("a reply").get(..2).map(<[u8]>::to_vec);
     // A state op for the real group, signed by the attacker: not the moderator.
     let info = lab.nodes[1].handle.groups().await.expect("groups");

@@ -3,8 +3,8 @@
 //! same room, and a node that leaves a room keeps nothing about it.
 
 use backchannel::lab::{Lab, LabConfig, Topology};
-use backchannel::room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp};
 use backchannel::{Body, Event, HallwayPost, Identity, MessageId, PeerId, Room, Signed};
+use backchannel::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp};
 
 use crate::support::raw::RawPeer;
 use crate::support::{T, wire};

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use backchannel::lab::{Lab, LabConfig, LabNode, Topology};
-use backchannel::node::{PostOptions, RoomPost};
-use backchannel::room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp};
 use backchannel::{Body, Event, HistoryQuery, Identity, MessageId, NodeError, RejectReason, Room, Signed};
+use backchannel::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp};
+use backchannel::{PostOptions, RoomPost};
 
 use crate::support::raw::RawPeer;
 use crate::support::{T, hallway};

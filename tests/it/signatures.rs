@@ -50,7 +50,7 @@ async fn crafted_signatures_are_refused_and_counted_on_every_path() {
     let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
     lab.nodes[0].handle.join(&lobby).await.expect("join");
     let node = lab.nodes[0].peer_id();
-    let node_key = backchannel::id::key_of(&node).expect("ed25519");
+    let node_key = backchannel::key_of(&node).expect("ed25519");
     let mut raw = RawPeer::start(64 * 1024).await;
     raw.connect(&lab.nodes[0].addr, node).await;
     raw.join("lobby", node).await;

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use backchannel::lab::Rng;
-use backchannel::store::{Delivery, Direction, Faults, Inserted, MemoryEngine, OutboxItem, Store};
 use backchannel::{Body, DirectMessage, HallwayPost, Identity, MessageId, PeerId, Room, Signed};
+use backchannel::{Delivery, Direction, Faults, Inserted, MemoryEngine, OutboxItem, Store};
 
 /// What the log should hold.
 #[derive(Default, Clone)]

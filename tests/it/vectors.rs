@@ -47,7 +47,7 @@ fn the_documented_vectors_hold() {
             get(&format!("{name} message id")),
             "{name}"
         );
-        let key = backchannel::id::key_of(&opened.author()).expect("ed25519");
+        let key = backchannel::key_of(&opened.author()).expect("ed25519");
         assert_eq!(key.to_vec(), get(&format!("{author} public key")), "{name}");
     }
     // Only the post travels on gossipsub, so only it has a gossipsub id: the

@@ -14,8 +14,8 @@ mod node;
 mod rooms;
 
 use anyhow::Context;
+use backchannel::NodeError;
 use backchannel::command::Command;
-use backchannel::node::NodeError;
 use backchannel::{Handle, PeerId, RejectReason, Room};
 
 use super::render::Out;

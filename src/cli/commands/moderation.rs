@@ -2,7 +2,7 @@
 //! hallway's mode, question states. The room's rules decide who may; a
 //! refusal comes back as an error.
 
-use backchannel::room::{ChatMode, QuestionState, Role, RoomAction};
+use backchannel::{ChatMode, QuestionState, Role, RoomAction};
 
 use super::Session;
 use super::rooms::{done, find_post};

@@ -1,9 +1,9 @@
 //! Rooms and their hallways: joining, posting, replies, questions, reactions.
 
 use anyhow::bail;
-use backchannel::node::PostOptions;
-use backchannel::room::{Reaction, RoomAction};
+use backchannel::PostOptions;
 use backchannel::{Handle, JsonLine, MessageId, Room};
+use backchannel::{Reaction, RoomAction};
 
 use super::Session;
 

@@ -1,9 +1,9 @@
 //! Lines for people. README.md shows some of them; a test compares the
 //! README's samples with what the binary prints.
 
+use backchannel::RoomPost;
 use backchannel::json_line::{History, Op};
-use backchannel::node::RoomPost;
-use backchannel::room::{ChatMode, QuestionState, Reaction, Role};
+use backchannel::{ChatMode, QuestionState, Reaction, Role};
 use backchannel::{Delivery, JsonLine, PeerId, Room};
 
 use super::super::names::Names;
