@@ -18,10 +18,11 @@
 //! let (identity, _created) = Identity::init(&dir)?;
 //! let Node { handle, mut events } = Node::start(Config::new(&dir), identity).await?;
 //!
-//! let lobby = Room::new("lobby")?;
-//! handle.join(&lobby).await?;
-//! handle.post(&lobby, "hello, hallway").await?;
+//! // A room's own handle: its operations, and (`subscribe`) its own stream.
+//! let lobby = handle.join(&Room::new("lobby")?).await?;
+//! lobby.post("hello, hallway").await?;
 //!
+//! // Everything else (and the rooms nobody subscribed to) comes here.
 //! while let Some(event) = events.recv().await {
 //!     match event {
 //!         Event::Hallway { from, post, .. } => println!("{from}: {}", post.text),
@@ -108,7 +109,7 @@ pub use self::{
     node::{
         BootstrapPeer, Config, Connection, ConnectionCaps, Event, GroupEdit, GroupInfo, Handle, HistoryQuery, Limits,
         LogRooms, LogView, NetInfo, Node, NodeError, OutboxEntry, Participant, PeerInfo, PostOptions, Rate,
-        Reachability, RelaySlot, Request, RetryPolicy, RoomFootprint, RoomInfo, RoomPost, RoomRules, Stats,
+        Reachability, RelaySlot, Request, RetryPolicy, RoomFootprint, RoomHandle, RoomInfo, RoomPost, RoomRules, Stats,
     },
     protocol::GossipAuth,
     room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp, RoomState},

@@ -237,3 +237,22 @@ pub enum Event {
         reason: RejectReason,
     },
 }
+
+impl Event {
+    /// The room an event is about, wherever the variant keeps it (a
+    /// [`Event::Hallway`] post names its room inside the post): the events
+    /// a [`crate::RoomHandle::subscribe`] stream carries.
+    pub fn room(&self) -> Option<&Room> {
+        match self {
+            Event::Hallway { post, .. } => Some(&post.room),
+            Event::RoomPeerJoined { room, .. }
+            | Event::RoomPeerLeft { room, .. }
+            | Event::PostSent { room, .. }
+            | Event::PostsWaiting { room, .. }
+            | Event::RoomOp { room, .. }
+            | Event::Presence { room, .. }
+            | Event::Synced { room, .. } => Some(room),
+            _ => None,
+        }
+    }
+}

@@ -65,6 +65,12 @@ const POST_FLUSH_DELAY: Duration = Duration::from_millis(200);
 /// Beyond the bound a retried message is acknowledged but only in history.
 const MAX_UNACKNOWLEDGED: usize = 1024;
 
+/// Events waiting in one room's stream ([`crate::RoomHandle::subscribe`]).
+/// A room's share of the node stream's 8192: a busy room at 50 posts a
+/// second fills it only if its reader stalls for over a minute, and a full
+/// stream loses events (counted), never blocks the loop.
+const ROOM_EVENT_CAPACITY: usize = 4096;
+
 /// What to do once the log is on disk.
 enum AfterFlush {
     /// Report a post or DM done: it is on disk (and already on the wire).
@@ -343,7 +349,27 @@ impl EventLoop {
         let _ = tokio::task::spawn_blocking(move || store.flush()).await;
     }
 
+    /// Hands an event to the application: to the streams of its room when
+    /// the room has any open ([`crate::RoomHandle::subscribe`]), otherwise
+    /// to the node's stream. Never waits: a full stream loses the event,
+    /// counted in [`Stats::events_dropped`] (the message is in the log).
     fn emit(&mut self, event: Event) {
+        let listeners = event
+            .room()
+            .and_then(|room| self.rooms.get_mut(room))
+            .map(|joined| &mut joined.listeners)
+            .filter(|listeners| !listeners.is_empty());
+        if let Some(listeners) = listeners {
+            listeners.retain(|l| !l.is_closed());
+            if !listeners.is_empty() {
+                for listener in listeners.iter() {
+                    if listener.try_send(event.clone()).is_err() {
+                        self.stats.events_dropped += 1;
+                    }
+                }
+                return;
+            }
+        }
         if self.events.try_send(event).is_err() && !self.events.is_closed() {
             self.stats.events_dropped += 1;
             tracing::warn!("event queue full: an event was dropped (the message is in the log)");
@@ -532,6 +558,17 @@ impl EventLoop {
             Call::Stats { reply } => {
                 self.collect_drops();
                 let _ = reply.send(self.stats.clone());
+            }
+            Call::Subscribe { room, reply } => {
+                let result = match self.rooms.get_mut(&room) {
+                    Some(joined) => {
+                        let (tx, rx) = mpsc::channel(ROOM_EVENT_CAPACITY);
+                        joined.listeners.push(tx);
+                        Ok(rx)
+                    }
+                    None => Err(NodeError::NotJoined(room)),
+                };
+                let _ = reply.send(result);
             }
             Call::Footprint { room, reply } => {
                 let _ = reply.send(self.footprint(&room));

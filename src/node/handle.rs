@@ -110,6 +110,10 @@ pub(crate) enum Call {
         room: Room,
         reply: Reply<RoomFootprint>,
     },
+    Subscribe {
+        room: Room,
+        reply: Reply<Result<mpsc::Receiver<Event>, NodeError>>,
+    },
     SendDm {
         to: PeerId,
         text: String,
@@ -278,13 +282,26 @@ impl Handle {
         answer.await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Joins a room: subscribes to its hallway.
-    pub async fn join(&self, room: &Room) -> Result<(), NodeError> {
+    /// Joins a room: subscribes to its hallway. Returns the room's own
+    /// handle ([`RoomHandle`]), which posts, moderates, reads and leaves it;
+    /// joining a room already joined is not an error.
+    pub async fn join(&self, room: &Room) -> Result<RoomHandle, NodeError> {
         self.ask(|reply| Call::Join {
             room: room.clone(),
             reply,
         })
-        .await?
+        .await??;
+        Ok(self.room(room))
+    }
+
+    /// The handle of `room`, joined or not, without asking the node
+    /// anything: its operations fail with [`NodeError::NotJoined`] where
+    /// they need the room joined.
+    pub fn room(&self, room: &Room) -> RoomHandle {
+        RoomHandle {
+            room: room.clone(),
+            node: self.clone(),
+        }
     }
 
     /// Leaves a room. Returns how many posts were still waiting for peers
@@ -602,5 +619,100 @@ impl Handle {
         if let Some(task) = self.task.lock().await.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// One joined room, as [`Handle::join`] returns it (iroh-gossip's
+/// `GossipTopic` is the model): the room's operations without naming the
+/// room each time, and [`RoomHandle::subscribe`], the room's own event
+/// stream. Cheap to clone; it holds a [`Handle`] and the room's id.
+#[derive(Clone)]
+pub struct RoomHandle {
+    room: Room,
+    node: Handle,
+}
+
+impl RoomHandle {
+    /// The room.
+    pub fn room(&self) -> &Room {
+        &self.room
+    }
+
+    /// The node's handle.
+    pub fn node(&self) -> &Handle {
+        &self.node
+    }
+
+    /// The room's events, from now on, in order: posts, operations,
+    /// presence, sync, peers joining and leaving, this node's posts going
+    /// out ([`Event::room`] names the room of each). While a stream of the
+    /// room is open, these events go to its streams instead of the node's
+    /// [`Node::events`]; when every stream of the room is dropped they go
+    /// back there. Leaving the room ends its streams. A stream that is not
+    /// read loses events beyond 4096 (counted in [`Stats::events_dropped`];
+    /// the messages are in the log).
+    pub async fn subscribe(&self) -> Result<mpsc::Receiver<Event>, NodeError> {
+        self.node
+            .ask(|reply| Call::Subscribe {
+                room: self.room.clone(),
+                reply,
+            })
+            .await?
+    }
+
+    /// [`Handle::post`] to this room.
+    pub async fn post(&self, text: &str) -> Result<MessageId, NodeError> {
+        self.node.post(&self.room, text).await
+    }
+
+    /// [`Handle::post_with`] to this room.
+    pub async fn post_with(&self, text: &str, options: PostOptions) -> Result<MessageId, NodeError> {
+        self.node.post_with(&self.room, text, options).await
+    }
+
+    /// [`Handle::room_op`] in this room.
+    pub async fn op(&self, action: RoomAction) -> Result<MessageId, NodeError> {
+        self.node.room_op(&self.room, action).await
+    }
+
+    /// [`Handle::room_view`] of this room.
+    pub async fn view(&self, limit: usize) -> Result<Vec<RoomPost>, NodeError> {
+        self.node.room_view(&self.room, limit).await
+    }
+
+    /// [`Handle::room_page`] of this room.
+    pub async fn page(&self, before: Option<MessageId>, limit: usize) -> Result<(Vec<RoomPost>, bool), NodeError> {
+        self.node.room_page(&self.room, before, limit).await
+    }
+
+    /// [`Handle::room_rules`] of this room.
+    pub async fn rules(&self) -> Result<RoomRules, NodeError> {
+        self.node.room_rules(&self.room).await
+    }
+
+    /// [`Handle::who`] is in this room.
+    pub async fn who(&self) -> Result<Vec<Participant>, NodeError> {
+        self.node.who(&self.room).await
+    }
+
+    /// [`Handle::questions`] of this room.
+    pub async fn questions(&self) -> Result<Vec<RoomPost>, NodeError> {
+        self.node.questions(&self.room).await
+    }
+
+    /// [`Handle::sync`] this room with its peers.
+    pub async fn sync(&self) -> Result<usize, NodeError> {
+        self.node.sync(&self.room).await
+    }
+
+    /// [`Handle::room_footprint`] of this room.
+    pub async fn footprint(&self) -> Result<RoomFootprint, NodeError> {
+        self.node.room_footprint(&self.room).await
+    }
+
+    /// [`Handle::leave`]s this room (ending its event streams); returns
+    /// how many of this node's posts were still waiting for peers.
+    pub async fn leave(self) -> Result<usize, NodeError> {
+        self.node.leave(&self.room).await
     }
 }

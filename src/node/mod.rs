@@ -37,7 +37,7 @@ mod view;
 pub use config::{Config, ConnectionCaps};
 pub use error::NodeError;
 pub use event::Event;
-pub use handle::{Handle, Node};
+pub use handle::{Handle, Node, RoomHandle};
 pub use limits::{Limits, Rate};
 pub use log_view::{LogRooms, LogView};
 pub use outbox::{OutboxEntry, RetryPolicy};

@@ -54,6 +54,10 @@ pub(crate) struct JoinedRoom {
     unsent: VecDeque<Unsent>,
     /// Operations waiting for the operation that gives their author the right.
     parked: VecDeque<Signed>,
+    /// The room's own event streams ([`crate::RoomHandle::subscribe`]): while
+    /// one is open, the room's events go to them instead of the node's
+    /// stream. Dropped on leave, which ends the streams.
+    pub(crate) listeners: Vec<tokio::sync::mpsc::Sender<crate::node::Event>>,
 }
 
 /// A logged post that gossipsub has not accepted yet.
@@ -212,6 +216,7 @@ impl JoinedRoom {
             presence: Book::default(),
             unsent: VecDeque::new(),
             parked: VecDeque::new(),
+            listeners: Vec::new(),
         }
     }
 

@@ -108,3 +108,85 @@ async fn rooms_are_separate() {
     }
     lab.shutdown().await;
 }
+
+/// Waits for the post `id` on a room's own stream.
+async fn on_room_stream(stream: &mut tokio::sync::mpsc::Receiver<Event>, id: backchannel::MessageId) -> String {
+    let found = tokio::time::timeout(T, async {
+        while let Some(event) = stream.recv().await {
+            assert_eq!(event.room().map(|r| r.as_str()), Some("lobby"), "{event:?}");
+            if let Some(text) = hallway(id)(&event) {
+                return Some(text);
+            }
+        }
+        None
+    })
+    .await;
+    found
+        .expect("the post reaches the room's stream in time")
+        .expect("the stream stays open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_handle_carries_the_rooms_events_apart_from_the_node_stream() {
+    let lobby = room("lobby");
+    let mut lab = mesh(2, Topology::Line, &lobby).await;
+    let peer = lab.nodes[0].handle.peer_id();
+    // Node 0 opens the room's own stream; node 1 posts.
+    let room0 = lab.nodes[0].handle.join(&lobby).await.expect("joined already: fine");
+    assert_eq!(room0.room(), &lobby);
+    let mut stream = room0.subscribe().await.expect("subscribe");
+    let first = lab.nodes[1]
+        .handle
+        .post(&lobby, "to the room's stream")
+        .await
+        .expect("post");
+    assert_eq!(on_room_stream(&mut stream, first).await, "to the room's stream");
+
+    // The node's stream did not get the post: a DM sent after it arrives
+    // there, with no hallway event before it.
+    lab.nodes[1]
+        .handle
+        .send_dm(peer, "to the node's stream")
+        .await
+        .expect("dm");
+    lab.nodes[0]
+        .wait_for("the DM", T, |e| matches!(e, Event::Dm { .. }).then_some(()))
+        .await
+        .expect("DM on the node stream");
+    let leaked: Vec<Event> = lab.nodes[0]
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Hallway { .. }))
+        .collect();
+    assert!(leaked.is_empty(), "room events leaked to the node stream: {leaked:?}");
+
+    // With the room's stream dropped, its events go to the node's stream again.
+    drop(stream);
+    let second = lab.nodes[1]
+        .handle
+        .post(&lobby, "back to the node")
+        .await
+        .expect("post");
+    let text = lab.nodes[0]
+        .wait_for("the post", T, hallway(second))
+        .await
+        .expect("on the node stream");
+    assert_eq!(text, "back to the node");
+
+    // A room handle's operations name its room; leaving ends its streams.
+    let view = room0.view(10).await.expect("view");
+    assert_eq!(
+        view.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(),
+        ["to the room's stream", "back to the node"]
+    );
+    let mut stream = room0.subscribe().await.expect("subscribe again");
+    room0.clone().leave().await.expect("leave");
+    let end = tokio::time::timeout(T, async { while stream.recv().await.is_some() {} }).await;
+    assert!(end.is_ok(), "leaving the room ends its stream");
+    assert!(
+        matches!(room0.subscribe().await, Err(backchannel::NodeError::NotJoined(_))),
+        "a left room has no stream"
+    );
+    assert!(room0.footprint().await.expect("footprint").is_empty());
+    lab.shutdown().await;
+}
