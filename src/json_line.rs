@@ -17,8 +17,8 @@ use crate::id::as_text;
 use crate::node::{Participant, RoomPost, RoomRules};
 use crate::room::{ChatMode, QuestionState, Reaction, Role, RoomAction};
 use crate::{
-    Delivery, DirectMessage, Direction, Event, GroupId, GroupInfo, HallwayPost, MessageId, Multiaddr, NetInfo, PeerId,
-    PeerInfo, RejectReason, Request, Room, RoomInfo, Stats,
+    Delivery, DirectMessage, Direction, DmFailure, Event, GroupId, GroupInfo, HallwayPost, MessageId, Multiaddr,
+    NetInfo, PeerId, PeerInfo, RejectReason, Request, Room, RoomInfo, Stats,
 };
 
 /// One line of `backchannel run --json` or `backchannel history --json`.
@@ -196,7 +196,7 @@ pub enum JsonLine {
         /// The next attempt.
         retry_at: u64,
         /// Why the last attempt failed.
-        reason: String,
+        reason: DmFailure,
     },
     /// [`Event::DmSent`]: an attempt to deliver a DM is on the wire.
     Sent {
@@ -320,7 +320,7 @@ pub enum JsonLine {
         #[serde(with = "as_text")]
         to: PeerId,
         /// Why.
-        reason: String,
+        reason: DmFailure,
     },
     /// [`Event::Rejected`]: bytes from a peer were rejected and counted.
     Rejected {
@@ -1148,6 +1148,31 @@ mod tests {
         any::<String>().boxed()
     }
 
+    fn failure() -> BoxedStrategy<DmFailure> {
+        let simple = prop::sample::select(vec![
+            DmFailure::NoRoute,
+            DmFailure::Unreachable,
+            DmFailure::Timeout,
+            DmFailure::UnsupportedProtocol,
+            DmFailure::Stream,
+            DmFailure::Busy,
+            DmFailure::UnknownGroup,
+            DmFailure::RecipientStorage,
+            DmFailure::NotAccepted,
+            DmFailure::MalformedReply,
+            DmFailure::InvalidReceipt,
+            DmFailure::Expired { last: None },
+        ]);
+        let one = prop_oneof![simple, text().prop_map(|refusal| DmFailure::Refused { refusal })];
+        prop_oneof![
+            one.clone(),
+            one.prop_map(|last| DmFailure::Expired {
+                last: Some(Box::new(last))
+            })
+        ]
+        .boxed()
+    }
+
     fn nick() -> BoxedStrategy<Option<String>> {
         proptest::option::of(text()).boxed()
     }
@@ -1484,7 +1509,7 @@ mod tests {
                     reaction,
                 })
                 .boxed(),
-            (id(), peer(), any::<u64>(), text())
+            (id(), peer(), any::<u64>(), failure())
                 .prop_map(|(id, to, retry_at, reason)| L::Queued {
                     id,
                     to,
@@ -1541,7 +1566,7 @@ mod tests {
             peer().prop_map(|peer| L::Blocked { peer }).boxed(),
             peer().prop_map(|peer| L::Unblocked { peer }).boxed(),
             (id(), peer()).prop_map(|(id, to)| L::Delivered { id, to }).boxed(),
-            (id(), peer(), text())
+            (id(), peer(), failure())
                 .prop_map(|(id, to, reason)| L::DmFailed { id, to, reason })
                 .boxed(),
             (peer(), Union::new(reasons))

@@ -119,7 +119,7 @@ fn refused_reply(code: i32) -> Vec<u8> {
 fn refusal_verdict(code: i32) -> ReplyVerdict {
     match code {
         // STORAGE, UNKNOWN_GROUP and BUSY (a rate limit) are worth a retry.
-        4 | 6 | 8 => return ReplyVerdict::Retry(""),
+        4 | 6 | 8 => return ReplyVerdict::Retry(backchannel::DmFailure::Busy),
         _ => {}
     }
     ReplyVerdict::Refused(match code {

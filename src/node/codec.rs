@@ -10,6 +10,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::DmFailure;
 use crate::envelope::Signed;
 use crate::id::MessageId;
 use crate::message::{Body, DmReply, Refusal};
@@ -61,8 +62,8 @@ pub enum ReplyVerdict {
     Delivered(Vec<u8>),
     /// A valid receipt saying the recipient takes no message requests.
     NotAccepted,
-    /// A refusal worth another attempt (why, for the log).
-    Retry(&'static str),
+    /// A refusal worth another attempt.
+    Retry(DmFailure),
     /// A refusal for good (the refusal's name).
     Refused(&'static str),
     /// Not a `DmReply`.
@@ -77,13 +78,13 @@ pub fn judge_reply(reply: &[u8], id: MessageId, to: PeerId, local: PeerId) -> Re
         Some(DmReply::Receipt(bytes)) => bytes,
         // The group's state op may still be on its way: try again.
         Some(DmReply::Refused(Refusal::UnknownGroup)) => {
-            return ReplyVerdict::Retry("the recipient does not know the group yet");
+            return ReplyVerdict::Retry(DmFailure::UnknownGroup);
         }
         // A rate limit at the recipient: later.
-        Some(DmReply::Refused(Refusal::Busy)) => return ReplyVerdict::Retry("the recipient is busy"),
+        Some(DmReply::Refused(Refusal::Busy)) => return ReplyVerdict::Retry(DmFailure::Busy),
         // A disk error at the recipient is worth another try.
         Some(DmReply::Refused(Refusal::Storage)) => {
-            return ReplyVerdict::Retry("the recipient could not store it");
+            return ReplyVerdict::Retry(DmFailure::RecipientStorage);
         }
         Some(DmReply::Refused(refusal)) => return ReplyVerdict::Refused(refusal.wire_name()),
         None => return ReplyVerdict::Malformed,

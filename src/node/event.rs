@@ -2,6 +2,7 @@
 
 use libp2p::{Multiaddr, PeerId};
 
+use super::DmFailure;
 use crate::group::{GroupId, GroupMessage};
 use crate::id::{MessageId, RejectReason, Room};
 use crate::message::{DirectMessage, HallwayPost};
@@ -87,7 +88,7 @@ pub enum Event {
         /// When the next attempt is due (ms since the Unix epoch).
         retry_at_ms: u64,
         /// Why the last attempt failed.
-        reason: String,
+        reason: DmFailure,
     },
     /// An attempt to deliver a DM is on the wire.
     DmSent {
@@ -112,7 +113,7 @@ pub enum Event {
         /// The recipient.
         to: PeerId,
         /// Why.
-        reason: String,
+        reason: DmFailure,
     },
     /// A group's membership or name changed (or this node learned of it).
     GroupChanged {

@@ -28,7 +28,7 @@ use super::handle::{Call, ToLoop};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::reach::Reach;
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
-use super::{Config, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, Stats};
+use super::{Config, DmFailure, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, Stats};
 use crate::envelope::Signed;
 use crate::group::{GroupId, Groups};
 use crate::id::{MessageId, RejectReason, Room};
@@ -1111,7 +1111,15 @@ impl EventLoop {
                     } else {
                         pending
                     };
-                    self.attempt_failed(pending, error.to_string());
+                    tracing::debug!(id = %pending.id, to = %pending.to, "DM attempt failed: {error}");
+                    let failure = match error {
+                        request_response::OutboundFailure::DialFailure
+                        | request_response::OutboundFailure::ConnectionClosed => DmFailure::Unreachable,
+                        request_response::OutboundFailure::Timeout => DmFailure::Timeout,
+                        request_response::OutboundFailure::UnsupportedProtocols => DmFailure::UnsupportedProtocol,
+                        _ => DmFailure::Stream,
+                    };
+                    self.attempt_failed(pending, failure);
                 }
             }
             E::InboundFailure { peer, error, .. } => {
@@ -1236,18 +1244,20 @@ impl EventLoop {
         };
         let receipt = match judge_reply(&reply, pending.id, pending.to, self.local) {
             ReplyVerdict::Delivered(receipt) => receipt,
-            ReplyVerdict::Retry(why) => return self.attempt_failed(pending, why.into()),
-            ReplyVerdict::Refused(why) => return self.dm_failed(pending, format!("refused by recipient: {why}")),
+            ReplyVerdict::Retry(why) => return self.attempt_failed(pending, why),
+            ReplyVerdict::Refused(why) => {
+                return self.dm_failed(pending, DmFailure::Refused { refusal: why.into() });
+            }
             ReplyVerdict::NotAccepted => {
-                return self.dm_failed(pending, "not accepted: the recipient takes no message requests".into());
+                return self.dm_failed(pending, DmFailure::NotAccepted);
             }
             ReplyVerdict::Malformed => {
                 self.reject(peer, RejectReason::Malformed);
-                return self.dm_failed(pending, "malformed reply".into());
+                return self.dm_failed(pending, DmFailure::MalformedReply);
             }
             ReplyVerdict::BadReceipt => {
                 self.reject(peer, RejectReason::BadReceipt);
-                return self.dm_failed(pending, "invalid receipt".into());
+                return self.dm_failed(pending, DmFailure::InvalidReceipt);
             }
         };
         match self
@@ -1276,7 +1286,7 @@ impl EventLoop {
     }
 
     /// A DM failed for good (refused, invalid receipt, expired).
-    fn dm_failed(&mut self, pending: PendingDm, reason: String) {
+    fn dm_failed(&mut self, pending: PendingDm, reason: DmFailure) {
         self.outbox.remove(&(pending.id, pending.to));
         self.send_queued_for(&pending.to);
         if let Err(e) = self.store.outbox_remove(&pending.id, &pending.to) {
@@ -1288,7 +1298,7 @@ impl EventLoop {
         if !self.group_sends.contains_key(&pending.id)
             && let Err(e) = self
                 .store
-                .set_delivery(&pending.id, &Delivery::Failed(reason.clone()), None)
+                .set_delivery(&pending.id, &Delivery::Failed(reason.to_string()), None)
         {
             tracing::error!("cannot record failed delivery: {e}");
         }
@@ -1329,7 +1339,7 @@ impl EventLoop {
     }
 
     /// An attempt failed in transit: back off and retry, or expire.
-    fn attempt_failed(&mut self, pending: PendingDm, reason: String) {
+    fn attempt_failed(&mut self, pending: PendingDm, reason: DmFailure) {
         match self.outbox.failed(&(pending.id, pending.to), now_ms()) {
             Some(AfterFailure::RetryAt(at)) => {
                 if let Some(entry) = self.outbox.get(&(pending.id, pending.to))
@@ -1350,7 +1360,12 @@ impl EventLoop {
                     reason,
                 });
             }
-            Some(AfterFailure::Expired) => self.dm_failed(pending, format!("expired ({reason})")),
+            Some(AfterFailure::Expired) => self.dm_failed(
+                pending,
+                DmFailure::Expired {
+                    last: Some(Box::new(reason)),
+                },
+            ),
             None => {}
         }
     }
@@ -1381,7 +1396,7 @@ impl EventLoop {
                 id: entry.id,
                 to: entry.to,
             };
-            self.dm_failed(pending, "expired".into());
+            self.dm_failed(pending, DmFailure::Expired { last: None });
         }
         for room in self.rooms.with_unsent() {
             self.send_unsent(&room);

@@ -271,7 +271,7 @@ async fn a_receipt_not_signed_by_the_recipient_is_rejected_and_the_dm_not_marked
         })
         .await
         .expect("the DM fails instead of being marked delivered");
-    assert!(reason.contains("invalid receipt"), "{reason}");
+    assert_eq!(reason, backchannel::DmFailure::InvalidReceipt, "{reason}");
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
     assert_eq!(stats.rejected.get(&RejectReason::BadReceipt), Some(&1), "{stats:?}");
     let log = lab.nodes[0]

@@ -214,7 +214,7 @@ async fn a_received_dm_whose_flush_fails_is_not_acknowledged_and_is_shown_once_a
             _ => None,
         })
         .await;
-    assert!(reason.contains("could not store"), "{reason}");
+    assert_eq!(reason, backchannel::DmFailure::RecipientStorage, "{reason}");
     assert!(
         !b.drain().iter().any(|e| matches!(e, Event::Dm { .. })),
         "B shows nothing it could not make durable"

@@ -88,7 +88,7 @@ async fn requests_land_apart_and_are_accepted_declined_or_refused() {
         })
         .await
         .expect("D learns it");
-    assert!(reason.contains("not accepted"), "{reason}");
+    assert_eq!(reason, backchannel::DmFailure::NotAccepted, "{reason}");
     assert!(
         lab.nodes[0]
             .handle

@@ -187,7 +187,7 @@ mod tests {
             id,
             to,
             retry_at: 0,
-            reason: "no address".into(),
+            reason: backchannel::DmFailure::NoRoute,
         };
         let mut s = Shown::default();
         assert!(s.admit(queued.clone(), false).is_empty(), "held");

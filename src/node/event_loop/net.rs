@@ -416,11 +416,7 @@ impl EventLoop {
         for pending in waiting {
             let idle = self.outbox.get(&(pending.id, pending.to)).is_some_and(|e| !e.in_flight);
             if idle {
-                self.attempt_failed(
-                    pending,
-                    "no route to the peer: not connected, no known address answered, and the DHT has no record of it"
-                        .into(),
-                );
+                self.attempt_failed(pending, crate::node::DmFailure::NoRoute);
             }
         }
     }
