@@ -7,6 +7,7 @@
 //! grows with time, not with messages.
 
 use std::mem;
+use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
@@ -71,14 +72,16 @@ impl<A> GroupCommit<A> {
 
     /// Waits for the running flush and returns its outcome with the actions
     /// it covered. Pending forever while no flush runs. Cancel safe.
-    pub(crate) async fn next(&mut self) -> (Result<(), String>, Vec<A>) {
+    pub(crate) async fn next(&mut self) -> (Result<(), Arc<StoreError>>, Vec<A>) {
         let Some((task, _)) = self.in_flight.as_mut() else {
             return std::future::pending().await;
         };
         let outcome = match task.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("flush task failed: {e}")),
+            Ok(Err(e)) => Err(Arc::new(e)),
+            // The flush panicked (or the runtime is shutting down): the log
+            // is not known to be durable, as after any failed flush.
+            Err(e) => Err(Arc::new(StoreError::Engine(format!("flush task failed: {e}")))),
         };
         let (_, actions) = self.in_flight.take().expect("a flush is in flight");
         self.start();

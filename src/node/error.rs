@@ -70,7 +70,7 @@ pub enum NodeError {
     /// known to be durable. It is in the log in memory, and reaches the disk
     /// with the next flush that succeeds; a post or DM may have been sent.
     #[error("local log flush failed: {0}")]
-    Flush(String),
+    Flush(#[source] std::sync::Arc<StoreError>),
     /// The network stack could not be set up.
     #[error("network setup: {0}")]
     Network(String),

@@ -2,6 +2,7 @@
 //! `select!` arm hands off to a `handle_*` method.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -35,7 +36,7 @@ use crate::id::{MessageId, RejectReason, Room};
 use crate::identity::Identity;
 use crate::message::{Body, DirectMessage, DmReply, Receipt, Refusal};
 use crate::protocol::MAX_TEXT_BYTES;
-use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, now_ms};
+use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, StoreError, now_ms};
 
 /// DMs waiting for receipts at most. A person never gets near it; a script
 /// sending to an unreachable peer is told (`NodeError::OutboxFull`).
@@ -851,7 +852,7 @@ impl EventLoop {
 
     // ---- durable actions -----------------------------------------------------
 
-    fn handle_flushed(&mut self, outcome: Result<(), String>, actions: Vec<AfterFlush>) {
+    fn handle_flushed(&mut self, outcome: Result<(), Arc<StoreError>>, actions: Vec<AfterFlush>) {
         if let Err(e) = &outcome {
             tracing::error!("log flush failed: {e}");
         }

@@ -244,7 +244,8 @@ async fn open_store(config: &Config) -> Result<Store, NodeError> {
     let opened =
         tokio::task::spawn_blocking(move || Store::open_keyed_waiting(&path, key.as_ref(), Duration::from_secs(2)))
             .await
-            .map_err(|e| NodeError::Network(format!("opening the log: {e}")))?;
+            // Opening the log panicked: a bug, not a condition to report.
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     match opened {
         Err(e) if e.is_locked() => Err(NodeError::LogInUse(config.log_path())),
         other => Ok(other?),

@@ -215,7 +215,9 @@ impl EventLoop {
             }
             Ok(Applied::Unchanged) => before.clone(),
             Err(GroupReject::InvalidMembership) => return Err(NodeError::GroupTooLarge(op.group)),
-            Err(e) => return Err(NodeError::Network(format!("group op: {e}"))),
+            Err(GroupReject::UnknownGroup) => return Err(NodeError::UnknownGroup(op.group)),
+            Err(GroupReject::NotModerator) => return Err(NodeError::NotModerator(op.group)),
+            Err(GroupReject::NotMember) => return Err(NodeError::NotMember(op.group)),
         };
         let mut to: Vec<PeerId> = before.into_iter().chain(after.iter().copied()).collect();
         to.sort();
