@@ -182,134 +182,83 @@ impl FromStr for Room {
     }
 }
 
-/// Why bytes from the network were rejected. Each reason is counted
-/// ([`crate::Stats::rejected`]) under its stable snake_case name
-/// ([`RejectReason::as_str`]), which is also its `Display`, its serde form and
-/// what [`FromStr`] reads back: the one place the names are spelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum RejectReason {
+/// Declares [`RejectReason`] from one list of variants and their names, so
+/// each name is spelled once and [`RejectReason::ALL`] cannot miss a variant.
+macro_rules! reject_reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Why bytes from the network were rejected. Each reason is counted
+        /// ([`crate::Stats::rejected`]) under its stable snake_case name
+        /// ([`RejectReason::as_str`]), which is also its `Display`, its serde
+        /// form and what [`FromStr`] reads back.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[non_exhaustive]
+        pub enum RejectReason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl RejectReason {
+            /// Every reason, in declaration order.
+            pub const ALL: [RejectReason; [$($name),*].len()] = [$(RejectReason::$variant),*];
+
+            /// The reason as a stable snake_case name (used in stats and JSON).
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(RejectReason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+reject_reasons! {
     /// The bytes are not a protobuf envelope or payload.
-    Malformed,
+    Malformed => "malformed",
     /// Larger than the protocol allows.
-    Oversize,
+    Oversize => "oversize",
     /// The public key is not a valid ed25519 key.
-    BadKey,
+    BadKey => "bad_key",
     /// The signature does not verify.
-    BadSignature,
+    BadSignature => "bad_signature",
     /// The payload carries no kind this node knows.
-    UnknownKind,
+    UnknownKind => "unknown_kind",
     /// A field is out of range (empty text, bad nonce, long nick...).
-    InvalidField,
+    InvalidField => "invalid_field",
     /// A post names a different room than the topic it arrived on.
-    WrongRoom,
+    WrongRoom => "wrong_room",
     /// A direct message for another participant.
-    WrongRecipient,
+    WrongRecipient => "wrong_recipient",
     /// The right envelope on the wrong channel (a receipt on a room topic...).
-    WrongKind,
+    WrongKind => "wrong_kind",
     /// A receipt that does not match the message it answers.
-    BadReceipt,
+    BadReceipt => "bad_receipt",
     /// A group state op not signed by the group's moderator.
-    NotModerator,
+    NotModerator => "not_moderator",
     /// A group op or message from someone who is not a member.
-    NotMember,
+    NotMember => "not_member",
     /// The author's clock is further ahead than the allowed window.
-    FutureTime,
+    FutureTime => "future_time",
     /// A live post older than the allowed window (a replay).
-    Stale,
+    Stale => "stale",
     /// A room operation its author had no right to make.
-    NotAllowed,
+    NotAllowed => "not_allowed",
     /// A post or operation by a participant removed from the room.
-    Removed,
+    Removed => "removed",
     /// A post while the hallway is off (or read-only, for listeners).
-    ChatClosed,
+    ChatClosed => "chat_closed",
     /// A sender that exceeded its rate limit.
-    RateLimited,
+    RateLimited => "rate_limited",
     /// A DHT record that is not a peer's own signed address record under
     /// its key (docs/PROTOCOL.md, "Discovery").
-    BadRecord,
+    BadRecord => "bad_record",
     /// A gossip message carrying a gossipsub signature, sequence number or
     /// source (js-libp2p's default `StrictSign`): rooms use anonymous
     /// gossipsub messages only (docs/PROTOCOL.md, "Rooms and the hallway").
-    GossipSigned,
+    GossipSigned => "gossip_signed",
     /// A gossip message from a peer whose score is below the graylist
     /// threshold, ignored unseen.
-    Graylisted,
+    Graylisted => "graylisted",
     /// A gossip message on a topic this node has not joined.
-    NotJoined,
-}
-
-impl RejectReason {
-    /// The reason as a stable snake_case name (used in stats and JSON).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::Oversize => "oversize",
-            Self::BadKey => "bad_key",
-            Self::BadSignature => "bad_signature",
-            Self::UnknownKind => "unknown_kind",
-            Self::InvalidField => "invalid_field",
-            Self::WrongRoom => "wrong_room",
-            Self::WrongRecipient => "wrong_recipient",
-            Self::WrongKind => "wrong_kind",
-            Self::BadReceipt => "bad_receipt",
-            Self::NotModerator => "not_moderator",
-            Self::NotMember => "not_member",
-            Self::FutureTime => "future_time",
-            Self::Stale => "stale",
-            Self::NotAllowed => "not_allowed",
-            Self::Removed => "removed",
-            Self::ChatClosed => "chat_closed",
-            Self::RateLimited => "rate_limited",
-            Self::BadRecord => "bad_record",
-            Self::GossipSigned => "gossip_signed",
-            Self::Graylisted => "graylisted",
-            Self::NotJoined => "not_joined",
-        }
-    }
-}
-
-impl RejectReason {
-    /// Every reason, in declaration order. `listed` below fails to compile
-    /// when a reason is added and not handled, and a test checks each name
-    /// reads back, so none can be written but not read.
-    pub const ALL: [RejectReason; 22] = {
-        use RejectReason::*;
-        [
-            Malformed,
-            Oversize,
-            BadKey,
-            BadSignature,
-            UnknownKind,
-            InvalidField,
-            WrongRoom,
-            WrongRecipient,
-            WrongKind,
-            BadReceipt,
-            NotModerator,
-            NotMember,
-            FutureTime,
-            Stale,
-            NotAllowed,
-            Removed,
-            ChatClosed,
-            RateLimited,
-            BadRecord,
-            GossipSigned,
-            Graylisted,
-            NotJoined,
-        ]
-    };
-
-    #[allow(dead_code)]
-    fn listed(self) {
-        use RejectReason::*;
-        match self {
-            Malformed | Oversize | BadKey | BadSignature | UnknownKind | InvalidField | WrongRoom | WrongRecipient
-            | WrongKind | BadReceipt | NotModerator | NotMember | FutureTime | Stale | NotAllowed | Removed
-            | ChatClosed | RateLimited | BadRecord | GossipSigned | Graylisted | NotJoined => {}
-        }
-    }
+    NotJoined => "not_joined",
 }
 
 impl fmt::Display for RejectReason {
