@@ -387,6 +387,15 @@ impl EventLoop {
         for (peer, reason, n) in dropped.by_peer {
             tracing::debug!(%peer, %reason, n, "gossipsub dropped input");
             self.reject_n(peer, reason, n);
+            // A flooder that goes on flooding while graylisted stays there.
+            if reason == RejectReason::Graylisted
+                && let Some(penalty) = self.limiters.penalties.add_if_penalised(peer, n, now_ms())
+            {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, -penalty);
+            }
         }
         for (reason, n) in dropped.unattributed {
             *self.stats.rejected.entry(reason.as_str().to_owned()).or_default() += n;
