@@ -1024,9 +1024,12 @@ impl EventLoop {
             self.reject(source, RejectReason::NotJoined);
             return MessageAcceptance::Ignore;
         };
-        // Before any signature check: a flood costs a map lookup each.
+        // Before any signature check: a flood costs a map lookup each. Not
+        // penalised: a forwarder relays the sum of its neighbours' traffic,
+        // so being over this proves nothing against it (docs/SECURITY.md,
+        // "Rate limits").
         if !self.limiters.gossip.allow(&source, now_ms()) {
-            self.violation(source, true);
+            self.violation(source, false);
             return MessageAcceptance::Ignore;
         }
         let signed = match Signed::open(&message.data) {

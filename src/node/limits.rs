@@ -42,8 +42,11 @@ pub struct Limits {
     /// refused as BUSY and the sender's outbox retries later.
     pub dms_per_peer: Rate,
     /// Everything one connected peer sends on room topics, whoever authored
-    /// it: 500/s, bursts of 1,000. A forwarder in a busy room relays many
-    /// authors; more than this is a flood from that peer.
+    /// it: 500/s, bursts of 1,000, checked before any signature so that a
+    /// flood from one connection costs a map lookup a message. More is
+    /// ignored and counted but never penalised: a forwarder in a busy room
+    /// relays the sum of its neighbours' traffic, so being over this proves
+    /// nothing against it.
     pub gossip_per_peer: Rate,
     /// History-sync requests from one peer: 20/s, bursts of 200 (a catch-up
     /// of 10,000 posts is ~45 requests).

@@ -269,3 +269,62 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
     drop(spam_peers);
     lab.shutdown().await;
 }
+
+/// The per-peer limit on room traffic is over for a hub that forwards a
+/// busy neighbour's posts: what is over it is ignored and counted, and the
+/// hub is not penalised for what it only forwarded (issue 16: C graylisted
+/// A, the honest hub, and the room split).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_over_the_per_peer_limit_is_not_penalised_for_what_it_forwards() {
+    use backchannel::node::limits::{Limits, Rate};
+    let lobby = room("lobby");
+    // A per-peer limit a single author's paced posts go over in bursts.
+    let limits = Limits {
+        gossip_per_peer: Rate::new(5.0, 5.0),
+        ..Limits::default()
+    };
+    let config = LabConfig {
+        limits: Some(limits),
+        ..LabConfig::default()
+    };
+    let mut lab = Lab::start(3, config).await.expect("lab");
+    let edges = [(0, 1), (0, 2)];
+    lab.connect_edges(&edges, T).await.expect("connect");
+    lab.join_all(&lobby, &edges, T).await.expect("mesh");
+    // A and B post at once: A forwards B's posts and sends its own, more
+    // than C allows one peer.
+    let (a, b) = (lab.nodes[0].handle.clone(), lab.nodes[1].handle.clone());
+    let post_30 = |h: backchannel::Handle| {
+        let lobby = lobby.clone();
+        async move {
+            for i in 0..30 {
+                h.post(&lobby, &format!("line {i}")).await.expect("post");
+            }
+        }
+    };
+    tokio::join!(post_30(a), post_30(b));
+    // Wait (up to T) until C has counted the hub over its limit.
+    let c = lab.nodes[2].handle.clone();
+    let over = async {
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            check.tick().await;
+            let stats = c.stats().await.expect("stats");
+            if stats.rejected.get("rate_limited").copied().unwrap_or(0) > 0 {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(T, over)
+        .await
+        .expect("the hub went over C's per-peer limit");
+    for (at, who) in [(2, 0), (0, 1)] {
+        let peers = lab.nodes[at].handle.peers().await.expect("peers");
+        let score = score_at(&peers, lab.nodes[who].peer_id());
+        assert!(
+            score.is_some_and(|s| s >= 0.0),
+            "node {who}'s score at node {at}: {score:?}"
+        );
+    }
+    lab.shutdown().await;
+}
