@@ -256,6 +256,11 @@ pub enum RejectReason {
     /// A gossip message on a topic this node has not joined.
     #[error("not_joined")]
     NotJoined,
+    /// A post or operation by a newcomer to the room, forwarded by a peer
+    /// that has forwarded its share of newcomers' messages for now
+    /// (`Limits::newcomers_per_peer`).
+    #[error("newcomer_limit")]
+    NewcomerLimit,
 }
 
 impl RejectReason {
@@ -284,6 +289,7 @@ impl RejectReason {
             Self::GossipSigned => "gossip_signed",
             Self::Graylisted => "graylisted",
             Self::NotJoined => "not_joined",
+            Self::NewcomerLimit => "newcomer_limit",
         }
     }
 }

@@ -1111,7 +1111,7 @@ mod reject_reason {
 
     /// Every reason. The `match` below fails to compile when a reason is
     /// added and not listed here, so none can be written but not read.
-    pub(super) const ALL: [RejectReason; 22] = [
+    pub(super) const ALL: [RejectReason; 23] = [
         Malformed,
         Oversize,
         BadKey,
@@ -1134,6 +1134,7 @@ mod reject_reason {
         GossipSigned,
         Graylisted,
         NotJoined,
+        NewcomerLimit,
     ];
 
     #[allow(dead_code)]
@@ -1141,7 +1142,7 @@ mod reject_reason {
         match reason {
             Malformed | Oversize | BadKey | BadSignature | UnknownKind | InvalidField | WrongRoom | WrongRecipient
             | WrongKind | BadReceipt | NotModerator | NotMember | FutureTime | Stale | NotAllowed | Removed
-            | ChatClosed | RateLimited | BadRecord | GossipSigned | Graylisted | NotJoined => {}
+            | ChatClosed | RateLimited | BadRecord | GossipSigned | Graylisted | NotJoined | NewcomerLimit => {}
         }
     }
 

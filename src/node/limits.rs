@@ -9,8 +9,11 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::time::Duration;
 
 use libp2p::PeerId;
+
+use crate::id::Room;
 
 /// A sustained rate and a burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +51,22 @@ pub struct Limits {
     /// relays the sum of its neighbours' traffic, so being over this proves
     /// nothing against it.
     pub gossip_per_peer: Rate,
+    /// Posts and operations by newcomers that one connected peer forwards
+    /// into one room (newcomers: authors the room had no message of until
+    /// `newcomer_for` ago; the author's own connection is not counted): 1/s,
+    /// bursts of 80. Keys cost nothing, so the per-author limits do nothing
+    /// against a flood under fresh keys; this bounds what such a flood shows
+    /// through one connection to 80 + 1/s, whatever the number of keys.
+    /// More is ignored and counted, never penalised (an honest forwarder
+    /// relays honest newcomers too).
+    pub newcomers_per_peer: Rate,
+    /// How long an author stays a newcomer in a room after this node
+    /// accepted its first message there: ten minutes, the clock window (a
+    /// key's first post could still be live gossip until then). Long, so
+    /// that the keys a flood got in early do not post unhindered later in
+    /// the same flood; it costs honest newcomers nothing while the room is
+    /// not flooded (their messages fit in every forwarder's share).
+    pub newcomer_for: Duration,
     /// History-sync requests from one peer: 20/s, bursts of 200 (a catch-up
     /// of 10,000 posts is ~45 requests).
     pub sync_per_peer: Rate,
@@ -60,6 +79,8 @@ impl Default for Limits {
             ops_per_author: Rate::new(5.0, 30.0),
             dms_per_peer: Rate::new(200.0, 1000.0),
             gossip_per_peer: Rate::new(500.0, 1000.0),
+            newcomers_per_peer: Rate::new(1.0, 80.0),
+            newcomer_for: Duration::from_secs(600),
             sync_per_peer: Rate::new(20.0, 200.0),
         }
     }
@@ -75,6 +96,8 @@ impl Limits {
             ops_per_author: r,
             dms_per_peer: r,
             gossip_per_peer: r,
+            newcomers_per_peer: r,
+            newcomer_for: Duration::ZERO,
             sync_per_peer: r,
         }
     }
@@ -156,6 +179,10 @@ pub(crate) struct Limiters {
     pub(crate) ops: Limiter<PeerId>,
     pub(crate) dms: Limiter<PeerId>,
     pub(crate) gossip: Limiter<PeerId>,
+    /// Newcomers' posts forwarded, per room and forwarding peer.
+    pub(crate) newcomers: Limiter<(Room, PeerId)>,
+    /// `Limits::newcomer_for`, in ms.
+    pub(crate) newcomer_ms: u64,
     pub(crate) sync: Limiter<PeerId>,
     /// `Event::Rejected` is emitted at most 20 times a second (bursts of
     /// 100): a flood is counted in full in `Stats`, but must not crowd the
@@ -175,6 +202,8 @@ impl Limiters {
             ops: Limiter::new(limits.ops_per_author),
             dms: Limiter::new(limits.dms_per_peer),
             gossip: Limiter::new(limits.gossip_per_peer),
+            newcomers: Limiter::new(limits.newcomers_per_peer),
+            newcomer_ms: limits.newcomer_for.as_millis() as u64,
             sync: Limiter::new(limits.sync_per_peer),
             reject_events: Limiter::new(Rate::new(20.0, 100.0)),
             own_posts: Limiter::new(own_pace(limits.posts_per_author)),
