@@ -8,6 +8,14 @@
 //!
 //! Target (issue 6): honest delivery 100% and honest p99 within 2x of the
 //! run without attackers; memory bounded (peak RSS reported both ways).
+//!
+//! The sybil runs (issue 16) flood valid posts, each signed by its author:
+//! "sybil-1k" 5,000 posts under 1,000 keys from one connection at node 0
+//! (500/s), "sybil-10k" 10,000 posts under 10,000 keys (1,000/s), "sybil-two"
+//! two connections (nodes 0 and 5) at 300/s each under 1,000 keys each. They
+//! print spam shown per node (mean and worst), and how many honest nodes end
+//! with a negative score at an honest neighbour. Target: spam shown per node
+//! ≤ 1% of what was sent, no honest node penalised.
 
 #![allow(missing_docs)]
 
@@ -42,6 +50,13 @@ const FLOOD_PER_S: f64 = 1000.0;
 fn run(which: &str) -> Value {
     common::runtime().block_on(async move {
         let attacked = which == "attacked";
+        // (node attacked, posts, keys, posts per second) per sybil attacker.
+        let sybils: Vec<(usize, usize, usize, f64)> = match which {
+            "sybil-1k" => vec![(0, 5_000, 1_000, 500.0)],
+            "sybil-10k" => vec![(0, 10_000, 10_000, 1_000.0)],
+            "sybil-two" => vec![(0, 3_000, 1_000, 300.0), (5, 3_000, 1_000, 300.0)],
+            _ => Vec::new(),
+        };
         let lobby = Room::new("lobby").expect("room");
         let topology = Topology::Random { degree: 4 };
         let mut lab = Lab::start(HONEST, LabConfig::default()).await.expect("lab");
@@ -72,9 +87,41 @@ fn run(which: &str) -> Value {
                 attackers.push((i, raw));
             }
         }
+        let mut sybil_peers = Vec::new();
+        for &(i, ..) in &sybils {
+            let mut raw = raw::RawPeer::start(64 * 1024).await;
+            raw.connect(&lab.nodes[i].addr, lab.nodes[i].peer_id()).await;
+            raw.join("lobby", lab.nodes[i].peer_id()).await;
+            sybil_peers.push(raw);
+        }
+        let sybil_attack = futures::future::join_all(sybils.iter().zip(&sybil_peers).map(
+            |(&(_, posts, keys, per_s), raw)| async move {
+                let keys: Vec<ed25519_dalek::SigningKey> = (0..keys)
+                    .map(|_| {
+                        let mut secret = [0u8; 32];
+                        getrandom::fill(&mut secret).expect("random");
+                        ed25519_dalek::SigningKey::from_bytes(&secret)
+                    })
+                    .collect();
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(10.0 / per_s));
+                for i in 0..posts {
+                    if i % 10 == 0 {
+                        tick.tick().await;
+                    }
+                    let key = &keys[i % keys.len()];
+                    let post = wire::envelope(
+                        key,
+                        key.verifying_key().to_bytes(),
+                        wire::payload_post(&wire::post("lobby", &format!("sybil {i}"))),
+                    );
+                    let _ = raw.try_publish("lobby", post).await;
+                }
+                posts
+            },
+        ));
         let attack = async {
             if attackers.is_empty() {
-                return 0usize;
+                return sybil_attack.await.into_iter().sum::<usize>();
             }
             let (_, garbage) = &attackers[0];
             let (_, flooder) = &attackers[1];
@@ -138,6 +185,7 @@ fn run(which: &str) -> Value {
         let expected = posted.len() * (HONEST - 1);
         let mut latencies = Vec::with_capacity(expected);
         let mut spam = 0usize;
+        let mut spam_at = [0usize; HONEST];
         while latencies.len() < expected {
             match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
                 Ok(Some((node, id, at))) => match posted.get(&id) {
@@ -145,7 +193,10 @@ fn run(which: &str) -> Value {
                         latencies.push(at.duration_since(*t0).as_secs_f64() * 1e3);
                     }
                     Some(_) => {}
-                    None => spam += 1,
+                    None => {
+                        spam += 1;
+                        spam_at[node] += 1;
+                    }
                 },
                 _ => break,
             }
@@ -154,6 +205,19 @@ fn run(which: &str) -> Value {
         for node in &lab.nodes {
             for (k, v) in node.handle.stats().await.expect("stats").rejected {
                 *rejected.entry(k.to_string()).or_default() += v;
+            }
+        }
+        // Honest nodes with a negative score at an honest neighbour.
+        let mut penalised = std::collections::BTreeSet::new();
+        for &(a, b) in &edges {
+            for (at, who) in [(a, b), (b, a)] {
+                let peers = lab.nodes[at].handle.peers().await.expect("peers");
+                if peers
+                    .iter()
+                    .any(|p| p.peer == lab.nodes[who].peer_id() && p.score.is_some_and(|s| s < 0.0))
+                {
+                    penalised.insert(who);
+                }
             }
         }
         let delivered = latencies.len();
@@ -165,6 +229,9 @@ fn run(which: &str) -> Value {
             "honest_posts": posted.len(), "expected": expected, "delivered": delivered,
             "p50_ms": latency.p50_ms, "p99_ms": latency.p99_ms, "max_ms": latency.max_ms,
             "flood_posts_sent": flooded, "spam_shown": spam,
+            "spam_shown_per_node_mean": spam as f64 / HONEST as f64,
+            "spam_shown_per_node_max": spam_at.iter().max().copied().unwrap_or(0),
+            "honest_nodes_penalised": penalised.len(),
             "attackers_graylisted": graylisted, "attackers": attackers.len(),
             "rejected": rejected, "rss_peak_mb": (peak_bytes as f64 / 1048576.0 * 10.0).round() / 10.0,
         })
@@ -172,16 +239,35 @@ fn run(which: &str) -> Value {
 }
 
 fn main() {
-    common::main_with(&["quiet", "attacked"], run, |lines| {
-        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        let (quiet, attacked) = (&lines[0], &lines[1]);
-        let p99 = common::ratio(f(attacked, "p99_ms"), f(quiet, "p99_ms"));
-        let full = attacked["delivered"] == attacked["expected"] && quiet["delivered"] == quiet["expected"];
-        json!({
-            "bench": "hostile", "ratio": "attacked/quiet",
-            "p99": p99, "rss_peak": common::ratio(f(attacked, "rss_peak_mb"), f(quiet, "rss_peak_mb")),
-            "target": "100% honest delivery, honest p99 within 2x of the quiet run, attackers graylisted",
-            "met": full && p99 <= 2.0 && attacked["attackers_graylisted"] == attacked["attackers"],
-        })
-    });
+    common::main_with(
+        &["quiet", "attacked", "sybil-1k", "sybil-10k", "sybil-two"],
+        run,
+        |lines| {
+            let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            let (quiet, attacked) = (&lines[0], &lines[1]);
+            let p99 = common::ratio(f(attacked, "p99_ms"), f(quiet, "p99_ms"));
+            let full = attacked["delivered"] == attacked["expected"] && quiet["delivered"] == quiet["expected"];
+            let sybil: Vec<Value> = lines[2..]
+                .iter()
+                .map(|run| {
+                    let sent = f(run, "flood_posts_sent");
+                    let worst = f(run, "spam_shown_per_node_max");
+                    json!({
+                        "run": run["run"], "p99": common::ratio(f(run, "p99_ms"), f(quiet, "p99_ms")),
+                        "delivered": format!("{}/{}", run["delivered"], run["expected"]),
+                        "spam_shown_per_node_max_pct": (worst / sent * 1000.0).round() / 10.0,
+                        "honest_nodes_penalised": run["honest_nodes_penalised"],
+                        "rss_peak": common::ratio(f(run, "rss_peak_mb"), f(quiet, "rss_peak_mb")),
+                    })
+                })
+                .collect();
+            json!({
+                "bench": "hostile", "ratio": "attacked/quiet",
+                "p99": p99, "rss_peak": common::ratio(f(attacked, "rss_peak_mb"), f(quiet, "rss_peak_mb")),
+                "target": "100% honest delivery, honest p99 within 2x of the quiet run, attackers graylisted",
+                "met": full && p99 <= 2.0 && attacked["attackers_graylisted"] == attacked["attackers"],
+                "sybil": sybil,
+            })
+        },
+    );
 }

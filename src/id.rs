@@ -259,6 +259,10 @@ reject_reasons! {
     Graylisted => "graylisted",
     /// A gossip message on a topic this node has not joined.
     NotJoined => "not_joined",
+    /// A post or operation by a newcomer to the room, forwarded by a peer
+    /// that has forwarded its share of newcomers' messages for now
+    /// (`Limits::newcomers_per_peer`).
+    NewcomerLimit => "newcomer_limit",
 }
 
 impl fmt::Display for RejectReason {

@@ -18,7 +18,7 @@
 //! removed and the hallway let it post at that clock. So two nodes that hold
 //! the same messages show the same room, whatever order they arrived in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 use std::ops::Bound;
 
@@ -250,6 +250,9 @@ pub struct RoomState {
     /// The keys of every other operation, by author: what a change of the
     /// author's rights judges again.
     by_author: HashMap<PeerId, BTreeSet<Key>>,
+    /// Everyone with a post or an operation here: the authors the room
+    /// knows, which the admission of newcomers (`node::rooms`) asks about.
+    authors: HashSet<PeerId>,
     derived: Derived,
     max_clock: u64,
     /// Operations judged so far, counting each judgment again.
@@ -266,6 +269,7 @@ impl RoomState {
             ops: BTreeMap::new(),
             rights: BTreeSet::new(),
             by_author: HashMap::new(),
+            authors: HashSet::new(),
             derived: Derived::default(),
             max_clock: 0,
             judged: 0,
@@ -291,6 +295,11 @@ impl RoomState {
     /// The highest clock seen.
     pub fn max_clock(&self) -> u64 {
         self.max_clock
+    }
+
+    /// Whether `author` has a post or an operation here.
+    pub fn knows_author(&self, author: &PeerId) -> bool {
+        self.authors.contains(author)
     }
 
     /// Posts known (deleted ones included).
@@ -449,6 +458,7 @@ impl RoomState {
     /// Adds a verified post (already checked). Returns false if known.
     pub fn add_post(&mut self, id: MessageId, author: PeerId, clock: u64, question: bool) -> bool {
         self.max_clock = self.max_clock.max(clock);
+        self.authors.insert(author);
         self.posts
             .insert(
                 id,
@@ -492,6 +502,7 @@ impl RoomState {
             return false;
         }
         self.max_clock = self.max_clock.max(clock);
+        self.authors.insert(author);
         let changes_rights = matches!(action, RoomAction::SetRole { .. } | RoomAction::Remove { .. });
         self.ops.insert(key, (author, action));
         if changes_rights {

@@ -411,6 +411,15 @@ impl EventLoop {
         for (peer, reason, n) in dropped.by_peer {
             tracing::debug!(%peer, %reason, n, "gossipsub dropped input");
             self.reject_n(peer, reason, n);
+            // A flooder that goes on flooding while graylisted stays there.
+            if reason == RejectReason::Graylisted
+                && let Some(penalty) = self.limiters.penalties.add_if_penalised(peer, n, now_ms())
+            {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, -penalty);
+            }
         }
         for (reason, n) in dropped.unattributed {
             *self.stats.rejected.entry(reason).or_default() += n;
@@ -1072,9 +1081,12 @@ impl EventLoop {
             self.reject(source, RejectReason::NotJoined);
             return MessageAcceptance::Ignore;
         };
-        // Before any signature check: a flood costs a map lookup each.
+        // Before any signature check: a flood costs a map lookup each. Not
+        // penalised: a forwarder relays the sum of its neighbours' traffic,
+        // so being over this proves nothing against it (docs/SECURITY.md,
+        // "Rate limits").
         if !self.limiters.gossip.allow(&source, now_ms()) {
-            self.violation(source, true);
+            self.violation(source, false);
             return MessageAcceptance::Ignore;
         }
         let signed = match Signed::open(&message.data) {

@@ -9,8 +9,11 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::time::Duration;
 
 use libp2p::PeerId;
+
+use crate::id::Room;
 
 /// A sustained rate and a burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,9 +45,28 @@ pub struct Limits {
     /// refused as BUSY and the sender's outbox retries later.
     pub dms_per_peer: Rate,
     /// Everything one connected peer sends on room topics, whoever authored
-    /// it: 500/s, bursts of 1,000. A forwarder in a busy room relays many
-    /// authors; more than this is a flood from that peer.
+    /// it: 500/s, bursts of 1,000, checked before any signature so that a
+    /// flood from one connection costs a map lookup a message. More is
+    /// ignored and counted but never penalised: a forwarder in a busy room
+    /// relays the sum of its neighbours' traffic, so being over this proves
+    /// nothing against it.
     pub gossip_per_peer: Rate,
+    /// Posts and operations by newcomers that one connected peer forwards
+    /// into one room (newcomers: authors the room had no message of until
+    /// `newcomer_for` ago; the author's own connection is not counted): 1/s,
+    /// bursts of 80. Keys cost nothing, so the per-author limits do nothing
+    /// against a flood under fresh keys; this bounds what such a flood shows
+    /// through one connection to 80 + 1/s, whatever the number of keys.
+    /// More is ignored and counted, never penalised (an honest forwarder
+    /// relays honest newcomers too).
+    pub newcomers_per_peer: Rate,
+    /// How long an author stays a newcomer in a room after this node
+    /// accepted its first message there: ten minutes, the clock window (a
+    /// key's first post could still be live gossip until then). Long, so
+    /// that the keys a flood got in early do not post unhindered later in
+    /// the same flood; it costs honest newcomers nothing while the room is
+    /// not flooded (their messages fit in every forwarder's share).
+    pub newcomer_for: Duration,
     /// History-sync requests from one peer: 20/s, bursts of 200 (a catch-up
     /// of 10,000 posts is ~45 requests).
     pub sync_per_peer: Rate,
@@ -57,6 +79,8 @@ impl Default for Limits {
             ops_per_author: Rate::new(5.0, 30.0),
             dms_per_peer: Rate::new(200.0, 1000.0),
             gossip_per_peer: Rate::new(500.0, 1000.0),
+            newcomers_per_peer: Rate::new(1.0, 80.0),
+            newcomer_for: Duration::from_secs(600),
             sync_per_peer: Rate::new(20.0, 200.0),
         }
     }
@@ -72,6 +96,8 @@ impl Limits {
             ops_per_author: r,
             dms_per_peer: r,
             gossip_per_peer: r,
+            newcomers_per_peer: r,
+            newcomer_for: Duration::ZERO,
             sync_per_peer: r,
         }
     }
@@ -153,6 +179,10 @@ pub(crate) struct Limiters {
     pub(crate) ops: Limiter<PeerId>,
     pub(crate) dms: Limiter<PeerId>,
     pub(crate) gossip: Limiter<PeerId>,
+    /// Newcomers' posts forwarded, per room and forwarding peer.
+    pub(crate) newcomers: Limiter<(Room, PeerId)>,
+    /// `Limits::newcomer_for`, in ms.
+    pub(crate) newcomer_ms: u64,
     pub(crate) sync: Limiter<PeerId>,
     /// `Event::Rejected` is emitted at most 20 times a second (bursts of
     /// 100): a flood is counted in full in `Stats`, but must not crowd the
@@ -172,6 +202,8 @@ impl Limiters {
             ops: Limiter::new(limits.ops_per_author),
             dms: Limiter::new(limits.dms_per_peer),
             gossip: Limiter::new(limits.gossip_per_peer),
+            newcomers: Limiter::new(limits.newcomers_per_peer),
+            newcomer_ms: limits.newcomer_for.as_millis() as u64,
             sync: Limiter::new(limits.sync_per_peer),
             reject_events: Limiter::new(Rate::new(20.0, 100.0)),
             own_posts: Limiter::new(own_pace(limits.posts_per_author)),
@@ -192,47 +224,99 @@ pub(crate) fn own_pace(network: Rate) -> Rate {
 /// Penalty points per rate-limit violation a peer caused.
 pub(crate) const PENALTY_PER_VIOLATION: f64 = 1.0;
 
-/// Penalty points decay by this factor per second (half-life ~2.3 min): a
-/// flooder graylisted after ~80 violations stays graylisted for minutes (its
-/// messages no longer reach the application once it is, so no new
-/// violations are seen to keep it there), and a peer that stopped is
-/// forgiven within the quarter hour.
+/// Penalty points decay by this factor per second: a half-life of
+/// ln 2 / ln(1/0.995) = 138 s. A peer with p points is reported to
+/// gossipsub at most [`REPORT_STEP`] away from its exact penalty and is
+/// forgiven (reported 0, then forgotten) once its penalty falls under
+/// [`FORGIVEN_BELOW`]: ln(2p) / ln(1/0.995) seconds after its last violation,
+/// 12 minutes from 18 points, 18 minutes from 100. It stays graylisted
+/// (under −80) for ln(p / 80) / ln(1/0.995) seconds: 138 s from 160 points,
+/// 8.4 minutes from 1,000. What a flooder sends while graylisted never
+/// reaches the application; it is charged by
+/// [`Penalties::add_if_penalised`] instead.
 pub(crate) const PENALTY_DECAY_PER_S: f64 = 0.995;
+
+/// A penalty is reported to gossipsub again once it has moved this far
+/// from the value last reported (not from the last tick's: at 0.5 % a
+/// second, a penalty under 100 points moves less than 0.5 in one tick, and
+/// comparing tick with tick never reported its decay).
+pub(crate) const REPORT_STEP: f64 = 0.5;
+
+/// A penalty under this many points is forgiven: reported as 0 and
+/// forgotten.
+pub(crate) const FORGIVEN_BELOW: f64 = 0.5;
+
+/// One peer's penalty: its points at `at_ms`, and what gossipsub was last
+/// told.
+#[derive(Debug, Clone, Copy)]
+struct Penalty {
+    points: f64,
+    at_ms: u64,
+    reported: f64,
+}
 
 /// Each peer's penalty for rate-limit violations: the negative of this is
 /// its gossipsub application-specific score.
 #[derive(Debug, Default)]
 pub(crate) struct Penalties {
-    points: HashMap<PeerId, (f64, u64)>,
+    points: HashMap<PeerId, Penalty>,
 }
 
 impl Penalties {
-    /// Adds a violation by `peer`; returns its penalty now.
+    /// Adds a violation by `peer`; returns its penalty now, which the caller
+    /// reports to gossipsub.
     pub(crate) fn add(&mut self, peer: PeerId, now_ms: u64) -> f64 {
         if !self.points.contains_key(&peer) && self.points.len() >= MAX_KEYS {
             self.decay_all(now_ms);
-            self.points.retain(|_, (p, _)| *p >= 1.0);
+            self.points.retain(|_, p| p.points >= 1.0);
         }
-        let (points, at) = self.points.entry(peer).or_insert((0.0, now_ms));
-        *points = decayed(*points, *at, now_ms) + PENALTY_PER_VIOLATION;
-        *at = now_ms;
-        *points
+        let p = self.points.entry(peer).or_insert(Penalty {
+            points: 0.0,
+            at_ms: now_ms,
+            reported: 0.0,
+        });
+        p.points = decayed(p.points, p.at_ms, now_ms) + PENALTY_PER_VIOLATION;
+        p.at_ms = now_ms.max(p.at_ms);
+        p.reported = p.points;
+        p.points
+    }
+
+    /// Adds `n` violations by `peer` if it has a penalty already (it flooded
+    /// before); returns its penalty now, or None if it had none. A flooder
+    /// is graylisted after ~80 violations, and from then on gossipsub drops
+    /// what it sends before the application sees it: counting those
+    /// messages keeps a flooder that goes on flooding graylisted, instead of
+    /// letting it back after the ~80 points decay (seconds).
+    pub(crate) fn add_if_penalised(&mut self, peer: PeerId, n: u64, now_ms: u64) -> Option<f64> {
+        let p = self.points.get_mut(&peer)?;
+        p.points = decayed(p.points, p.at_ms, now_ms) + PENALTY_PER_VIOLATION * n as f64;
+        p.at_ms = now_ms.max(p.at_ms);
+        p.reported = p.points;
+        Some(p.points)
     }
 
     /// Decays every penalty to `now_ms`; returns the peers whose penalty
-    /// changed noticeably, with their penalty now (0 once forgiven).
+    /// moved [`REPORT_STEP`] or more from what was last reported, with
+    /// their penalty now (0 once forgiven), and forgets the forgiven.
     pub(crate) fn decay_all(&mut self, now_ms: u64) -> Vec<(PeerId, f64)> {
         let mut out = Vec::new();
-        for (peer, (points, at)) in self.points.iter_mut() {
-            let now = decayed(*points, *at, now_ms);
-            if (*points - now).abs() >= 0.5 || (now < 0.5 && *points >= 0.5) {
-                out.push((*peer, if now < 0.5 { 0.0 } else { now }));
+        for (peer, p) in self.points.iter_mut() {
+            p.points = decayed(p.points, p.at_ms, now_ms);
+            p.at_ms = now_ms.max(p.at_ms);
+            let now = if p.points < FORGIVEN_BELOW { 0.0 } else { p.points };
+            if (p.reported - now).abs() >= REPORT_STEP || (now == 0.0 && p.reported > 0.0) {
+                out.push((*peer, now));
+                p.reported = now;
             }
-            *points = now;
-            *at = now_ms;
         }
-        self.points.retain(|_, (p, _)| *p >= 0.5);
+        self.points.retain(|_, p| p.points >= FORGIVEN_BELOW);
         out
+    }
+
+    /// What gossipsub was last told of `peer`'s penalty (0 if nothing).
+    #[cfg(test)]
+    pub(crate) fn reported(&self, peer: &PeerId) -> f64 {
+        self.points.get(peer).map_or(0.0, |p| p.reported)
     }
 }
 
@@ -286,5 +370,92 @@ mod tests {
         assert!(left < 80.0 && left > 70.0, "{left}");
         let gone = p.decay_all(3_600_000);
         assert_eq!(gone, vec![(peer, 0.0)]);
+    }
+
+    /// What gossipsub sees when the event loop reports every change
+    /// [`Penalties::decay_all`] returns, ticking once a second.
+    fn seen_by_gossipsub(p: &mut Penalties, peer: PeerId, from_ms: u64, ticks: u64, seen: &mut f64) -> Vec<f64> {
+        (1..=ticks)
+            .map(|t| {
+                for (q, v) in p.decay_all(from_ms + t * 1000) {
+                    if q == peer {
+                        *seen = v;
+                    }
+                }
+                *seen
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_penalty_decays_tick_by_tick_and_is_forgiven_on_time() {
+        // The bug: a peer at 18 points stayed reported at 18 for minutes,
+        // because each tick compared with the previous tick (a change of
+        // 0.09) instead of with what was reported.
+        let mut p = Penalties::default();
+        let peer = PeerId::random();
+        let mut seen = 0.0;
+        for _ in 0..18 {
+            seen = p.add(peer, 0);
+        }
+        assert_eq!(seen, 18.0);
+        let ticks = 20 * 60;
+        let reported = seen_by_gossipsub(&mut p, peer, 0, ticks, &mut seen);
+        // What gossipsub sees never rises, and is never more than one report
+        // step from the exact penalty.
+        for (t, v) in reported.iter().enumerate() {
+            let exact = 18.0 * PENALTY_DECAY_PER_S.powf((t + 1) as f64);
+            let exact = if exact < FORGIVEN_BELOW { 0.0 } else { exact };
+            assert!((v - exact).abs() < REPORT_STEP, "tick {t}: reported {v}, exact {exact}");
+            if t > 0 {
+                assert!(*v <= reported[t - 1], "tick {t} rose");
+            }
+        }
+        // After 130 s (what the issue measured, still at 18) it is about 9.4.
+        assert!((reported[129] - 18.0 * 0.995f64.powf(130.0)).abs() < REPORT_STEP);
+        assert!(reported[129] < 10.0, "{}", reported[129]);
+        // Forgiven when the documented formula says: ln(2p) / ln(1/0.995).
+        let forgiven_s = ((2.0 * 18.0f64).ln() / (1.0 / PENALTY_DECAY_PER_S).ln()).ceil() as usize;
+        assert_eq!(forgiven_s, 715, "docs/SECURITY.md and PROTOCOL.md quote 12 minutes");
+        assert!(reported[forgiven_s - 2] > 0.0);
+        assert_eq!(reported[forgiven_s - 1], 0.0, "forgiven at {forgiven_s} s");
+        assert_eq!(p.reported(&peer), 0.0);
+        assert!(p.points.is_empty(), "a forgiven peer is forgotten");
+    }
+
+    #[test]
+    fn only_a_peer_penalised_already_is_charged_for_what_it_sends_while_graylisted() {
+        let mut p = Penalties::default();
+        let (flooder, other) = (PeerId::random(), PeerId::random());
+        for _ in 0..80 {
+            p.add(flooder, 0);
+        }
+        assert_eq!(p.add_if_penalised(flooder, 900, 0), Some(980.0));
+        assert_eq!(p.add_if_penalised(other, 900, 0), None);
+        assert_eq!(p.reported(&other), 0.0);
+    }
+
+    #[test]
+    fn a_graylisted_flooder_comes_back_over_the_graylist_when_documented() {
+        // 160 points: under the graylist (−80) for ln(160/80) / ln(1/0.995)
+        // = 138 s.
+        let mut p = Penalties::default();
+        let peer = PeerId::random();
+        let mut seen = 0.0;
+        for _ in 0..160 {
+            seen = p.add(peer, 0);
+        }
+        let reported = seen_by_gossipsub(&mut p, peer, 0, 200, &mut seen);
+        // Reported within one report step of the exact value: at 80 points
+        // the penalty falls 0.4 a second, so up to ~2 s later.
+        let back = reported
+            .iter()
+            .position(|v| *v <= 80.0)
+            .expect("back over the graylist")
+            + 1;
+        assert!((138..=140).contains(&back), "{back} s");
+        // Violations in between restart from the decayed value, not the peak.
+        let again = p.add(peer, 200_000);
+        assert!((again - (160.0 * 0.995f64.powf(200.0) + 1.0)).abs() < 1e-6, "{again}");
     }
 }

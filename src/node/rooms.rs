@@ -36,6 +36,12 @@ pub(crate) const MAX_UNSENT_PER_ROOM: usize = 1000;
 /// sync brings it back later if it is valid.
 pub(crate) const MAX_PARKED: usize = 256;
 
+/// Newcomers tracked per room at most (authors first accepted here within
+/// `Limits::newcomer_for`). When it is full of authors still new, a further new
+/// author is refused until some are not: the bound holds under any flood,
+/// and errs on the side of refusing strangers.
+pub(crate) const MAX_NEWCOMERS: usize = 10_000;
+
 /// The joined rooms, by id and by gossipsub topic.
 pub(crate) struct Rooms {
     joined: BTreeMap<Room, JoinedRoom>,
@@ -58,6 +64,9 @@ pub(crate) struct JoinedRoom {
     /// one is open, the room's events go to them instead of the node's
     /// stream. Dropped on leave, which ends the streams.
     pub(crate) listeners: Vec<tokio::sync::mpsc::Sender<crate::node::Event>>,
+    /// Authors whose first message here this node accepted within
+    /// `Limits::newcomer_for`, with when.
+    newcomers: HashMap<PeerId, u64>,
 }
 
 /// A logged post that gossipsub has not accepted yet.
@@ -141,6 +150,10 @@ pub(crate) enum Admission {
     /// The author is over its rate limit. `at_fault`: the peer that sent it
     /// is the author (rather than a forwarder of someone's flood).
     RateLimited { at_fault: bool },
+    /// A newcomer's message, over the share of newcomers' messages of the
+    /// peer that forwarded it ([`JoinedRoom::newcomer_within`]). Never the
+    /// forwarder's fault: an honest one relays honest newcomers too.
+    Newcomer,
     /// A presence announcement, taken: `Here` and `Left` are shown.
     Presence(Change),
     /// A presence announcement this node does not track (its own, or
@@ -217,6 +230,7 @@ impl JoinedRoom {
             unsent: VecDeque::new(),
             parked: VecDeque::new(),
             listeners: Vec::new(),
+            newcomers: HashMap::new(),
         }
     }
 
@@ -257,9 +271,11 @@ impl JoinedRoom {
     ///    is not older than the clock window);
     /// 4. live only: presence is taken here, and the author is within its
     ///    rate limit;
-    /// 5. the room's rules at its clock. Operations they refuse are parked.
+    /// 5. a newcomer's message forwarded by another peer is within that
+    ///    peer's share ([`JoinedRoom::newcomer_within`]);
+    /// 6. the room's rules at its clock. Operations they refuse are parked.
     ///
-    /// Parked operations skip 1-4. Nothing is logged or shown here.
+    /// Parked operations skip 1-5. Nothing is logged or shown here.
     pub(crate) fn admit(
         &mut self,
         room: &Room,
@@ -269,6 +285,7 @@ impl JoinedRoom {
         cx: &mut Context<'_>,
     ) -> Admission {
         let author = signed.author();
+        let was_known = self.rules.knows_author(&author);
         if origin != Origin::Parked
             && let Some(refused) = self.check_envelope(room, origin, source, signed, cx)
         {
@@ -299,9 +316,14 @@ impl JoinedRoom {
             _ => Err(RejectReason::WrongKind),
         };
         match verdict {
-            Ok(()) => Admission::Accept {
-                show: origin != Origin::History || self.is_recent(signed, cx),
-            },
+            Ok(()) => {
+                if !was_known {
+                    self.note_newcomer(author, cx.now_ms, cx.limiters.newcomer_ms);
+                }
+                Admission::Accept {
+                    show: origin != Origin::History || self.is_recent(signed, cx),
+                }
+            }
             Err(reason) if matches!(signed.body(), Body::RoomOp(_)) => {
                 self.park(signed.clone());
                 Admission::Parked { reason }
@@ -310,7 +332,7 @@ impl JoinedRoom {
         }
     }
 
-    /// Steps 1-4 of [`JoinedRoom::admit`]: None if the message passes them.
+    /// Steps 1-5 of [`JoinedRoom::admit`]: None if the message passes them.
     fn check_envelope(
         &mut self,
         room: &Room,
@@ -370,12 +392,85 @@ impl JoinedRoom {
                 });
             }
         }
+        if !self.newcomer_within(room, origin, source, author, cx) {
+            return Some(Admission::Newcomer);
+        }
         if let Some(clock) = clock
             && let Err(reason) = check_time(clock, cx.now_ms, cx.window_ms, false)
         {
             return Some(Admission::Refused { reason, invalid: false });
         }
         None
+    }
+
+    /// Step 5 of [`JoinedRoom::admit`], the admission of newcomers: keys
+    /// cost nothing, so a flood under fresh keys passes every per-author
+    /// limit. A message by an author this room has no message of, or whose
+    /// first one this node accepted within `Limits::newcomer_for`, takes a token
+    /// from the share of the peer that forwarded it
+    /// (`Limits::newcomers_per_peer`, per room and peer). Live, every such
+    /// message does; from history, only an unknown author's (a catch-up
+    /// brings an author's posts in bulk, and is not rate limited). The
+    /// author's own connection takes none: one connection is one key, which
+    /// the per-author limits hold. Every node applies the same rule, so a
+    /// flood through one connection shows at most its share on every node:
+    /// an honest node forwards only what it admitted, and its neighbours
+    /// count what it forwards against its own share.
+    pub(crate) fn newcomer_within(
+        &mut self,
+        room: &Room,
+        origin: Origin,
+        source: PeerId,
+        author: PeerId,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        if source == author || author == cx.local {
+            return true;
+        }
+        let known = self.rules.knows_author(&author);
+        let charged = match origin {
+            Origin::Live => !known || self.is_newcomer(&author, cx.now_ms, cx.limiters.newcomer_ms),
+            Origin::History => !known,
+            Origin::Parked => false,
+        };
+        if !charged {
+            return true;
+        }
+        if !known && !self.has_room_for_newcomer(cx.now_ms, cx.limiters.newcomer_ms) {
+            return false;
+        }
+        cx.limiters.newcomers.allow(&(room.clone(), source), cx.now_ms)
+    }
+
+    /// Whether `author`'s first message here was accepted within
+    /// `period_ms` of `now_ms`.
+    fn is_newcomer(&self, author: &PeerId, now_ms: u64, period_ms: u64) -> bool {
+        self.newcomers
+            .get(author)
+            .is_some_and(|at| now_ms.saturating_sub(*at) < period_ms)
+    }
+
+    /// Whether another newcomer can be tracked, forgetting those that are
+    /// not new any more if need be.
+    fn has_room_for_newcomer(&mut self, now_ms: u64, period_ms: u64) -> bool {
+        if self.newcomers.len() >= MAX_NEWCOMERS {
+            self.newcomers.retain(|_, at| now_ms.saturating_sub(*at) < period_ms);
+        }
+        self.newcomers.len() < MAX_NEWCOMERS
+    }
+
+    /// Notes the author of an accepted message, whom the room did not know:
+    /// a newcomer from now.
+    fn note_newcomer(&mut self, author: PeerId, now_ms: u64, period_ms: u64) {
+        if self.has_room_for_newcomer(now_ms, period_ms) {
+            self.newcomers.entry(author).or_insert(now_ms);
+        }
+    }
+
+    /// Newcomers tracked now.
+    #[cfg(test)]
+    pub(crate) fn newcomer_count(&self) -> usize {
+        self.newcomers.len()
     }
 
     /// Whether a message's clock is within the clock window of now.
@@ -614,6 +709,9 @@ mod tests {
 
     const ACCEPT: Admission = Admission::Accept { show: true };
 
+    /// The default newcomer period, in ms.
+    const NEWCOMER_MS: u64 = 600_000;
+
     #[test]
     fn unsent_posts_keep_their_order_and_are_bounded() {
         let mut rooms = Rooms::new();
@@ -808,6 +906,147 @@ mod tests {
         // and the bucket refills with time.
         assert_eq!(f.admit_at(Origin::History, forwarder, &over, NOW), ACCEPT);
         assert_eq!(f.admit_at(Origin::Live, forwarder, &over, NOW + 1_000), ACCEPT);
+    }
+
+    impl Fixture {
+        /// Admits what `source` sent at `now_ms`, and applies it if accepted.
+        fn take(&mut self, origin: Origin, source: PeerId, signed: &Signed, now_ms: u64) -> Admission {
+            let verdict = self.admit_at(origin, source, signed, now_ms);
+            if matches!(verdict, Admission::Accept { .. }) {
+                self.joined.apply(signed);
+            }
+            verdict
+        }
+    }
+
+    /// How many of `posts` (each by a fresh key) `forwarder` gets accepted
+    /// live at `now_ms`.
+    fn accepted(f: &mut Fixture, forwarder: PeerId, posts: &[Signed], now_ms: u64) -> usize {
+        posts
+            .iter()
+            .filter(|p| matches!(f.take(Origin::Live, forwarder, p, now_ms), Admission::Accept { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_flood_under_fresh_keys_shows_one_forwarders_share_whatever_the_keys() {
+        let mut f = Fixture::open();
+        let share = Limits::default().newcomers_per_peer;
+        let attacker = Identity::generate().peer_id();
+        let flood: Vec<Signed> = (0..2_000)
+            .map(|i| f.post(&Identity::generate(), NOW, &format!("spam {i}")))
+            .collect();
+        // The burst, then nothing more at the same moment: the rest are
+        // newcomers over the forwarder's share, not its fault.
+        assert_eq!(accepted(&mut f, attacker, &flood[..1_000], NOW), share.burst as usize);
+        let last = f.post(&Identity::generate(), NOW, "one more");
+        assert_eq!(f.take(Origin::Live, attacker, &last, NOW), Admission::Newcomer);
+        // Ten seconds later, the rate's worth.
+        let later = accepted(&mut f, attacker, &flood[1_000..], NOW + 10_000);
+        assert_eq!(later, (10.0 * share.per_s) as usize);
+        // Another forwarder has a share of its own, and a key that comes
+        // from its own connection takes none (the per-author limit holds
+        // one key).
+        let honest = Identity::generate().peer_id();
+        let newcomer = f.post(&Identity::generate(), NOW, "hello, first time here");
+        assert_eq!(f.take(Origin::Live, honest, &newcomer, NOW + 10_000), ACCEPT);
+        let direct = Identity::generate();
+        for i in 0..5 {
+            let p = f.post(&direct, NOW + i, "from my own connection");
+            assert_eq!(f.take(Origin::Live, direct.peer_id(), &p, NOW + 10_000), ACCEPT);
+        }
+    }
+
+    #[test]
+    fn known_authors_are_never_charged_and_newcomers_are_for_ten_minutes() {
+        let mut f = Fixture::open();
+        let share = Limits::default().newcomers_per_peer.burst as usize;
+        let relay = Identity::generate().peer_id();
+        let (ann, bob) = (Identity::generate(), Identity::generate());
+        // Ann is known from the log (a room rebuilt on join).
+        let old = f.post(&ann, NOW - 3_600_000, "an hour ago");
+        add_to_rules(&mut f.joined.rules, &old);
+        // Bob's first post is accepted now: he is a newcomer.
+        assert_eq!(f.take(Origin::Live, relay, &f.post(&bob, NOW, "hi"), NOW), ACCEPT);
+        // The relay's share runs out on a flood of fresh keys.
+        let flood: Vec<Signed> = (0..share)
+            .map(|i| f.post(&Identity::generate(), NOW, &format!("spam {i}")))
+            .collect();
+        assert_eq!(accepted(&mut f, relay, &flood, NOW), share - 1);
+        // Ann still gets through the same relay; Bob, a newcomer, does not.
+        assert_eq!(
+            f.take(Origin::Live, relay, &f.post(&ann, NOW + 1, "still here"), NOW),
+            ACCEPT
+        );
+        assert_eq!(
+            f.take(Origin::Live, relay, &f.post(&bob, NOW + 1, "anyone?"), NOW),
+            Admission::Newcomer
+        );
+        // Ten minutes after his first post, Bob is not a newcomer any more,
+        // although the relay's share is still spent.
+        let t = NOW + NEWCOMER_MS;
+        let more: Vec<Signed> = (0..=share)
+            .map(|i| f.post(&Identity::generate(), t - 1, &format!("more spam {i}")))
+            .collect();
+        assert_eq!(accepted(&mut f, relay, &more, t), share);
+        assert_eq!(f.take(Origin::Live, relay, &f.post(&bob, t, "back"), t), ACCEPT);
+    }
+
+    #[test]
+    fn history_charges_each_unknown_author_once() {
+        let mut f = Fixture::open();
+        let share = Limits::default().newcomers_per_peer.burst as usize;
+        let peer = Identity::generate().peer_id();
+        // A catch-up of one author's thousands of posts takes one token.
+        let ann = Identity::generate();
+        for i in 0..3_000u64 {
+            let p = f.post(&ann, NOW - 1_000_000 + i, "history");
+            assert!(matches!(
+                f.take(Origin::History, peer, &p, NOW),
+                Admission::Accept { .. }
+            ));
+        }
+        // A page of many unknown authors is cut at the peer's share; the rest
+        // come with a later sync, as tokens come back.
+        let authors: Vec<Signed> = (0..share + 20)
+            .map(|i| f.post(&Identity::generate(), NOW - 500_000, &format!("{i}")))
+            .collect();
+        let taken = authors
+            .iter()
+            .filter(|p| matches!(f.take(Origin::History, peer, p, NOW), Admission::Accept { .. }))
+            .count();
+        assert_eq!(taken, share - 1);
+        assert_eq!(
+            f.take(Origin::History, peer, &authors[share + 10], NOW),
+            Admission::Newcomer
+        );
+        assert!(matches!(
+            f.take(Origin::History, peer, &authors[share + 10], NOW + 1_000),
+            Admission::Accept { .. }
+        ));
+    }
+
+    #[test]
+    fn newcomers_tracked_per_room_are_bounded() {
+        let mut f = Fixture::open();
+        f.limiters = Limiters::new(&Limits {
+            newcomer_for: std::time::Duration::from_millis(NEWCOMER_MS),
+            ..Limits::unlimited()
+        });
+        let relay = Identity::generate().peer_id();
+        let key = Identity::generate();
+        let p = f.post(&key, NOW, "x");
+        for _ in 0..MAX_NEWCOMERS {
+            f.joined.note_newcomer(PeerId::random(), NOW, NEWCOMER_MS);
+        }
+        assert_eq!(f.joined.newcomer_count(), MAX_NEWCOMERS);
+        // Full of authors still new: a stranger is refused, not tracked.
+        assert_eq!(f.take(Origin::Live, relay, &p, NOW), Admission::Newcomer);
+        assert_eq!(f.joined.newcomer_count(), MAX_NEWCOMERS);
+        // Once they are not new, they are forgotten and the stranger is let in.
+        let later = f.post(&key, NOW + NEWCOMER_MS, "x");
+        assert_eq!(f.take(Origin::Live, relay, &later, NOW + NEWCOMER_MS), ACCEPT);
+        assert_eq!(f.joined.newcomer_count(), 1);
     }
 
     #[test]

@@ -303,6 +303,12 @@ impl EventLoop {
                 self.violation(source, at_fault);
                 (MessageAcceptance::Ignore, false)
             }
+            Admission::Newcomer => {
+                // Not forwarded, not shown, not penalised: the forwarder may
+                // be an honest node relaying honest newcomers.
+                self.reject(source, crate::id::RejectReason::NewcomerLimit);
+                (MessageAcceptance::Ignore, false)
+            }
             Admission::Presence(change) => {
                 if let (Body::Presence(p), Change::Here | Change::Left) = (signed.body(), &change) {
                     self.emit(Event::Presence {
