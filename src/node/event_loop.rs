@@ -320,6 +320,7 @@ impl EventLoop {
                     None => break None,
                 },
                 (outcome, actions) = self.commit.next() => self.handle_flushed(outcome, actions),
+                page = self.syncs.next_verified() => self.handle_verified(page),
                 event = self.swarm.select_next_some(), if accepting => self.handle_swarm_event(event),
                 _ = tick.tick() => self.handle_tick(),
                 _ = post_flush.tick() => self.flush_posts(),
