@@ -327,7 +327,15 @@ impl EventLoop {
                 message: M::Response { request_id, response },
                 ..
             } => self.handle_sync_response(peer, request_id, response),
-            E::OutboundFailure { request_id, error, .. } => {
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if crate::node::codec::oversize_response(&error) {
+                    self.reject(peer, RejectReason::Oversize);
+                }
                 if let Some((peer, room, _)) = self.syncs.requests.remove(&request_id) {
                     tracing::debug!(%peer, %room, "sync request failed: {error}");
                     self.end_sync(peer, &room, false);
