@@ -7,10 +7,12 @@
 //! `crate::wire` convert the payload into validated domain types. Anything
 //! else is a [`RejectReason`].
 
+use std::collections::HashMap;
+
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use libp2p::PeerId;
 
-use crate::id::{MessageId, RejectReason, peer_id_of};
+use crate::id::{MessageId, RejectReason, peer_id_of_key_bytes};
 use crate::identity::Identity;
 use crate::message::Body;
 use crate::protocol::{MAX_ENVELOPE_BYTES, NONCE_BYTES, SIGNING_DOMAIN};
@@ -56,7 +58,7 @@ impl Signed {
 
     /// Verifies and decodes an envelope received from the network.
     pub fn open(bytes: &[u8]) -> Result<Self, RejectReason> {
-        Self::open_inner(bytes, true)
+        Self::open_inner(bytes, true, &mut Authors::default())
     }
 
     /// Verifies and decodes a page of envelopes (history sync): each one
@@ -71,25 +73,36 @@ impl Signed {
     /// refuses live and takes through sync. Telling those apart before
     /// batching needs a torsion check of each R, a scalar multiplication
     /// that costs more than the batch saves, so each envelope is verified on
-    /// its own.
+    /// its own. What a page can share is its authors: a page holds many
+    /// posts of few authors, and each author's key is decompressed once per
+    /// page rather than once per envelope. The
+    /// event loop runs pages on blocking threads, several at once
+    /// (`node::event_loop::sync`).
     pub fn open_batch(envelopes: &[Vec<u8>]) -> Vec<Result<Self, RejectReason>> {
-        envelopes.iter().map(|bytes| Self::open(bytes)).collect()
+        let mut authors = Authors::default();
+        envelopes
+            .iter()
+            .map(|bytes| Self::open_inner(bytes, true, &mut authors))
+            .collect()
     }
 
     /// Decodes an envelope this node verified before (its own log) without
     /// checking the signature again.
     pub(crate) fn open_trusted(bytes: &[u8]) -> Result<Self, RejectReason> {
-        Self::open_inner(bytes, false)
+        Self::open_inner(bytes, false, &mut Authors::default())
     }
 
-    fn open_inner(bytes: &[u8], verify: bool) -> Result<Self, RejectReason> {
+    fn open_inner(bytes: &[u8], verify: bool, authors: &mut Authors) -> Result<Self, RejectReason> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(RejectReason::Oversize);
         }
         let env = RawEnvelope::decode(bytes).ok_or(RejectReason::Malformed)?;
         let public_key: [u8; 32] = env.public_key.as_slice().try_into().map_err(|_| RejectReason::BadKey)?;
-        let key = VerifyingKey::from_bytes(&public_key).map_err(|_| RejectReason::BadKey)?;
+        // A trusted envelope had its key and signature checked before it was
+        // logged; checking the key alone again (a point decompression) would
+        // protect nothing the unchecked signature leaves open.
         if verify {
+            let key = authors.key(&public_key)?;
             let signature = Signature::from_slice(&env.signature).map_err(|_| RejectReason::BadSignature)?;
             key.verify_strict(&signed_bytes(&env.payload), &signature)
                 .map_err(|_| RejectReason::BadSignature)?;
@@ -97,7 +110,7 @@ impl Signed {
         let body = wire::decode_payload(&env.payload)?;
         Ok(Self {
             id: MessageId::derive(&public_key, &env.payload),
-            author: peer_id_of(&key),
+            author: peer_id_of_key_bytes(&public_key),
             body,
             envelope: bytes.to_vec(),
         })
@@ -121,6 +134,23 @@ impl Signed {
     /// The encoded envelope, exactly as signed (and as sent on the wire).
     pub fn envelope(&self) -> &[u8] {
         &self.envelope
+    }
+}
+
+/// The authors' keys met so far in one call: the decompressed key, or why
+/// the bytes are no key. Decompressing a key costs a field exponentiation,
+/// and depends on the 32 bytes alone, so a cached answer is exactly the one
+/// a fresh decompression would give. It lives for one call, so it is bounded
+/// by the page.
+#[derive(Default)]
+struct Authors(HashMap<[u8; 32], Result<VerifyingKey, RejectReason>>);
+
+impl Authors {
+    fn key(&mut self, public_key: &[u8; 32]) -> Result<VerifyingKey, RejectReason> {
+        *self
+            .0
+            .entry(*public_key)
+            .or_insert_with(|| VerifyingKey::from_bytes(public_key).map_err(|_| RejectReason::BadKey))
     }
 }
 

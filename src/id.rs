@@ -304,9 +304,25 @@ impl<'de> serde::Deserialize<'de> for RejectReason {
 
 /// The PeerId of an ed25519 public key.
 pub fn peer_id_of(key: &VerifyingKey) -> PeerId {
-    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes())
-        .expect("a valid VerifyingKey is a valid libp2p ed25519 key");
-    libp2p::identity::PublicKey::from(pk).to_peer_id()
+    peer_id_of_key_bytes(key.as_bytes())
+}
+
+/// The PeerId of the ed25519 public key with these bytes, without checking
+/// that they are a key: for bytes checked already (a [`VerifyingKey`]), or
+/// checked when they were logged. libp2p's PeerId of an ed25519 key is the
+/// identity multihash of the key's protobuf encoding (`KeyType` 1, then the
+/// 32 bytes: 36 bytes, within the 42 libp2p hashes with identity). It is
+/// built here from those bytes because going through `libp2p::identity`
+/// decompresses the point again, a field exponentiation per message that
+/// history sync and log reads paid for nothing.
+pub(crate) fn peer_id_of_key_bytes(key: &[u8; 32]) -> PeerId {
+    let mut encoded = [0u8; 36];
+    encoded[..4].copy_from_slice(&[0x08, 0x01, 0x12, 0x20]);
+    encoded[4..].copy_from_slice(key);
+    // Neither can fail: 36 bytes fit a 64-byte multihash, and an identity
+    // multihash of at most 42 bytes is a valid PeerId.
+    let hash = libp2p::multihash::Multihash::<64>::wrap(0, &encoded).expect("36 bytes fit a multihash");
+    PeerId::from_multihash(hash).expect("an identity multihash of 36 bytes is a PeerId")
 }
 
 /// The ed25519 public key inside an ed25519 PeerId, if it is one.
@@ -419,6 +435,17 @@ mod tests {
         assert!(Room::new("café ☕ talk").is_ok());
         for bad in ["", " x", "x ", "a\nb", &"r".repeat(65)] {
             assert!(Room::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_peer_id_of_key_bytes_is_libp2ps() {
+        for seed in 0..32u8 {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            let libp2p_key = libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()).unwrap();
+            let expected = libp2p::identity::PublicKey::from(libp2p_key).to_peer_id();
+            assert_eq!(peer_id_of(&key), expected);
+            assert_eq!(key_of(&expected), Some(key.to_bytes()));
         }
     }
 }

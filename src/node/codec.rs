@@ -26,8 +26,14 @@ use libp2p::{PeerId, StreamProtocol};
 pub struct BytesCodec {
     request_max: usize,
     response_max: usize,
-    /// Counts streams cut for exceeding a limit (the peer is not known
-    /// here, so the count is by reason only; `Stats::rejected["oversize"]`).
+    /// Counts inbound requests cut for exceeding the limit, by reason only
+    /// (`Stats::rejected["oversize"]`): the codec does not know the peer,
+    /// and request_response 0.30 reports no event at all for a request
+    /// whose reading failed (its behaviour has not registered the request
+    /// yet, so it only logs it), so the peer never reaches the event loop.
+    /// An oversize *response* is not counted here: it fails the outbound
+    /// request with [`Oversize`], and `OutboundFailure` names the peer, so
+    /// the event loop counts it against that peer ([`oversize_response`]).
     oversize: Option<Arc<AtomicU64>>,
 }
 
@@ -52,6 +58,29 @@ pub(crate) const SYNC_CODEC: BytesCodec = BytesCodec {
     response_max: MAX_SYNC_MESSAGE_BYTES,
     oversize: None,
 };
+
+/// Why a read failed when the stream was longer than its limit: carried
+/// inside the `io::Error` the codec returns, so that the event loop can tell
+/// an oversize response from other IO failures.
+#[derive(Debug)]
+pub(crate) struct Oversize {
+    max: usize,
+}
+
+impl std::fmt::Display for Oversize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "message larger than {} bytes", self.max)
+    }
+}
+
+impl std::error::Error for Oversize {}
+
+/// Whether an outbound request failed because the peer's response was over
+/// the codec's limit (then the peer sent it, and is counted for it).
+pub(crate) fn oversize_response(error: &request_response::OutboundFailure) -> bool {
+    matches!(error, request_response::OutboundFailure::Io(e)
+        if e.get_ref().is_some_and(|inner| inner.is::<Oversize>()))
+}
 
 /// What a reply to a DM means for that DM. Plain code with no IO, so that
 /// every reply a peer can send is testable (and fuzzed) without a network.
@@ -120,7 +149,8 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_limited(io, self.response_max, self.oversize.as_deref()).await
+        // Counted by the event loop, which knows the peer.
+        read_limited(io, self.response_max, None).await
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()>
@@ -149,10 +179,7 @@ async fn read_limited<T: AsyncRead + Unpin + Send>(
         if let Some(counter) = oversize {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("message larger than {max} bytes"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, Oversize { max }));
     }
     Ok(buf)
 }
@@ -190,7 +217,25 @@ mod tests {
                 .is_err()
         );
         let reply = vec![0u8; MAX_REPLY_BYTES + 1];
+        let error = codec.read_response(&p, &mut Cursor::new(reply)).await.unwrap_err();
+        assert!(oversize_response(&request_response::OutboundFailure::Io(error)));
+        let other = io::Error::new(io::ErrorKind::InvalidData, "some other failure");
+        assert!(!oversize_response(&request_response::OutboundFailure::Io(other)));
+        assert!(!oversize_response(&request_response::OutboundFailure::Timeout));
+    }
+
+    #[tokio::test]
+    async fn only_oversize_requests_are_counted_here() {
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut codec = DM_CODEC.counting(counter.clone());
+        let p = crate::protocol::DM_PROTOCOL;
+        let big = vec![1u8; MAX_ENVELOPE_BYTES + 1];
+        assert!(codec.read_request(&p, &mut Cursor::new(big)).await.is_err());
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
+        // A response names its peer in the event loop; counted there.
+        let reply = vec![0u8; MAX_REPLY_BYTES + 1];
         assert!(codec.read_response(&p, &mut Cursor::new(reply)).await.is_err());
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -328,6 +328,7 @@ impl EventLoop {
                     None => break None,
                 },
                 (outcome, actions) = self.commit.next() => self.handle_flushed(outcome, actions),
+                page = self.syncs.next_verified() => self.handle_verified(page),
                 event = self.swarm.select_next_some(), if accepting => self.handle_swarm_event(event),
                 _ = tick.tick() => self.handle_tick(),
                 _ = post_flush.tick() => self.flush_posts(),
@@ -399,9 +400,10 @@ impl EventLoop {
     }
 
     /// Moves what was dropped below the event loop into the rejection
-    /// counters: the codec's oversize DM and sync streams (by reason only:
-    /// the codec does not know the peer), and what gossipsub dropped unseen
-    /// (`node::gossip`).
+    /// counters: the codec's oversize DM and sync requests (by reason only:
+    /// request_response reports no event for them, see `codec::BytesCodec`;
+    /// oversize responses are counted against their peer where the request
+    /// fails), and what gossipsub dropped unseen (`node::gossip`).
     fn collect_drops(&mut self) {
         let n = self.oversize_streams.swap(0, std::sync::atomic::Ordering::Relaxed);
         if n > 0 {
@@ -1112,7 +1114,15 @@ impl EventLoop {
                 message: M::Response { request_id, response },
                 ..
             } => self.handle_dm_reply(peer, request_id, response),
-            E::OutboundFailure { request_id, error, .. } => {
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if super::codec::oversize_response(&error) {
+                    self.reject(peer, RejectReason::Oversize);
+                }
                 if let Some(pending) = self.pending_dms.remove(&request_id) {
                     // No connection could be made: find where the peer is
                     // now before telling anyone the DM is queued.

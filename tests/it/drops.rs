@@ -4,6 +4,7 @@
 //! peer. Real libp2p peers send each kind to a real node on loopback.
 
 use backchannel::lab::{Lab, LabConfig, LabNode};
+use backchannel::protocol::{MAX_REPLY_BYTES, MAX_SYNC_MESSAGE_BYTES};
 use backchannel::{Event, PeerId, RejectReason};
 
 use crate::support::raw::RawPeer;
@@ -86,4 +87,51 @@ async fn what_gossipsub_drops_unseen_is_counted_by_reason_and_peer() {
         .into_iter()
         .any(|e| matches!(e, Event::Hallway { .. }));
     assert!(!shown, "nothing dropped is shown");
+}
+
+/// An oversize answer to a DM or a sync request fails the request, and the
+/// node counts it against the peer that sent it (the connection names it).
+/// An oversize *request* is counted by reason only: request_response
+/// reports nothing the peer could be read from (docs/SECURITY.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_dm_and_sync_answers_are_counted_against_their_sender() {
+    let lobby = room("lobby");
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    lab.nodes[0].handle.join(&lobby).await.expect("join");
+    let node = lab.nodes[0].peer_id();
+    let addr = lab.nodes[0].addr.clone();
+
+    // A DM recipient whose reply is one byte over the reply limit.
+    let mut recipient = RawPeer::start(64 * 1024).await;
+    *recipient.answer.lock().expect("answer") = vec![0x0a; MAX_REPLY_BYTES + 1];
+    recipient.connect(&addr, node).await;
+    lab.nodes[0]
+        .handle
+        .send_dm(recipient.peer_id, "hello")
+        .await
+        .expect("send");
+    recipient
+        .wait(|e| matches!(e, crate::support::raw::RawEvent::Request(_)))
+        .await;
+    rejected(&mut lab.nodes[0], recipient.peer_id, RejectReason::Oversize).await;
+
+    // A room peer whose answer to a sync request is over the sync limit.
+    let mut syncer = RawPeer::start_answering_sync(64 * 1024, vec![0x0a; MAX_SYNC_MESSAGE_BYTES + 1]).await;
+    syncer.connect(&addr, node).await;
+    syncer.join("lobby", node).await;
+    lab.nodes[0]
+        .wait_for("room peer", T, |e| {
+            matches!(e, Event::RoomPeerJoined { peer: p, .. } if *p == syncer.peer_id).then_some(())
+        })
+        .await
+        .expect("the node sees the raw peer in the room");
+    lab.nodes[0].handle.sync(&lobby).await.expect("sync");
+    rejected(&mut lab.nodes[0], syncer.peer_id, RejectReason::Oversize).await;
+
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    for peer in [recipient.peer_id, syncer.peer_id] {
+        let n = stats.rejected_by_peer.get(&peer.to_string()).copied().unwrap_or(0);
+        assert!(n >= 1, "{peer}: {n} rejections counted");
+    }
+    assert!(stats.rejected.get("oversize").is_some_and(|n| *n >= 2), "{stats:?}");
 }

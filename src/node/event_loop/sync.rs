@@ -6,6 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use libp2p::PeerId;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 
@@ -36,6 +39,11 @@ const SPREAD_COOLDOWN: Duration = Duration::from_secs(10);
 /// Fetch or push requests in flight per session.
 const MAX_IN_FLIGHT: usize = 4;
 
+/// Fetched pages being verified per session. With [`MAX_IN_FLIGHT`] this
+/// bounds what one session holds: at most eight pages of
+/// [`MAX_PAGE_BYTES`], four on the wire and four being verified.
+const MAX_VERIFYING: usize = 4;
+
 /// Peers whose request rates are tracked at most.
 const MAX_TRACKED_PEERS: usize = 4096;
 
@@ -65,6 +73,17 @@ pub(super) struct Syncs {
     next_periodic: Option<u64>,
     /// When each room last spread a repair.
     spread_at: HashMap<Room, u64>,
+    /// Fetched pages being verified on blocking threads, in the order their
+    /// responses arrived: they are admitted in that order, whichever
+    /// finishes first.
+    verifying: FuturesOrdered<BoxFuture<'static, VerifiedPage>>,
+}
+
+/// A fetched page, verified off the event loop and waiting to be admitted.
+pub(super) struct VerifiedPage {
+    peer: PeerId,
+    room: Room,
+    opened: Vec<Result<Signed, RejectReason>>,
 }
 
 /// `Duration` in ms, for comparisons with the ms clock.
@@ -110,10 +129,38 @@ impl Syncs {
                 reconciler,
                 need: VecDeque::new(),
                 in_flight: 0,
+                verifying: 0,
                 received: 0,
                 sent: 0,
             },
         );
+    }
+
+    /// Verifies a fetched page on a blocking thread (each envelope strictly,
+    /// as [`Signed::open_batch`] does); [`Self::next_verified`] hands it
+    /// back. Several pages verify at once, on as many cores as there are,
+    /// while the event loop goes on serving and admitting.
+    fn verify(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) {
+        let room = room.clone();
+        let task = tokio::task::spawn_blocking(move || Signed::open_batch(&envelopes));
+        self.verifying.push_back(Box::pin(async move {
+            let opened = task.await.unwrap_or_else(|e| {
+                // Verification does not panic on any input; if it ever did,
+                // the page is lost, not the node.
+                tracing::error!(%peer, %room, "verifying a history page failed: {e}");
+                Vec::new()
+            });
+            VerifiedPage { peer, room, opened }
+        }));
+    }
+
+    /// The next verified page, in the order the pages arrived. Pending
+    /// while none is being verified. Cancel safe.
+    pub(super) async fn next_verified(&mut self) -> VerifiedPage {
+        match self.verifying.next().await {
+            Some(page) => page,
+            None => std::future::pending().await,
+        }
     }
 
     /// Drops sessions that ran past [`SESSION_TIMEOUT`], and says whether
@@ -184,7 +231,10 @@ struct Session {
     started: u64,
     reconciler: Reconciler,
     need: VecDeque<MessageId>,
+    /// Fetch and push requests waiting for their answer.
     in_flight: usize,
+    /// Fetched pages being verified.
+    verifying: usize,
     received: usize,
     sent: usize,
 }
@@ -277,7 +327,15 @@ impl EventLoop {
                 message: M::Response { request_id, response },
                 ..
             } => self.handle_sync_response(peer, request_id, response),
-            E::OutboundFailure { request_id, error, .. } => {
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if crate::node::codec::oversize_response(&error) {
+                    self.reject(peer, RejectReason::Oversize);
+                }
                 if let Some((peer, room, _)) = self.syncs.requests.remove(&request_id) {
                     tracing::debug!(%peer, %room, "sync request failed: {error}");
                     self.end_sync(peer, &room, false);
@@ -401,11 +459,11 @@ impl EventLoop {
                 }
             }
             (Asked::Fetch, SyncResponse::Page(page)) => {
-                let received = self.apply_history(peer, &room, page);
                 if let Some(session) = self.syncs.sessions.get_mut(&key) {
                     session.in_flight = session.in_flight.saturating_sub(1);
-                    session.received += received;
+                    session.verifying += 1;
                 }
+                self.syncs.verify(peer, &room, page);
                 self.pump(peer, &room);
             }
             (Asked::Push(n), SyncResponse::Pushed(_)) => {
@@ -442,7 +500,19 @@ impl EventLoop {
         }
     }
 
-    /// Keeps up to [`MAX_IN_FLIGHT`] fetches going; ends the session when
+    /// Admits a fetched page once verified, and keeps the session going.
+    pub(super) fn handle_verified(&mut self, page: VerifiedPage) {
+        let VerifiedPage { peer, room, opened } = page;
+        let received = self.admit_history(peer, &room, opened);
+        if let Some(session) = self.syncs.sessions.get_mut(&(peer, room.clone())) {
+            session.verifying = session.verifying.saturating_sub(1);
+            session.received += received;
+        }
+        self.pump(peer, &room);
+    }
+
+    /// Keeps up to [`MAX_IN_FLIGHT`] fetches going while fewer than
+    /// [`MAX_VERIFYING`] pages are being verified; ends the session when
     /// nothing is left.
     fn pump(&mut self, peer: PeerId, room: &Room) {
         let key = (peer, room.clone());
@@ -451,12 +521,12 @@ impl EventLoop {
                 return;
             };
             if session.need.is_empty() {
-                if session.in_flight == 0 {
+                if session.in_flight == 0 && session.verifying == 0 {
                     self.end_sync(peer, room, true);
                 }
                 return;
             }
-            if session.in_flight >= MAX_IN_FLIGHT {
+            if session.in_flight >= MAX_IN_FLIGHT || session.verifying >= MAX_VERIFYING {
                 return;
             }
             let n = session.need.len().min(MAX_FETCH_IDS);
@@ -500,14 +570,23 @@ impl EventLoop {
         }
     }
 
-    /// Verifies a page of history (each envelope strictly, as live traffic) and admits
-    /// each message by the room's one rule ([`JoinedRoom::admit`]), in the
-    /// room's order. Returns how many messages were new.
+    /// Verifies a page of history (each envelope strictly, as live
+    /// traffic) on the event loop and admits it ([`Self::admit_history`]).
+    /// Returns how many messages were new. Pushed pages take this way: the
+    /// answer to a push says how many were new.
+    pub(super) fn apply_history(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) -> usize {
+        self.admit_history(peer, room, Signed::open_batch(&envelopes))
+    }
+
+    /// Admits a verified page of history: counts what failed verification
+    /// against `peer`, and admits each message by the room's one rule
+    /// ([`JoinedRoom::admit`]), in the room's order. Returns how many
+    /// messages were new. A room left meanwhile admits nothing.
     ///
     /// [`JoinedRoom::admit`]: crate::node::rooms::JoinedRoom::admit
-    pub(super) fn apply_history(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) -> usize {
-        let mut opened: Vec<Signed> = Vec::with_capacity(envelopes.len());
-        for result in Signed::open_batch(&envelopes) {
+    fn admit_history(&mut self, peer: PeerId, room: &Room, results: Vec<Result<Signed, RejectReason>>) -> usize {
+        let mut opened: Vec<Signed> = Vec::with_capacity(results.len());
+        for result in results {
             match result {
                 Ok(signed) => opened.push(signed),
                 Err(reason) => self.reject(peer, reason),
@@ -537,6 +616,7 @@ mod tests {
             reconciler,
             need: VecDeque::new(),
             in_flight: 0,
+            verifying: 0,
             received: 0,
             sent: 0,
         }

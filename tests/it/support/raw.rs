@@ -53,17 +53,28 @@ impl RawPeer {
     /// Starts a raw peer on loopback. `max_transmit` lets an attacker send
     /// more than Backchannel accepts.
     pub async fn start(max_transmit: usize) -> RawPeer {
-        Self::start_with(max_transmit, false).await
+        Self::start_with(max_transmit, false, None).await
+    }
+
+    /// Starts a raw peer that also takes history-sync requests and answers
+    /// each with `answer`, whatever it asked.
+    pub async fn start_answering_sync(max_transmit: usize, answer: Vec<u8>) -> RawPeer {
+        Self::start_with(max_transmit, false, Some(answer)).await
     }
 
     /// Starts a raw peer whose gossipsub signs what it publishes (with a
     /// seqno and source: js-libp2p's default `StrictSign`), as another
     /// implementation that missed "StrictNoSign" in docs/PROTOCOL.md would.
     pub async fn start_signed(max_transmit: usize) -> RawPeer {
-        Self::start_with(max_transmit, true).await
+        Self::start_with(max_transmit, true, None).await
     }
 
-    async fn start_with(max_transmit: usize, signed: bool) -> RawPeer {
+    async fn start_with(max_transmit: usize, signed: bool, sync_answer: Option<Vec<u8>>) -> RawPeer {
+        let sync_support = if sync_answer.is_some() {
+            ProtocolSupport::Full
+        } else {
+            ProtocolSupport::Outbound
+        };
         let keypair = identity::Keypair::generate_ed25519();
         let ed = keypair.clone().try_into_ed25519().expect("ed25519");
         let key = ed25519_dalek::SigningKey::from_keypair_bytes(&ed.to_bytes()).expect("keypair bytes");
@@ -99,7 +110,7 @@ impl RawPeer {
                     ),
                     sync: request_response::Behaviour::with_codec(
                         RawCodec,
-                        [(SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                        [(SYNC_PROTOCOL, sync_support)],
                         request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
                     ),
                 }
@@ -164,6 +175,13 @@ impl RawPeer {
                             message: request_response::Message::Response { request_id, response }, ..
                         })) => {
                             if let Some(reply) = pending.remove(&request_id) { let _ = reply.send(Ok(response)); }
+                        }
+                        SwarmEvent::Behaviour(RawBehaviourEvent::Sync(request_response::Event::Message {
+                            message: request_response::Message::Request { channel, .. }, ..
+                        })) => {
+                            if let Some(answer) = &sync_answer {
+                                let _ = swarm.behaviour_mut().sync.send_response(channel, answer.clone());
+                            }
                         }
                         _ => {}
                     },
