@@ -15,11 +15,11 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{mpsc, oneshot};
 
 mod groups;
-mod hallway;
 mod net;
+mod rooms;
 mod sync;
 
-pub(super) use hallway::view_from_log;
+pub(super) use rooms::view_from_log;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
@@ -255,7 +255,7 @@ impl EventLoop {
             )?;
         }
         for room in &start_rooms {
-            if let Some(topic) = rooms.join(room, hallway::load_rules(&store, room)) {
+            if let Some(topic) = rooms.join(room, rooms::load_rules(&store, room)) {
                 let gossip = &mut swarm.behaviour_mut().gossipsub;
                 let _ = gossip.subscribe(&topic);
                 let _ = gossip.set_topic_params(topic, crate::protocol::chat_topic_params());
@@ -495,7 +495,7 @@ impl EventLoop {
                     let peers = self.room_peers_of(&room);
                     Ok(peers
                         .into_iter()
-                        .filter(|p| self.start_sync(*p, &room, sync::Why::Asked))
+                        .filter(|p| self.start_sync(*p, &room, sync::SyncTrigger::Asked))
                         .count())
                 };
                 let _ = reply.send(result);
@@ -670,7 +670,7 @@ impl EventLoop {
         if self.rooms.get(room).is_some() {
             return Ok(());
         }
-        let rules = hallway::load_rules(&self.store, room);
+        let rules = rooms::load_rules(&self.store, room);
         let Some(topic) = self.rooms.join(room, rules) else {
             return Ok(());
         };
@@ -683,7 +683,7 @@ impl EventLoop {
         // Peers already in the room subscribed before we listened for it.
         let present = self.room_peers_of(room);
         for peer in present {
-            self.start_sync(peer, room, sync::Why::Appeared);
+            self.start_sync(peer, room, sync::SyncTrigger::Appeared);
             self.emit(Event::RoomPeerJoined {
                 room: room.clone(),
                 peer,
@@ -1048,7 +1048,7 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let verdict = self.check_post(propagation_source, &message);
+                let verdict = self.validate_gossip(propagation_source, &message);
                 let gossip = &mut self.swarm.behaviour_mut().gossipsub;
                 gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
             }
@@ -1057,7 +1057,7 @@ impl EventLoop {
                     self.send_unsent(&room);
                     // A peer (re)appears in the room: whatever either side
                     // missed meanwhile is reconciled at once.
-                    self.start_sync(peer_id, &room, sync::Why::Appeared);
+                    self.start_sync(peer_id, &room, sync::SyncTrigger::Appeared);
                     if let Some(joined) = self.rooms.get_mut(&room) {
                         joined.presence.peer_appeared(now_ms(), random_u64());
                     }
@@ -1075,7 +1075,7 @@ impl EventLoop {
 
     /// Decides the fate of a gossiped message: only a verified post for the
     /// topic's room that is new to this node is accepted (and so forwarded).
-    fn check_post(&mut self, source: PeerId, message: &gossipsub::Message) -> MessageAcceptance {
+    fn validate_gossip(&mut self, source: PeerId, message: &gossipsub::Message) -> MessageAcceptance {
         let Some(room) = self.rooms.room_of(&message.topic).cloned() else {
             // Gossipsub drops these itself (`node::gossip` counts them);
             // one can still slip through between a leave and gossipsub's

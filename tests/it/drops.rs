@@ -133,5 +133,8 @@ async fn oversize_dm_and_sync_answers_are_counted_against_their_sender() {
         let n = stats.rejected_by_peer.get(&peer.to_string()).copied().unwrap_or(0);
         assert!(n >= 1, "{peer}: {n} rejections counted");
     }
-    assert!(stats.rejected.get(&RejectReason::Oversize).is_some_and(|n| *n >= 2), "{stats:?}");
+    assert!(
+        stats.rejected.get(&RejectReason::Oversize).is_some_and(|n| *n >= 2),
+        "{stats:?}"
+    );
 }

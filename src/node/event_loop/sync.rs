@@ -49,7 +49,7 @@ const MAX_TRACKED_PEERS: usize = 4096;
 
 /// Why a sync starts: it decides which limits apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Why {
+pub(super) enum SyncTrigger {
     /// The application asked (`Handle::sync`): only the global limit.
     Asked,
     /// The peer (re)appeared in the room: not limited by the cooldown, and
@@ -96,7 +96,7 @@ impl Syncs {
     /// (`local` is this node). Limits: one session per pair, at most
     /// [`MAX_SESSIONS`] in all; and by why, the per-room limit, the
     /// per-pair cooldown, and which side starts when both see each other.
-    pub(super) fn may_start(&self, local: PeerId, peer: PeerId, room: &Room, why: Why, now_ms: u64) -> bool {
+    pub(super) fn may_start(&self, local: PeerId, peer: PeerId, room: &Room, why: SyncTrigger, now_ms: u64) -> bool {
         let key = (peer, room.clone());
         let per_room = self.sessions.keys().filter(|(_, r)| r == room).count();
         let recent = self
@@ -107,10 +107,10 @@ impl Syncs {
             // Both sides see each other appear; one reconciliation serves
             // both (the initiator fetches and pushes), so only the side with
             // the smaller peer id starts it.
-            Why::Appeared if local > peer => true,
-            Why::Asked => false,
-            Why::Appeared | Why::Spread => per_room >= MAX_SESSIONS_PER_ROOM,
-            Why::Routine => recent || per_room >= MAX_SESSIONS_PER_ROOM,
+            SyncTrigger::Appeared if local > peer => true,
+            SyncTrigger::Asked => false,
+            SyncTrigger::Appeared | SyncTrigger::Spread => per_room >= MAX_SESSIONS_PER_ROOM,
+            SyncTrigger::Routine => recent || per_room >= MAX_SESSIONS_PER_ROOM,
         };
         !limited && !self.sessions.contains_key(&key) && self.sessions.len() < MAX_SESSIONS
     }
@@ -242,7 +242,7 @@ struct Session {
 impl EventLoop {
     /// Starts reconciling `room` with `peer`, unless one runs already or
     /// too many run, or (depending on why) the pair synced recently.
-    pub(super) fn start_sync(&mut self, peer: PeerId, room: &Room, why: Why) -> bool {
+    pub(super) fn start_sync(&mut self, peer: PeerId, room: &Room, why: SyncTrigger) -> bool {
         let now = now_ms();
         if self.rooms.get(room).is_none() || !self.syncs.may_start(self.local, peer, room, why, now) {
             return false;
@@ -295,7 +295,7 @@ impl EventLoop {
                 continue;
             }
             let peer = peers[(super::random_u64() % peers.len() as u64) as usize];
-            self.start_sync(peer, &room, Why::Routine);
+            self.start_sync(peer, &room, SyncTrigger::Routine);
         }
     }
 
@@ -565,7 +565,7 @@ impl EventLoop {
         }
         for other in self.room_peers_of(room) {
             if other != source {
-                self.start_sync(other, room, Why::Spread);
+                self.start_sync(other, room, SyncTrigger::Spread);
             }
         }
     }
@@ -655,11 +655,11 @@ mod tests {
         let (small, large) = ordered_pair();
         let room = Room::new("lobby").unwrap();
         let syncs = Syncs::default();
-        assert!(syncs.may_start(small, large, &room, Why::Appeared, 0));
-        assert!(!syncs.may_start(large, small, &room, Why::Appeared, 0));
+        assert!(syncs.may_start(small, large, &room, SyncTrigger::Appeared, 0));
+        assert!(!syncs.may_start(large, small, &room, SyncTrigger::Appeared, 0));
         // Asked for, or spreading, either side starts.
-        assert!(syncs.may_start(large, small, &room, Why::Asked, 0));
-        assert!(syncs.may_start(large, small, &room, Why::Spread, 0));
+        assert!(syncs.may_start(large, small, &room, SyncTrigger::Asked, 0));
+        assert!(syncs.may_start(large, small, &room, SyncTrigger::Spread, 0));
     }
 
     #[test]
@@ -669,24 +669,24 @@ mod tests {
         let mut syncs = Syncs::default();
         syncs.begin(peer, &room, reconciler(), 1_000);
         assert!(
-            !syncs.may_start(local, peer, &room, Why::Asked, 1_000),
+            !syncs.may_start(local, peer, &room, SyncTrigger::Asked, 1_000),
             "one session per pair"
         );
         syncs.sessions.clear();
         let cooldown = ms(PEER_COOLDOWN);
-        assert!(!syncs.may_start(local, peer, &room, Why::Routine, 1_000 + cooldown - 1));
-        assert!(syncs.may_start(local, peer, &room, Why::Routine, 1_000 + cooldown));
+        assert!(!syncs.may_start(local, peer, &room, SyncTrigger::Routine, 1_000 + cooldown - 1));
+        assert!(syncs.may_start(local, peer, &room, SyncTrigger::Routine, 1_000 + cooldown));
         assert!(
-            syncs.may_start(local, peer, &room, Why::Appeared, 1_001),
+            syncs.may_start(local, peer, &room, SyncTrigger::Appeared, 1_001),
             "an arrival ignores the cooldown"
         );
         for _ in 0..MAX_SESSIONS_PER_ROOM {
             syncs.begin(PeerId::random(), &room, reconciler(), 1_000);
         }
         let other = PeerId::random();
-        assert!(!syncs.may_start(local, other, &room, Why::Routine, 1_000_000));
-        assert!(!syncs.may_start(local, other, &room, Why::Spread, 1_000_000));
-        assert!(syncs.may_start(local, other, &room, Why::Asked, 1_000_000));
+        assert!(!syncs.may_start(local, other, &room, SyncTrigger::Routine, 1_000_000));
+        assert!(!syncs.may_start(local, other, &room, SyncTrigger::Spread, 1_000_000));
+        assert!(syncs.may_start(local, other, &room, SyncTrigger::Asked, 1_000_000));
         // The global limit holds even for what the application asks.
         for i in 0..MAX_SESSIONS {
             syncs.begin(
@@ -696,7 +696,7 @@ mod tests {
                 1_000,
             );
         }
-        assert!(!syncs.may_start(local, other, &room, Why::Asked, 1_000_000));
+        assert!(!syncs.may_start(local, other, &room, SyncTrigger::Asked, 1_000_000));
     }
 
     #[test]
