@@ -139,6 +139,9 @@ async fn every_endpoint_answers_and_the_openapi_document_lists_them() {
 
     // DMs: send, history with delivery, react, outbox.
     let bp = b.peer.to_string();
+    // A's own events, to know when B's receipt is in: the history read
+    // below twice must not race the DM's delivery state.
+    let mut a_events = a.events(None).await;
     let dm = s(&a
         .ok("POST", &format!("/api/v1/dms/{bp}"), json!({"text": "psst"}))
         .await["id"]);
@@ -146,6 +149,12 @@ async fn every_endpoint_answers_and_the_openapi_document_lists_them() {
     b_events
         .until("the DM at B", |l| l["type"] == "dm" && l["id"] == dm.as_str())
         .await;
+    a_events
+        .until("the receipt at A", |l| {
+            l["type"] == "delivered" && l["id"] == dm.as_str()
+        })
+        .await;
+    a_events.close().await;
     let dms = b.get(&format!("/api/v1/dms/{}", a.peer)).await;
     c.hit("get", "/api/v1/dms/{peer}");
     assert_eq!(dms["items"][0]["text"], "psst");
