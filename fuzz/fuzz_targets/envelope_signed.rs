@@ -12,13 +12,13 @@
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use backchannel::{GroupChange, GroupMessage, GroupOp};
 use backchannel::protocol::{
     MAX_ENVELOPE_BYTES, MAX_GROUP_NAME_BYTES, MAX_NICK_BYTES, MAX_TEXT_BYTES, MAX_WIRE_MEMBERS,
 };
 use backchannel::{
     Body, DirectMessage, GroupId, HallwayPost, Identity, MessageId, PeerId, Receipt, RejectReason, Room, Signed,
 };
+use backchannel::{GroupChange, GroupMessage, GroupOp};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
