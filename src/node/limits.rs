@@ -255,6 +255,17 @@ struct Penalty {
     reported: f64,
 }
 
+impl Penalty {
+    /// Decays the penalty to `now_ms` and adds `n` violations; the result
+    /// is what the caller reports to gossipsub.
+    fn charge(&mut self, n: u64, now_ms: u64) -> f64 {
+        self.points = decayed(self.points, self.at_ms, now_ms) + PENALTY_PER_VIOLATION * n as f64;
+        self.at_ms = now_ms.max(self.at_ms);
+        self.reported = self.points;
+        self.points
+    }
+}
+
 /// Each peer's penalty for rate-limit violations: the negative of this is
 /// its gossipsub application-specific score.
 #[derive(Debug, Default)]
@@ -275,10 +286,7 @@ impl Penalties {
             at_ms: now_ms,
             reported: 0.0,
         });
-        p.points = decayed(p.points, p.at_ms, now_ms) + PENALTY_PER_VIOLATION;
-        p.at_ms = now_ms.max(p.at_ms);
-        p.reported = p.points;
-        p.points
+        p.charge(1, now_ms)
     }
 
     /// Adds `n` violations by `peer` if it has a penalty already (it flooded
@@ -288,11 +296,7 @@ impl Penalties {
     /// messages keeps a flooder that goes on flooding graylisted, instead of
     /// letting it back after the ~80 points decay (seconds).
     pub(crate) fn add_if_penalised(&mut self, peer: PeerId, n: u64, now_ms: u64) -> Option<f64> {
-        let p = self.points.get_mut(&peer)?;
-        p.points = decayed(p.points, p.at_ms, now_ms) + PENALTY_PER_VIOLATION * n as f64;
-        p.at_ms = now_ms.max(p.at_ms);
-        p.reported = p.points;
-        Some(p.points)
+        Some(self.points.get_mut(&peer)?.charge(n, now_ms))
     }
 
     /// Decays every penalty to `now_ms`; returns the peers whose penalty
