@@ -92,6 +92,7 @@ pub fn backchannel_line(scenario: &str, r: &Report) -> Value {
         "formation_ms": r.formation_ms,
         "cpu_s": r.cpu_s,
         "cpu_us_per_delivery": r.cpu_us_per_delivery,
+        "peers_per_node": r.peers_per_node,
     })
 }
 

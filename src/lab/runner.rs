@@ -81,6 +81,10 @@ pub struct Report {
     pub rss_per_node_mb: f64,
     /// Resident memory per node once the mesh formed, before traffic, MB.
     pub rss_idle_per_node_mb: f64,
+    /// Mean number of peers each in-process node was connected to at the
+    /// end of the traffic (0 for process runs): what gossipsub publishes and
+    /// gossips to grows with it.
+    pub peers_per_node: f64,
     /// Inputs rejected by the nodes, by reason.
     pub rejected: BTreeMap<RejectReason, u64>,
     /// What faults happened, and when.
@@ -902,12 +906,17 @@ pub async fn run_with(
 
     // Rejections counted by the nodes that are running.
     let mut asked = 0;
+    let (mut peer_sum, mut peer_nodes) = (0usize, 0usize);
     for (i, member) in members.iter_mut().enumerate() {
         if !tracker.up[i] {
             continue;
         }
         match member {
             Member::Local(node) => {
+                if let Ok(peers) = node.handle.peers().await {
+                    peer_sum += peers.len();
+                    peer_nodes += 1;
+                }
                 if let Ok(stats) = node.handle.stats().await {
                     for (k, v) in stats.rejected {
                         *tracker.rejected.entry(k).or_insert(0) += v;
@@ -980,6 +989,7 @@ pub async fn run_with(
         rss_peak_mb: round2(rss_mb),
         rss_per_node_mb: round2(rss_mb / n as f64),
         rss_idle_per_node_mb: round2(rss_idle as f64 / 1e6 / n as f64),
+        peers_per_node: round2(peer_sum as f64 / peer_nodes.max(1) as f64),
         rejected: tracker.rejected.clone(),
         faults: fault_log,
         latencies_ms: latencies,

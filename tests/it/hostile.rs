@@ -17,7 +17,10 @@ use crate::support::{T, room};
 
 const HONEST: usize = 20;
 const POSTS_EACH: usize = 3;
-const FLOOD: usize = 1000;
+/// The flood goes on until the flooder is graylisted where it attached, up
+/// to this many posts (on a loaded machine fewer of them arrive in time to
+/// count, so a fixed number would test the machine's speed).
+const FLOOD_MAX: usize = 20_000;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -88,11 +91,20 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
     let flood = async {
         let own = flooder.public_key();
         // ~1,000 posts/s: ten every 10 ms (faster, the raw peer's own send
-        // queue drops most of them before they leave).
+        // queue drops most of them before they leave), until node 1 has
+        // graylisted the flooder.
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
-        for i in 0..FLOOD {
+        let mut lowest = None;
+        for i in 0..FLOOD_MAX {
             if i % 10 == 0 {
                 tick.tick().await;
+            }
+            if i % 100 == 0 && i > 0 {
+                let peers = lab.nodes[1].handle.peers().await.expect("node 1 runs");
+                lowest = score_at(&peers, flooder.peer_id);
+                if lowest.is_some_and(|s| s < -80.0) {
+                    break;
+                }
             }
             let post = wire::envelope(
                 &flooder.key,
@@ -101,6 +113,7 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
             );
             let _ = flooder.try_publish("lobby", post).await;
         }
+        lowest
     };
     let posting = async {
         for round in 0..POSTS_EACH {
@@ -137,7 +150,7 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
         }
     };
     let started = std::time::Instant::now();
-    let ((), (), ()) = tokio::join!(flood, posting, garbage_attack);
+    let (flooder_score, (), ()) = tokio::join!(flood, posting, garbage_attack);
     let flood_s = started.elapsed().as_secs_f64();
     for ids in by_author.values() {
         honest.extend(ids.iter().copied());
@@ -247,11 +260,12 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
         );
     }
 
-    // The garbage sender and the flooder end graylisted where they attached.
+    // The garbage senders end graylisted where they attached; the flooder
+    // was graylisted during its flood (its penalty decays afterwards,
+    // docs/SECURITY.md).
     let peers0 = lab.nodes[0].handle.peers().await.expect("peers");
-    let peers1 = lab.nodes[1].handle.peers().await.expect("peers");
     let peers5 = lab.nodes[5].handle.peers().await.expect("peers");
-    let (g, f) = (score_at(&peers0, garbage.peer_id), score_at(&peers1, flooder.peer_id));
+    let (g, f) = (score_at(&peers0, garbage.peer_id), flooder_score);
     let g2 = score_at(&peers5, garbage2.peer_id);
     assert!(g.is_some_and(|s| s < -80.0), "garbage sender's score {g:?}");
     assert!(g2.is_some_and(|s| s < -80.0), "second garbage sender's score {g2:?}");

@@ -101,7 +101,9 @@ async fn dm_traffic_with_a_window_is_all_delivered() {
     s.hallway.duration_s = 2.0;
     let r = run(&s).await;
     assert_complete(&r);
-    assert!(r.dm.sent >= 150, "{:?}", r.dm);
+    // More than one window's worth per pair went out, so the window was
+    // refilled by receipts; how many more depends on the machine's speed.
+    assert!(r.dm.sent > 2 * 8, "{:?}", r.dm);
     assert_eq!((r.dm.delivered, r.dm.failed), (r.dm.sent, 0));
     assert!(r.dm.rtt.count as u64 == r.dm.delivered);
 }
