@@ -93,6 +93,7 @@ pub fn backchannel_line(scenario: &str, r: &Report) -> Value {
         "cpu_s": r.cpu_s,
         "cpu_us_per_delivery": r.cpu_us_per_delivery,
         "peers_per_node": r.peers_per_node,
+        "connections_per_node": r.connections_per_node,
     })
 }
 

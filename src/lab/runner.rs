@@ -85,6 +85,9 @@ pub struct Report {
     /// end of the traffic (0 for process runs): what gossipsub publishes and
     /// gossips to grows with it.
     pub peers_per_node: f64,
+    /// Mean number of connections each in-process node established from its
+    /// start to the end of the traffic (0 for process runs).
+    pub connections_per_node: f64,
     /// Inputs rejected by the nodes, by reason.
     pub rejected: BTreeMap<RejectReason, u64>,
     /// What faults happened, and when.
@@ -906,7 +909,7 @@ pub async fn run_with(
 
     // Rejections counted by the nodes that are running.
     let mut asked = 0;
-    let (mut peer_sum, mut peer_nodes) = (0usize, 0usize);
+    let (mut peer_sum, mut peer_nodes, mut conn_sum) = (0usize, 0usize, 0u64);
     for (i, member) in members.iter_mut().enumerate() {
         if !tracker.up[i] {
             continue;
@@ -918,6 +921,7 @@ pub async fn run_with(
                     peer_nodes += 1;
                 }
                 if let Ok(stats) = node.handle.stats().await {
+                    conn_sum += stats.connections_established;
                     for (k, v) in stats.rejected {
                         *tracker.rejected.entry(k).or_insert(0) += v;
                     }
@@ -990,6 +994,7 @@ pub async fn run_with(
         rss_per_node_mb: round2(rss_mb / n as f64),
         rss_idle_per_node_mb: round2(rss_idle as f64 / 1e6 / n as f64),
         peers_per_node: round2(peer_sum as f64 / peer_nodes.max(1) as f64),
+        connections_per_node: round2(conn_sum as f64 / peer_nodes.max(1) as f64),
         rejected: tracker.rejected.clone(),
         faults: fault_log,
         latencies_ms: latencies,

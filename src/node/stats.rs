@@ -52,6 +52,10 @@ pub struct Stats {
     /// Relayed connections upgraded to direct ones by hole punching.
     #[serde(default)]
     pub hole_punches: u64,
+    /// Connections established, both ways, since the node started (each
+    /// costs a Noise handshake; DHT queries open many, docs/PERFORMANCE.md).
+    #[serde(default)]
+    pub connections_established: u64,
     /// Hole punches that failed (the connection stays relayed).
     #[serde(default)]
     pub hole_punch_failures: u64,

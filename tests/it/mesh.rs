@@ -33,6 +33,11 @@ fn assert_complete(r: &Report) {
     );
     assert_eq!(r.duplicates, 0);
     assert_eq!(r.post_errors, 0);
+    if !r.processes {
+        // Each peer connected at the end took at least one connection.
+        assert!(r.peers_per_node > 0.0, "{r:#?}");
+        assert!(r.connections_per_node >= r.peers_per_node, "{r:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

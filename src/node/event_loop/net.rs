@@ -303,6 +303,7 @@ impl EventLoop {
     }
 
     pub(super) fn handle_connected(&mut self, peer: PeerId, id: ConnectionId, endpoint: &ConnectedPoint) {
+        self.stats.connections_established += 1;
         let (addr, outbound, relayed) = match endpoint {
             ConnectedPoint::Dialer { address, .. } => (address.clone(), true, is_relayed(address)),
             ConnectedPoint::Listener {
