@@ -417,10 +417,7 @@ impl EventLoop {
             if reason == RejectReason::Graylisted
                 && let Some(penalty) = self.limiters.penalties.add_if_penalised(peer, n, now_ms())
             {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .set_application_score(&peer, -penalty);
+                self.report_penalty(peer, penalty);
             }
         }
         for (reason, n) in dropped.unattributed {
@@ -435,11 +432,16 @@ impl EventLoop {
         self.reject(peer, RejectReason::RateLimited);
         if at_fault {
             let penalty = self.limiters.penalties.add(peer, now_ms());
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .set_application_score(&peer, -penalty);
+            self.report_penalty(peer, penalty);
         }
+    }
+
+    /// Tells gossipsub a peer's rate-limit penalty: its application score.
+    fn report_penalty(&mut self, peer: PeerId, penalty: f64) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, -penalty);
     }
 
     // ---- commands ------------------------------------------------------------
@@ -1429,10 +1431,7 @@ impl EventLoop {
         self.periodic_sync();
         self.collect_drops();
         for (peer, penalty) in self.limiters.penalties.decay_all(now_ms()) {
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .set_application_score(&peer, -penalty);
+            self.report_penalty(peer, penalty);
         }
         self.redial();
         self.reach_tick();

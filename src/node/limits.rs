@@ -376,6 +376,18 @@ mod tests {
         assert_eq!(gone, vec![(peer, 0.0)]);
     }
 
+    /// Penalties with one peer charged `violations` times at 0, and the
+    /// penalty the last charge returned.
+    fn penalised(violations: usize) -> (Penalties, PeerId, f64) {
+        let mut p = Penalties::default();
+        let peer = PeerId::random();
+        let mut seen = 0.0;
+        for _ in 0..violations {
+            seen = p.add(peer, 0);
+        }
+        (p, peer, seen)
+    }
+
     /// What gossipsub sees when the event loop reports every change
     /// [`Penalties::decay_all`] returns, ticking once a second.
     fn seen_by_gossipsub(p: &mut Penalties, peer: PeerId, from_ms: u64, ticks: u64, seen: &mut f64) -> Vec<f64> {
@@ -396,12 +408,7 @@ mod tests {
         // The bug: a peer at 18 points stayed reported at 18 for minutes,
         // because each tick compared with the previous tick (a change of
         // 0.09) instead of with what was reported.
-        let mut p = Penalties::default();
-        let peer = PeerId::random();
-        let mut seen = 0.0;
-        for _ in 0..18 {
-            seen = p.add(peer, 0);
-        }
+        let (mut p, peer, mut seen) = penalised(18);
         assert_eq!(seen, 18.0);
         let ticks = 20 * 60;
         let reported = seen_by_gossipsub(&mut p, peer, 0, ticks, &mut seen);
@@ -429,11 +436,8 @@ mod tests {
 
     #[test]
     fn only_a_peer_penalised_already_is_charged_for_what_it_sends_while_graylisted() {
-        let mut p = Penalties::default();
-        let (flooder, other) = (PeerId::random(), PeerId::random());
-        for _ in 0..80 {
-            p.add(flooder, 0);
-        }
+        let (mut p, flooder, _) = penalised(80);
+        let other = PeerId::random();
         assert_eq!(p.add_if_penalised(flooder, 900, 0), Some(980.0));
         assert_eq!(p.add_if_penalised(other, 900, 0), None);
         assert_eq!(p.reported(&other), 0.0);
@@ -443,12 +447,7 @@ mod tests {
     fn a_graylisted_flooder_comes_back_over_the_graylist_when_documented() {
         // 160 points: under the graylist (−80) for ln(160/80) / ln(1/0.995)
         // = 138 s.
-        let mut p = Penalties::default();
-        let peer = PeerId::random();
-        let mut seen = 0.0;
-        for _ in 0..160 {
-            seen = p.add(peer, 0);
-        }
+        let (mut p, peer, mut seen) = penalised(160);
         let reported = seen_by_gossipsub(&mut p, peer, 0, 200, &mut seen);
         // Reported within one report step of the exact value: at 80 points
         // the penalty falls 0.4 a second, so up to ~2 s later.

@@ -69,6 +69,19 @@ fn score_at(peers: &[backchannel::PeerInfo], who: PeerId) -> Option<f64> {
     peers.iter().find(|p| p.peer == who).and_then(|p| p.score)
 }
 
+/// Each `(at, who)`: node `who` is not penalised at node `at` (its score
+/// there is known and not negative).
+async fn assert_not_penalised(lab: &Lab, pairs: &[(usize, usize)]) {
+    for &(at, who) in pairs {
+        let peers = lab.nodes[at].handle.peers().await.expect("peers");
+        let score = score_at(&peers, lab.nodes[who].peer_id());
+        assert!(
+            score.is_some_and(|s| s >= 0.0),
+            "node {who}'s score at node {at}: {score:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers() {
     let lobby = room("lobby");
@@ -271,15 +284,7 @@ async fn a_room_under_attack_keeps_every_honest_post_and_graylists_the_attackers
     assert!(g2.is_some_and(|s| s < -80.0), "second garbage sender's score {g2:?}");
     assert!(f.is_some_and(|s| s < -80.0), "flooder's score {f:?}");
     // Honest neighbours are not penalised.
-    let (a, b) = edges[0];
-    let honest_score = score_at(
-        &lab.nodes[a].handle.peers().await.expect("peers"),
-        lab.nodes[b].peer_id(),
-    );
-    assert!(
-        honest_score.is_some_and(|s| s >= 0.0),
-        "honest neighbour's score {honest_score:?}"
-    );
+    assert_not_penalised(&lab, &edges[..1]).await;
     drop(spam_peers);
     lab.shutdown().await;
 }
@@ -338,14 +343,7 @@ async fn a_hub_over_the_per_peer_limit_is_not_penalised_for_what_it_forwards() {
     tokio::time::timeout(T, over)
         .await
         .expect("the hub went over C's per-peer limit");
-    for (at, who) in [(2, 0), (0, 1)] {
-        let peers = lab.nodes[at].handle.peers().await.expect("peers");
-        let score = score_at(&peers, lab.nodes[who].peer_id());
-        assert!(
-            score.is_some_and(|s| s >= 0.0),
-            "node {who}'s score at node {at}: {score:?}"
-        );
-    }
+    assert_not_penalised(&lab, &[(2, 0), (0, 1)]).await;
     lab.shutdown().await;
 }
 
@@ -469,14 +467,7 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize) {
     );
     // No honest node is penalised by an honest neighbour: A at B and C, B
     // and C at A.
-    for (at, who) in [(1, 0), (2, 0), (0, 1), (0, 2)] {
-        let peers = lab.nodes[at].handle.peers().await.expect("peers");
-        let score = score_at(&peers, lab.nodes[who].peer_id());
-        assert!(
-            score.is_some_and(|s| s >= 0.0),
-            "node {who}'s score at node {at}: {score:?}"
-        );
-    }
+    assert_not_penalised(&lab, &[(1, 0), (2, 0), (0, 1), (0, 2)]).await;
     drop(attackers);
     lab.shutdown().await;
 }
