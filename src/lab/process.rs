@@ -145,10 +145,10 @@ impl ProcNode {
             "--name",
             &format!("node{}", self.index),
         ]);
-        if self.launch.netns.is_none() {
-            // On loopback every listen address is reachable by the others.
-            cmd.arg("--public");
-        }
+        // Not `--public`: a public node serves the DHT, and the DHT would
+        // connect the room beyond the scenario's topology (see
+        // `runner::run_node`). On loopback the node dials its edges' peers;
+        // in the NAT lab it meets them through its bootstrap helpers.
         cmd.args(["--room", self.launch.room.as_str(), "--listen", &listen.to_string()]);
         // Behind NATs the others' addresses are of no use: the node meets
         // them through its bootstrap helpers.

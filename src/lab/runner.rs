@@ -442,6 +442,19 @@ fn nat_error(e: NetnsError) -> LabError {
     LabError::Scenario(format!("the NAT lab (netns): {e}"))
 }
 
+/// What every in-process node of a run has, whatever the scenario: quick
+/// redials, and no DHT. A lab node is public by default, so it would serve
+/// the DHT, and the DHT queries at join connect every member of a room to
+/// most others (a 50-node room ended fully connected, docs/PERFORMANCE.md):
+/// the run would measure a full mesh whatever topology the scenario names,
+/// and the baseline runs on the scenario's edges. Private, with no helper,
+/// a node reaches exactly the peers of its edges (reach has its own tests,
+/// tests/it/reach.rs and tests/it/netns.rs).
+fn run_node(c: &mut crate::node::Config) {
+    c.redial_interval = Duration::from_millis(500);
+    c.public = false;
+}
+
 /// Builds the NAT lab for `netns` scenarios: one helper on the public
 /// segment running `backchannel serve`, and a home behind its own
 /// (endpoint-independent) NAT for each of `n` nodes. Returns the lab, the
@@ -619,17 +632,17 @@ pub async fn run_with(
                 // Plain function pointers, one per combination: a tweak
                 // captures nothing.
                 tweak: match (scenario.group_commit, scenario.encrypt) {
-                    (true, false) => |c| c.redial_interval = Duration::from_millis(500),
+                    (true, false) => run_node,
                     (false, false) => |c| {
-                        c.redial_interval = Duration::from_millis(500);
+                        run_node(c);
                         c.group_commit = false;
                     },
                     (true, true) => |c| {
-                        c.redial_interval = Duration::from_millis(500);
+                        run_node(c);
                         c.data_key = Some(crate::seal::DataKey::generate());
                     },
                     (false, true) => |c| {
-                        c.redial_interval = Duration::from_millis(500);
+                        run_node(c);
                         c.group_commit = false;
                         c.data_key = Some(crate::seal::DataKey::generate());
                     },
@@ -789,8 +802,9 @@ pub async fn run_with(
     timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut timeline: VecDeque<_> = timeline.into();
 
-    // Publishers and DM pairs (processes: between neighbours, whose
-    // addresses they know).
+    // Publishers and DM pairs (between neighbours, whose addresses they
+    // know: a run has no DHT, see `run_node`; in the NAT lab, any two
+    // nodes, which meet through the helper).
     let h = &scenario.hallway;
     let publishers: Vec<usize> = (0..n)
         .filter(|i| h.publishers == 0 || i / rooms < h.publishers)
@@ -798,7 +812,7 @@ pub async fn run_with(
     let mut rng = Rng::new(scenario.seed ^ 0xd1);
     let pairs: Vec<(usize, usize)> = (0..scenario.dm.pairs)
         .map(|_| {
-            if scenario.processes && !scenario.netns && !edges.is_empty() {
+            if !scenario.netns && !edges.is_empty() {
                 let (a, b) = edges[rng.below(edges.len())];
                 if rng.below(2) == 0 { (a, b) } else { (b, a) }
             } else {
@@ -809,9 +823,6 @@ pub async fn run_with(
         .collect();
     tracker.dm_in_flight = vec![0; pairs.len()];
     let mut dm_sent_per_pair = vec![0u64; pairs.len()];
-    // Senders are told nothing about their recipients: a recipient that is
-    // not a neighbour is found through the DHT (issue 10), as it would be
-    // across the internet.
 
     let total = Duration::from_secs_f64(h.duration_s);
     let in_process = lab.is_some();
