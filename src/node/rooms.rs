@@ -267,12 +267,13 @@ impl JoinedRoom {
     /// 1. the author is not blocked;
     /// 2. it is a post or an operation (or, live only, a presence
     ///    announcement) of this room;
-    /// 3. its time and clock are not in the future (and, live only, its time
-    ///    is not older than the clock window);
+    /// 3. its time is not in the future (and, live only, not older than the
+    ///    clock window);
     /// 4. live only: presence is taken here, and the author is within its
     ///    rate limit;
     /// 5. a newcomer's message forwarded by another peer is within that
-    ///    peer's share ([`JoinedRoom::newcomer_within`]);
+    ///    peer's share ([`JoinedRoom::newcomer_within`]), and its room clock
+    ///    is not in the future;
     /// 6. the room's rules at its clock. Operations they refuse are parked.
     ///
     /// Parked operations skip 1-5. Nothing is logged or shown here.

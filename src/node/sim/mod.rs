@@ -1,7 +1,8 @@
 //! A seeded simulation of many room cores without sockets (iroh-gossip's
 //! `proto/sim.rs` is the model). Each simulated node runs the core a real
-//! node runs for a room: signature checks ([`Signed::open`], batched for
-//! history pages), the one admission rule ([`JoinedRoom::admit`]) and its
+//! node runs for a room: signature checks ([`Signed::open`], and
+//! [`Signed::open_batch`] for history pages: each envelope verified
+//! strictly, each author's key decoded once a page), the one admission rule ([`JoinedRoom::admit`]) and its
 //! execution ([`JoinedRoom::commit`], the code `admit_room_message` calls),
 //! the room rules, presence, rate limits and history reconciliation
 //! ([`Reconciler`] and [`respond`]), over an in-memory log. A simulated
@@ -375,9 +376,9 @@ impl Sim {
         result
     }
 
-    /// Opens a page of history with one batch verification
-    /// (`Signed::open_batch`), of what has not been checked yet when checks
-    /// are shared.
+    /// Opens a page of history (`Signed::open_batch`: each envelope
+    /// verified strictly), of what has not been checked yet when checks are
+    /// shared.
     fn open_page(&mut self, envelopes: &[Vec<u8>]) -> Vec<Result<Signed, RejectReason>> {
         self.counts.opened += envelopes.len() as u64;
         if !self.config.shared_checks {
