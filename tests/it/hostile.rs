@@ -481,3 +481,72 @@ async fn a_sybil_flood_at_the_hub_shows_one_share_and_penalises_no_honest_node()
 async fn two_sybil_floods_on_two_honest_nodes_show_two_shares_and_penalise_no_honest_node() {
     sybil_flood_through_a_hub(&[0, 2], 1_500).await;
 }
+
+/// The application hears of rejections at most 20 a second (bursts of
+/// 100), however many there are, so that a flood cannot crowd its event
+/// queue; every rejection is still counted in `Stats`, and the ones not
+/// reported are counted as suppressed (docs/ARCHITECTURE.md, "Floods cost a
+/// lookup").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_rejections_reaches_the_application_at_its_rate_and_is_counted_in_full() {
+    let started = std::time::Instant::now();
+    let lobby = room("lobby");
+    let mut lab = Lab::start(1, LabConfig::default()).await.expect("lab");
+    lab.join_all(&lobby, &[], T).await.expect("join");
+    let raw = hostile_peer(&lab.nodes[0], &lobby).await;
+    // Posts under a fresh key each, forwarded by one connection that is not
+    // their author's: past the newcomers' share, each is ignored and
+    // counted, and nobody is penalised, so the flood keeps coming.
+    const FLOOD: usize = 3_000;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    for i in 0..FLOOD {
+        if i % 10 == 0 {
+            tick.tick().await;
+        }
+        let key = fresh_key();
+        let post = wire::envelope(
+            &key,
+            key.verifying_key().to_bytes(),
+            wire::payload_post(&wire::post("lobby", &format!("sybil {i}"))),
+        );
+        let _ = raw.try_publish("lobby", post).await;
+    }
+    // Wait until the node has judged the whole flood: shown or rejected.
+    let handle = lab.nodes[0].handle.clone();
+    let judged = async {
+        loop {
+            let stats = handle.stats().await.expect("stats");
+            if stats.hallway_received + stats.rejected_total() >= FLOOD as u64 {
+                return stats;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let stats = tokio::time::timeout(T, judged).await.expect("the flood was judged");
+    let reported = lab.nodes[0]
+        .drain()
+        .iter()
+        .filter(|e| matches!(e, Event::Rejected { .. }))
+        .count() as u64;
+    let secs = started.elapsed().as_secs_f64();
+    let allowed = 100 + (20.0 * secs).ceil() as u64;
+    assert!(
+        reported <= allowed,
+        "{reported} rejections reported in {secs:.1} s (at most {allowed})"
+    );
+    assert!(
+        stats.rejected_total() > allowed,
+        "the flood was over the event rate: {stats:?}"
+    );
+    // Every rejection went one way or the other (each came alone here:
+    // nothing was dropped in bulk below the loop), and none was lost.
+    assert!(stats.rejected_events_suppressed > 0, "{stats:?}");
+    assert_eq!(
+        reported + stats.rejected_events_suppressed,
+        stats.rejected_total(),
+        "{reported} reported, {stats:?}"
+    );
+    assert_eq!(stats.events_dropped, 0, "the event queue never overflowed");
+    drop(raw);
+    lab.shutdown().await;
+}
