@@ -190,3 +190,61 @@ async fn a_room_handle_carries_the_rooms_events_apart_from_the_node_stream() {
     assert!(room0.footprint().await.expect("footprint").is_empty());
     lab.shutdown().await;
 }
+
+/// An application that stops reading a room's stream loses events beyond
+/// the stream's 4,096, counted in `Stats::events_dropped`: never the
+/// messages (they are in the log) and never the node (the loop does not
+/// wait for the reader). docs/ARCHITECTURE.md, "Bounded everywhere".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stalls_loses_counted_events_never_the_log_nor_the_node() {
+    const POSTS: usize = 4_096 + 400;
+    let lobby = room("lobby");
+    // Limits far above the test's pace: one author posts thousands at once.
+    let config = LabConfig {
+        limits: Some(backchannel::Limits::unlimited()),
+        ..LabConfig::default()
+    };
+    let mut lab = Lab::start(2, config).await.expect("lab");
+    lab.connect_edges(&[(0, 1)], T).await.expect("connect");
+    lab.join_all(&lobby, &[(0, 1)], T).await.expect("join");
+    let room0 = lab.nodes[0].handle.join(&lobby).await.expect("joined already: fine");
+    let mut stalled = room0.subscribe().await.expect("subscribe");
+    for i in 0..POSTS {
+        lab.nodes[1]
+            .handle
+            .post(&lobby, &format!("line {i}"))
+            .await
+            .expect("post");
+    }
+    // The node keeps answering while nobody reads its room's stream.
+    let handle = lab.nodes[0].handle.clone();
+    let received = async {
+        loop {
+            let stats = handle.stats().await.expect("the node answers");
+            if stats.hallway_received >= POSTS as u64 {
+                return stats;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let stats = tokio::time::timeout(T * 3, received)
+        .await
+        .expect("every post received");
+    let mut queued = 0;
+    while stalled.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert_eq!(queued, 4_096, "the stream held what it could");
+    assert!(
+        stats.events_dropped >= (POSTS - 4_096) as u64,
+        "{} events dropped: {stats:?}",
+        stats.events_dropped
+    );
+    let logged = lab.nodes[0]
+        .handle
+        .history(HistoryQuery::Room(lobby.clone()), POSTS * 2)
+        .await
+        .expect("history");
+    assert_eq!(logged.len(), POSTS, "every post is in the log");
+    lab.shutdown().await;
+}
