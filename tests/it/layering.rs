@@ -1,7 +1,8 @@
 //! The library's structure, checked from its source (docs/ARCHITECTURE.md,
 //! "Invariants"): no import circle among the top-level modules of `src/`,
-//! and the generated protobuf types named only inside `src/wire/`, the one
-//! place where wire bytes become domain values.
+//! the generated protobuf types named only inside `src/wire/`, the one
+//! place where wire bytes become domain values, and the log and the message
+//! bodies free of the network and of IO.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -231,4 +232,65 @@ fn only_the_wire_module_names_the_generated_protobuf_types() {
     }
     assert!(named.is_empty(), "protobuf named outside src/wire/: {named:?}");
     assert!(files.iter().any(|f| f.starts_with(&wire) && code(f).contains("pb::")));
+}
+
+/// The paths at or under `root` (`libp2p`, `tokio`, `std::fs`, ...) that
+/// the code of `module`'s files names, as written (`libp2p::PeerId`,
+/// `std::fs`). Paths are read as written in full: `use std::{fs, io}` is
+/// seen as `std`, which no check here forbids; the code base writes its
+/// imports one path per item.
+fn paths_under(module: &str, root: &str) -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut out = BTreeSet::new();
+    for file in files.iter().filter(|f| module_of(f) == module) {
+        let code = code(file);
+        for (at, _) in code.match_indices(root) {
+            // Only a path that starts here (not `crate::libp2p::` or
+            // `x_tokio`) and is `root` itself or goes on below it.
+            let before = code[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let after = code[at + root.len()..].chars().next();
+            if after.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let end = code[at..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .map_or(code.len(), |e| at + e);
+            out.insert(code[at..end].trim_end_matches(':').to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_log_knows_peers_by_name_only_and_the_bodies_do_no_io() {
+    // `store` names libp2p's PeerId and nothing of its network.
+    let store = paths_under("store", "libp2p");
+    assert_eq!(
+        store,
+        BTreeSet::from(["libp2p::PeerId".to_owned()]),
+        "store uses {store:?}"
+    );
+    // `message` (what a message says) does no IO: no files, sockets, runtime,
+    // log or network.
+    for root in ["tokio", "sled", "std::fs", "std::net", "std::io"] {
+        let used = paths_under("message", root);
+        assert!(used.is_empty(), "message uses {used:?}");
+    }
+    let network = paths_under("message", "libp2p");
+    assert_eq!(
+        network,
+        BTreeSet::from(["libp2p::PeerId".to_owned()]),
+        "message uses {network:?}"
+    );
+    // Neither reaches up into the node.
+    let graph = import_graph();
+    for module in ["store", "message"] {
+        assert!(!graph[module].contains("node"), "{module} imports node");
+    }
+    // The reader works: it finds what store does use.
+    assert!(!paths_under("store", "sled").is_empty());
 }
