@@ -260,13 +260,50 @@ async fn netem_delays_and_drops_packets_on_a_public_link() {
     );
 }
 
+/// The root namespace's links, addresses, routes and firewall rules: what
+/// a lab must not touch (docs/ARCHITECTURE.md, "NAT lab traffic stays
+/// inside namespaces the lab made").
+fn root_network() -> String {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("the tool runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Link names (not their counters or state), then the rest as listed.
+    let links: Vec<String> = run(&["ip", "-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1).map(str::to_owned))
+        .collect();
+    let addrs: Vec<String> = run(&["ip", "-o", "addr", "show"])
+        .lines()
+        .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+        .collect();
+    format!(
+        "links {links:?}\naddrs {addrs:?}\nroutes\n{}\nfilter\n{}\nnat\n{}",
+        run(&["ip", "route", "show"]),
+        run(&["iptables", "-S"]),
+        run(&["iptables", "-t", "nat", "-S"]),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_lab_kills_its_processes_and_leaves_no_namespace() {
+    let root = root_network();
     let lab = new_lab()
         .helper("h1")
         .and_then(|l| l.home("alice", Nat::Easy))
         .and_then(|l| l.home("carol", Nat::Hard))
         .expect("lab builds");
+    // A whole lab runs without a link, address, route or rule in the root
+    // namespace.
+    assert_eq!(root_network(), root, "the lab changed the root namespace");
     let ours = lab.namespaces().to_vec();
     assert_eq!(ours.len(), 6, "public, h1, two homes and their NATs");
     assert!(ours.iter().all(|n| namespaces().contains(n)));
@@ -286,6 +323,7 @@ async fn a_dropped_lab_kills_its_processes_and_leaves_no_namespace() {
     assert!(!status.success(), "killed, not finished: {status}");
     let left = namespaces();
     assert!(ours.iter().all(|n| !left.contains(n)), "left behind: {left:?}");
+    assert_eq!(root_network(), root, "the root namespace after the lab");
 
     // A panic inside a test tears the lab down too.
     let mut names = Vec::new();
