@@ -386,12 +386,7 @@ impl EventLoop {
     /// Counts `n` inputs from `from` rejected for `reason`, with one
     /// (rate-limited) event.
     fn reject_n(&mut self, from: PeerId, reason: RejectReason, n: u64) {
-        *self.stats.rejected.entry(reason).or_default() += n;
-        let by_peer = &mut self.stats.rejected_by_peer;
-        let key = from.to_string();
-        if by_peer.contains_key(&key) || by_peer.len() < Stats::MAX_PEERS_TRACKED {
-            *by_peer.entry(key).or_default() += n;
-        }
+        self.stats.count_rejected(&from, reason, n);
         if self.limiters.reject_events.allow(&(), now_ms()) {
             self.emit(Event::Rejected { from, reason });
         } else {

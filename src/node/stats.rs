@@ -76,4 +76,54 @@ impl Stats {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
+
+    /// Counts `n` inputs from `from` rejected for `reason`: always by
+    /// reason, and by peer for the first [`Stats::MAX_PEERS_TRACKED`] peers
+    /// (those keep counting; a new peer beyond them is counted by reason
+    /// only).
+    pub(crate) fn count_rejected(&mut self, from: &libp2p::PeerId, reason: RejectReason, n: u64) {
+        *self.rejected.entry(reason).or_default() += n;
+        let key = from.to_string();
+        let by_peer = &mut self.rejected_by_peer;
+        if by_peer.contains_key(&key) || by_peer.len() < Self::MAX_PEERS_TRACKED {
+            *by_peer.entry(key).or_default() += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_counted_in_full_and_by_peer_for_a_bounded_number_of_peers() {
+        let mut stats = Stats::default();
+        let peers: Vec<libp2p::PeerId> = (0..Stats::MAX_PEERS_TRACKED + 500)
+            .map(|_| libp2p::PeerId::random())
+            .collect();
+        for peer in &peers {
+            stats.count_rejected(peer, RejectReason::RateLimited, 2);
+        }
+        assert_eq!(
+            stats.rejected_total(),
+            2 * peers.len() as u64,
+            "every rejection counted"
+        );
+        assert_eq!(
+            stats.rejected_by_peer.len(),
+            Stats::MAX_PEERS_TRACKED,
+            "peers tracked are bounded"
+        );
+        // A tracked peer keeps counting; one beyond the bound is not added.
+        stats.count_rejected(&peers[0], RejectReason::Malformed, 1);
+        stats.count_rejected(peers.last().expect("a peer"), RejectReason::Malformed, 1);
+        assert_eq!(stats.rejected_by_peer[&peers[0].to_string()], 3);
+        assert!(
+            !stats
+                .rejected_by_peer
+                .contains_key(&peers.last().expect("a peer").to_string())
+        );
+        assert_eq!(stats.rejected_by_peer.len(), Stats::MAX_PEERS_TRACKED);
+        assert_eq!(stats.rejected[&RejectReason::Malformed], 2);
+    }
 }
