@@ -111,6 +111,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_queue_behind_a_flush_is_full_at_its_bound_and_drains_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut commit = GroupCommit::new(Store::open(&dir.path().join("log")).unwrap(), true);
+        commit.push(0);
+        // The first action went with the flush now running; the rest wait.
+        for i in 1..MAX_WAITING {
+            commit.push(i);
+            assert!(!commit.is_full(), "{i} waiting");
+        }
+        commit.push(MAX_WAITING);
+        assert!(commit.is_full(), "the event loop takes no more work now");
+        let (r, first) = commit.next().await;
+        r.unwrap();
+        assert_eq!(first, vec![0]);
+        assert!(!commit.is_full(), "the next flush took every waiting action");
+        let (r, second) = commit.next().await;
+        r.unwrap();
+        assert_eq!(second.len(), MAX_WAITING, "one flush covers them all");
+        assert!(commit.is_idle());
+    }
+
+    #[tokio::test]
     async fn without_grouping_each_flush_covers_one_action() {
         let dir = tempfile::tempdir().unwrap();
         let mut commit = GroupCommit::new(Store::open(&dir.path().join("log")).unwrap(), false);
