@@ -354,6 +354,24 @@ fn fresh_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&secret)
 }
 
+/// Publishes `posts` valid posts to "lobby" through `raw`, each under a
+/// fresh key, at ~1,000 a second.
+async fn sybil_flood(raw: &RawPeer, posts: usize) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    for i in 0..posts {
+        if i % 10 == 0 {
+            tick.tick().await;
+        }
+        let key = fresh_key();
+        let post = wire::envelope(
+            &key,
+            key.verifying_key().to_bytes(),
+            wire::payload_post(&wire::post("lobby", &format!("sybil {i}"))),
+        );
+        let _ = raw.try_publish("lobby", post).await;
+    }
+}
+
 /// The spam each node shows at most when `attackers` connections each
 /// flood for `secs`: each one's share of newcomers' messages
 /// (`Limits::newcomers_per_peer`), one more for a token that came back while
@@ -406,21 +424,7 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize) {
     // ~1,000 posts/s from each attacker, every post under a key of its own,
     // while B posts twenty lines.
     let started = std::time::Instant::now();
-    let floods = attackers.iter().map(|raw| async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
-        for i in 0..flood_each {
-            if i % 10 == 0 {
-                tick.tick().await;
-            }
-            let key = fresh_key();
-            let post = wire::envelope(
-                &key,
-                key.verifying_key().to_bytes(),
-                wire::payload_post(&wire::post("lobby", &format!("sybil {i}"))),
-            );
-            let _ = raw.try_publish("lobby", post).await;
-        }
-    });
+    let floods = attackers.iter().map(|raw| sybil_flood(raw, flood_each));
     let b = lab.nodes[1].handle.clone();
     let posting = async {
         let mut ids = HashSet::new();
@@ -498,19 +502,7 @@ async fn a_flood_of_rejections_reaches_the_application_at_its_rate_and_is_counte
     // their author's: past the newcomers' share, each is ignored and
     // counted, and nobody is penalised, so the flood keeps coming.
     const FLOOD: usize = 3_000;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
-    for i in 0..FLOOD {
-        if i % 10 == 0 {
-            tick.tick().await;
-        }
-        let key = fresh_key();
-        let post = wire::envelope(
-            &key,
-            key.verifying_key().to_bytes(),
-            wire::payload_post(&wire::post("lobby", &format!("sybil {i}"))),
-        );
-        let _ = raw.try_publish("lobby", post).await;
-    }
+    sybil_flood(&raw, FLOOD).await;
     // Wait until the node has judged the whole flood: shown or rejected.
     let handle = lab.nodes[0].handle.clone();
     let judged = async {
