@@ -3,7 +3,7 @@
 use backchannel::lab::{Lab, LabConfig, Topology};
 use backchannel::{Event, HistoryQuery};
 
-use crate::support::{T, hallway, mesh, room};
+use crate::support::{T, hallway, mesh, room, stats_once};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_in_a_room_receives_every_post_once() {
@@ -222,19 +222,10 @@ async fn a_stalled_reader(room_stream: bool) {
             .expect("post");
     }
     // The node keeps answering while nobody reads the stream.
-    let handle = lab.nodes[0].handle.clone();
-    let received = async {
-        loop {
-            let stats = handle.stats().await.expect("the node answers");
-            if stats.hallway_received >= posts as u64 {
-                return stats;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    };
-    let stats = tokio::time::timeout(T * 3, received)
-        .await
-        .expect("every post received");
+    let stats = stats_once(&lab.nodes[0].handle, "every post received", T * 3, |s| {
+        s.hallway_received >= posts as u64
+    })
+    .await;
     let mut queued = 0;
     while stalled.try_recv().is_ok() {
         queued += 1;

@@ -13,7 +13,7 @@ use backchannel::{Event, Identity, MessageId, PeerId, Room};
 
 use crate::support::raw::RawPeer;
 use crate::support::wire;
-use crate::support::{T, room};
+use crate::support::{T, room, stats_once};
 
 const HONEST: usize = 20;
 const POSTS_EACH: usize = 3;
@@ -323,26 +323,12 @@ async fn a_hub_over_the_per_peer_limit_is_not_penalised_for_what_it_forwards() {
     };
     tokio::join!(post_30(a), post_30(b));
     // Wait (up to T) until C has counted the hub over its limit.
-    let c = lab.nodes[2].handle.clone();
-    let over = async {
-        let mut check = tokio::time::interval(std::time::Duration::from_millis(100));
-        loop {
-            check.tick().await;
-            let stats = c.stats().await.expect("stats");
-            if stats
-                .rejected
-                .get(&backchannel::RejectReason::RateLimited)
-                .copied()
-                .unwrap_or(0)
-                > 0
-            {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(T, over)
-        .await
-        .expect("the hub went over C's per-peer limit");
+    stats_once(&lab.nodes[2].handle, "the hub went over C's per-peer limit", T, |s| {
+        s.rejected
+            .get(&backchannel::RejectReason::RateLimited)
+            .is_some_and(|n| *n > 0)
+    })
+    .await;
     assert_not_penalised(&lab, &[(2, 0), (0, 1)]).await;
     lab.shutdown().await;
 }
@@ -504,17 +490,10 @@ async fn a_flood_of_rejections_reaches_the_application_at_its_rate_and_is_counte
     const FLOOD: usize = 3_000;
     sybil_flood(&raw, FLOOD).await;
     // Wait until the node has judged the whole flood: shown or rejected.
-    let handle = lab.nodes[0].handle.clone();
-    let judged = async {
-        loop {
-            let stats = handle.stats().await.expect("stats");
-            if stats.hallway_received + stats.rejected_total() >= FLOOD as u64 {
-                return stats;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    };
-    let stats = tokio::time::timeout(T, judged).await.expect("the flood was judged");
+    let stats = stats_once(&lab.nodes[0].handle, "the flood judged", T, |s| {
+        s.hallway_received + s.rejected_total() >= FLOOD as u64
+    })
+    .await;
     let reported = lab.nodes[0]
         .drain()
         .iter()

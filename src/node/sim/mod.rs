@@ -2,13 +2,14 @@
 //! `proto/sim.rs` is the model). Each simulated node runs the core a real
 //! node runs for a room: signature checks ([`Signed::open`], and
 //! [`Signed::open_batch`] for history pages: each envelope verified
-//! strictly, each author's key decoded once a page), the one admission rule ([`JoinedRoom::admit`]) and its
-//! execution ([`JoinedRoom::commit`], the code `admit_room_message` calls),
-//! the room rules, presence, rate limits and history reconciliation
-//! ([`Reconciler`] and [`respond`]), over an in-memory log. A simulated
-//! network carries the bytes over a random mesh with per-link delays and
-//! jitter (so messages reorder), loss and partitions; time is simulated
-//! and passed to every call; every random choice comes from one seed.
+//! strictly, each author's key decoded once a page), the one admission
+//! rule ([`JoinedRoom::admit`]) and its execution ([`JoinedRoom::commit`],
+//! the code `admit_room_message` calls), the room rules, presence, rate
+//! limits and history reconciliation ([`Reconciler`] and [`respond`]), over
+//! an in-memory log. A simulated network carries the bytes over a random
+//! mesh with per-link delays and jitter (so messages reorder), loss and
+//! partitions; time is simulated and passed to every call; every random
+//! choice comes from one seed.
 //!
 //! A script ([`script`]) drives a hosted room through posts, moderation,
 //! edits, reactions, mode switches, a removal, presence and forgeries; the

@@ -12,7 +12,7 @@ pub mod wire;
 use std::time::Duration;
 
 use backchannel::lab::{Lab, LabConfig, Topology};
-use backchannel::{Event, MessageId, Room};
+use backchannel::{Event, Handle, MessageId, Room, Stats};
 
 /// Every wait in the tests has this limit; nothing waits by sleeping.
 pub const T: Duration = Duration::from_secs(20);
@@ -27,6 +27,25 @@ pub async fn mesh(n: usize, topology: Topology, room: &Room) -> Lab {
     lab.connect(topology, T).await.expect("nodes connect");
     lab.join_all(room, &topology.edges(n, 0), T).await.expect("mesh forms");
     lab
+}
+
+/// The node's counters once `ready` holds for them, read every 100 ms for
+/// up to `limit` (counters have no event to wait for); panics with `what`
+/// if they never do.
+pub async fn stats_once(handle: &Handle, what: &str, limit: Duration, ready: impl Fn(&Stats) -> bool) -> Stats {
+    let poll = async {
+        let mut check = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            check.tick().await;
+            let stats = handle.stats().await.expect("the node answers");
+            if ready(&stats) {
+                return stats;
+            }
+        }
+    };
+    tokio::time::timeout(limit, poll)
+        .await
+        .unwrap_or_else(|_| panic!("{what} within {limit:?}"))
 }
 
 /// Picks the hallway post with this id.
