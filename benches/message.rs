@@ -20,6 +20,7 @@ fn post(identity: &Identity) -> Signed {
             reply_to: None,
             mentions: Vec::new(),
             question: false,
+            stamp: None,
         }),
     )
 }

@@ -54,6 +54,7 @@ fn posts(room: &Room) -> Vec<Signed> {
                     reply_to: None,
                     mentions: Vec::new(),
                     question: false,
+                    stamp: None,
                 }),
             )
         })

@@ -202,6 +202,7 @@ mod tests {
             reply_to: None,
             mentions: Vec::new(),
             question: false,
+            stamp: None,
         })
     }
 

@@ -979,6 +979,7 @@ impl JsonLine {
                     reply_to,
                     mentions,
                     question,
+                    stamp: None,
                 },
             },
             JsonLine::RoomOp { room, id, from, op } => Event::RoomOp {

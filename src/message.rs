@@ -30,6 +30,10 @@ pub struct HallwayPost {
     pub mentions: Vec<PeerId>,
     /// A question to the stage.
     pub question: bool,
+    /// The author's stamp for the room, if it has one: work bound to the
+    /// room and the key (`protocol::stamp_strength`), which lets a node
+    /// admit a new author who paid for its key more readily than a free one.
+    pub stamp: Option<u64>,
 }
 
 /// A private backchannel message.

@@ -103,6 +103,115 @@ pub const PEER_KEY_DOMAIN: &[u8] = b"backchannel/dht/peer/v1\n";
 /// Domain of the DHT key under which a room's members are providers.
 pub const ROOM_KEY_DOMAIN: &[u8] = b"backchannel/dht/room/v1\n";
 
+/// Domain of a stamp's hash (see [`stamp_strength`]).
+pub const STAMP_DOMAIN: &[u8] = b"backchannel/stamp/v1\n";
+
+/// How much work a stamp shows for an author in a room: the number of
+/// leading zero bits of `SHA-256(STAMP_DOMAIN || u16 LE length of the room
+/// id || room id || the author's 32-byte ed25519 public key || stamp as u64
+/// LE)`. A stamp is bound to one room and one key, so it cannot be reused
+/// for another key or carried to another room; it costs its author about
+/// 2^bits hashes once per room and costs a receiver one hash to check.
+/// Zero is never a stamp (the wire's "none").
+pub fn stamp_strength(room: &str, key: &[u8; 32], stamp: u64) -> u32 {
+    if stamp == 0 {
+        return 0;
+    }
+    StampHash::new(room, key).strength(stamp)
+}
+
+/// The first stamp (counting from 1) with at least `bits` of work for `key`
+/// in `room`: about 2^bits hashes (2^18 take ~0.03 s on one core of the
+/// project's test machine, in a release build). Deterministic, so a node that lost its cached
+/// stamp finds the same one again. `bits` above 40 would not finish in a
+/// lifetime; callers bound it.
+pub fn mint_stamp(room: &str, key: &[u8; 32], bits: u32) -> u64 {
+    let hash = StampHash::new(room, key);
+    (1..=u64::MAX)
+        .find(|stamp| hash.strength(*stamp) >= bits)
+        .expect("a stamp exists below 2^64 for any bits a caller asks")
+}
+
+/// SHA-256 of a stamp's bytes with everything but the stamp done once: the
+/// blocks before it compressed, and the last one or two laid out with the
+/// padding. Each try costs one or two block compressions in `sha2` (which
+/// is optimised even in a debug build, where the generic `Digest` path is
+/// not), so minting is as fast in tests as in the product.
+struct StampHash {
+    state: [u32; 8],
+    tail: [[u8; 64]; 2],
+    blocks: usize,
+    at: usize,
+}
+
+/// SHA-256's initial state (FIPS 180-4, 5.3.3).
+const SHA256_H0: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+impl StampHash {
+    fn new(room: &str, key: &[u8; 32]) -> Self {
+        // Room ids are at most MAX_ROOM_BYTES, so the length fits in a u16.
+        let mut prefix = STAMP_DOMAIN.to_vec();
+        prefix.extend_from_slice(&(room.len() as u16).to_le_bytes());
+        prefix.extend_from_slice(room.as_bytes());
+        prefix.extend_from_slice(key);
+        let mut state = SHA256_H0;
+        let full = prefix.len() / 64 * 64;
+        for block in prefix[..full].chunks_exact(64) {
+            sha2::block_api::compress256(&mut state, &[block.try_into().expect("64 bytes")]);
+        }
+        // The rest, the 8 stamp bytes, 0x80, zeros, the length in bits.
+        let rest = &prefix[full..];
+        let blocks = if rest.len() + 8 + 1 + 8 <= 64 { 1 } else { 2 };
+        let mut bytes = [0u8; 128];
+        bytes[..rest.len()].copy_from_slice(rest);
+        bytes[rest.len() + 8] = 0x80;
+        let bits = ((prefix.len() + 8) as u64) * 8;
+        bytes[blocks * 64 - 8..blocks * 64].copy_from_slice(&bits.to_be_bytes());
+        let mut tail = [[0u8; 64]; 2];
+        tail[0].copy_from_slice(&bytes[..64]);
+        tail[1].copy_from_slice(&bytes[64..]);
+        Self {
+            state,
+            tail,
+            blocks,
+            at: rest.len(),
+        }
+    }
+
+    fn strength(&self, stamp: u64) -> u32 {
+        let mut tail = self.tail;
+        for (i, byte) in stamp.to_le_bytes().into_iter().enumerate() {
+            let at = self.at + i;
+            tail[at / 64][at % 64] = byte;
+        }
+        let mut state = self.state;
+        sha2::block_api::compress256(&mut state, &tail[..self.blocks]);
+        // The digest is the state's words, big-endian.
+        let mut bits = 0;
+        for word in state {
+            bits += word.leading_zeros();
+            if word != 0 {
+                break;
+            }
+        }
+        bits
+    }
+}
+
+#[cfg(test)]
+fn leading_zero_bits(digest: &[u8]) -> u32 {
+    let mut bits = 0;
+    for byte in digest {
+        bits += byte.leading_zeros();
+        if *byte != 0 {
+            break;
+        }
+    }
+    bits
+}
+
 /// Largest DHT record value a node stores or accepts: a signed libp2p peer
 /// record of [`MAX_RECORD_ADDRS`] addresses fits with room to spare.
 pub const MAX_RECORD_BYTES: usize = 4096;
@@ -246,5 +355,95 @@ pub fn chat_topic_params() -> gossipsub::TopicScoreParams {
         invalid_message_deliveries_weight: -10.0,
         invalid_message_deliveries_decay: 0.999,
         ..gossipsub::TopicScoreParams::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [7; 32];
+
+    #[test]
+    fn a_minted_stamp_has_the_work_asked_and_only_for_its_room_and_key() {
+        let stamp = mint_stamp("general", &KEY, 12);
+        assert!(stamp_strength("general", &KEY, stamp) >= 12);
+        // The same work does not carry to another room or key: a stamp of 12
+        // bits for them would be a 1 in 4,096 chance, and these are fixed.
+        assert!(stamp_strength("general2", &KEY, stamp) < 12);
+        assert!(stamp_strength("general", &[8; 32], stamp) < 12);
+        // Deterministic: a node that lost its stamp finds the same one.
+        assert_eq!(mint_stamp("general", &KEY, 12), stamp);
+        // No stamp is no work.
+        assert_eq!(stamp_strength("general", &KEY, 0), 0);
+    }
+
+    #[test]
+    fn the_fast_hash_is_sha256_for_every_room_length() {
+        // Room ids of 1 to 64 bytes put the stamp in the first or second
+        // block and the padding in one or two: all of them agree with the
+        // plain digest.
+        for len in 1..=MAX_ROOM_BYTES {
+            let room = "r".repeat(len);
+            for stamp in [1u64, 42, 0x0102_0304_0506_0708, u64::MAX] {
+                let mut bytes = STAMP_DOMAIN.to_vec();
+                bytes.extend_from_slice(&(len as u16).to_le_bytes());
+                bytes.extend_from_slice(room.as_bytes());
+                bytes.extend_from_slice(&KEY);
+                bytes.extend_from_slice(&stamp.to_le_bytes());
+                let digest = Sha256::digest(&bytes);
+                let words: Vec<u32> = digest
+                    .chunks(4)
+                    .map(|w| u32::from_be_bytes(w.try_into().unwrap()))
+                    .collect();
+                let mut state = SHA256_H0;
+                let hash = StampHash::new(&room, &KEY);
+                let mut tail = hash.tail;
+                for (i, byte) in stamp.to_le_bytes().into_iter().enumerate() {
+                    tail[(hash.at + i) / 64][(hash.at + i) % 64] = byte;
+                }
+                state.copy_from_slice(&hash.state);
+                sha2::block_api::compress256(&mut state, &tail[..hash.blocks]);
+                assert_eq!(state.to_vec(), words, "room of {len} bytes, stamp {stamp}");
+                assert_eq!(stamp_strength(&room, &KEY, stamp), leading_zero_bits(&digest));
+            }
+        }
+    }
+
+    #[test]
+    fn strength_counts_leading_zero_bits_across_bytes() {
+        assert_eq!(leading_zero_bits(&[0x80, 0]), 0);
+        assert_eq!(leading_zero_bits(&[0x01, 0xff]), 7);
+        assert_eq!(leading_zero_bits(&[0, 0x10]), 11);
+        assert_eq!(leading_zero_bits(&[0, 0]), 16);
+    }
+
+    #[test]
+    fn the_hash_is_the_one_the_protocol_specifies() {
+        // docs/PROTOCOL.md gives this construction; another implementation
+        // checks its own against the same bytes.
+        let stamp = 42u64;
+        let mut bytes = STAMP_DOMAIN.to_vec();
+        bytes.extend_from_slice(&7u16.to_le_bytes());
+        bytes.extend_from_slice(b"general");
+        bytes.extend_from_slice(&KEY);
+        bytes.extend_from_slice(&stamp.to_le_bytes());
+        let digest = Sha256::digest(&bytes);
+        assert_eq!(bytes.len(), 70);
+        assert_eq!(
+            digest.as_slice(),
+            hex("fa9ae8f38c1bd7647bb719c55558209f04a79dd67e7bf1e14e7561fac26c7763")
+        );
+        assert_eq!(stamp_strength("general", &KEY, stamp), 0);
+        // The vector docs/PROTOCOL.md gives for a stamp of 18 bits.
+        assert_eq!(mint_stamp("general", &KEY, 18), 574_692);
+        assert_eq!(stamp_strength("general", &KEY, 574_692), 18);
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
     }
 }

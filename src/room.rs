@@ -131,6 +131,8 @@ pub struct RoomOp {
     pub time_ms: u64,
     /// What it does.
     pub action: RoomAction,
+    /// The author's stamp for the room, as in [`crate::HallwayPost::stamp`].
+    pub stamp: Option<u64>,
 }
 
 /// "I am in this room", with an expiry. Never stored.

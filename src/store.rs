@@ -867,6 +867,7 @@ mod tests {
                 reply_to: None,
                 mentions: Vec::new(),
                 question: false,
+                stamp: None,
             }),
         )
     }

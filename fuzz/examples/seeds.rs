@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             reply_to: None,
             mentions: Vec::new(),
             question: false,
+            stamp: None,
         }),
         [0x11; 16],
     );

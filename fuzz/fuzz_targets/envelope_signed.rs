@@ -140,6 +140,7 @@ fn build(input: BodyIn, pad: u8) -> Option<(Body, bool, Body)> {
                 reply_to: None,
                 mentions: Vec::new(),
                 question: false,
+                stamp: None,
             };
             let opened = HallwayPost {
                 nick: norm_nick(post.nick.clone()),

@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
                 reply_to: None,
                 mentions: Vec::new(),
                 question: false,
+                stamp: None,
             });
             let signed = Signed::sign_with_nonce(&identity, post, [0; 16]);
             assert_eq!(

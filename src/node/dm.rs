@@ -229,6 +229,7 @@ mod tests {
                 reply_to: None,
                 mentions: Vec::new(),
                 question: false,
+                stamp: None,
             }),
         );
         assert_eq!(f.admit(&bob, post.envelope()), DmAdmission::WrongKind);

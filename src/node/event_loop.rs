@@ -147,6 +147,8 @@ pub(crate) struct EventLoop {
     waiting: HashMap<Room, usize>,
     /// History sync sessions and their limits.
     syncs: sync::Syncs,
+    /// This node's stamps for its rooms, while they are minted.
+    minting: super::stamps::Minting,
     history_window_ms: u64,
     history_max: usize,
     sync_interval: Duration,
@@ -291,6 +293,7 @@ impl EventLoop {
             remember_rooms: config.remember_rooms,
             waiting: HashMap::new(),
             syncs: sync::Syncs::default(),
+            minting: super::stamps::Minting::default(),
             history_window_ms: config.history_window.as_millis() as u64,
             history_max: config.history_max,
             sync_interval: config.sync_interval,
@@ -313,6 +316,11 @@ impl EventLoop {
     }
 
     pub(crate) async fn run(mut self) {
+        // The rooms joined at start (`Config::rooms`, remembered rooms) get
+        // their stamps here, where blocking tasks can be spawned.
+        for room in self.rooms.ids() {
+            self.stamp_room(&room);
+        }
         self.redial();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -329,6 +337,7 @@ impl EventLoop {
                 },
                 (outcome, actions) = self.commit.next() => self.handle_flushed(outcome, actions),
                 page = self.syncs.next_verified() => self.handle_verified(page),
+                Some(minted) = self.minting.next(), if self.minting.busy() => self.handle_minted(minted),
                 event = self.swarm.select_next_some(), if accepting => self.handle_swarm_event(event),
                 _ = tick.tick() => self.handle_tick(),
                 _ = post_flush.tick() => self.flush_posts(),
@@ -442,10 +451,23 @@ impl EventLoop {
     // ---- commands ------------------------------------------------------------
 
     fn handle_call(&mut self, call: Call) {
+        // A post or operation in a room whose stamp is being minted waits
+        // for it (a moment after join: `stamps`), so that it carries it.
+        let Some(call) = self.minting.hold(call) else {
+            return;
+        };
         match call {
-            Call::Join { room, reply } => {
-                let _ = reply.send(self.join(&room));
-            }
+            Call::Join { room, reply } => match self.join(&room) {
+                // Answered when the room's stamp is minted (`handle_minted`).
+                Ok(()) if self.minting.is_minting(&room) => {
+                    if let Some(Call::Join { reply, .. }) = self.minting.hold(Call::Join { room, reply }) {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                result => {
+                    let _ = reply.send(result);
+                }
+            },
             Call::Leave { room, reply } => {
                 let _ = reply.send(Ok(self.leave(&room)));
             }
@@ -688,7 +710,44 @@ impl EventLoop {
         }
         self.reach.room_joined(room.clone());
         self.reach_tick();
+        self.stamp_room(room);
         Ok(())
+    }
+
+    /// Gives a room just joined this node's stamp: the one kept in the log,
+    /// or one minted on a blocking thread ([`Self::handle_minted`]).
+    fn stamp_room(&mut self, room: &Room) {
+        let Some(key) = crate::id::key_of(&self.local) else {
+            return;
+        };
+        let bits = self.limiters.stamp_bits;
+        match super::stamps::kept(&self.store, room, &key, bits) {
+            Some(stamp) => {
+                if let Some(joined) = self.rooms.get_mut(room) {
+                    joined.stamp = Some(stamp);
+                }
+            }
+            None => self.minting.start(room, key, bits),
+        }
+    }
+
+    /// A stamp minted: the room's posts carry it from now on, the log keeps
+    /// it for the next join, and the joins that waited for it return.
+    fn handle_minted(&mut self, minted: super::stamps::Minted) {
+        let room = &minted.room;
+        if let Some(stamp) = minted.stamp {
+            if let Err(e) = super::stamps::keep(&self.store, room, stamp) {
+                tracing::warn!(%room, "cannot keep the room's stamp: {e}");
+            }
+            if let Some(joined) = self.rooms.get_mut(room) {
+                joined.stamp = Some(stamp);
+            }
+        } else {
+            tracing::error!(%room, "minting the room's stamp failed; its posts go unstamped");
+        }
+        for call in minted.held {
+            self.handle_call(call);
+        }
     }
 
     fn leave(&mut self, room: &Room) -> usize {

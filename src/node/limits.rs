@@ -68,6 +68,22 @@ pub struct Limits {
     /// room's deliveries with no attacker (docs/SECURITY.md, "Floods under
     /// fresh keys").
     pub newcomers_per_peer: Rate,
+    /// The share as [`Limits::newcomers_per_peer`] for newcomers whose
+    /// message carries no stamp of [`Limits::stamp_bits`] for the room
+    /// (docs/PROTOCOL.md, "Stamps"): 1/s, bursts of 10. Every Backchannel
+    /// node stamps its posts and operations, so this share holds what a
+    /// flood under free keys shows (10 + 1/s per connection, whatever the
+    /// number of keys); it also carries the first posts in a room of an
+    /// implementation that does not stamp, at the pace a person types.
+    pub unstamped_newcomers_per_peer: Rate,
+    /// The work a stamp must show ([`crate::protocol::stamp_strength`]) for
+    /// a newcomer's message to be taken from the stamped share, and the work
+    /// this node puts into its own stamps: 18 bits, about 2^18 hashes once
+    /// per room joined (~0.03 s of one core on the project's test machine
+    /// in a release build; a phone takes a few times that). A flood must pay
+    /// as much per key: a thousand keys cost about half a minute of a core
+    /// instead of nothing. At most 32.
+    pub stamp_bits: u32,
     /// How long an author stays a newcomer in a room after this node
     /// accepted its first message there: ten minutes, the clock window (a
     /// key's first post could still be live gossip until then). Long, so
@@ -88,6 +104,8 @@ impl Default for Limits {
             dms_per_peer: Rate::new(200.0, 1000.0),
             gossip_per_peer: Rate::new(500.0, 1000.0),
             newcomers_per_peer: Rate::new(20.0, 200.0),
+            unstamped_newcomers_per_peer: Rate::new(1.0, 10.0),
+            stamp_bits: DEFAULT_STAMP_BITS,
             newcomer_for: Duration::from_secs(600),
             sync_per_peer: Rate::new(20.0, 200.0),
         }
@@ -105,11 +123,20 @@ impl Limits {
             dms_per_peer: r,
             gossip_per_peer: r,
             newcomers_per_peer: r,
+            unstamped_newcomers_per_peer: r,
+            stamp_bits: DEFAULT_STAMP_BITS,
             newcomer_for: Duration::ZERO,
             sync_per_peer: r,
         }
     }
 }
+
+/// [`Limits::stamp_bits`] by default.
+pub(crate) const DEFAULT_STAMP_BITS: u32 = 18;
+
+/// The most work a node asks of a stamp, or puts into its own: 2^32 hashes
+/// are minutes of a core already.
+pub(crate) const MAX_STAMP_BITS: u32 = 32;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -189,6 +216,10 @@ pub(crate) struct Limiters {
     pub(crate) gossip: Limiter<PeerId>,
     /// Newcomers' posts forwarded, per room and forwarding peer.
     pub(crate) newcomers: Limiter<(Room, PeerId)>,
+    /// The same for newcomers' messages without a stamp of `stamp_bits`.
+    pub(crate) unstamped: Limiter<(Room, PeerId)>,
+    /// `Limits::stamp_bits`, at most [`MAX_STAMP_BITS`].
+    pub(crate) stamp_bits: u32,
     /// `Limits::newcomer_for`, in ms.
     pub(crate) newcomer_ms: u64,
     pub(crate) sync: Limiter<PeerId>,
@@ -211,6 +242,8 @@ impl Limiters {
             dms: Limiter::new(limits.dms_per_peer),
             gossip: Limiter::new(limits.gossip_per_peer),
             newcomers: Limiter::new(limits.newcomers_per_peer),
+            unstamped: Limiter::new(limits.unstamped_newcomers_per_peer),
+            stamp_bits: limits.stamp_bits.min(MAX_STAMP_BITS),
             newcomer_ms: limits.newcomer_for.as_millis() as u64,
             sync: Limiter::new(limits.sync_per_peer),
             reject_events: Limiter::new(Rate::new(20.0, 100.0)),

@@ -32,6 +32,7 @@ mod reach;
 mod rooms;
 #[cfg(test)]
 mod sim;
+mod stamps;
 mod stats;
 mod view;
 

@@ -67,6 +67,23 @@ pub(crate) struct JoinedRoom {
     /// Authors whose first message here this node accepted within
     /// `Limits::newcomer_for`, with when.
     newcomers: HashMap<PeerId, u64>,
+    /// This node's stamp for the room (`protocol::mint_stamp`), put on its
+    /// posts and operations; None until it is minted, a moment after join.
+    pub(crate) stamp: Option<u64>,
+}
+
+/// Whether a room message carries a stamp of at least `bits` for its room
+/// and author (one hash; checked only for newcomers' messages).
+pub(crate) fn is_stamped(room: &Room, signed: &Signed, bits: u32) -> bool {
+    let stamp = match signed.body() {
+        Body::Hallway(p) => p.stamp,
+        Body::RoomOp(op) => op.stamp,
+        _ => None,
+    };
+    stamp.is_some_and(|stamp| {
+        crate::id::key_of(&signed.author())
+            .is_some_and(|key| protocol::stamp_strength(room.as_str(), &key, stamp) >= bits)
+    })
 }
 
 /// A logged post that gossipsub has not accepted yet.
@@ -231,6 +248,7 @@ impl JoinedRoom {
             parked: VecDeque::new(),
             listeners: Vec::new(),
             newcomers: HashMap::new(),
+            stamp: None,
         }
     }
 
@@ -393,7 +411,7 @@ impl JoinedRoom {
                 });
             }
         }
-        if !self.newcomer_within(room, origin, source, author, cx) {
+        if !self.newcomer_within(room, origin, source, signed, cx) {
             return Some(Admission::Newcomer);
         }
         if let Some(clock) = clock
@@ -417,14 +435,20 @@ impl JoinedRoom {
     /// flood through one connection shows at most its share on every node:
     /// an honest node forwards only what it admitted, and its neighbours
     /// count what it forwards against its own share.
+    ///
+    /// There are two shares: one for messages whose stamp shows
+    /// `Limits::stamp_bits` of work for this room and author, and a small
+    /// one for the rest. A key costs nothing; a stamped key costs its
+    /// 2^bits hashes, so a flood under free keys gets only the small share.
     pub(crate) fn newcomer_within(
         &mut self,
         room: &Room,
         origin: Origin,
         source: PeerId,
-        author: PeerId,
+        signed: &Signed,
         cx: &mut Context<'_>,
     ) -> bool {
+        let author = signed.author();
         if source == author || author == cx.local {
             return true;
         }
@@ -440,7 +464,12 @@ impl JoinedRoom {
         if !known && !self.has_room_for_newcomer(cx.now_ms, cx.limiters.newcomer_ms) {
             return false;
         }
-        cx.limiters.newcomers.allow(&(room.clone(), source), cx.now_ms)
+        let share = if is_stamped(room, signed, cx.limiters.stamp_bits) {
+            &mut cx.limiters.newcomers
+        } else {
+            &mut cx.limiters.unstamped
+        };
+        share.allow(&(room.clone(), source), cx.now_ms)
     }
 
     /// Whether `author`'s first message here was accepted within
@@ -601,6 +630,9 @@ mod tests {
     use crate::room::{ChatMode, Presence, Role, RoomOp};
 
     const NOW: u64 = 1_800_000_000_000;
+    /// The work the fixture's stamps show and its node asks: little, so that
+    /// minting thousands of them for floods is quick.
+    const STAMP_BITS: u32 = 8;
     const WINDOW: u64 = 600_000;
 
     fn post(n: u8) -> Unsent {
@@ -640,7 +672,10 @@ mod tests {
                 host,
                 joined,
                 blocked: HashSet::new(),
-                limiters: Limiters::new(&Limits::default()),
+                limiters: Limiters::new(&Limits {
+                    stamp_bits: STAMP_BITS,
+                    ..Limits::default()
+                }),
                 local: Identity::generate().peer_id(),
             }
         }
@@ -666,7 +701,12 @@ mod tests {
             verdict
         }
 
+        /// A post, stamped as every node stamps its own.
         fn post(&self, by: &Identity, clock: u64, text: &str) -> Signed {
+            self.post_stamped(by, clock, text, Some(self.stamp(by)))
+        }
+
+        fn post_stamped(&self, by: &Identity, clock: u64, text: &str, stamp: Option<u64>) -> Signed {
             Signed::sign(
                 by,
                 Body::Hallway(HallwayPost {
@@ -678,8 +718,15 @@ mod tests {
                     reply_to: None,
                     mentions: Vec::new(),
                     question: false,
+                    stamp,
                 }),
             )
+        }
+
+        /// `by`'s stamp for the room, of the fixture's `STAMP_BITS`.
+        fn stamp(&self, by: &Identity) -> u64 {
+            let key = crate::id::key_of(&by.peer_id()).unwrap();
+            protocol::mint_stamp(self.room.as_str(), &key, STAMP_BITS)
         }
 
         fn op(&self, by: &Identity, clock: u64, action: RoomAction) -> Signed {
@@ -690,6 +737,7 @@ mod tests {
                     clock,
                     time_ms: clock,
                     action,
+                    stamp: Some(self.stamp(by)),
                 }),
             )
         }
@@ -876,6 +924,7 @@ mod tests {
                 reply_to: None,
                 mentions: Vec::new(),
                 question: false,
+                stamp: None,
             }),
         );
         for origin in [Origin::Live, Origin::History] {
@@ -959,6 +1008,48 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_under_free_keys_shows_only_the_unstamped_share() {
+        let mut f = Fixture::open();
+        let (stamped, unstamped) = (
+            Limits::default().newcomers_per_peer,
+            Limits::default().unstamped_newcomers_per_peer,
+        );
+        let attacker = Identity::generate().peer_id();
+        // Posts without a stamp, and posts whose stamp shows less work than
+        // the node asks: both are free.
+        let room = f.room.clone();
+        let flood: Vec<Signed> = (0..300)
+            .map(|i| {
+                let key = Identity::generate();
+                let cheap = (i % 2 == 1).then(|| {
+                    let k = crate::id::key_of(&key.peer_id()).unwrap();
+                    (1..)
+                        .find(|s| protocol::stamp_strength(room.as_str(), &k, *s) < STAMP_BITS)
+                        .unwrap()
+                });
+                f.post_stamped(&key, NOW, &format!("spam {i}"), cheap)
+            })
+            .collect();
+        assert_eq!(accepted(&mut f, attacker, &flood[..200], NOW), unstamped.burst as usize);
+        assert_eq!(
+            accepted(&mut f, attacker, &flood[200..], NOW + 10_000),
+            (10.0 * unstamped.per_s) as usize
+        );
+        // The same connection's stamped newcomers have the larger share of
+        // their own: paid keys are not held back by the free ones.
+        let paid: Vec<Signed> = (0..stamped.burst as usize)
+            .map(|i| f.post(&Identity::generate(), NOW, &format!("paid {i}")))
+            .collect();
+        assert_eq!(accepted(&mut f, attacker, &paid, NOW + 10_000), stamped.burst as usize);
+        // An established author needs no stamp at all.
+        let ann = Identity::generate();
+        let old = f.post_stamped(&ann, NOW - 3_600_000, "an hour ago", None);
+        add_to_rules(&mut f.joined.rules, &old);
+        let now = f.post_stamped(&ann, NOW + 10_000, "still here", None);
+        assert_eq!(f.take(Origin::Live, attacker, &now, NOW + 10_000), ACCEPT);
+    }
+
+    #[test]
     fn known_authors_are_never_charged_and_newcomers_are_for_ten_minutes() {
         let mut f = Fixture::open();
         let share = Limits::default().newcomers_per_peer.burst as usize;
@@ -1032,6 +1123,7 @@ mod tests {
         let mut f = Fixture::open();
         f.limiters = Limiters::new(&Limits {
             newcomer_for: std::time::Duration::from_millis(NEWCOMER_MS),
+            stamp_bits: STAMP_BITS,
             ..Limits::unlimited()
         });
         let relay = Identity::generate().peer_id();

@@ -69,6 +69,7 @@ fn hallway_post(p: &HallwayPost, nonce: Vec<u8>) -> pb::HallwayPost {
         reply_to: p.reply_to.map(|id| id.as_bytes().to_vec()).unwrap_or_default(),
         mentions: p.mentions.iter().map(key_bytes).collect(),
         question: p.question,
+        stamp: p.stamp.unwrap_or(0),
     }
 }
 
@@ -95,6 +96,7 @@ impl TryFrom<pb::HallwayPost> for HallwayPost {
             },
             mentions: p.mentions.iter().map(|m| peer_of_bytes(m)).collect::<Result<_, _>>()?,
             question: p.question,
+            stamp: stamp_of(p.stamp),
         })
     }
 }
@@ -140,6 +142,7 @@ fn room_op(op: &RoomOp, nonce: Vec<u8>) -> pb::RoomOp {
         time_ms: op.time_ms,
         nonce,
         op: Some((&op.action).into()),
+        stamp: op.stamp.unwrap_or(0),
     }
 }
 
@@ -155,6 +158,7 @@ impl TryFrom<pb::RoomOp> for RoomOp {
             clock,
             time_ms: op.time_ms,
             action,
+            stamp: stamp_of(op.stamp),
         })
     }
 }
@@ -452,6 +456,12 @@ fn key_bytes(peer: &PeerId) -> Vec<u8> {
 /// A protobuf enum's value, known to this version of the protocol.
 fn enum_of<E: TryFrom<i32>>(value: i32) -> Result<E, RejectReason> {
     E::try_from(value).map_err(|_| RejectReason::InvalidField)
+}
+
+/// A stamp on the wire: 0 is none. Its strength is the receiver's to judge
+/// (`protocol::stamp_strength`), never a reason to refuse the message.
+fn stamp_of(stamp: u64) -> Option<u64> {
+    (stamp != 0).then_some(stamp)
 }
 
 fn room_of(room: String) -> Result<Room, RejectReason> {

@@ -340,30 +340,43 @@ fn fresh_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&secret)
 }
 
+/// The work of the stamps in the sybil tests (the nodes' `Limits::stamp_bits`
+/// and what a paying attacker mints): little, so that a flood of paid keys
+/// is quick to make.
+const STAMP_BITS: u32 = 8;
+
 /// Publishes `posts` valid posts to "lobby" through `raw`, each under a
-/// fresh key, at ~1,000 a second.
-async fn sybil_flood(raw: &RawPeer, posts: usize) {
+/// fresh key, at ~1,000 a second; `paid`: each key with its stamp of
+/// [`STAMP_BITS`] for the room, as an attacker who pays for its keys.
+async fn sybil_flood(raw: &RawPeer, posts: usize, paid: bool) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
     for i in 0..posts {
         if i % 10 == 0 {
             tick.tick().await;
         }
         let key = fresh_key();
-        let post = wire::envelope(
-            &key,
-            key.verifying_key().to_bytes(),
-            wire::payload_post(&wire::post("lobby", &format!("sybil {i}"))),
-        );
+        let public = key.verifying_key().to_bytes();
+        let mut post = wire::post("lobby", &format!("sybil {i}"));
+        if paid {
+            post.stamp = wire::stamp("lobby", &public, STAMP_BITS);
+        }
+        let post = wire::envelope(&key, public, wire::payload_post(&post));
         let _ = raw.try_publish("lobby", post).await;
     }
 }
 
 /// The spam each node shows at most when `attackers` connections each
-/// flood for `secs`: each one's share of newcomers' messages
-/// (`Limits::newcomers_per_peer`), one more for a token that came back while
-/// the flood was counted, whichever node it reaches first.
-fn sybil_bound(attackers: usize, secs: f64) -> usize {
-    let share = backchannel::Limits::default().newcomers_per_peer;
+/// flood for `secs`: each one's share of newcomers' messages (stamped:
+/// `Limits::newcomers_per_peer`; free: `unstamped_newcomers_per_peer`), one
+/// more for a token that came back while the flood was counted, whichever
+/// node it reaches first.
+fn sybil_bound(attackers: usize, secs: f64, paid: bool) -> usize {
+    let limits = backchannel::Limits::default();
+    let share = if paid {
+        limits.newcomers_per_peer
+    } else {
+        limits.unstamped_newcomers_per_peer
+    };
     attackers * (share.burst + share.per_s * (secs + 1.0)).ceil() as usize
 }
 
@@ -372,13 +385,14 @@ fn sybil_bound(attackers: usize, secs: f64) -> usize {
 /// while B posts; every honest post arrives, each node shows at most the
 /// attackers' shares of the flood, and no honest node is penalised by an
 /// honest neighbour for what it forwarded.
-async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize) {
+async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize, paid: bool) {
     let lobby = room("lobby");
     // B, C and A are established by their hellos at once: the newcomer
     // period (two minutes by default, unit-tested in `node::rooms`) is
     // short here so that the test need not wait it out.
     let limits = backchannel::Limits {
         newcomer_for: std::time::Duration::ZERO,
+        stamp_bits: STAMP_BITS,
         ..Default::default()
     };
     let config = LabConfig {
@@ -410,7 +424,7 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize) {
     // ~1,000 posts/s from each attacker, every post under a key of its own,
     // while B posts twenty lines.
     let started = std::time::Instant::now();
-    let floods = attackers.iter().map(|raw| sybil_flood(raw, flood_each));
+    let floods = attackers.iter().map(|raw| sybil_flood(raw, flood_each, paid));
     let b = lab.nodes[1].handle.clone();
     let posting = async {
         let mut ids = HashSet::new();
@@ -432,7 +446,7 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize) {
     // been through (gossip keeps each connection's order).
     honest.insert(b.post(&lobby, "done").await.expect("post"));
 
-    let bound = sybil_bound(attacked.len(), flood_s);
+    let bound = sybil_bound(attacked.len(), flood_s, paid);
     for i in [0, 2] {
         shows_all(&mut lab.nodes[i], &honest).await;
         // Everything shown, the hellos and B's posts aside, is spam.
@@ -443,6 +457,15 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize) {
             "node {i} showed {spam} of {} sybil posts (bound {bound}, {flood_s:.1} s)",
             attacked.len() * flood_each
         );
+        // Paid keys get the stamped share, more than free keys would: the
+        // node takes the stamps, it does not just count posts.
+        if paid && i == attacked[0] {
+            let free = sybil_bound(attacked.len(), flood_s, false);
+            assert!(
+                spam > free,
+                "node {i} showed {spam} paid posts, no more than free keys ({free})"
+            );
+        }
     }
     let stats = lab.nodes[attacked[0]].handle.stats().await.expect("stats");
     assert!(
@@ -464,12 +487,17 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sybil_flood_at_the_hub_shows_one_share_and_penalises_no_honest_node() {
-    sybil_flood_through_a_hub(&[0], 2_000).await;
+    sybil_flood_through_a_hub(&[0], 2_000, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sybil_floods_on_two_honest_nodes_show_two_shares_and_penalise_no_honest_node() {
-    sybil_flood_through_a_hub(&[0, 2], 1_500).await;
+    sybil_flood_through_a_hub(&[0, 2], 1_500, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_paid_keys_at_the_hub_shows_the_stamped_share_and_penalises_no_honest_node() {
+    sybil_flood_through_a_hub(&[0], 1_000, true).await;
 }
 
 /// The application hears of rejections at most 20 a second (bursts of
@@ -488,7 +516,7 @@ async fn a_flood_of_rejections_reaches_the_application_at_its_rate_and_is_counte
     // their author's: past the newcomers' share, each is ignored and
     // counted, and nobody is penalised, so the flood keeps coming.
     const FLOOD: usize = 3_000;
-    sybil_flood(&raw, FLOOD).await;
+    sybil_flood(&raw, FLOOD, false).await;
     // Wait until the node has judged the whole flood: shown or rejected.
     let stats = stats_once(&lab.nodes[0].handle, "the flood judged", T, |s| {
         s.hallway_received + s.rejected_total() >= FLOOD as u64

@@ -26,6 +26,7 @@ proptest! {
             reply_to: None,
             mentions: Vec::new(),
             question: false,
+            stamp: None,
         }));
         let mut bytes = signed.envelope().to_vec();
         let pos = pos % bytes.len();

@@ -40,6 +40,21 @@ impl Rng {
 /// revocations, removals and hallway modes by the host and a moderator, all
 /// half an hour old (history, outside the live window).
 fn history(host: &Identity, people: &[Identity], room: &Room) -> Vec<Signed> {
+    // Every author stamped as a node stamps its own (docs/PROTOCOL.md,
+    // "Stamps"): eleven authors new to the room come in one push.
+    let bits = backchannel::Limits::default().stamp_bits;
+    let stamps: std::collections::HashMap<_, _> = people
+        .iter()
+        .chain([host])
+        .map(|who| {
+            let key = backchannel::key_of(&who.peer_id()).expect("ed25519");
+            (
+                who.peer_id(),
+                backchannel::protocol::mint_stamp(room.as_str(), &key, bits),
+            )
+        })
+        .collect();
+    let stamp = |who: &Identity| stamps.get(&who.peer_id()).copied();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let start = now_ms() - 30 * 60 * 1000;
     let mut out = Vec::new();
@@ -58,6 +73,7 @@ fn history(host: &Identity, people: &[Identity], room: &Room) -> Vec<Signed> {
                 reply_to: None,
                 mentions: Vec::new(),
                 question: i % 5 == 0,
+                stamp: stamp(author),
             }),
         );
         posts.push(post.id());
@@ -71,6 +87,7 @@ fn history(host: &Identity, people: &[Identity], room: &Room) -> Vec<Signed> {
                 clock,
                 time_ms: clock,
                 action,
+                stamp: stamp(by),
             }),
         )
     };

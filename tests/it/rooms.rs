@@ -89,6 +89,7 @@ fn signed_op(who: &Identity, room: &Room, action: RoomAction) -> Vec<u8> {
             clock: now + 1_000,
             time_ms: now,
             action,
+            stamp: None,
         }),
     )
     .envelope()
@@ -114,6 +115,7 @@ fn post_at(who: &Identity, room: &Room, text: &str, time_ms: u64, clock: u64) ->
             reply_to: None,
             mentions: Vec::new(),
             question: false,
+            stamp: None,
         }),
     )
 }

@@ -167,6 +167,7 @@ fn post(author: &Identity, room: &str, step: u64, rng: &mut Rng) -> Signed {
             reply_to: None,
             mentions: Vec::new(),
             question: false,
+            stamp: None,
         }),
     )
 }

@@ -110,6 +110,7 @@ impl EventLoop {
             reply_to: options.reply_to,
             mentions,
             question: options.question,
+            stamp: self.joined(room)?.stamp,
         }))
     }
 
@@ -166,11 +167,13 @@ impl EventLoop {
                 room: room.clone(),
                 reason,
             })?;
+        let stamp = self.joined(room)?.stamp;
         Ok(Body::RoomOp(RoomOp {
             room: room.clone(),
             clock,
             time_ms: now,
             action,
+            stamp,
         }))
     }
 

@@ -115,6 +115,9 @@ pub(crate) struct Counts {
     pub(crate) logged: u64,
 }
 
+/// The work of the simulation's stamps (`Limits::stamp_bits`).
+const STAMP_BITS: u32 = 4;
+
 /// One node of the simulation.
 pub(super) struct SimNode {
     pub(super) identity: Identity,
@@ -165,13 +168,21 @@ pub(super) fn gossip_id(bytes: &[u8]) -> [u8; 32] {
 
 impl SimNode {
     pub(super) fn new(identity: Identity, kind: Kind, room: &Room, skew_ms: i64) -> Self {
+        let mut joined = JoinedRoom::new(room, RoomState::new(room.clone()));
+        // Stamped as a node stamps its own, with little work: a thousand
+        // nodes mint theirs in moments.
+        let key = crate::id::key_of(&identity.peer_id()).expect("an ed25519 identity");
+        joined.stamp = Some(crate::protocol::mint_stamp(room.as_str(), &key, STAMP_BITS));
         Self {
             peer: identity.peer_id(),
             identity,
             kind,
-            joined: JoinedRoom::new(room, RoomState::new(room.clone())),
+            joined,
             log: MemLog::default(),
-            limiters: Limiters::new(&Limits::default()),
+            limiters: Limiters::new(&Limits {
+                stamp_bits: STAMP_BITS,
+                ..Limits::default()
+            }),
             blocked: HashSet::new(),
             seen: HashSet::default(),
             shown: Vec::new(),
@@ -289,7 +300,7 @@ impl SimNode {
         let rules = &self.joined.rules;
         let clock = rules.next_clock(now);
         rules.check_live_post(&self.peer, clock, question).ok()?;
-        Some(post_body(room, now, clock, text, question))
+        Some(post_body(room, now, clock, text, question, self.joined.stamp))
     }
 
     /// An operation of this node's, if the rules allow it now (`new_op`).
@@ -303,6 +314,7 @@ impl SimNode {
             clock,
             time_ms: now,
             action,
+            stamp: self.joined.stamp,
         }))
     }
 
@@ -339,7 +351,14 @@ impl SimNode {
 }
 
 /// The body of a post.
-pub(super) fn post_body(room: &Room, time_ms: u64, clock: u64, text: String, question: bool) -> Body {
+pub(super) fn post_body(
+    room: &Room,
+    time_ms: u64,
+    clock: u64,
+    text: String,
+    question: bool,
+    stamp: Option<u64>,
+) -> Body {
     Body::Hallway(HallwayPost {
         room: room.clone(),
         text,
@@ -349,5 +368,6 @@ pub(super) fn post_body(room: &Room, time_ms: u64, clock: u64, text: String, que
         reply_to: None,
         mentions: Vec::new(),
         question,
+        stamp,
     })
 }

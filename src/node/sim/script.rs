@@ -362,7 +362,7 @@ impl Sim {
         let text = format!("rogue post at {clock}");
         // A clock is never behind its own time (the wire refuses that), so
         // a backdated post is dated back too.
-        let body = post_body(&self.room, now.min(clock), clock, text, false);
+        let body = post_body(&self.room, now.min(clock), clock, text, false, node.joined.stamp);
         let nonce = self.nonce();
         let signed = self.nodes[ROGUE].sign(body, nonce);
         self.script.genuine(&signed);
@@ -409,6 +409,7 @@ impl Sim {
                     clock,
                     time_ms: now,
                     action,
+                    stamp: self.nodes[node].joined.stamp,
                 });
                 let nonce = self.nonce();
                 let signed = self.nodes[node].sign(body, nonce);
@@ -443,7 +444,8 @@ impl Sim {
         let logged: Vec<&Vec<u8>> = self.nodes[node].log.envelopes.values().collect();
         let mut bytes = if logged.is_empty() {
             let now = self.nodes[node].now(self.now);
-            let body = post_body(&self.room, now, now, "tampered".into(), false);
+            let stamp = self.nodes[node].joined.stamp;
+            let body = post_body(&self.room, now, now, "tampered".into(), false, stamp);
             let nonce = self.nonce();
             self.nodes[node].sign(body, nonce).envelope().to_vec()
         } else {
@@ -463,7 +465,8 @@ impl Sim {
     /// A post signed by the forger whose envelope names the victim's key.
     fn impersonation(&mut self, node: usize, victim: usize) -> Vec<u8> {
         let now = self.nodes[node].now(self.now);
-        let body = post_body(&self.room, now, now, format!("I am {victim}"), false);
+        let stamp = self.nodes[node].joined.stamp;
+        let body = post_body(&self.room, now, now, format!("I am {victim}"), false, stamp);
         let nonce = self.nonce();
         let signed = self.nodes[node].sign(body, nonce);
         // The forger did sign this; what it names is someone else's key

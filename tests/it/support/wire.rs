@@ -28,6 +28,8 @@ pub struct HallwayPost {
     pub nonce: Vec<u8>,
     #[prost(string, tag = "5")]
     pub nick: String,
+    #[prost(fixed64, tag = "10")]
+    pub stamp: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -81,7 +83,29 @@ pub fn post(room: &str, text: &str) -> HallwayPost {
         time_ms: now_ms(),
         nonce: rand_nonce(),
         nick: String::new(),
+        stamp: 0,
     }
+}
+
+/// The first stamp of at least `bits` for `key` in `room`, as
+/// docs/PROTOCOL.md ("Stamps") defines it: leading zero bits of SHA-256 over
+/// the domain, the room's length (u16 LE) and bytes, the key and the stamp
+/// (u64 LE).
+pub fn stamp(room: &str, key: &[u8; 32], bits: u32) -> u64 {
+    use sha2::{Digest, Sha256};
+    (1u64..)
+        .find(|stamp| {
+            let digest = Sha256::new()
+                .chain_update(b"backchannel/stamp/v1\n")
+                .chain_update((room.len() as u16).to_le_bytes())
+                .chain_update(room.as_bytes())
+                .chain_update(key)
+                .chain_update(stamp.to_le_bytes())
+                .finalize();
+            let zeros = digest.iter().position(|b| *b != 0).unwrap_or(32);
+            zeros as u32 * 8 + digest.get(zeros).map_or(0, |b| b.leading_zeros()) >= bits
+        })
+        .expect("a stamp below 2^64")
 }
 
 pub fn rand_nonce() -> Vec<u8> {
