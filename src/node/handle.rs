@@ -452,7 +452,10 @@ impl Handle {
         self.ask(|reply| Call::ListenAddrs { reply }).await
     }
 
-    /// Dials an address.
+    /// Dials an address. Returns once the dial has started: a failure after
+    /// that is [`Event::DialFailed`], with its [`crate::DialFailure`]. Fails
+    /// at once with [`NodeError::Dial`] only when the node refuses to start
+    /// the dial (`DialFailure::ConnectionLimit`: too many dials pending).
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         self.ask(|reply| Call::Dial { addr, reply }).await?
     }
