@@ -17,8 +17,8 @@ use crate::id::as_text;
 use crate::node::{Participant, RoomPost, RoomRules};
 use crate::room::{ChatMode, QuestionState, Reaction, Role, RoomAction};
 use crate::{
-    Delivery, DirectMessage, Direction, DmFailure, Event, GroupId, GroupInfo, HallwayPost, MessageId, Multiaddr,
-    NetInfo, PeerId, PeerInfo, RejectReason, Request, Room, RoomInfo, Stats,
+    Delivery, DialFailure, DirectMessage, Direction, DmFailure, Event, GroupId, GroupInfo, HallwayPost, MessageId,
+    Multiaddr, NetInfo, PeerId, PeerInfo, RejectReason, Request, Room, RoomInfo, Stats,
 };
 
 /// One line of `backchannel run --json` or `backchannel history --json`.
@@ -160,8 +160,8 @@ pub enum JsonLine {
         /// The address that failed.
         #[serde(with = "as_text::option", default)]
         addr: Option<Multiaddr>,
-        /// Why.
-        reason: String,
+        /// Why, in words ([`DialFailure`]'s text).
+        reason: DialFailure,
     },
     /// [`Event::Dm`]: a direct message (or a DM reaction) to this node.
     Dm {
@@ -1174,6 +1174,30 @@ mod tests {
         .boxed()
     }
 
+    fn dial_failure() -> BoxedStrategy<DialFailure> {
+        let simple = prop::sample::select(vec![
+            DialFailure::OwnAddress,
+            DialFailure::NoAddress,
+            DialFailure::ConnectionLimit,
+            DialFailure::Blocked,
+            DialFailure::UnsupportedAddress,
+            DialFailure::Refused,
+            DialFailure::Timeout,
+            DialFailure::Unreachable,
+        ]);
+        // Libp2p's own words are any text but the fixed ones (which read
+        // back as their variants, by design).
+        let other = text().prop_filter_map("a fixed text", |t| {
+            matches!(t.parse(), Ok(DialFailure::Other(_))).then_some(DialFailure::Other(t))
+        });
+        prop_oneof![
+            simple,
+            peer().prop_map(|answered| DialFailure::WrongPeer { answered }),
+            other
+        ]
+        .boxed()
+    }
+
     fn nick() -> BoxedStrategy<Option<String>> {
         proptest::option::of(text()).boxed()
     }
@@ -1492,7 +1516,11 @@ mod tests {
             (room(), any::<usize>())
                 .prop_map(|(room, waiting)| L::PostsWaiting { room, waiting })
                 .boxed(),
-            (proptest::option::of(peer()), proptest::option::of(addr()), text())
+            (
+                proptest::option::of(peer()),
+                proptest::option::of(addr()),
+                dial_failure(),
+            )
                 .prop_map(|(peer, addr, reason)| L::DialFailed { peer, addr, reason })
                 .boxed(),
             (

@@ -107,10 +107,10 @@ pub use self::{
     json_line::JsonLine,
     message::{Body, Delivery, DirectMessage, Direction, HallwayPost, Receipt},
     node::{
-        BootstrapPeer, Config, Connection, ConnectionCaps, DmFailure, Event, GroupEdit, GroupInfo, Handle,
+        BootstrapPeer, Config, Connection, ConnectionCaps, DialFailure, DmFailure, Event, GroupEdit, GroupInfo, Handle,
         HistoryQuery, Limits, LogRooms, LogView, NetInfo, Node, NodeError, OutboxEntry, Participant, PeerInfo,
         PostOptions, Rate, Reachability, RelaySlot, Request, RetryPolicy, RoomFootprint, RoomHandle, RoomInfo,
-        RoomPost, RoomRules, Stats, UnknownFailure,
+        RoomPost, RoomRules, StartError, Stats, UnknownFailure,
     },
     protocol::GossipAuth,
     room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp, RoomState},

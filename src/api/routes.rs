@@ -25,7 +25,7 @@ use super::events::Subscription;
 use super::transcript::Transcript;
 use crate::id::as_text;
 use crate::json_line::{Contact, History, Op, OutboxRow};
-use crate::node::{GroupEdit, HistoryQuery, LogRooms, NodeError, PostOptions};
+use crate::node::{DialFailure, GroupEdit, HistoryQuery, LogRooms, NodeError, PostOptions};
 use crate::room::RoomAction;
 use crate::{GroupId, JsonLine, MessageId, Multiaddr, PeerId, Room};
 
@@ -98,7 +98,13 @@ impl From<NodeError> for Problem {
     fn from(e: NodeError) -> Self {
         use NodeError as E;
         let status = match &e {
-            E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            // The node is out of room for another dial now; the request
+            // itself is fine and may succeed later.
+            E::Stopped
+            | E::Dial {
+                reason: DialFailure::ConnectionLimit,
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
             E::InvalidText
             | E::InvalidNick
             | E::InvalidPeer(_)

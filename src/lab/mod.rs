@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
-use crate::{Config, Event, Handle, Identity, Multiaddr, Node, NodeError, PeerId, Room};
+use crate::{Config, Event, Handle, Identity, Multiaddr, Node, NodeError, PeerId, Room, StartError};
 
 /// Unmatched events kept per node for later waits; a test that ignores more
 /// than this many events loses the oldest.
@@ -33,6 +33,9 @@ pub enum LabError {
     /// A node failed.
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// A node did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// The node's event stream ended.
     #[error("node {0} stopped")]
     Stopped(usize),

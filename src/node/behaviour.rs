@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use super::codec::{BytesCodec, DM_CODEC, SYNC_CODEC};
-use super::{Config, NodeError};
+use super::{Config, StartError};
 use crate::identity::Identity;
 use crate::protocol::{self, DHT_PROTOCOL, DM_PROTOCOL, IDENTIFY_PROTOCOL, MAX_RECORD_BYTES, SYNC_PROTOCOL};
 
@@ -103,15 +103,14 @@ pub(crate) fn build_swarm(
     config: &Config,
     identity: &Identity,
     oversize: Arc<AtomicU64>,
-) -> Result<Swarm<Behaviour>, NodeError> {
-    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+) -> Result<Swarm<Behaviour>, StartError> {
     let swarm = SwarmBuilder::with_existing_identity(identity.keypair().clone())
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .map_err(|e| net(&e))?
+        .map_err(|e| StartError::Network(e.into()))?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| net(&e))?
+        .map_err(|e| StartError::Network(e.into()))?
         .with_behaviour(|key, relay_client| {
             let mut gossipsub = gossipsub::Behaviour::new(
                 protocol::gossipsub_authenticity(config.gossip_auth, key),
@@ -220,7 +219,7 @@ pub(crate) fn build_swarm(
                     .into(),
             })
         })
-        .map_err(|e| net(&e))?
+        .map_err(|e| StartError::Network(e.into()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
         // A dial gives up after 5 s (libp2p's default is 10 s). A handshake
         // takes well under a second on any working path, and a home router

@@ -1,9 +1,17 @@
-//! [`NodeError`]: why an operation on a node failed.
+//! Why an operation on a node failed: [`StartError`] for [`crate::Node::start`],
+//! [`NodeError`] for the operations of a running node.
+//!
+//! A variant carries a typed cause where a caller can branch on it
+//! ([`DialFailure`], [`StoreError`], an [`std::io::Error`] with its kind). A
+//! variant with a `#[source]` does not repeat its source's text: printed
+//! with its chain (`{:#}` in the binary) it reads once. `NodeError::Flush`
+//! is the exception: the local API answers with its text alone.
 
 use std::path::PathBuf;
 
 use libp2p::{Multiaddr, PeerId};
 
+use super::DialFailure;
 use crate::group::GroupId;
 use crate::id::{MessageId, RejectReason, Room};
 use crate::protocol::{MAX_NICK_BYTES, MAX_TEXT_BYTES};
@@ -52,17 +60,15 @@ pub enum NodeError {
     /// Too many posts are waiting for the room's first peer.
     #[error("{0} posts are already waiting for peers in room {1}")]
     Backlog(usize, Room),
-    /// Dialling an address failed at once.
+    /// Dialling an address failed at once (a failure after the dial
+    /// started is [`crate::Event::DialFailed`]).
     #[error("cannot dial {addr}: {reason}")]
     Dial {
         /// The address.
         addr: Multiaddr,
         /// Why.
-        reason: String,
+        reason: DialFailure,
     },
-    /// Another node (or `backchannel history`) has this data directory's log open.
-    #[error("the log {} is in use by another node: one data directory, one node", .0.display())]
-    LogInUse(PathBuf),
     /// The local log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -71,9 +77,15 @@ pub enum NodeError {
     /// with the next flush that succeeds; a post or DM may have been sent.
     #[error("local log flush failed: {0}")]
     Flush(#[source] std::sync::Arc<StoreError>),
-    /// The network stack could not be set up.
-    #[error("network setup: {0}")]
-    Network(String),
+    /// Gossipsub refused to subscribe to the room's topic.
+    #[error("cannot subscribe to room {room}")]
+    Subscribe {
+        /// The room.
+        room: Room,
+        /// Gossipsub's refusal.
+        #[source]
+        source: libp2p::gossipsub::SubscriptionError,
+    },
     /// The room's rules do not let this node do that (not the host, not a
     /// moderator, not the author, removed, hallway closed).
     #[error("not allowed in room {room}: {reason}")]
@@ -95,4 +107,40 @@ pub enum NodeError {
     /// A room name is invalid.
     #[error(transparent)]
     InvalidRoom(#[from] crate::id::InvalidRoom),
+}
+
+/// Why [`crate::Node::start`] failed: nothing was started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `Config::nick` is too long or has control characters.
+    #[error("a nickname is at most {MAX_NICK_BYTES} bytes without control characters")]
+    InvalidNick,
+    /// Another node (or `backchannel history`) has this data directory's log open.
+    #[error("the log {} is in use by another node: one data directory, one node", .0.display())]
+    LogInUse(PathBuf),
+    /// The local log could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network stack could not be built (its transports or behaviours).
+    #[error("network setup")]
+    Network(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Listening on an address of `Config::listen` failed; `source`'s
+    /// [`kind`](std::io::Error::kind) says why: `AddrInUse`,
+    /// `AddrNotAvailable` (not an address of this host), `Unsupported` (not
+    /// a TCP or QUIC address), ...
+    #[error("network setup: listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// The transport's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An address of `Config::peers` does not end in `/p2p/<peer id>`.
+    #[error("cannot dial {0}: a peer address must end in /p2p/<peer id>")]
+    PeerWithoutId(Multiaddr),
+    /// An address of `Config::bootstrap` does not end in `/p2p/<peer id>`.
+    #[error("cannot dial {0}: a bootstrap address must end in /p2p/<peer id>")]
+    BootstrapWithoutId(Multiaddr),
 }

@@ -2,7 +2,7 @@
 
 use libp2p::{Multiaddr, PeerId};
 
-use super::DmFailure;
+use super::{DialFailure, DmFailure};
 use crate::group::{GroupId, GroupMessage};
 use crate::id::{MessageId, RejectReason, Room};
 use crate::message::{DirectMessage, HallwayPost};
@@ -227,8 +227,8 @@ pub enum Event {
         peer: Option<PeerId>,
         /// The address that failed, if the error names one.
         addr: Option<Multiaddr>,
-        /// Why, in words.
-        reason: String,
+        /// Why.
+        reason: DialFailure,
     },
     /// Bytes from a peer were rejected (and counted in [`Stats`]).
     Rejected {

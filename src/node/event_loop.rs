@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::transport::TransportError;
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -29,7 +30,10 @@ use super::handle::{Call, ToLoop};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::reach::Reach;
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
-use super::{Config, DmFailure, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, Stats};
+use super::{
+    Config, DialFailure, DmFailure, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, StartError,
+    Stats,
+};
 use crate::envelope::Signed;
 use crate::group::{GroupId, Groups};
 use crate::id::{MessageId, RejectReason, Room};
@@ -182,21 +186,18 @@ impl EventLoop {
         store: Store,
         commands: mpsc::Receiver<ToLoop>,
         events: mpsc::Sender<Event>,
-    ) -> Result<Self, NodeError> {
+    ) -> Result<Self, StartError> {
         let oversize_streams = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut swarm = build_swarm(&config, &identity, oversize_streams.clone())?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
-                .map_err(|e| NodeError::Network(format!("listen on {addr}: {e}")))?;
+                .map_err(|e| listen_failure(addr.clone(), e))?;
         }
         let mut bootstrap = Vec::new();
         for addr in &config.peers {
             let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-                return Err(NodeError::Dial {
-                    addr: addr.clone(),
-                    reason: "a peer address must end in /p2p/<peer id>".into(),
-                });
+                return Err(StartError::PeerWithoutId(addr.clone()));
             };
             swarm.add_peer_address(peer, addr.clone());
             bootstrap.push((peer, addr.clone(), None));
@@ -608,10 +609,15 @@ impl EventLoop {
                 let _ = reply.send(self.listen_addrs.clone());
             }
             Call::Dial { addr, reply } => {
-                let result = self.swarm.dial(addr.clone()).map_err(|e| NodeError::Dial {
-                    addr,
-                    reason: e.to_string(),
-                });
+                // A dial given up on purpose (`DialFailure::of` is `None`)
+                // has nothing left to do, so it is not an error.
+                let result = match self.swarm.dial(addr.clone()) {
+                    Err(e) => match DialFailure::of(&e) {
+                        Some((_, reason)) => Err(NodeError::Dial { addr, reason }),
+                        None => Ok(()),
+                    },
+                    Ok(()) => Ok(()),
+                };
                 let _ = reply.send(result);
             }
             Call::SetBlocked {
@@ -694,9 +700,10 @@ impl EventLoop {
             return Ok(());
         };
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
-        gossip
-            .subscribe(&topic)
-            .map_err(|e| NodeError::Network(format!("subscribe to {room}: {e}")))?;
+        gossip.subscribe(&topic).map_err(|source| NodeError::Subscribe {
+            room: room.clone(),
+            source,
+        })?;
         let _ = gossip.set_topic_params(topic.clone(), crate::protocol::chat_topic_params());
         self.remember_room(room, true);
         // Peers already in the room subscribed before we listened for it.
@@ -1085,7 +1092,7 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
-                if let Some((addr, reason)) = dial_failure(&error) {
+                if let Some((addr, reason)) = DialFailure::of(&error) {
                     self.emit(Event::DialFailed {
                         peer: peer_id,
                         addr,
@@ -1543,7 +1550,7 @@ impl EventLoop {
 
 /// The rooms the log says this node is in (`Config::remember_rooms`), in the
 /// order they were joined. A line that is not a room id is skipped.
-fn remembered_rooms(store: &Store) -> Result<Vec<Room>, NodeError> {
+fn remembered_rooms(store: &Store) -> Result<Vec<Room>, StoreError> {
     let Some(bytes) = store.setting(ROOMS_SETTING)? else {
         return Ok(Vec::new());
     };
@@ -1567,7 +1574,7 @@ impl EventLoop {
                 rooms.push(room.clone());
             }
             let list: Vec<&str> = rooms.iter().map(Room::as_str).collect();
-            Ok(self.store.set_setting(ROOMS_SETTING, list.join("\n").as_bytes())?)
+            self.store.set_setting(ROOMS_SETTING, list.join("\n").as_bytes())
         });
         if let Err(e) = result {
             tracing::warn!(%room, "cannot remember the room: {e}");
@@ -1575,32 +1582,17 @@ impl EventLoop {
     }
 }
 
-/// What a failed dial says to a person: the address that failed and the
-/// innermost cause ("Connection refused (os error 111)"), not libp2p's nested
-/// text. None for dials that were dropped on purpose.
-fn dial_failure(error: &libp2p::swarm::DialError) -> Option<(Option<Multiaddr>, String)> {
-    use libp2p::swarm::DialError;
-    // The innermost error says what went wrong; the outer ones only wrap it.
-    fn root(mut e: &(dyn std::error::Error + 'static)) -> String {
-        while let Some(inner) = e.source() {
-            e = inner;
-        }
-        e.to_string()
-    }
-    Some(match error {
-        DialError::DialPeerConditionFalse(_) | DialError::Aborted => return None,
-        DialError::LocalPeerId { address } => (Some(address.clone()), "that is this node's own address".into()),
-        DialError::NoAddresses => (None, "no address is known for it".into()),
-        DialError::WrongPeerId { obtained, address } => (
-            Some(address.clone()),
-            format!("another node ({obtained}) answers at that address"),
+/// Why listening on `addr` failed, as the IO error that says so (see
+/// [`StartError::Listen`]).
+fn listen_failure(addr: Multiaddr, error: TransportError<std::io::Error>) -> StartError {
+    let source = match error {
+        TransportError::MultiaddrNotSupported(_) => std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this node cannot listen on that kind of address",
         ),
-        DialError::Denied { cause } => (None, root(cause)),
-        DialError::Transport(errors) => {
-            let (addr, e) = errors.first()?;
-            (Some(addr.clone()), root(e))
-        }
-    })
+        TransportError::Other(e) => super::failure::io_cause(&e).unwrap_or(e),
+    };
+    StartError::Listen { addr, source }
 }
 
 /// A uniformly random u64 (presence timing).

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::log_view::{LogRooms, LogView};
 use super::{
     Config, Event, GroupEdit, GroupInfo, HistoryQuery, NetInfo, NodeError, Participant, PeerInfo, PostOptions, Request,
-    RoomFootprint, RoomInfo, RoomPost, RoomRules, Stats, event_loop, outbox,
+    RoomFootprint, RoomInfo, RoomPost, RoomRules, StartError, Stats, event_loop, outbox,
 };
 use crate::group::GroupId;
 use crate::id::{MessageId, Room};
@@ -208,7 +208,7 @@ pub(crate) enum ToLoop {
 impl Node {
     /// Opens the log, starts the network and spawns the event loop. Must be
     /// called inside a tokio runtime.
-    pub async fn start(config: Config, identity: Identity) -> Result<Node, NodeError> {
+    pub async fn start(config: Config, identity: Identity) -> Result<Node, StartError> {
         check_nick(&config)?;
         let store = open_store(&config).await?;
         Self::start_with_store(config, identity, store).await
@@ -218,7 +218,7 @@ impl Node {
     /// `config.data_dir`: tests give a [`Store::with_engine`] whose engine
     /// they make fail. The node flushes and uses it as its own; a clone kept
     /// by the caller sees the same log.
-    pub async fn start_with_store(config: Config, identity: Identity, store: Store) -> Result<Node, NodeError> {
+    pub async fn start_with_store(config: Config, identity: Identity, store: Store) -> Result<Node, StartError> {
         check_nick(&config)?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
@@ -238,7 +238,7 @@ impl Node {
 
 /// Opens the log, waiting briefly for a node that just stopped in this
 /// process to release it.
-async fn open_store(config: &Config) -> Result<Store, NodeError> {
+async fn open_store(config: &Config) -> Result<Store, StartError> {
     let path = config.log_path();
     let key = config.data_key.clone();
     let opened =
@@ -247,16 +247,16 @@ async fn open_store(config: &Config) -> Result<Store, NodeError> {
             // Opening the log panicked: a bug, not a condition to report.
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     match opened {
-        Err(e) if e.is_locked() => Err(NodeError::LogInUse(config.log_path())),
+        Err(e) if e.is_locked() => Err(StartError::LogInUse(config.log_path())),
         other => Ok(other?),
     }
 }
 
-fn check_nick(config: &Config) -> Result<(), NodeError> {
+fn check_nick(config: &Config) -> Result<(), StartError> {
     if let Some(nick) = &config.nick
         && (nick.len() > MAX_NICK_BYTES || nick.chars().any(char::is_control))
     {
-        return Err(NodeError::InvalidNick);
+        return Err(StartError::InvalidNick);
     }
     Ok(())
 }
@@ -452,7 +452,10 @@ impl Handle {
         self.ask(|reply| Call::ListenAddrs { reply }).await
     }
 
-    /// Dials an address.
+    /// Dials an address. Returns once the dial has started: a failure after
+    /// that is [`Event::DialFailed`], with its [`crate::DialFailure`]. Fails
+    /// at once with [`NodeError::Dial`] only when the node refuses to start
+    /// the dial (`DialFailure::ConnectionLimit`: too many dials pending).
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         self.ask(|reply| Call::Dial { addr, reply }).await?
     }

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The public face is split by concern: [`Config`] (config.rs), [`Node`] and
-//! [`Handle`] (handle.rs), [`Event`] (event.rs), [`NodeError`] (error.rs),
+//! [`Handle`] (handle.rs), [`Event`] (event.rs), [`NodeError`] and
+//! [`StartError`] (error.rs), [`DialFailure`] and [`DmFailure`] (failure.rs),
 //! [`Stats`] (stats.rs) and the read models a handle answers with (view.rs).
 //! Everything else here is the event loop and the plain state it drives.
 
@@ -37,9 +38,9 @@ mod stats;
 mod view;
 
 pub use config::{Config, ConnectionCaps};
-pub use error::NodeError;
+pub use error::{NodeError, StartError};
 pub use event::Event;
-pub use failure::{DmFailure, UnknownFailure};
+pub use failure::{DialFailure, DmFailure, UnknownFailure};
 pub use handle::{Handle, Node, RoomHandle};
 pub use limits::{Limits, Rate};
 pub use log_view::{LogRooms, LogView};

@@ -12,6 +12,7 @@ mod crash;
 mod disk_failure;
 mod dm;
 mod drops;
+mod errors;
 mod everyday;
 mod groups;
 mod hallway;

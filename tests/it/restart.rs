@@ -116,5 +116,5 @@ async fn one_data_directory_serves_one_node() {
     let Err(e) = second else {
         panic!("a second node on the same data directory must fail")
     };
-    assert!(matches!(e, backchannel::NodeError::LogInUse(_)), "{e}");
+    assert!(matches!(e, backchannel::StartError::LogInUse(_)), "{e}");
 }

@@ -29,7 +29,7 @@ pub(super) enum Query {
 
 impl EventLoop {
     /// Restores remembered addresses and the bootstrap list (at start).
-    pub(super) fn restore_reach(&mut self, bootstrap: &[Multiaddr]) -> Result<(), crate::node::NodeError> {
+    pub(super) fn restore_reach(&mut self, bootstrap: &[Multiaddr]) -> Result<(), crate::node::StartError> {
         for (peer, bytes) in self.store.addresses()? {
             if let Some(known) = decode_known(&bytes) {
                 for addr in &known.addrs {
@@ -55,10 +55,7 @@ impl EventLoop {
         };
         for addr in bootstrap {
             let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
-                return Err(crate::node::NodeError::Dial {
-                    addr,
-                    reason: "a bootstrap address must end in /p2p/<peer id>".into(),
-                });
+                return Err(crate::node::StartError::BootstrapWithoutId(addr));
             };
             self.swarm.add_peer_address(peer, addr.clone());
             self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
