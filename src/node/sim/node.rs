@@ -164,12 +164,12 @@ pub(super) fn gossip_id(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl SimNode {
-    pub(super) fn new(identity: Identity, kind: Kind, room: &Room, skew_ms: i64) -> Self {
+    pub(super) fn new(identity: Identity, kind: Kind, room: &Room, skew_ms: i64, bound: usize) -> Self {
         Self {
             peer: identity.peer_id(),
             identity,
             kind,
-            joined: JoinedRoom::new(room, RoomState::new(room.clone())),
+            joined: JoinedRoom::new(room, RoomState::new(room.clone()).with_bound(bound)),
             log: MemLog::default(),
             limiters: Limiters::new(&Limits::default()),
             blocked: HashSet::new(),
