@@ -92,8 +92,9 @@ pub struct Config {
     /// ...and at most the last `history_max` of them (default 10,000). This
     /// is what a node serves to others and what it asks for.
     pub history_max: usize,
-    /// Posts and operations anyone may make (reactions, edits, deletes,
-    /// question marks) that a node keeps per room, in memory and in its log
+    /// Posts, and apart the operations anyone may make (reactions, edits,
+    /// deletes, question marks), that a node keeps per room, in memory and
+    /// in its log
     /// (default 10,000, `room::DEFAULT_ROOM_BOUND`: as many as
     /// history sync serves). Beyond it the oldest in room order are
     /// evicted, by a rule every node applies alike (docs/PROTOCOL.md,

@@ -1,31 +1,32 @@
 //! The bound on what a room keeps (issue 16). Keys cost nothing, so a flood
 //! of valid posts under fresh keys is cheap, and every post a node keeps
 //! costs it memory (its metadata here, and what hangs off it) and disk (its
-//! envelope in the log). A room therefore keeps at most `bound` of the
-//! messages anyone may make: posts, and the operations that are not rules
-//! (reactions, edits, deletes, question marks; [`is_bounded`]). The rules
-//! (roles, removals, the hallway's mode) come only from the host and the
-//! moderators and decide what everything else means: they are never
-//! evicted, so no flood can push them out.
+//! envelope in the log). A room therefore keeps at most `bound` posts and,
+//! apart, at most `bound` of the operations that are not rules (reactions,
+//! edits, deletes, question marks; [`is_bounded`]). The rules (roles,
+//! removals, the hallway's mode) come only from the host and the moderators
+//! and decide what everything else means: they are never evicted, so no
+//! flood can push them out.
 //!
-//! The rule every node applies alike, so that two nodes that hold the same
-//! messages keep the same ones: of the bounded messages held that count
-//! (a visible post, an operation valid by the rules before it), keep the
-//! `bound` highest in room order, (clock, id); once the room holds that
-//! many, the lowest kept key is the room's **horizon**, and everything
-//! below it goes, whether it counts or not. A message below the horizon is
-//! refused when it arrives again (by gossip or history sync), so evicted
-//! messages do not come back. An evicted post's reactions, edits and
-//! question marks show nothing (the post is not shown); they are bounded
-//! messages themselves, evicted by their own keys. That rule depends on the
-//! set of messages held alone, not on the order they arrived in.
+//! The rule every node applies alike (docs/PROTOCOL.md, "Bounded rooms"),
+//! for each kind on its own: of the messages held that count (a visible
+//! post; an operation valid by the rules before it, on a post held), keep
+//! the `bound` highest in room order, (clock, id); once the room holds that
+//! many, the lowest kept key is the kind's **horizon**, and everything of
+//! the kind below it goes, whether it counts or not. A message below the
+//! horizon is refused when it arrives again (by gossip or history sync), so
+//! evicted messages do not come back. An evicted post's reactions, edits
+//! and question marks show nothing and stop counting; they go by their own
+//! keys. Operations are bounded apart from posts so that a post's own
+//! reactions cannot push it out.
 //!
 //! Messages that do not count (a post by a participant removed before its
-//! clock, an operation whose author had lost the right) are held apart:
-//! which of them a node holds depends on what it knew when they arrived
-//! (`node::sim`'s checks call them stale), so they must not move the
-//! horizon, or two nodes with the same room would keep different posts.
-//! They are kept only above the horizon, and at most `bound` of them.
+//! clock, an operation whose author had lost the right or whose post is not
+//! held) are held apart: which of them a node holds depends on what it knew
+//! when they arrived (`node::sim`'s checks call them stale), so they must
+//! not move the horizon, or two nodes with the same room would keep
+//! different posts. They are kept only above the horizon, and at most
+//! `bound` of them.
 
 use std::collections::{BTreeSet, HashMap};
 
