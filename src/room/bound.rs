@@ -300,7 +300,7 @@ impl RoomState {
     /// a node that never held the post keeps them, and a post evicted by a
     /// node that had them counted would stay on one that had not.
     fn evict(&mut self, key: Key) {
-        if !self.posts.get(&key.1).is_some_and(|p| p.clock == key.0) {
+        if self.posts.get(&key.1).is_none_or(|p| p.clock != key.0) {
             return self.evict_op(key);
         }
         self.drop_held(key);
@@ -452,11 +452,14 @@ mod tests {
         true
     }
 
+    /// A post as a user sees it: shown, its edited text, its reactions.
+    type Shown = (MessageId, bool, Option<String>, usize);
+
     /// What a room keeps and shows: the keys that count under the bound
     /// (which of those that do not count a node holds depends on what it
     /// knew when they arrived), and each post known with whether it is
     /// visible, its text and reactions.
-    fn room_of(r: &RoomState, ids: &[MessageId]) -> (Vec<Key>, Vec<(MessageId, bool, Option<String>, usize)>) {
+    fn room_of(r: &RoomState, ids: &[MessageId]) -> (Vec<Key>, Vec<Shown>) {
         let held: Vec<Key> = r
             .kept
             .posts
