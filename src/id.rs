@@ -263,6 +263,11 @@ reject_reasons! {
     /// that has forwarded its share of newcomers' messages for now
     /// (`Limits::newcomers_per_peer`).
     NewcomerLimit => "newcomer_limit",
+    /// A post or operation below the room's horizon: the room keeps its
+    /// bound of newer ones, so this one would be evicted at once
+    /// (`Config::room_bound`, docs/PROTOCOL.md "Bounded rooms"). Not the
+    /// sender's fault: a peer that holds fewer messages keeps it.
+    BelowHorizon => "below_horizon",
 }
 
 impl fmt::Display for RejectReason {

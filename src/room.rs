@@ -18,7 +18,7 @@
 //! removed and the hallway let it post at that clock. So two nodes that hold
 //! the same messages show the same room, whatever order they arrived in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::ops::Bound;
 
@@ -27,8 +27,11 @@ use libp2p::PeerId;
 use crate::id::{MessageId, RejectReason, Room};
 use crate::protocol::MAX_EMOJI_BYTES;
 
+mod bound;
 #[cfg(test)]
 mod reference;
+
+pub use bound::{DEFAULT_ROOM_BOUND, is_bounded};
 
 /// A participant's role in a room. Ordered: each role may do what the ones
 /// below it may.
@@ -252,10 +255,14 @@ pub struct RoomState {
     /// The keys of every other operation, by author: what a change of the
     /// author's rights judges again.
     by_author: HashMap<PeerId, BTreeSet<Key>>,
-    /// Everyone with a post or an operation here: the authors the room
-    /// knows, which the admission of newcomers (`node::rooms`) asks about.
-    authors: HashSet<PeerId>,
+    /// Everyone with a post or an operation here, with how many: the
+    /// authors the room knows, which the admission of newcomers
+    /// (`node::rooms`) asks about. An author whose last message is evicted
+    /// is forgotten, so a flood under fresh keys does not grow it.
+    authors: HashMap<PeerId, usize>,
     derived: Derived,
+    /// The bound on what anyone may add to the room (`room::bound`).
+    kept: bound::Kept,
     max_clock: u64,
     /// Operations judged so far, counting each judgment again.
     judged: u64,
@@ -271,8 +278,9 @@ impl RoomState {
             ops: BTreeMap::new(),
             rights: BTreeSet::new(),
             by_author: HashMap::new(),
-            authors: HashSet::new(),
+            authors: HashMap::new(),
             derived: Derived::default(),
+            kept: bound::Kept::default(),
             max_clock: 0,
             judged: 0,
         }
@@ -301,7 +309,7 @@ impl RoomState {
 
     /// Whether `author` has a post or an operation here.
     pub fn knows_author(&self, author: &PeerId) -> bool {
-        self.authors.contains(author)
+        self.authors.contains_key(author)
     }
 
     /// Posts known (deleted ones included).
@@ -460,17 +468,20 @@ impl RoomState {
     /// Adds a verified post (already checked). Returns false if known.
     pub fn add_post(&mut self, id: MessageId, author: PeerId, clock: u64, question: bool) -> bool {
         self.max_clock = self.max_clock.max(clock);
-        self.authors.insert(author);
-        self.posts
-            .insert(
+        let new = !self.posts.contains_key(&id);
+        if new {
+            *self.authors.entry(author).or_default() += 1;
+            self.posts.insert(
                 id,
                 PostMeta {
                     author,
                     clock,
                     question,
                 },
-            )
-            .is_none()
+            );
+        }
+        self.hold_post(id);
+        new
     }
 
     /// A known post's clock.
@@ -504,8 +515,9 @@ impl RoomState {
             return false;
         }
         self.max_clock = self.max_clock.max(clock);
-        self.authors.insert(author);
+        *self.authors.entry(author).or_default() += 1;
         let changes_rights = matches!(action, RoomAction::SetRole { .. } | RoomAction::Remove { .. });
+        let bounded = is_bounded(&action);
         self.ops.insert(key, (author, action));
         if changes_rights {
             self.rights.insert(key);
@@ -513,6 +525,11 @@ impl RoomState {
         } else {
             self.by_author.entry(author).or_default().insert(key);
             self.judge(key);
+        }
+        if bounded {
+            self.hold_op(key);
+        } else {
+            self.kept.recount = true;
         }
         true
     }

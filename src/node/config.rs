@@ -92,6 +92,16 @@ pub struct Config {
     /// ...and at most the last `history_max` of them (default 10,000). This
     /// is what a node serves to others and what it asks for.
     pub history_max: usize,
+    /// Posts, and apart the operations anyone may make (reactions, edits,
+    /// deletes, question marks), that a node keeps per room, in memory and
+    /// in its log
+    /// (default 10,000, `room::DEFAULT_ROOM_BOUND`: as many as
+    /// history sync serves). Beyond it the oldest in room order are
+    /// evicted, by a rule every node applies alike (docs/PROTOCOL.md,
+    /// "Bounded rooms"); the rules (roles, removals, the hallway's mode)
+    /// are never evicted. Every node of a room should use the same value:
+    /// a node with a smaller one refuses what a larger one keeps.
+    pub room_bound: usize,
     /// How often a node reconciles each joined room with one random room
     /// peer, besides when it joins and when a peer (re)appears. One minute
     /// repairs what gossip lost within a minute at a few hundred bytes per
@@ -166,6 +176,7 @@ impl Config {
             idle_connection_timeout: Duration::from_secs(60),
             history_window: Duration::from_secs(24 * 3600),
             history_max: 10_000,
+            room_bound: crate::room::DEFAULT_ROOM_BOUND,
             sync_interval: Duration::from_secs(60),
             presence: true,
             limits: limits::Limits::default(),

@@ -155,6 +155,8 @@ pub(crate) struct EventLoop {
     minting: super::stamps::Minting,
     history_window_ms: u64,
     history_max: usize,
+    /// Posts and operations kept per room (`Config::room_bound`).
+    room_bound: usize,
     sync_interval: Duration,
     /// Rate limits and the penalties of peers that broke them.
     limiters: super::limits::Limiters,
@@ -258,7 +260,7 @@ impl EventLoop {
             )?;
         }
         for room in &start_rooms {
-            if let Some(topic) = rooms.join(room, rooms::load_rules(&store, room)) {
+            if let Some(topic) = rooms.join(room, rooms::load_rules(&store, room, config.room_bound)) {
                 let gossip = &mut swarm.behaviour_mut().gossipsub;
                 let _ = gossip.subscribe(&topic);
                 let _ = gossip.set_topic_params(topic, crate::protocol::chat_topic_params());
@@ -297,6 +299,7 @@ impl EventLoop {
             minting: super::stamps::Minting::default(),
             history_window_ms: config.history_window.as_millis() as u64,
             history_max: config.history_max,
+            room_bound: config.room_bound,
             sync_interval: config.sync_interval,
             limiters: super::limits::Limiters::new(&config.limits),
             oversize_streams,
@@ -695,7 +698,8 @@ impl EventLoop {
         if self.rooms.get(room).is_some() {
             return Ok(());
         }
-        let rules = rooms::load_rules(&self.store, room);
+        let rules = rooms::load_rules(&self.store, room, self.room_bound);
+        self.stats.room_evicted += rules.evicted();
         let Some(topic) = self.rooms.join(room, rules) else {
             return Ok(());
         };

@@ -23,7 +23,7 @@ use crate::envelope::{Signed, check_time};
 use crate::id::{MessageId, RejectReason, Room};
 use crate::message::Body;
 use crate::protocol;
-use crate::room::{RoomAction, RoomState};
+use crate::room::{Key, RoomAction, RoomState, is_bounded};
 use crate::store::StoreError;
 
 /// Posts kept per room while no peer of the room is known. A person typing
@@ -35,6 +35,12 @@ pub(crate) const MAX_UNSENT_PER_ROOM: usize = 1000;
 /// before the host's grant). Beyond this, the oldest is dropped; history
 /// sync brings it back later if it is valid.
 pub(crate) const MAX_PARKED: usize = 256;
+
+/// Ids refused as below the room's horizon that a room remembers, so that
+/// history sync does not fetch them again from a peer that keeps them (one
+/// with a larger `Config::room_bound`, or that has not synced since). The
+/// oldest is forgotten first; one forgotten costs a fetch, not a fault.
+pub(crate) const MAX_BELOW_HORIZON: usize = 4096;
 
 /// Newcomers tracked per room at most (authors first accepted here within
 /// `Limits::newcomer_for`). When it is full of authors still new, a further new
@@ -70,6 +76,10 @@ pub(crate) struct JoinedRoom {
     /// This node's stamp for the room (`protocol::mint_stamp`), put on its
     /// posts and operations; None until it is minted, a moment after join.
     pub(crate) stamp: Option<u64>,
+    /// Ids refused as below the horizon, oldest first (at most
+    /// [`MAX_BELOW_HORIZON`]), and the same as a set.
+    below_horizon: VecDeque<MessageId>,
+    below_horizon_set: HashSet<MessageId>,
 }
 
 /// Whether a room message carries a stamp of at least `bits` for its room
@@ -137,6 +147,8 @@ pub(crate) trait RoomLog {
 pub(crate) struct Committed {
     /// The log did not have it: it was logged and applied.
     pub(crate) new: bool,
+    /// Messages the room's bound evicted from the rules and the log.
+    pub(crate) evicted: usize,
     /// What to show, in order: the message itself (when new and `show`),
     /// then the parked operations it made valid.
     pub(crate) show: Vec<Signed>,
@@ -249,6 +261,26 @@ impl JoinedRoom {
             listeners: Vec::new(),
             newcomers: HashMap::new(),
             stamp: None,
+            below_horizon: VecDeque::new(),
+            below_horizon_set: HashSet::new(),
+        }
+    }
+
+    /// Whether `id` was refused as below the room's horizon: history sync
+    /// does not fetch it again.
+    pub(crate) fn is_below_horizon(&self, id: &MessageId) -> bool {
+        self.below_horizon_set.contains(id)
+    }
+
+    fn remember_below_horizon(&mut self, id: MessageId) {
+        if !self.below_horizon_set.insert(id) {
+            return;
+        }
+        self.below_horizon.push_back(id);
+        if self.below_horizon.len() > MAX_BELOW_HORIZON
+            && let Some(old) = self.below_horizon.pop_front()
+        {
+            self.below_horizon_set.remove(&old);
         }
     }
 
@@ -292,7 +324,9 @@ impl JoinedRoom {
     /// 5. a newcomer's message forwarded by another peer is within that
     ///    peer's share ([`JoinedRoom::newcomer_within`]), and its room clock
     ///    is not in the future;
-    /// 6. the room's rules at its clock. Operations they refuse are parked.
+    /// 6. a post or an operation anyone may make is not below the room's
+    ///    horizon (`room::bound`: the room keeps its bound of newer ones);
+    /// 7. the room's rules at its clock. Operations they refuse are parked.
     ///
     /// Parked operations skip 1-5. Nothing is logged or shown here.
     pub(crate) fn admit(
@@ -312,11 +346,22 @@ impl JoinedRoom {
         }
         let state = &mut self.rules;
         let id = signed.id();
+        if let Some(key) = bounded_key(signed)
+            && state.below_horizon(key, matches!(signed.body(), Body::Hallway(_)))
+        {
+            self.remember_below_horizon(id);
+            return Admission::Refused {
+                reason: RejectReason::BelowHorizon,
+                invalid: false,
+            };
+        }
         let verdict = match (signed.body(), origin) {
             (Body::Hallway(p), Origin::History) => {
-                // Known first, so that an earlier delete by its author counts.
-                state.add_post(id, author, p.clock, p.question);
-                if state.is_deleted(&id) {
+                // By its author, so that an earlier delete by its author
+                // counts (the post is not known yet). A post is added to the
+                // rules only once logged, so that the rules hold what the log
+                // holds (the bound counts it).
+                if state.is_deleted_as(&id, &author) {
                     return Admission::Deleted;
                 }
                 state.check_post(&author, p.clock, p.question)
@@ -550,7 +595,7 @@ impl JoinedRoom {
             return Ok(done);
         }
         done.new = true;
-        self.apply_logged(room, signed, log);
+        done.evicted += self.apply_logged(room, signed, log);
         if show {
             done.show.push(signed.clone());
         }
@@ -563,7 +608,7 @@ impl JoinedRoom {
             if let Admission::Accept { show } = self.admit(room, Origin::Parked, cx.local, &ready, cx)
                 && log.insert(&ready)?
             {
-                self.apply_logged(room, &ready, log);
+                done.evicted += self.apply_logged(room, &ready, log);
                 if show {
                     done.show.push(ready);
                 }
@@ -573,34 +618,70 @@ impl JoinedRoom {
     }
 
     /// Applies a message just logged and makes the log forget the posts it
-    /// deletes. A post the log cannot forget is reported, not fatal: the
-    /// rules already hide it.
-    pub(crate) fn apply_logged(&mut self, room: &Room, signed: &Signed, log: &mut impl RoomLog) {
-        for (clock, target) in self.apply(signed) {
-            if let Err(e) = log.forget(room, clock, &target) {
-                tracing::error!(%room, "cannot drop a deleted post: {e}");
+    /// deletes and what the room's bound evicts; returns how many messages
+    /// were evicted. A message the log cannot forget is reported, not
+    /// fatal: the rules already hide it.
+    pub(crate) fn apply_logged(&mut self, room: &Room, signed: &Signed, log: &mut impl RoomLog) -> usize {
+        let (deleted, evicted) = self.apply(signed);
+        for (clock, target) in deleted.iter().chain(&evicted) {
+            if let Err(e) = log.forget(room, *clock, target) {
+                tracing::error!(%room, "cannot drop a deleted or evicted message: {e}");
             }
         }
+        evicted.len()
     }
 
-    /// Feeds an admitted message, newly logged, to the room's rules. Returns
-    /// the posts (clock, id) that are deleted now and whose text the log
-    /// must drop.
-    pub(crate) fn apply(&mut self, signed: &Signed) -> Vec<(u64, MessageId)> {
+    /// Feeds an admitted message, newly logged, to the room's rules, and
+    /// applies the room's bound. Returns the posts (clock, id) that are
+    /// deleted now and whose text the log must drop, and the messages the
+    /// bound evicted, which the log must drop too.
+    pub(crate) fn apply(&mut self, signed: &Signed) -> (Vec<Key>, Vec<Key>) {
         let state = &mut self.rules;
+        let horizon = state.horizon();
         add_to_rules(state, signed);
-        let Body::RoomOp(op) = signed.body() else {
-            return Vec::new();
-        };
-        let clock_of = |t: MessageId| (state.post_clock(&t).unwrap_or_default(), t);
-        match &op.action {
-            RoomAction::Delete(target) if state.is_deleted(target) => vec![clock_of(*target)],
-            // A change of rights can decide older deletes.
-            RoomAction::SetRole { .. } | RoomAction::Remove { .. } => {
-                state.deleted_posts().into_iter().map(clock_of).collect()
+        let deleted = match signed.body() {
+            Body::RoomOp(op) => {
+                let clock_of = |t: MessageId| (state.post_clock(&t).unwrap_or_default(), t);
+                match &op.action {
+                    RoomAction::Delete(target) if state.is_deleted(target) => vec![clock_of(*target)],
+                    // A change of rights can decide older deletes.
+                    RoomAction::SetRole { .. } | RoomAction::Remove { .. } => {
+                        state.deleted_posts().into_iter().map(clock_of).collect()
+                    }
+                    _ => Vec::new(),
+                }
             }
             _ => Vec::new(),
+        };
+        // A deleted post leaves the log, so it no longer counts against the
+        // bound: released before the bound is applied, as on a node that
+        // knew the delete first and never logged the post.
+        for (_, id) in &deleted {
+            state.release_post(id);
         }
+        let evicted = state.enforce_bound();
+        // The horizon fell (a post stopped counting, or was deleted): what
+        // was refused below it may be taken now.
+        if state.horizon() < horizon {
+            self.below_horizon.clear();
+            self.below_horizon_set.clear();
+        }
+        // What was evicted is not fetched again either (a peer may still
+        // hold it until it has what this node holds).
+        for (_, id) in &evicted {
+            self.remember_below_horizon(*id);
+        }
+        (deleted, evicted)
+    }
+}
+
+/// The (clock, id) of a message the room's bound applies to: a post, or an
+/// operation anyone may make (`room::is_bounded`); None for the rules.
+pub(crate) fn bounded_key(message: &Signed) -> Option<Key> {
+    match message.body() {
+        Body::Hallway(p) => Some((p.clock, message.id())),
+        Body::RoomOp(op) if is_bounded(&op.action) => Some((op.clock, message.id())),
+        _ => None,
     }
 }
 
@@ -1143,6 +1224,38 @@ mod tests {
     }
 
     #[test]
+    fn a_post_below_the_horizon_is_refused_by_every_origin_and_not_fetched_again() {
+        let mut f = Fixture::open();
+        f.joined.rules = RoomState::new(f.room.clone()).with_bound(3);
+        let ann = Identity::generate();
+        let posts: Vec<Signed> = (0..5).map(|i| f.post(&ann, NOW - 100 + i, "line")).collect();
+        for p in &posts[1..] {
+            assert_eq!(f.admit(Origin::Live, p), ACCEPT);
+        }
+        // Three kept: the oldest of the four went, and the first post,
+        // older still, is below the horizon whichever way it comes. It is
+        // not the sender's fault (a peer that holds fewer keeps it).
+        assert_eq!(f.joined.rules.kept_len(), 3);
+        assert_eq!(f.joined.rules.evicted(), 1);
+        let below = Admission::Refused {
+            reason: RejectReason::BelowHorizon,
+            invalid: false,
+        };
+        for origin in [Origin::Live, Origin::History] {
+            assert_eq!(f.admit(origin, &posts[0]), below, "{origin:?}");
+        }
+        assert_eq!(f.admit(Origin::History, &posts[1]), below, "evicted, so refused again");
+        assert!(f.joined.is_below_horizon(&posts[0].id()));
+        // The rules are never below a horizon.
+        let mut hosted = Fixture::hosted();
+        hosted.joined.rules = RoomState::new(hosted.room.clone()).with_bound(1);
+        let host = hosted.host.clone();
+        assert_eq!(hosted.admit(Origin::Live, &hosted.post(&host, NOW - 10, "new")), ACCEPT);
+        let old_mode = hosted.op(&host, NOW - 500, RoomAction::Chat(ChatMode::On));
+        assert_eq!(hosted.admit(Origin::History, &old_mode), ACCEPT);
+    }
+
+    #[test]
     fn a_deleted_post_is_never_accepted_again() {
         let mut f = Fixture::open();
         let ann = Identity::generate();
@@ -1235,7 +1348,7 @@ mod tests {
             let ready = f.joined.take_ready().expect("the grant makes it valid");
             assert_eq!(ready.id(), delete.id());
             assert_eq!(f.admit(Origin::Parked, &ready), ACCEPT);
-            assert_eq!(f.joined.apply(&ready), vec![(NOW - 30, bobs.id())]);
+            assert_eq!(f.joined.apply(&ready).0, vec![(NOW - 30, bobs.id())]);
             assert!(f.joined.rules.is_deleted(&bobs.id()));
             assert_eq!(f.joined.parked_len(), 0);
         }

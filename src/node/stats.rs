@@ -65,6 +65,11 @@ pub struct Stats {
     /// Lookups that found a peer's address record.
     #[serde(default)]
     pub peer_lookups_found: u64,
+    /// Posts and operations the rooms' bound evicted (`Config::room_bound`):
+    /// the oldest of a room that holds more than its bound. A count that
+    /// grows fast is a flood.
+    #[serde(default)]
+    pub room_evicted: u64,
 }
 
 impl Stats {

@@ -549,3 +549,96 @@ async fn a_flood_of_rejections_reaches_the_application_at_its_rate_and_is_counte
     drop(raw);
     lab.shutdown().await;
 }
+
+/// The ids a node's room view shows, in the room's order.
+async fn view_ids(node: &LabNode, room: &Room) -> Vec<MessageId> {
+    let view = node.handle.room_view(room, usize::MAX).await.expect("view");
+    view.iter().map(|p| p.id).collect()
+}
+
+/// Issue 16, bounded memory: a room keeps at most its bound of posts
+/// (`Config::room_bound`), whatever floods it. Three nodes in a line keep
+/// 50; a flood of 300 valid posts under fresh keys at one end pushes the
+/// oldest posts out on every node by the same rule: each node's log and
+/// view hold the bound, the honest posts made after the flood stand and
+/// the one made before it is gone, the nodes show the same room once they
+/// have synced, and each counts what it evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_beyond_the_room_bound_keeps_the_newest_posts_alike_on_every_node() {
+    const BOUND: usize = 50;
+    let lobby = room("lobby");
+    let config = LabConfig {
+        tweak: |c| {
+            c.room_bound = BOUND;
+            // Sync repairs what gossip lost within a second, not a minute.
+            c.sync_interval = std::time::Duration::from_secs(1);
+            // The flood pays for its keys (cheap stamps, taken here), so
+            // that it gets the larger share of newcomers.
+            c.limits.stamp_bits = STAMP_BITS;
+        },
+        ..LabConfig::default()
+    };
+    let mut lab = Lab::start(3, config).await.expect("lab");
+    let edges = [(0, 1), (1, 2)];
+    lab.connect_edges(&edges, T).await.expect("connect");
+    lab.join_all(&lobby, &edges, T).await.expect("mesh");
+    let before = lab.nodes[2]
+        .handle
+        .post(&lobby, "before the flood")
+        .await
+        .expect("post");
+    let want = HashSet::from([before]);
+    assert_eq!(shows_all(&mut lab.nodes[0], &want).await, 0);
+
+    // 300 posts under fresh, stamped keys at node 0: its share of
+    // newcomers lets about 200 in, four times the bound.
+    let raw = hostile_peer(&lab.nodes[0], &lobby).await;
+    sybil_flood(&raw, 300, true).await;
+    let mut after = HashSet::new();
+    for i in 0..5 {
+        after.insert(
+            lab.nodes[1]
+                .handle
+                .post(&lobby, &format!("after {i}"))
+                .await
+                .expect("post"),
+        );
+    }
+    for node in &lab.nodes {
+        stats_once(&node.handle, "the bound evicts", T, |s| s.room_evicted > 0).await;
+    }
+
+    // The nodes converge to one room of the bound's newest posts.
+    let converged = async {
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            check.tick().await;
+            let mut views = Vec::new();
+            for node in &lab.nodes {
+                views.push(view_ids(node, &lobby).await);
+            }
+            if views.iter().all(|v| *v == views[0] && v.len() == BOUND) {
+                return views.swap_remove(0);
+            }
+        }
+    };
+    let view = tokio::time::timeout(T, converged)
+        .await
+        .expect("the nodes show the same room of the bound's newest posts");
+    assert!(
+        after.iter().all(|id| view.contains(id)),
+        "the posts after the flood stand"
+    );
+    assert!(!view.contains(&before), "the post before the flood was the oldest");
+    for node in &lab.nodes {
+        let logged = node
+            .handle
+            .history(backchannel::HistoryQuery::Room(lobby.clone()), usize::MAX)
+            .await
+            .expect("history");
+        assert!(logged.len() <= BOUND, "node {} logs {}", node.index, logged.len());
+    }
+    // Node 0 took its share of the flood (about 200) and kept 50.
+    let stats = lab.nodes[0].handle.stats().await.expect("stats");
+    assert!(stats.room_evicted >= 100, "node 0 evicted {}", stats.room_evicted);
+}

@@ -219,7 +219,7 @@ impl EventLoop {
             local: self.local,
             unflushed: &mut self.unflushed,
         };
-        joined.apply_logged(room, signed, &mut log);
+        self.stats.room_evicted += joined.apply_logged(room, signed, &mut log) as u64;
     }
 
     /// Admits a verified message for a joined room, from gossip or history,
@@ -256,6 +256,7 @@ impl EventLoop {
                 };
                 match joined.commit(room, origin, &signed, show, &mut cx, &mut log) {
                     Ok(done) if done.new => {
+                        self.stats.room_evicted += done.evicted as u64;
                         for shown in &done.show {
                             self.show_room_message(room, shown);
                         }
@@ -527,7 +528,8 @@ impl EventLoop {
         let state = match self.rooms.get(room) {
             Some(joined) => &joined.rules,
             None => {
-                temporary = load_rules(&self.store, room);
+                // A room not joined is read, not cut to the bound.
+                temporary = load_rules(&self.store, room, usize::MAX);
                 &temporary
             }
         };
@@ -566,15 +568,28 @@ impl EventLoop {
     }
 }
 
-/// Rebuilds a room's rules from its messages in the log.
-pub(super) fn load_rules(store: &crate::store::Store, room: &Room) -> RoomState {
-    match store.room(room, usize::MAX) {
-        Ok(messages) => state_of(room, &messages),
+/// Rebuilds a room's rules from its messages in the log, with the room's
+/// bound: a log that holds more (written with a larger bound, or before
+/// there was one) is cut to it, and the log forgets what was evicted
+/// (`RoomState::evicted` says how many).
+pub(super) fn load_rules(store: &crate::store::Store, room: &Room, bound: usize) -> RoomState {
+    let messages = match store.room(room, usize::MAX) {
+        Ok(messages) => messages,
         Err(e) => {
             tracing::error!(%room, "cannot read the room's log: {e}");
-            RoomState::new(room.clone())
+            return RoomState::new(room.clone()).with_bound(bound);
+        }
+    };
+    let mut state = RoomState::new(room.clone()).with_bound(bound);
+    for m in &messages {
+        add_to_rules(&mut state, &m.message);
+    }
+    for (clock, id) in state.enforce_bound() {
+        if let Err(e) = store.forget(room, clock, &id) {
+            tracing::error!(%room, "cannot drop an evicted message: {e}");
         }
     }
+    state
 }
 
 /// A room's rules rebuilt from its logged messages.

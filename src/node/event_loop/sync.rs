@@ -446,7 +446,14 @@ impl EventLoop {
                 match session.reconciler.step(&answer) {
                     Ok(Some(next)) => self.send_sync(peer, &room, SyncQuery::Reconcile(next), Asked::Reconcile),
                     Ok(None) => {
-                        session.need = std::mem::take(&mut session.reconciler.need).into();
+                        // What this room refused as below its horizon would
+                        // be refused again: not fetched (the peer keeps it
+                        // until it has the newer messages this node pushes).
+                        let joined = self.rooms.get(&room);
+                        session.need = std::mem::take(&mut session.reconciler.need)
+                            .into_iter()
+                            .filter(|id| !joined.is_some_and(|j| j.is_below_horizon(id)))
+                            .collect();
                         let have = std::mem::take(&mut session.reconciler.have);
                         self.push(peer, &room, have);
                         self.pump(peer, &room);

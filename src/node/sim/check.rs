@@ -12,6 +12,10 @@
 //!   node were shown by no node.
 //! - Nothing logged or shown by any node is an envelope whose signature
 //!   fails (every one is an envelope an author signed).
+//! - Every honest node keeps within the room's bound (`SimConfig::bound`):
+//!   the posts and operations anyone may make in its log are the ones its
+//!   rules hold, at most the bound of posts and of operations that count,
+//!   and as many that do not.
 
 use libp2p::PeerId;
 use sha2::{Digest, Sha256};
@@ -48,6 +52,8 @@ pub(crate) struct Outcome {
     /// Posts and operations in honest nodes' logs that do not count (taken
     /// before the node knew the change that refuses them; see `counted`).
     pub(crate) stale: usize,
+    /// Messages the room's bound evicted, over every honest node.
+    pub(crate) evicted: u64,
 }
 
 impl Outcome {
@@ -204,6 +210,9 @@ impl Sim {
                     ));
                 }
             }
+            if node.kind == Kind::Honest {
+                bounded(n, node, self.config.bound, &mut texts, &mut problems);
+            }
             for envelope in node.log.envelopes.values() {
                 if !script.is_genuine(envelope) {
                     problems.push(format!("node {n} logged an envelope no author signed"));
@@ -235,6 +244,7 @@ impl Sim {
             backdated_sent: script.rogue_backdated.len(),
             log_len: order.len(),
             stale,
+            evicted: honest.iter().map(|n| self.nodes[*n].joined.rules.evicted()).sum(),
         }
     }
 
@@ -290,6 +300,39 @@ fn counted(node: &SimNode, rules: &crate::room::RoomState, texts: &mut Texts) ->
         )
         .copied()
         .collect()
+}
+
+/// Checks that node `n` keeps within the room's bound: the posts and
+/// operations anyone may make in its log are what its rules hold (nothing
+/// evicted stays in the log), and those are at most four times the bound
+/// (the bound of posts and of operations that count, and as many that do
+/// not).
+fn bounded(n: usize, node: &SimNode, bound: usize, texts: &mut Texts, problems: &mut Vec<String>) {
+    let in_log = node
+        .log
+        .index
+        .iter()
+        .filter(|(_, id)| {
+            node.log.envelopes.get(id).is_none_or(|e| {
+                texts
+                    .op(id, e)
+                    .is_none_or(|(_, action)| crate::room::is_bounded(&action))
+            })
+        })
+        .count();
+    let rules = &node.joined.rules;
+    if in_log != rules.kept_len() {
+        problems.push(format!(
+            "node {n}'s log has {in_log} posts and operations under the bound, its rules hold {}",
+            rules.kept_len()
+        ));
+    }
+    if rules.kept_len() > 4 * bound {
+        problems.push(format!(
+            "node {n} keeps {} messages, over its bound of {bound}",
+            rules.kept_len()
+        ));
+    }
 }
 
 /// The text of each post and the author and action of each operation,

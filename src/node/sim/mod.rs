@@ -78,6 +78,9 @@ pub(crate) struct SimConfig {
     /// function of the bytes). Only CPU time changes; each node still opens
     /// what it receives and decides on it alone. For the largest runs.
     pub(crate) shared_checks: bool,
+    /// Posts and operations anyone may make that each node keeps
+    /// (`Config::room_bound`); below the script's count, the nodes evict.
+    pub(crate) bound: usize,
 }
 
 impl SimConfig {
@@ -96,13 +99,19 @@ impl SimConfig {
             partitions: 2,
             sync_every_ms: 8_000,
             shared_checks: false,
+            bound: crate::room::DEFAULT_ROOM_BOUND,
         }
     }
 
     /// The command that replays this run.
     pub(crate) fn replay_command(&self) -> String {
+        let bound = if self.bound == crate::room::DEFAULT_ROOM_BOUND {
+            String::new()
+        } else {
+            format!("BACKCHANNEL_SIM_BOUND={} ", self.bound)
+        };
         format!(
-            "BACKCHANNEL_SIM_SEED={} BACKCHANNEL_SIM_NODES={} cargo nextest run --lib -E 'test(sim::tests::replay)'",
+            "BACKCHANNEL_SIM_SEED={} BACKCHANNEL_SIM_NODES={} {bound}cargo nextest run --lib -E 'test(sim::tests::replay)'",
             self.seed, self.nodes
         )
     }
@@ -195,7 +204,7 @@ impl Sim {
             .enumerate()
             .map(|(i, identity)| {
                 let skew = rng.below(401) as i64 - 200;
-                SimNode::new(identity, script::kind_of(&config, i), &room, skew)
+                SimNode::new(identity, script::kind_of(&config, i), &room, skew, config.bound)
             })
             .collect();
         let links = mesh(&mut rng, config.nodes, config.degree, config.delay_ms);
@@ -452,7 +461,12 @@ impl Sim {
         }
         let delay = self.links[a].iter().find(|(p, _)| *p == b).map_or(50, |(_, d)| *d);
         let mut new = 0;
-        let need = std::mem::take(&mut reconciler.need);
+        // As the event loop does: what `a` refused as below its horizon is
+        // not fetched again.
+        let need: Vec<_> = std::mem::take(&mut reconciler.need)
+            .into_iter()
+            .filter(|id| !self.nodes[a].joined.is_below_horizon(id))
+            .collect();
         for ids in need.chunks(MAX_FETCH_IDS) {
             let envelopes: Vec<Vec<u8>> = ids
                 .iter()

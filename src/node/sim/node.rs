@@ -167,8 +167,8 @@ pub(super) fn gossip_id(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl SimNode {
-    pub(super) fn new(identity: Identity, kind: Kind, room: &Room, skew_ms: i64) -> Self {
-        let mut joined = JoinedRoom::new(room, RoomState::new(room.clone()));
+    pub(super) fn new(identity: Identity, kind: Kind, room: &Room, skew_ms: i64, bound: usize) -> Self {
+        let mut joined = JoinedRoom::new(room, RoomState::new(room.clone()).with_bound(bound));
         // Stamped as a node stamps its own, with little work: a thousand
         // nodes mint theirs in moments.
         let key = crate::id::key_of(&identity.peer_id()).expect("an ed25519 identity");

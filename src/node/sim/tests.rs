@@ -3,8 +3,9 @@
 //!
 //! - `BACKCHANNEL_SIM_SEEDS=N` runs N more seeds (of 50 nodes) in
 //!   `more_seeds_on_demand`;
-//! - `BACKCHANNEL_SIM_SEED=S` (with `BACKCHANNEL_SIM_NODES=N`, default 50)
-//!   replays one seed in `replay`, as a failing seed's message says.
+//! - `BACKCHANNEL_SIM_SEED=S` (with `BACKCHANNEL_SIM_NODES=N`, default 50,
+//!   and `BACKCHANNEL_SIM_BOUND=B`, the room's bound) replays one seed in
+//!   `replay`, as a failing seed's message says.
 
 use std::time::Instant;
 
@@ -21,7 +22,7 @@ fn run(config: SimConfig) -> super::Outcome {
     println!(
         "seed {} nodes {}: {:.2} s, {} signed messages, {} forgeries, {} gossip messages sent ({} lost), \
          {} envelopes opened ({} failed) with {} signature checks, {} messages logged; log {} long; \
-         backdated posts of the removed rogue logged: {} of {}; messages in logs that do not count: {}",
+         backdated posts of the removed rogue logged: {} of {}; messages in logs that do not count: {}; evicted: {}",
         outcome.config.seed,
         outcome.config.nodes,
         started.elapsed().as_secs_f64(),
@@ -37,6 +38,7 @@ fn run(config: SimConfig) -> super::Outcome {
         outcome.backdated_logged,
         outcome.backdated_sent,
         outcome.stale,
+        outcome.evicted,
     );
     outcome.assert_ok();
     outcome
@@ -46,6 +48,21 @@ fn run(config: SimConfig) -> super::Outcome {
 fn a_fixed_set_of_seeds_converges() {
     for seed in 1..=6 {
         run(SimConfig::new(seed, 20 + 5 * seed as usize));
+    }
+}
+
+/// A room bound below what the script posts (about 80 posts and as many
+/// operations): every node evicts, by the same rule, and the nodes still
+/// converge to the same log and the same view, with the rules intact.
+#[test]
+fn a_bounded_room_converges() {
+    for seed in [11, 12] {
+        let mut config = SimConfig::new(seed, 20);
+        config.bound = 40;
+        let outcome = run(config);
+        assert!(outcome.evicted > 0, "seed {seed}: the bound was never reached");
+        // The bound of posts and of operations that count, and the rules.
+        assert!(outcome.log_len <= 2 * 40 + 20, "seed {seed}: {} kept", outcome.log_len);
     }
 }
 
@@ -70,7 +87,11 @@ fn a_seed_replays_exactly() {
 fn replay() {
     let seed = env("BACKCHANNEL_SIM_SEED").unwrap_or(4242);
     let nodes = env("BACKCHANNEL_SIM_NODES").unwrap_or(50) as usize;
-    run(SimConfig::new(seed, nodes));
+    let mut config = SimConfig::new(seed, nodes);
+    if let Some(bound) = env("BACKCHANNEL_SIM_BOUND") {
+        config.bound = bound as usize;
+    }
+    run(config);
 }
 
 #[test]
