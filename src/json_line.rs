@@ -1175,16 +1175,12 @@ mod tests {
     }
 
     fn dial_failure() -> BoxedStrategy<DialFailure> {
-        let simple = prop::sample::select(vec![
-            DialFailure::OwnAddress,
-            DialFailure::NoAddress,
-            DialFailure::ConnectionLimit,
-            DialFailure::Blocked,
-            DialFailure::UnsupportedAddress,
-            DialFailure::Refused,
-            DialFailure::Timeout,
-            DialFailure::Unreachable,
-        ]);
+        let simple = prop::sample::select(
+            crate::node::failure::FIXED_DIAL_FAILURES
+                .into_iter()
+                .map(|(_, f)| f)
+                .collect::<Vec<_>>(),
+        );
         // Libp2p's own words are any text but the fixed ones (which read
         // back as their variants, by design).
         let other = text().prop_filter_map("a fixed text", |t| {

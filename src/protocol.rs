@@ -180,7 +180,9 @@ impl StampHash {
         }
     }
 
-    fn strength(&self, stamp: u64) -> u32 {
+    /// The digest of the bytes with `stamp`, as SHA-256's state words (the
+    /// digest is their big-endian bytes).
+    fn digest_words(&self, stamp: u64) -> [u32; 8] {
         let mut tail = self.tail;
         for (i, byte) in stamp.to_le_bytes().into_iter().enumerate() {
             let at = self.at + i;
@@ -188,9 +190,12 @@ impl StampHash {
         }
         let mut state = self.state;
         sha2::block_api::compress256(&mut state, &tail[..self.blocks]);
-        // The digest is the state's words, big-endian.
+        state
+    }
+
+    fn strength(&self, stamp: u64) -> u32 {
         let mut bits = 0;
-        for word in state {
+        for word in self.digest_words(stamp) {
             bits += word.leading_zeros();
             if word != 0 {
                 break;
@@ -396,14 +401,7 @@ mod tests {
                     .chunks(4)
                     .map(|w| u32::from_be_bytes(w.try_into().unwrap()))
                     .collect();
-                let mut state = SHA256_H0;
-                let hash = StampHash::new(&room, &KEY);
-                let mut tail = hash.tail;
-                for (i, byte) in stamp.to_le_bytes().into_iter().enumerate() {
-                    tail[(hash.at + i) / 64][(hash.at + i) % 64] = byte;
-                }
-                state.copy_from_slice(&hash.state);
-                sha2::block_api::compress256(&mut state, &tail[..hash.blocks]);
+                let state = StampHash::new(&room, &KEY).digest_words(stamp);
                 assert_eq!(state.to_vec(), words, "room of {len} bytes, stamp {stamp}");
                 assert_eq!(stamp_strength(&room, &KEY, stamp), leading_zero_bits(&digest));
             }

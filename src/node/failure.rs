@@ -339,18 +339,8 @@ impl FromStr for DialFailure {
     /// Never fails: a text that is none of the fixed ones is
     /// [`DialFailure::Other`].
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let simple = [
-            (OWN_ADDRESS, DialFailure::OwnAddress),
-            (NO_ADDRESS, DialFailure::NoAddress),
-            (CONNECTION_LIMIT, DialFailure::ConnectionLimit),
-            (BLOCKED, DialFailure::Blocked),
-            (UNSUPPORTED_ADDRESS, DialFailure::UnsupportedAddress),
-            (DIAL_REFUSED, DialFailure::Refused),
-            (DIAL_TIMEOUT, DialFailure::Timeout),
-            (DIAL_UNREACHABLE, DialFailure::Unreachable),
-        ];
-        if let Some((_, failure)) = simple.into_iter().find(|(t, _)| *t == text) {
-            return Ok(failure);
+        if let Some((_, failure)) = FIXED_DIAL_FAILURES.iter().find(|(t, _)| *t == text) {
+            return Ok(failure.clone());
         }
         let answered = text
             .strip_prefix(WRONG_PEER.0)
@@ -363,16 +353,28 @@ impl FromStr for DialFailure {
     }
 }
 
+/// The dial failures without data, with their fixed texts: what
+/// [`DialFailure`]'s `FromStr` reads back.
+pub(crate) const FIXED_DIAL_FAILURES: [(&str, DialFailure); 8] = [
+    (OWN_ADDRESS, DialFailure::OwnAddress),
+    (NO_ADDRESS, DialFailure::NoAddress),
+    (CONNECTION_LIMIT, DialFailure::ConnectionLimit),
+    (BLOCKED, DialFailure::Blocked),
+    (UNSUPPORTED_ADDRESS, DialFailure::UnsupportedAddress),
+    (DIAL_REFUSED, DialFailure::Refused),
+    (DIAL_TIMEOUT, DialFailure::Timeout),
+    (DIAL_UNREACHABLE, DialFailure::Unreachable),
+];
+
 impl serde::Serialize for DialFailure {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        crate::id::as_text::serialize(self, s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for DialFailure {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        crate::id::as_text::deserialize(d)
     }
 }
 
@@ -419,22 +421,14 @@ mod tests {
 
     #[test]
     fn every_dial_failure_reads_back_from_its_text() {
-        let all = [
-            DialFailure::OwnAddress,
-            DialFailure::NoAddress,
+        let all = FIXED_DIAL_FAILURES.into_iter().map(|(_, f)| f).chain([
             DialFailure::WrongPeer {
                 answered: PeerId::random(),
             },
-            DialFailure::ConnectionLimit,
-            DialFailure::Blocked,
-            DialFailure::UnsupportedAddress,
-            DialFailure::Refused,
-            DialFailure::Timeout,
-            DialFailure::Unreachable,
             DialFailure::Other("Handshake failed: input error".into()),
             // Looks like a wrong peer, but names no peer id.
             DialFailure::Other("another node (nobody) answers at that address".into()),
-        ];
+        ]);
         for failure in all {
             let text = failure.to_string();
             assert_eq!(text.parse::<DialFailure>(), Ok(failure.clone()), "{text}");

@@ -21,7 +21,7 @@ mod dm;
 mod error;
 mod event;
 mod event_loop;
-mod failure;
+pub(crate) mod failure;
 mod gossip;
 mod handle;
 mod hole_punch;
