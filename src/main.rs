@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BACKCHANNEL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Kademlia warns "Failed to trigger bootstrap: No known peers"
+                // whenever a node starts alone: noise to a user, so only its
+                // errors show unless BACKCHANNEL_LOG asks for more.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libp2p_kad=error")),
         )
         .with_writer(std::io::stderr)
         .init();

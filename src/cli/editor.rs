@@ -184,12 +184,17 @@ pub fn start(
         known,
         commands: command_names(),
     }));
-    let printer = Mutex::new(editor.create_external_printer()?);
+    let printer = Arc::new(Mutex::new(editor.create_external_printer()?));
     // The printer shows a line only while the editor reads one; before the
-    // first and after the last, lines go straight to stdout.
+    // first and after the last, lines go straight to stdout. The flag flips
+    // under the printer's lock, so a line is never written straight to
+    // stdout once the editor may be drawing its prompt (it would land after
+    // the prompt, on the prompt's line); a line the printer took just before
+    // `readline` starts is shown as soon as it does.
     let reading = Arc::new(AtomicBool::new(false));
     let sink: Sink = {
         let reading = reading.clone();
+        let printer = printer.clone();
         Arc::new(move |text: &str| {
             let mut printer = printer.lock().expect("printer lock");
             if !reading.load(Ordering::SeqCst) || printer.print(format!("{text}\n")).is_err() {
@@ -197,12 +202,16 @@ pub fn start(
             }
         })
     };
+    let set_reading = move |now: bool| {
+        let _printer = printer.lock().expect("printer lock");
+        reading.store(now, Ordering::SeqCst);
+    };
     std::thread::spawn(move || {
         loop {
             let prompt = prompt.lock().expect("prompt lock").clone();
-            reading.store(true, Ordering::SeqCst);
+            set_reading(true);
             let read = editor.readline(&prompt);
-            reading.store(false, Ordering::SeqCst);
+            set_reading(false);
             let line = match read {
                 Ok(line) => line,
                 Err(ReadlineError::Interrupted | ReadlineError::Eof) => "/quit".to_owned(),
