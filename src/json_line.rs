@@ -1272,7 +1272,7 @@ mod tests {
         let reasons = RejectReason::ALL.to_vec();
         let by_reason = prop::collection::btree_map(prop::sample::select(reasons), any::<u64>(), 0..3);
         let by_peer = prop::collection::btree_map(text(), any::<u64>(), 0..3);
-        (by_reason, by_peer, any::<[u64; 23]>())
+        (by_reason, by_peer, any::<[u64; 25]>())
             .prop_map(
                 |(rejected, rejected_by_peer, n): (BTreeMap<_, _>, BTreeMap<_, _>, _)| Stats {
                     rejected,
@@ -1300,6 +1300,8 @@ mod tests {
                     peer_lookups: n[20],
                     peer_lookups_found: n[21],
                     connections_established: n[22],
+                    presence_sent: n[23],
+                    presence_received: n[24],
                 },
             )
             .boxed()

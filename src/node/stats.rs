@@ -65,6 +65,13 @@ pub struct Stats {
     /// Lookups that found a peer's address record.
     #[serde(default)]
     pub peer_lookups_found: u64,
+    /// Presence announcements this node published (joins, renewals, leaving).
+    #[serde(default)]
+    pub presence_sent: u64,
+    /// Presence announcements of others this node verified and admitted
+    /// (renewals included): what a join storm costs each member.
+    #[serde(default)]
+    pub presence_received: u64,
 }
 
 impl Stats {
