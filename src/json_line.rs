@@ -1293,7 +1293,7 @@ mod tests {
         let reasons = RejectReason::ALL.to_vec();
         let by_reason = prop::collection::btree_map(prop::sample::select(reasons), any::<u64>(), 0..3);
         let by_peer = prop::collection::btree_map(text(), any::<u64>(), 0..3);
-        (by_reason, by_peer, any::<[u64; 24]>())
+        (by_reason, by_peer, any::<[u64; 26]>())
             .prop_map(
                 |(rejected, rejected_by_peer, n): (BTreeMap<_, _>, BTreeMap<_, _>, _)| Stats {
                     rejected,
@@ -1322,6 +1322,8 @@ mod tests {
                     peer_lookups_found: n[21],
                     connections_established: n[22],
                     room_evicted: n[23],
+                    presence_sent: n[24],
+                    presence_received: n[25],
                 },
             )
             .boxed()

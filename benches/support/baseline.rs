@@ -34,6 +34,9 @@ const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 const IDLE: Duration = Duration::from_secs(60);
 /// How long mesh formation (or the DM connection) may take.
 const FORMATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a hallway's mesh formation may take: as long as the lab runner
+/// gives Backchannel's (60 s), so that a large mesh is judged alike.
+const HALLWAY_FORMATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after the last publish deliveries are still counted.
 const DELIVERY_GRACE: Duration = Duration::from_secs(10);
 /// How often VmRSS is sampled.
@@ -60,6 +63,23 @@ pub struct HallwayParams {
     pub size: usize,
     /// Total posts to publish.
     pub posts: usize,
+    /// Nodes that join during the traffic instead of before it.
+    pub storm: Option<Storm>,
+}
+
+/// A join storm: nodes `first..nodes` run from the start, subscribed but
+/// unconnected, and each dials its neighbours of lower index (already in the
+/// mesh) at a time spread evenly over `window_s` from `at_s` seconds into the
+/// traffic, in index order, as the lab runner's `join_storm` fault does.
+#[derive(Debug, Clone)]
+pub struct Storm {
+    /// The first node that joins late; the nodes before it form the room
+    /// and publish.
+    pub first: usize,
+    /// When the first joins, in seconds from the first publish.
+    pub at_s: f64,
+    /// Over how long the joins are spread.
+    pub window_s: f64,
 }
 
 /// Outcome of one hallway baseline run.
@@ -83,6 +103,15 @@ pub struct HallwayResult {
     pub cpu: Duration,
     /// Max VmRSS sampled during the run minus VmRSS before the swarms started.
     pub rss_delta_bytes: u64,
+    /// Why the run stopped before its traffic (the mesh did not form), if it did.
+    pub failed: Option<String>,
+    /// Each counted delivery: (post, node, publish time in seconds from the
+    /// first publish, latency in ms).
+    pub deliveries: Vec<(usize, usize, f64, f64)>,
+    /// Deliveries at the nodes of a join storm after they joined (not in
+    /// `expected` or `delivered`: when each could first receive a post is
+    /// not known).
+    pub newcomer_deliveries: usize,
 }
 
 /// Parameters of one DM baseline run.
@@ -299,21 +328,29 @@ pub async fn hallway(p: &HallwayParams) -> HallwayResult {
 
     // Mesh formation: dial every edge, then wait until every node has seen
     // a `Subscribed` event from each of its neighbours.
+    // A join storm's nodes stay apart until their time.
+    let base = p.storm.as_ref().map_or(p.nodes, |s| s.first);
+    assert!(
+        base >= 2 && base <= p.nodes,
+        "a storm needs two nodes in the room first"
+    );
     let edges = p.topology.edges(p.nodes, p.seed);
+    let (live, late): (Vec<_>, Vec<_>) = edges.iter().partition(|&&(a, b)| a < base && b < base);
     let mut missing: Vec<HashSet<PeerId>> = vec![HashSet::new(); p.nodes];
-    for &(a, b) in &edges {
+    for &&(a, b) in &live {
         missing[a].insert(nodes[b].peer);
         missing[b].insert(nodes[a].peer);
     }
     let mut incomplete = missing.iter().filter(|m| !m.is_empty()).count();
     let dialled = Instant::now();
-    for &(a, b) in &edges {
+    for &&(a, b) in &live {
         nodes[b]
             .commands
             .send(Command::Dial(nodes[a].addr.clone()))
             .expect("swarm task alive");
     }
-    let formation_deadline = tokio::time::Instant::from_std(dialled + FORMATION_TIMEOUT);
+    let formation_deadline = tokio::time::Instant::from_std(dialled + HALLWAY_FORMATION_TIMEOUT);
+    let mut failed = None;
     while incomplete > 0 {
         match tokio::time::timeout_at(formation_deadline, subscribed_rx.recv()).await {
             Ok(Some((node, peer))) => {
@@ -321,35 +358,100 @@ pub async fn hallway(p: &HallwayParams) -> HallwayResult {
                     incomplete -= 1;
                 }
             }
-            Ok(None) => panic!("baseline swarm tasks stopped during mesh formation"),
-            Err(_) => panic!(
-                "baseline mesh did not form within {FORMATION_TIMEOUT:?}: {incomplete} of {} nodes lack subscriptions",
-                p.nodes
-            ),
+            Ok(None) => {
+                failed = Some("the swarm tasks stopped during mesh formation".to_string());
+                break;
+            }
+            Err(_) => {
+                failed = Some(format!(
+                    "the mesh did not form within {HALLWAY_FORMATION_TIMEOUT:?}: {incomplete} of {base} nodes lack a neighbour's subscription"
+                ));
+                break;
+            }
         }
     }
     let formation_ms = dialled.elapsed().as_secs_f64() * 1000.0;
+    if failed.is_some() {
+        // Where it broke is the result: no traffic.
+        let rss_max = sampler.stop();
+        shut_down(nodes.into_iter().map(|n| (n.commands, n.task)).collect()).await;
+        report_trouble("hallway", &trouble);
+        return HallwayResult {
+            nodes: p.nodes,
+            expected: p.posts * (base - 1),
+            delivered: 0,
+            duplicates: 0,
+            latencies_ms: Vec::new(),
+            elapsed: Duration::ZERO,
+            formation_ms,
+            cpu: Duration::ZERO,
+            rss_delta_bytes: rss_max.saturating_sub(rss_before),
+            failed,
+            deliveries: Vec::new(),
+            newcomer_deliveries: 0,
+        };
+    }
+    // The storm's joins: (when, joiner) in index order, each dialling its
+    // neighbours of lower index.
+    let mut joins: std::collections::VecDeque<(f64, usize)> = match &p.storm {
+        Some(s) => {
+            let count = p.nodes - base;
+            let gap = if count > 1 {
+                s.window_s / (count - 1) as f64
+            } else {
+                0.0
+            };
+            (0..count).map(|k| (s.at_s + gap * k as f64, base + k)).collect()
+        }
+        None => Default::default(),
+    };
 
-    // Traffic: paced publishes, round-robin over the nodes.
+    // Traffic: paced publishes, round-robin over the nodes in the room from
+    // the start; the storm's joins between them.
     let cpu_before = cpu_time(None);
     let mut published: Vec<Instant> = Vec::with_capacity(p.posts);
     let start = tokio::time::Instant::now();
+    let join = |joiner: usize| {
+        for &&(a, b) in &late {
+            if b == joiner {
+                nodes[b]
+                    .commands
+                    .send(Command::Dial(nodes[a].addr.clone()))
+                    .expect("swarm task alive");
+            }
+        }
+    };
     for post in 0..p.posts {
-        tokio::time::sleep_until(start + Duration::from_secs_f64(post as f64 / p.rate)).await;
+        let due = start + Duration::from_secs_f64(post as f64 / p.rate);
+        while let Some(&(at, joiner)) = joins.front()
+            && start + Duration::from_secs_f64(at) <= due
+        {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
+            join(joiner);
+            joins.pop_front();
+        }
+        tokio::time::sleep_until(due).await;
         let data = payload(post, p.size);
         published.push(Instant::now());
-        nodes[post % p.nodes]
+        nodes[post % base]
             .commands
             .send(Command::Publish(data))
             .expect("swarm task alive");
+    }
+    // Joins due after the last post still happen.
+    for (at, joiner) in joins.drain(..) {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
+        join(joiner);
     }
     let first_publish = published.first().copied().unwrap_or_else(Instant::now);
     let deadline = published.last().copied().unwrap_or_else(Instant::now) + DELIVERY_GRACE;
 
     // Deliveries: (node, post) pairs, excluding the publisher itself.
-    let expected = p.posts * (p.nodes - 1);
+    let expected = p.posts * (base - 1);
     let mut seen: HashSet<(usize, u64)> = HashSet::with_capacity(expected);
+    let mut newcomers_seen: HashSet<(usize, u64)> = HashSet::new();
     let mut latencies_ms = Vec::with_capacity(expected);
+    let mut deliveries = Vec::with_capacity(expected);
     let mut duplicates = 0;
     let mut last_delivery = first_publish;
     while seen.len() < expected {
@@ -361,14 +463,23 @@ pub async fn hallway(p: &HallwayParams) -> HallwayResult {
         let Some(&sent) = usize::try_from(post).ok().and_then(|i| published.get(i)) else {
             continue;
         };
-        if at > deadline || node == post as usize % p.nodes {
+        if at > deadline || node == post as usize % base {
+            continue;
+        }
+        if node >= base {
+            if !newcomers_seen.insert((node, post)) {
+                duplicates += 1;
+            }
             continue;
         }
         if !seen.insert((node, post)) {
             duplicates += 1;
             continue;
         }
-        latencies_ms.push(at.saturating_duration_since(sent).as_secs_f64() * 1000.0);
+        let ms = at.saturating_duration_since(sent).as_secs_f64() * 1000.0;
+        latencies_ms.push(ms);
+        let published_s = sent.saturating_duration_since(first_publish).as_secs_f64();
+        deliveries.push((post as usize, node, published_s, ms));
         last_delivery = last_delivery.max(at);
     }
     let delivered = seen.len();
@@ -389,6 +500,9 @@ pub async fn hallway(p: &HallwayParams) -> HallwayResult {
         formation_ms,
         cpu,
         rss_delta_bytes: rss_max.saturating_sub(rss_before),
+        failed: None,
+        deliveries,
+        newcomer_deliveries: newcomers_seen.len(),
     }
 }
 

@@ -136,7 +136,76 @@ pub fn baseline_line(scenario: &str, r: &mut super::baseline::HallwayResult) -> 
         "formation_ms": (r.formation_ms * 100.0).round() / 100.0,
         "cpu_s": (r.cpu.as_secs_f64() * 100.0).round() / 100.0,
         "cpu_us_per_delivery": (r.cpu.as_secs_f64() * 1e6 / r.delivered.max(1) as f64).round(),
+        "failed": r.failed,
     })
+}
+
+/// Raises this process's open-file limit (soft, and hard where allowed) to
+/// at least 65,536: a lab node holds a listener, a socket per connection
+/// end and its log's files, so a thousand nodes in one process need more
+/// than a default limit of 1,024 (or 20,000).
+pub fn raise_fd_limit() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        const WANT: u64 = 65_536;
+        let now = getrlimit(Resource::Nofile);
+        let hard = now.maximum.map_or(WANT, |h| h.max(WANT));
+        let raised = Rlimit {
+            current: Some(WANT.max(now.current.unwrap_or(0))),
+            maximum: Some(hard),
+        };
+        // Without the privilege to raise the hard limit, the soft one goes
+        // as far as the hard one allows.
+        if setrlimit(Resource::Nofile, raised).is_err() {
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: now.maximum,
+                    maximum: now.maximum,
+                },
+            );
+        }
+    }
+}
+
+/// The largest number of open files and of threads this process had while
+/// a [`Peaks`] sampler ran.
+pub struct Peaks {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Peaks {
+    /// Samples /proc/self every 200 ms on a thread of its own.
+    pub fn start() -> Peaks {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let (mut files, mut threads) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    files = files.max(std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()));
+                    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                    let count = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Threads:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    threads = threads.max(count);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                (files, threads)
+            }
+        });
+        Peaks { stop, thread }
+    }
+
+    /// Stops sampling: (open files, threads) at their peaks.
+    pub fn stop(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
+    }
 }
 
 /// The baseline hallway with the same wiring as [`hallway_scenario`].
@@ -148,6 +217,7 @@ pub async fn baseline_hallway(nodes: usize, rate: f64, secs: f64) -> super::base
         rate,
         size: 200,
         posts: (rate * secs) as usize,
+        storm: None,
     })
     .await
 }

@@ -92,9 +92,43 @@ pub struct Report {
     pub rejected: BTreeMap<RejectReason, u64>,
     /// What faults happened, and when.
     pub faults: Vec<String>,
+    /// Joins of a join storm whose dial or join failed.
+    pub join_errors: u64,
+    /// Reconciliations the running nodes started, summed (`Stats::syncs_started`).
+    pub syncs_started: u64,
+    /// Presence announcements the running nodes published, summed.
+    pub presence_sent: u64,
+    /// Presence announcements the running nodes verified and admitted, summed.
+    pub presence_received: u64,
     /// Every latency sample in ms (for plots; not in JSON).
     #[serde(skip)]
     pub latencies_ms: Vec<f64>,
+    /// Every expected delivery, with when its post was published (not in
+    /// JSON): for latencies within a phase of the run or at some nodes.
+    #[serde(skip)]
+    pub deliveries: Vec<Delivery>,
+    /// When a node learnt that a participant appeared or left (an
+    /// `Event::Presence`), in seconds from the start of the traffic
+    /// (negative: while the mesh formed); not in JSON.
+    #[serde(skip)]
+    pub presence_events_at_s: Vec<f64>,
+    /// When history sync brought a node messages (an `Event::Synced`), in
+    /// seconds from the start of the traffic; not in JSON.
+    #[serde(skip)]
+    pub synced_events_at_s: Vec<f64>,
+}
+
+/// One expected delivery of a post.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The post's index in the run.
+    pub post: usize,
+    /// When it was published, in seconds from the start of the traffic.
+    pub published_s: f64,
+    /// The node that showed it.
+    pub node: usize,
+    /// Publish call to display, in ms.
+    pub ms: f64,
 }
 
 /// Direct-message results.
@@ -146,6 +180,7 @@ enum Obs {
     Posted(Result<MessageId, String>),
     DmSent(usize, Instant, Result<MessageId, String>),
     Stats(BTreeMap<RejectReason, u64>),
+    JoinFailed,
 }
 
 /// A timed action of the run.
@@ -155,6 +190,8 @@ enum Action {
     Start(usize),
     Cut(Vec<usize>),
     Heal(Vec<usize>),
+    /// A node of a join storm dials its neighbours in the room and joins.
+    Join(usize),
 }
 
 struct PostRec {
@@ -177,6 +214,11 @@ struct Tracker {
     seen_at: HashMap<(usize, usize), Instant>,
     reshown_after_crash: u64,
     latencies: Vec<f64>,
+    /// (post, node, when shown) of each expected delivery.
+    deliveries: Vec<(usize, usize, Instant)>,
+    presence_at: Vec<Instant>,
+    synced_at: Vec<Instant>,
+    join_errors: u64,
     delivered: u64,
     unexpected: u64,
     duplicates: u64,
@@ -203,6 +245,7 @@ impl Tracker {
             Obs::Event(node, at, event) => self.event(node, at, *event),
             Obs::Posted(Ok(_)) => {}
             Obs::Posted(Err(_)) => self.post_errors += 1,
+            Obs::JoinFailed => self.join_errors += 1,
             Obs::DmSent(pair, t0, Ok(id)) => match self.dm_early.remove(&id) {
                 Some(verdict) => self.dm_done(pair, t0, verdict),
                 None => {
@@ -264,10 +307,13 @@ impl Tracker {
                     self.seen_at.insert((node, index), at);
                     self.per_node_delivered[node] += 1;
                     self.latencies.push(at.duration_since(rec.t0).as_secs_f64() * 1e3);
+                    self.deliveries.push((index, node, at));
                 } else {
                     self.unexpected += 1;
                 }
             }
+            Event::Presence { .. } => self.presence_at.push(at),
+            Event::Synced { .. } => self.synced_at.push(at),
             Event::Delivered { id, .. } => match self.dm_pending.remove(&id) {
                 Some((pair, t0)) => self.dm_done(pair, t0, Some(at)),
                 None => {
@@ -566,6 +612,15 @@ pub async fn run_with(
             _ => None,
         })
         .collect();
+    // The nodes of join storms: running from the start, apart until they join.
+    let storm: HashSet<usize> = scenario
+        .faults
+        .iter()
+        .flat_map(|f| match f {
+            Fault::JoinStorm { first, count, .. } => *first..first + count,
+            _ => 0..0,
+        })
+        .collect();
 
     let rss_before = metrics::rss(None).0;
     let (obs_tx, mut obs_rx) = mpsc::unbounded_channel::<Obs>();
@@ -699,6 +754,10 @@ pub async fn run_with(
         seen_at: HashMap::new(),
         reshown_after_crash: 0,
         latencies: Vec::new(),
+        deliveries: Vec::new(),
+        presence_at: Vec::new(),
+        synced_at: Vec::new(),
+        join_errors: 0,
         delivered: 0,
         unexpected: 0,
         duplicates: 0,
@@ -727,17 +786,22 @@ pub async fn run_with(
         members[i].stop(false).await;
         tracker.up[i] = false;
     }
+    // Not stopped: apart, and out of every count until they join.
+    for &i in &storm {
+        tracker.up[i] = false;
+    }
 
     // Connect and form every room's mesh, waiting on events.
     let formed_at = Instant::now();
     let live_edges: Vec<(usize, usize)> = edges
         .iter()
         .copied()
-        .filter(|(a, b)| !late.contains(a) && !late.contains(b))
+        .filter(|(a, b)| !late.contains(a) && !late.contains(b) && !storm.contains(a) && !storm.contains(b))
         .collect();
     for (i, member) in members.iter_mut().enumerate() {
         if let Member::Local(node) = member
             && !late.contains(&i)
+            && !storm.contains(&i)
         {
             node.handle.join(&room_names[room_of[i]]).await?;
         }
@@ -763,7 +827,16 @@ pub async fn run_with(
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, obs_rx.recv()).await {
             Ok(Some(obs)) => tracker.observe(obs),
-            _ => return Err(LabError::Timeout("mesh formation".into())),
+            _ => {
+                // How far it got tells where a large mesh breaks.
+                let both =
+                    |&&(a, b): &&(usize, usize)| tracker.sees.contains(&(a, b)) && tracker.sees.contains(&(b, a));
+                let done = live_edges.iter().filter(both).count();
+                return Err(LabError::Timeout(format!(
+                    "mesh formation ({done} of {} links seen both ways)",
+                    live_edges.len()
+                )));
+            }
         }
     }
     let formation_ms = formed_at.elapsed().as_secs_f64() * 1e3;
@@ -797,8 +870,21 @@ pub async fn run_with(
                 timeline.push((at_s + heal_after_s, Action::Heal(group_of)));
             }
             Fault::LateJoin { at_s, node } => timeline.push((*at_s, Action::Start(*node))),
+            Fault::JoinStorm {
+                at_s,
+                window_s,
+                first,
+                count,
+            } => {
+                // Evenly spaced: the first at `at_s`, the last at the end of the window.
+                let gap = if *count > 1 { window_s / (count - 1) as f64 } else { 0.0 };
+                for k in 0..*count {
+                    timeline.push((at_s + gap * k as f64, Action::Join(first + k)));
+                }
+            }
         }
     }
+    // Stable: joins at the same instant keep their index order.
     timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut timeline: VecDeque<_> = timeline.into();
 
@@ -839,6 +925,8 @@ pub async fn run_with(
         addrs: &addrs,
         channels: &channels,
         neighbours: &neighbours,
+        room_of: &room_of,
+        room_names: &room_names,
     };
     loop {
         let elapsed = start.elapsed();
@@ -847,7 +935,10 @@ pub async fn run_with(
         }
         while timeline.front().is_some_and(|(at, _)| *at <= elapsed.as_secs_f64()) {
             let (at, action) = timeline.pop_front().expect("front exists");
-            fault_log.push(format!("{at:.1}s {action:?}"));
+            // A storm's hundreds of joins would drown the other faults.
+            if !matches!(action, Action::Join(_)) {
+                fault_log.push(format!("{at:.1}s {action:?}"));
+            }
             apply(&mut members, &mut tracker, &ctx, action).await?;
         }
         // Posts due by now.
@@ -896,7 +987,9 @@ pub async fn run_with(
     }
     // Faults scheduled past the traffic still happen (a partition heals).
     while let Some((at, action)) = timeline.pop_front() {
-        fault_log.push(format!("{at:.1}s {action:?}"));
+        if !matches!(action, Action::Join(_)) {
+            fault_log.push(format!("{at:.1}s {action:?}"));
+        }
         apply(&mut members, &mut tracker, &ctx, action).await?;
     }
     let traffic = start.elapsed();
@@ -921,6 +1014,7 @@ pub async fn run_with(
     // Rejections counted by the nodes that are running.
     let mut asked = 0;
     let (mut peer_sum, mut peer_nodes, mut conn_sum) = (0usize, 0usize, 0u64);
+    let (mut syncs_started, mut presence_sent, mut presence_received) = (0u64, 0u64, 0u64);
     for (i, member) in members.iter_mut().enumerate() {
         if !tracker.up[i] {
             continue;
@@ -933,6 +1027,9 @@ pub async fn run_with(
                 }
                 if let Ok(stats) = node.handle.stats().await {
                     conn_sum += stats.connections_established;
+                    syncs_started += stats.syncs_started;
+                    presence_sent += stats.presence_sent;
+                    presence_received += stats.presence_received;
                     for (k, v) in stats.rejected {
                         *tracker.rejected.entry(k).or_insert(0) += v;
                     }
@@ -965,6 +1062,26 @@ pub async fn run_with(
         .map_or(traffic, |l| l.duration_since(start).max(traffic));
     tracker.dm.per_s = round2(tracker.dm.delivered as f64 / busy.as_secs_f64().max(1e-9));
     let rss_mb = rss_peak as f64 / 1e6;
+    let since_start = |at: &Instant| {
+        if *at >= start {
+            at.duration_since(start).as_secs_f64()
+        } else {
+            -start.duration_since(*at).as_secs_f64()
+        }
+    };
+    let deliveries = tracker
+        .deliveries
+        .iter()
+        .map(|&(post, node, at)| {
+            let t0 = tracker.posts[post].t0;
+            Delivery {
+                post,
+                published_s: since_start(&t0),
+                node,
+                ms: at.duration_since(t0).as_secs_f64() * 1e3,
+            }
+        })
+        .collect();
     Ok(Report {
         scenario: scenario.name.clone(),
         implementation: "backchannel".into(),
@@ -1008,7 +1125,14 @@ pub async fn run_with(
         connections_per_node: round2(conn_sum as f64 / peer_nodes.max(1) as f64),
         rejected: tracker.rejected.clone(),
         faults: fault_log,
+        join_errors: tracker.join_errors,
+        syncs_started,
+        presence_sent,
+        presence_received,
         latencies_ms: latencies,
+        deliveries,
+        presence_events_at_s: tracker.presence_at.iter().map(since_start).collect(),
+        synced_events_at_s: tracker.synced_at.iter().map(since_start).collect(),
     })
 }
 
@@ -1078,6 +1202,8 @@ struct Ctx<'a> {
     addrs: &'a [crate::Multiaddr],
     channels: &'a Channels,
     neighbours: &'a dyn Fn(usize) -> Vec<crate::Multiaddr>,
+    room_of: &'a [usize],
+    room_names: &'a [Room],
 }
 
 async fn apply(members: &mut [Member], tracker: &mut Tracker, ctx: &Ctx<'_>, action: Action) -> Result<(), LabError> {
@@ -1098,6 +1224,32 @@ async fn apply(members: &mut [Member], tracker: &mut Tracker, ctx: &Ctx<'_>, act
                 .filter(|a| ctx.addrs.iter().position(|x| x == a).is_some_and(|j| tracker.up[j]))
                 .collect();
             members[i].start(peers, ctx.channels).await?;
+            tracker.up[i] = true;
+        }
+        Action::Join(i) => {
+            let peers: Vec<_> = (ctx.neighbours)(i)
+                .into_iter()
+                .filter(|a| ctx.addrs.iter().position(|x| x == a).is_some_and(|j| tracker.up[j]))
+                .collect();
+            // Spawned, so that a storm's joins keep their times while the
+            // nodes are busy; a failure is counted.
+            if let Member::Local(node) = &members[i] {
+                let (handle, room, tx) = (
+                    node.handle.clone(),
+                    ctx.room_names[ctx.room_of[i]].clone(),
+                    ctx.channels.obs.clone(),
+                );
+                tokio::spawn(async move {
+                    for addr in peers {
+                        if handle.dial(addr).await.is_err() {
+                            let _ = tx.send(Obs::JoinFailed);
+                        }
+                    }
+                    if handle.join(&room).await.is_err() {
+                        let _ = tx.send(Obs::JoinFailed);
+                    }
+                });
+            }
             tracker.up[i] = true;
         }
         Action::Cut(group_of) => {

@@ -115,6 +115,23 @@ pub enum Fault {
         /// Which node.
         node: usize,
     },
+    /// Nodes `first..first + count` run from the start but stay apart (no
+    /// connection, not in their room) until each joins: it dials its
+    /// neighbours that are in the room already and joins its room, at times
+    /// spread evenly over `window_s` from `at_s`, in index order (so a
+    /// joiner's neighbours of lower index are in the room before it). A join
+    /// storm: many people opening one room at once, whose nodes are already
+    /// running. In-process nodes only.
+    JoinStorm {
+        /// When the first node joins.
+        at_s: f64,
+        /// Over how long the joins are spread (0: all at `at_s`).
+        window_s: f64,
+        /// The first node that joins late.
+        first: usize,
+        /// How many nodes join late.
+        count: usize,
+    },
 }
 
 impl Default for Scenario {
@@ -232,6 +249,25 @@ impl Scenario {
                 }
                 Fault::Partition { at_s, groups, .. } => (*at_s, groups.iter().flatten().copied().collect()),
                 Fault::LateJoin { at_s, node } => (*at_s, vec![*node]),
+                Fault::JoinStorm {
+                    at_s,
+                    window_s,
+                    first,
+                    count,
+                } => {
+                    if self.processes {
+                        return bad("join_storm runs in-process nodes only".into());
+                    }
+                    if *count == 0 || !in_range(*window_s, 0.0, 3600.0) {
+                        return bad("join_storm needs count at least 1 and window_s 0..=3600".into());
+                    }
+                    // A storm from node 0 would leave no room to join: the
+                    // first member is there from the start.
+                    if *first == 0 {
+                        return bad("join_storm cannot start at node 0 (the room needs a first member)".into());
+                    }
+                    (*at_s, vec![*first, first.saturating_add(*count) - 1])
+                }
             };
             if !in_range(at, 0.0, 3600.0) || nodes.iter().any(|n| *n >= self.nodes) {
                 return bad(format!("fault {f:?} names a node out of range or a negative time"));
@@ -300,5 +336,50 @@ mod tests {
         ] {
             assert!(Scenario::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_join_storm_parses_and_is_checked() {
+        let s = Scenario::parse(
+            r#"
+            nodes = 600
+            [[faults]]
+            kind = "join_storm"
+            at_s = 5.0
+            window_s = 2.0
+            first = 100
+            count = 500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.faults,
+            vec![Fault::JoinStorm {
+                at_s: 5.0,
+                window_s: 2.0,
+                first: 100,
+                count: 500
+            }]
+        );
+        let storm = |at: f64, window: f64, first: usize, count: usize| {
+            format!(
+                "nodes = 600\n[[faults]]\nkind = \"join_storm\"\nat_s = {at:?}\nwindow_s = {window:?}\nfirst = {first}\ncount = {count}"
+            )
+        };
+        for bad in [
+            storm(5.0, 2.0, 100, 501),               // past the last node
+            storm(5.0, 2.0, 0, 10),                  // nobody in the room before it
+            storm(5.0, 2.0, 100, 0),                 // no joiners
+            storm(-1.0, 2.0, 100, 10),               // before the traffic
+            storm(5.0, -2.0, 100, 10),               // a negative window
+            storm(5.0, 2.0, 100, i64::MAX as usize), // overflows
+            format!("processes = true\n{}", storm(5.0, 2.0, 100, 10)),
+        ] {
+            assert!(Scenario::parse(&bad).is_err(), "{bad}");
+        }
+        assert!(
+            Scenario::parse(&storm(0.0, 0.0, 599, 1)).is_ok(),
+            "the last node alone, at once"
+        );
     }
 }

@@ -70,6 +70,13 @@ pub struct Stats {
     /// grows fast is a flood.
     #[serde(default)]
     pub room_evicted: u64,
+    /// Presence announcements this node published (joins, renewals, leaving).
+    #[serde(default)]
+    pub presence_sent: u64,
+    /// Presence announcements of others this node verified and admitted
+    /// (renewals included): what a join storm costs each member.
+    #[serde(default)]
+    pub presence_received: u64,
 }
 
 impl Stats {

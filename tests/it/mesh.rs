@@ -98,6 +98,40 @@ async fn a_late_joiner_gets_posts_from_when_it_joins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_of_a_join_storm_get_posts_from_when_they_join() {
+    // Nodes 3, 4 and 5 run from the start but join at 1.0, 1.25 and 1.5 s,
+    // each dialling its neighbours already in the room.
+    let storm = Fault::JoinStorm {
+        at_s: 1.0,
+        window_s: 0.5,
+        first: 3,
+        count: 3,
+    };
+    let r = run(&scenario("join storm", vec![storm])).await;
+    assert_complete(&r);
+    assert_eq!(r.join_errors, 0);
+    assert!(r.faults.is_empty(), "joins are not listed as faults: {:?}", r.faults);
+    for joiner in 3..6 {
+        let n = &r.per_node[joiner];
+        assert!(
+            n.delivered > 0 && n.expected < r.per_node[0].expected,
+            "{:#?}",
+            r.per_node
+        );
+    }
+    // Each delivery is listed with its post's time: none reached a joiner
+    // before the storm began.
+    assert_eq!(r.deliveries.len() as u64, r.delivered);
+    let first_at_joiners = r
+        .deliveries
+        .iter()
+        .filter(|d| d.node >= 3)
+        .map(|d| d.published_s)
+        .fold(f64::INFINITY, f64::min);
+    assert!(first_at_joiners >= 1.0, "{first_at_joiners}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_new_room_in_a_line_loses_nothing_to_the_admission_of_newcomers() {
     // Everyone is new to everyone (the newcomer period is ten minutes), and
     // each node hears most of the room through one neighbour: the end nodes

@@ -314,6 +314,7 @@ impl EventLoop {
                 (MessageAcceptance::Ignore, false)
             }
             Admission::Presence(change) => {
+                self.stats.presence_received += 1;
                 if let (Body::Presence(p), Change::Here | Change::Left) = (signed.body(), &change) {
                     self.emit(Event::Presence {
                         room: room.clone(),
@@ -404,6 +405,7 @@ impl EventLoop {
         if self.publish(room, unsent).is_err() {
             return false;
         }
+        self.stats.presence_sent += 1;
         if let Some(joined) = self.rooms.get_mut(room) {
             joined.presence.announced(now);
         }
