@@ -181,6 +181,8 @@ enum Obs {
     DmSent(usize, Instant, Result<MessageId, String>),
     Stats(BTreeMap<RejectReason, u64>),
     JoinFailed,
+    /// A node of a join storm is in its room: it may post from now on.
+    Joined(usize),
 }
 
 /// A timed action of the run.
@@ -219,6 +221,9 @@ struct Tracker {
     presence_at: Vec<Instant>,
     synced_at: Vec<Instant>,
     join_errors: u64,
+    /// Nodes of a join storm whose join was started and has not completed:
+    /// running and counted as receivers, but not yet able to post.
+    joining: HashSet<usize>,
     delivered: u64,
     unexpected: u64,
     duplicates: u64,
@@ -246,6 +251,9 @@ impl Tracker {
             Obs::Posted(Ok(_)) => {}
             Obs::Posted(Err(_)) => self.post_errors += 1,
             Obs::JoinFailed => self.join_errors += 1,
+            Obs::Joined(node) => {
+                self.joining.remove(&node);
+            }
             Obs::DmSent(pair, t0, Ok(id)) => match self.dm_early.remove(&id) {
                 Some(verdict) => self.dm_done(pair, t0, verdict),
                 None => {
@@ -758,6 +766,7 @@ pub async fn run_with(
         presence_at: Vec::new(),
         synced_at: Vec::new(),
         join_errors: 0,
+        joining: HashSet::new(),
         delivered: 0,
         unexpected: 0,
         duplicates: 0,
@@ -946,8 +955,8 @@ pub async fn run_with(
         while posts_due < due && !publishers.is_empty() {
             let author = publishers[posts_due as usize % publishers.len()];
             posts_due += 1;
-            if !tracker.up[author] {
-                continue; // a stopped node posts nothing
+            if !tracker.up[author] || tracker.joining.contains(&author) {
+                continue; // a stopped node posts nothing, nor one still joining
             }
             posts_sent += 1;
             let index = tracker.record_post(author, Instant::now());
@@ -1245,12 +1254,15 @@ async fn apply(members: &mut [Member], tracker: &mut Tracker, ctx: &Ctx<'_>, act
                             let _ = tx.send(Obs::JoinFailed);
                         }
                     }
-                    if handle.join(&room).await.is_err() {
-                        let _ = tx.send(Obs::JoinFailed);
-                    }
+                    let joined = match handle.join(&room).await {
+                        Ok(_) => Obs::Joined(i),
+                        Err(_) => Obs::JoinFailed,
+                    };
+                    let _ = tx.send(joined);
                 });
             }
             tracker.up[i] = true;
+            tracker.joining.insert(i);
         }
         Action::Cut(group_of) => {
             tracker.group_of = group_of.clone();
