@@ -1293,9 +1293,9 @@ mod tests {
         let reasons = RejectReason::ALL.to_vec();
         let by_reason = prop::collection::btree_map(prop::sample::select(reasons), any::<u64>(), 0..3);
         let by_peer = prop::collection::btree_map(text(), any::<u64>(), 0..3);
-        (by_reason, by_peer, any::<[u64; 24]>())
+        (by_reason, by_peer, any::<[u64; 24]>(), any::<bool>())
             .prop_map(
-                |(rejected, rejected_by_peer, n): (BTreeMap<_, _>, BTreeMap<_, _>, _)| Stats {
+                |(rejected, rejected_by_peer, n, awaiting_flush): (BTreeMap<_, _>, BTreeMap<_, _>, _, _)| Stats {
                     rejected,
                     rejected_by_peer,
                     duplicates: n[0],
@@ -1322,6 +1322,7 @@ mod tests {
                     peer_lookups_found: n[21],
                     connections_established: n[22],
                     room_evicted: n[23],
+                    awaiting_flush,
                 },
             )
             .boxed()
