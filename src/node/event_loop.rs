@@ -24,7 +24,7 @@ pub(super) use rooms::view_from_log;
 
 use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
-use super::commit::GroupCommit;
+use super::commit::{GroupCommit, LazyFlush};
 use super::dm::{DmAdmission, DmContext, admit_dm};
 use super::handle::{Call, ToLoop};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
@@ -54,15 +54,6 @@ const ROOMS_SETTING: &str = "rooms";
 
 /// How often unsent posts are retried and lost peers checked for redial.
 const TICK: Duration = Duration::from_secs(1);
-
-/// Received hallway posts are shown as soon as they are verified and logged
-/// in memory, and reach disk within this delay (or with any earlier flush);
-/// so do the delivery states of sent DMs.
-/// Flushing before showing each one costs an fsync per post per node: on a
-/// 50-node single-machine mesh that queued posts for up to a second
-/// (docs/PERFORMANCE.md). A post lost to a crash in this window was shown
-/// but is not in the log after restart.
-const POST_FLUSH_DELAY: Duration = Duration::from_millis(200);
 
 /// Received DMs (and group messages) logged but neither acknowledged nor
 /// shown because the flush failed, remembered at most. The sender retries
@@ -130,8 +121,12 @@ pub(crate) struct EventLoop {
     redial_interval: Duration,
     listen_addrs: Vec<Multiaddr>,
     stats: Stats,
-    /// Received posts or delivery states are logged but not yet flushed.
+    /// Received posts or delivery states were logged (and wait for no
+    /// flush) while handling the current input; `run` then tells
+    /// `lazy_flush`.
     unflushed: bool,
+    /// When those writes are due for a flush (`POST_FLUSH_DELAY`).
+    lazy_flush: LazyFlush,
     /// Received messages whose receipt flush failed: not yet shown
     /// (bounded by [`MAX_UNACKNOWLEDGED`]).
     unacknowledged: HashSet<MessageId>,
@@ -285,6 +280,7 @@ impl EventLoop {
             listen_addrs: Vec::new(),
             stats: Stats::default(),
             unflushed: false,
+            lazy_flush: LazyFlush::default(),
             unacknowledged: HashSet::new(),
             clock_window_ms: config.clock_window.as_millis() as u64,
             groups,
@@ -328,10 +324,17 @@ impl EventLoop {
         self.redial();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut post_flush = tokio::time::interval(POST_FLUSH_DELAY);
-        post_flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Armed at `LazyFlush::deadline` whenever something waits for it.
+        let flush_timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(flush_timer);
         let shutdown = loop {
             let accepting = !self.commit.is_full();
+            let flush_at = self.lazy_flush.deadline().map(tokio::time::Instant::from_std);
+            if let Some(at) = flush_at
+                && flush_timer.deadline() != at
+            {
+                flush_timer.as_mut().reset(at);
+            }
             tokio::select! {
                 biased;
                 command = self.commands.recv(), if accepting => match command {
@@ -344,7 +347,12 @@ impl EventLoop {
                 Some(minted) = self.minting.next(), if self.minting.busy() => self.handle_minted(minted),
                 event = self.swarm.select_next_some(), if accepting => self.handle_swarm_event(event),
                 _ = tick.tick() => self.handle_tick(),
-                _ = post_flush.tick() => self.flush_posts(),
+                () = &mut flush_timer, if flush_at.is_some() => self.flush_posts(),
+            }
+            // What that input logged without waiting for the disk is due for
+            // a flush from now.
+            if std::mem::take(&mut self.unflushed) {
+                self.lazy_flush.logged(tokio::time::Instant::now().into_std());
             }
         };
         self.finish().await;
@@ -592,6 +600,7 @@ impl EventLoop {
             }
             Call::Stats { reply } => {
                 self.collect_drops();
+                self.stats.awaiting_flush = self.lazy_flush.pending();
                 let _ = reply.send(self.stats.clone());
             }
             Call::Subscribe { room, reply } => {
@@ -963,7 +972,10 @@ impl EventLoop {
                     }
                     self.refuse(channel, Refusal::Storage);
                 }
-                (AfterFlush::Durable, _) => {}
+                (AfterFlush::Durable, outcome) => {
+                    self.lazy_flush
+                        .flushed(outcome.is_ok(), tokio::time::Instant::now().into_std());
+                }
                 (AfterFlush::Created { group, reply }, outcome) => {
                     let _ = reply.send(outcome.clone().map(|()| group).map_err(NodeError::Flush));
                 }
@@ -1469,9 +1481,10 @@ impl EventLoop {
 
     // ---- timers --------------------------------------------------------------
 
-    /// Makes received posts durable (see [`POST_FLUSH_DELAY`]).
+    /// Makes received posts durable: queues the flush [`LazyFlush`] says
+    /// is due (`POST_FLUSH_DELAY` after the first of them).
     fn flush_posts(&mut self) {
-        if std::mem::take(&mut self.unflushed) {
+        if self.lazy_flush.take_due(tokio::time::Instant::now().into_std()) {
             self.commit.push(AfterFlush::Durable);
         }
     }

@@ -220,7 +220,7 @@ impl Node {
     /// by the caller sees the same log.
     pub async fn start_with_store(config: Config, identity: Identity, store: Store) -> Result<Node, StartError> {
         check_nick(&config)?;
-        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (commands_tx, commands_rx) = command_channel();
         let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
         let peer_id = identity.peer_id();
         let event_loop = event_loop::EventLoop::new(config, identity, store, commands_rx, events_tx)?;
@@ -234,6 +234,12 @@ impl Node {
             events: events_rx,
         })
     }
+}
+
+/// The channel from handles to the event loop: [`COMMAND_CAPACITY`] calls
+/// wait in it, and a caller beyond them waits to send ([`Handle::ask`]).
+fn command_channel() -> (mpsc::Sender<ToLoop>, mpsc::Receiver<ToLoop>) {
+    mpsc::channel(COMMAND_CAPACITY)
 }
 
 /// Opens the log, waiting briefly for a node that just stopped in this
@@ -718,5 +724,79 @@ impl RoomHandle {
     /// how many of this node's posts were still waiting for peers.
     pub async fn leave(self) -> Result<usize, NodeError> {
         self.node.leave(&self.room).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    type Caller = Pin<Box<dyn Future<Output = Result<Stats, NodeError>> + Send>>;
+
+    fn caller(handle: &Handle) -> Caller {
+        let handle = handle.clone();
+        Box::pin(async move { handle.stats().await })
+    }
+
+    /// The event loop stalled (here: nobody takes calls from the channel,
+    /// as when the loop waits for a flush with its queue full): the first
+    /// [`COMMAND_CAPACITY`] calls wait in the channel, and the next caller
+    /// waits to send, neither queued nor failed; each call the loop takes
+    /// lets one more in. Once the loop is gone every caller, queued or
+    /// waiting, is told [`NodeError::Stopped`]. The callers are polled by
+    /// hand, so what is pending is decided, not timed.
+    #[tokio::test]
+    async fn callers_beyond_the_command_capacity_wait_for_the_loop() {
+        // Tokio's cooperative budget would make a ready operation pending
+        // after 128 of them in one poll of this task; the test counts on
+        // exactly what the channel decides.
+        tokio::task::unconstrained(async {
+            let (commands, mut stalled_loop) = command_channel();
+            let handle = Handle {
+                peer_id: PeerId::random(),
+                commands,
+                task: Arc::default(),
+            };
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let mut callers: Vec<Caller> = (0..=COMMAND_CAPACITY).map(|_| caller(&handle)).collect();
+            for caller in &mut callers {
+                assert!(caller.as_mut().poll(&mut cx).is_pending(), "nobody answers yet");
+            }
+            assert_eq!(
+                stalled_loop.len(),
+                COMMAND_CAPACITY,
+                "one caller more than the capacity is not queued"
+            );
+            assert_eq!(handle.commands.capacity(), 0);
+
+            // The loop takes one call and answers it: its caller has its
+            // answer, and the caller that waited gets in, filling the
+            // channel again.
+            let Some(ToLoop::Call(Call::Stats { reply })) = stalled_loop.recv().await else {
+                panic!("the first call is the first caller's");
+            };
+            reply.send(Stats::default()).expect("the caller waits");
+            assert!(matches!(callers[0].as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+            assert!(callers[COMMAND_CAPACITY].as_mut().poll(&mut cx).is_pending());
+            assert_eq!(stalled_loop.len(), COMMAND_CAPACITY, "the waiting caller took the room");
+            let mut late = caller(&handle);
+            assert!(late.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(stalled_loop.len(), COMMAND_CAPACITY, "a new caller waits in turn");
+
+            // The loop ends: every caller still waiting is told, whether its
+            // call was queued or not.
+            drop(stalled_loop);
+            for caller in callers.iter_mut().skip(1).chain([&mut late]) {
+                assert!(matches!(
+                    caller.as_mut().poll(&mut cx),
+                    Poll::Ready(Err(NodeError::Stopped))
+                ));
+            }
+        })
+        .await;
     }
 }

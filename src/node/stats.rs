@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::id::RejectReason;
 
-/// Counters: what the node did and what it refused.
+/// Counters: what the node did and what it refused (and whether its log
+/// waits for a flush).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Rejected inputs by reason (in JSON, keyed by [`RejectReason::as_str`]).
@@ -77,6 +78,13 @@ pub struct Stats {
     /// (renewals included): what a join storm costs each member.
     #[serde(default)]
     pub presence_received: u64,
+    /// Whether something this node logged without waiting for the disk
+    /// (received posts and operations, delivery states of sent DMs) is not
+    /// known to be on disk yet. A flush covering it is queued within 200 ms
+    /// of it being logged; once this is false again, everything shown
+    /// before survives a crash.
+    #[serde(default)]
+    pub awaiting_flush: bool,
 }
 
 impl Stats {

@@ -13,7 +13,7 @@ use backchannel::{Faults, MemoryEngine};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
-use crate::support::{T, room};
+use crate::support::{T, room, stats_once};
 
 /// A node whose log is a [`MemoryEngine`] the test can make fail.
 struct Peer {
@@ -323,4 +323,45 @@ async fn a_received_post_whose_write_fails_is_neither_shown_nor_forwarded() {
     for peer in [&a, &b, &c] {
         peer.handle.shutdown().await;
     }
+}
+
+/// A received hallway post is shown before it is on disk, and the node
+/// queues a flush for it on its own (`POST_FLUSH_DELAY`, 200 ms after it):
+/// once the node's stats say nothing awaits a flush, the post survives a
+/// crash, with nothing else happening on the node. A flush that fails is
+/// tried again, so the same holds once the disk works again. (How soon the
+/// flush is queued is `node::commit::tests`' to check, with the time
+/// passed in: timing it here would test the machine's load.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_post_reaches_disk_by_itself_even_after_a_failed_flush() {
+    let (mut a, mut b) = (Peer::start(1).await, Peer::start(2).await);
+    a.connect(&mut b).await;
+    let lobby = room("lobby");
+    for peer in [&a, &b] {
+        peer.handle.join(&lobby).await.expect("join");
+    }
+    let (ia, ib) = (a.peer_id(), b.peer_id());
+    a.room_peer(&lobby, ib).await;
+    b.room_peer(&lobby, ia).await;
+    let flushed = |s: &backchannel::Stats| !s.awaiting_flush;
+
+    let first = a.handle.post(&lobby, "kept").await.expect("post");
+    b.wait_for("the post", crate::support::hallway(first)).await;
+    stats_once(&b.handle, "B's flush of the post", T, flushed).await;
+    assert!(b.durable(&first), "B said it flushed, so the post survives a crash");
+
+    b.engine.fail_flushes(Faults::Always);
+    let failed_before = b.engine.failed_flushes();
+    let second = a.handle.post(&lobby, "kept too").await.expect("A's disk works");
+    b.wait_for("the post", crate::support::hallway(second)).await;
+    until("B's flush to fail", || b.engine.failed_flushes() > failed_before).await;
+    let stats = b.handle.stats().await.expect("the node answers");
+    assert!(stats.awaiting_flush, "a failed flush made nothing durable");
+    assert!(!b.durable(&second));
+
+    b.engine.heal();
+    stats_once(&b.handle, "B's flush after the disk healed", T, flushed).await;
+    assert!(b.durable(&second), "the post reached disk with the flush tried again");
+    a.handle.shutdown().await;
+    b.handle.shutdown().await;
 }

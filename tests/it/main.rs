@@ -32,6 +32,7 @@ mod room_state;
 mod rooms;
 mod signatures;
 mod store_model;
+mod streams;
 mod support;
 #[cfg(unix)]
 mod terminal;

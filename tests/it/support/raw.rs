@@ -328,3 +328,280 @@ async fn read<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
     io.take(RAW_LIMIT as u64).read_to_end(&mut buf).await?;
     Ok(buf)
 }
+
+/// A peer that opens DM streams to a node and holds each one open after
+/// the first byte of its request, until released: what an attacker who
+/// wants to pin a node's DM streams does. It records every held stream the
+/// node closes or resets before the release. (request_response cannot be
+/// used for it: its codec may not read while it writes a request.)
+pub struct HoldingPeer {
+    pub peer_id: PeerId,
+    cmds: mpsc::Sender<HoldCmd>,
+    release: tokio::sync::watch::Sender<bool>,
+    refused_tx: mpsc::UnboundedSender<()>,
+    refused: mpsc::UnboundedReceiver<()>,
+}
+
+type StreamReply = oneshot::Sender<Result<libp2p::Stream, String>>;
+
+enum HoldCmd {
+    Dial(Multiaddr, oneshot::Sender<()>),
+    Open(PeerId, StreamReply),
+}
+
+impl HoldingPeer {
+    pub async fn start() -> HoldingPeer {
+        let (release, _) = tokio::sync::watch::channel(false);
+        let (refused_tx, refused) = mpsc::unbounded_channel();
+        let keypair = identity::Keypair::generate_ed25519();
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .expect("tcp")
+            .with_behaviour(|_| Opener::default())
+            .expect("behaviour")
+            .build();
+        let (cmds, mut cmd_rx) = mpsc::channel::<HoldCmd>(64);
+        tokio::spawn(async move {
+            let mut dialing: Option<oneshot::Sender<()>> = None;
+            loop {
+                tokio::select! {
+                    cmd = cmd_rx.recv() => match cmd {
+                        None => break,
+                        Some(HoldCmd::Dial(addr, done)) => {
+                            let _ = swarm.dial(addr);
+                            dialing = Some(done);
+                        }
+                        Some(HoldCmd::Open(peer, reply)) => swarm.behaviour_mut().queued.push_back((peer, reply)),
+                    },
+                    event = swarm.select_next_some() => {
+                        if let SwarmEvent::ConnectionEstablished { .. } = event
+                            && let Some(done) = dialing.take()
+                        {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            }
+        });
+        HoldingPeer {
+            peer_id,
+            cmds,
+            release,
+            refused_tx,
+            refused,
+        }
+    }
+
+    /// Dials a node and waits for the connection.
+    pub async fn connect(&self, addr: &Multiaddr) {
+        let (done, connected) = oneshot::channel();
+        self.cmds
+            .send(HoldCmd::Dial(addr.clone(), done))
+            .await
+            .expect("holding peer running");
+        tokio::time::timeout(super::T, connected)
+            .await
+            .expect("connected in time")
+            .expect("holding peer running");
+    }
+
+    /// Sends `request` to `peer` as a DM on a stream of its own: its first
+    /// byte now, the rest once [`HoldingPeer::release`]d. Gives the answer,
+    /// or why the request failed.
+    pub async fn request(&self, peer: PeerId, request: Vec<u8>) -> oneshot::Receiver<Result<Vec<u8>, String>> {
+        let (opened, stream) = oneshot::channel();
+        self.cmds
+            .send(HoldCmd::Open(peer, opened))
+            .await
+            .expect("holding peer running");
+        let (reply, answer) = oneshot::channel();
+        let mut release = self.release.subscribe();
+        let refused = self.refused_tx.clone();
+        tokio::spawn(async move {
+            let (first, rest) = request.split_at(request.len().min(1));
+            // Until the release, the node writes nothing (the request is not
+            // complete), so a stream that fails to open, to take the first
+            // byte or that ends is one the node closed or reset.
+            let held = async {
+                let mut stream = stream.await.map_err(|_| "the holding peer stopped".to_owned())??;
+                stream.write_all(first).await.map_err(|e| e.to_string())?;
+                stream.flush().await.map_err(|e| e.to_string())?;
+                let mut byte = [0u8; 1];
+                tokio::select! {
+                    read = stream.read(&mut byte) => Err(format!("the node ended a held stream: {read:?}")),
+                    released = release.wait_for(|go| *go) => match released {
+                        Ok(_) => Ok(stream),
+                        Err(_) => Err("the holding peer stopped".to_owned()),
+                    },
+                }
+            };
+            let mut stream = match held.await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let _ = refused.send(());
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            };
+            let finish = async {
+                stream.write_all(rest).await?;
+                stream.close().await?;
+                read(&mut stream).await
+            };
+            let _ = reply.send(finish.await.map_err(|e| e.to_string()));
+        });
+        answer
+    }
+
+    /// Waits (with the tests' time limit) for a held stream the node
+    /// closed or reset.
+    pub async fn refused(&mut self) {
+        tokio::time::timeout(super::T, self.refused.recv())
+            .await
+            .expect("a stream refused in time")
+            .expect("holding peer running");
+    }
+
+    /// How many held streams the node closed or reset that were not yet
+    /// waited for.
+    pub fn refused_now(&mut self) -> usize {
+        std::iter::from_fn(|| self.refused.try_recv().ok()).count()
+    }
+
+    /// Lets every held request, and every one sent from now on, finish.
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
+}
+
+/// Opens DM streams on request: the behaviour hands each request to a
+/// connection's [`OpenHandler`], which answers with the negotiated stream.
+#[derive(Default)]
+struct Opener {
+    queued: std::collections::VecDeque<(PeerId, StreamReply)>,
+}
+
+impl NetworkBehaviour for Opener {
+    type ConnectionHandler = OpenHandler;
+    type ToSwarm = std::convert::Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<OpenHandler, libp2p::swarm::ConnectionDenied> {
+        Ok(OpenHandler::default())
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: libp2p::swarm::ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: libp2p::core::Endpoint,
+        _: libp2p::core::transport::PortUse,
+    ) -> Result<OpenHandler, libp2p::swarm::ConnectionDenied> {
+        Ok(OpenHandler::default())
+    }
+
+    fn on_swarm_event(&mut self, _: libp2p::swarm::FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: libp2p::swarm::ConnectionId,
+        event: std::convert::Infallible,
+    ) {
+        match event {}
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::swarm::ToSwarm<std::convert::Infallible, StreamReply>> {
+        match self.queued.pop_front() {
+            Some((peer_id, reply)) => std::task::Poll::Ready(libp2p::swarm::ToSwarm::NotifyHandler {
+                peer_id,
+                handler: libp2p::swarm::NotifyHandler::Any,
+                event: reply,
+            }),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[derive(Default)]
+struct OpenHandler {
+    to_open: std::collections::VecDeque<StreamReply>,
+    opening: std::collections::VecDeque<StreamReply>,
+    waker: Option<std::task::Waker>,
+}
+
+impl libp2p::swarm::ConnectionHandler for OpenHandler {
+    type FromBehaviour = StreamReply;
+    type ToBehaviour = std::convert::Infallible;
+    type InboundProtocol = libp2p::core::upgrade::DeniedUpgrade;
+    type OutboundProtocol = libp2p::core::upgrade::ReadyUpgrade<StreamProtocol>;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> libp2p::swarm::SubstreamProtocol<Self::InboundProtocol, ()> {
+        libp2p::swarm::SubstreamProtocol::new(libp2p::core::upgrade::DeniedUpgrade, ())
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        true
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::swarm::ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
+        match self.to_open.pop_front() {
+            Some(reply) => {
+                self.opening.push_back(reply);
+                std::task::Poll::Ready(libp2p::swarm::ConnectionHandlerEvent::OutboundSubstreamRequest {
+                    protocol: libp2p::swarm::SubstreamProtocol::new(
+                        libp2p::core::upgrade::ReadyUpgrade::new(DM_PROTOCOL),
+                        (),
+                    ),
+                })
+            }
+            None => {
+                self.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    fn on_behaviour_event(&mut self, reply: StreamReply) {
+        self.to_open.push_back(reply);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: libp2p::swarm::handler::ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
+    ) {
+        use libp2p::swarm::handler::{ConnectionEvent, DialUpgradeError, FullyNegotiatedOutbound};
+        match event {
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol, .. }) => {
+                if let Some(reply) = self.opening.pop_front() {
+                    let _ = reply.send(Ok(protocol));
+                }
+            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                if let Some(reply) = self.opening.pop_front() {
+                    let _ = reply.send(Err(format!("opening a DM stream: {error}")));
+                }
+            }
+            _ => {}
+        }
+    }
+}
