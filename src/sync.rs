@@ -47,8 +47,10 @@ pub(crate) enum SyncQuery {
 /// The answer to a sync request (`SyncResponse`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SyncResponse {
-    /// The responder's negentropy message.
-    Reconcile(Vec<u8>),
+    /// The responder's negentropy message, and how many participants it
+    /// counts present in the room (0: not said), a hint for a node that
+    /// just joined ([`crate::node::presence`]).
+    Reconcile { message: Vec<u8>, present: u32 },
     /// Envelopes for a fetch, in the order asked.
     Page(Vec<Vec<u8>>),
     /// Why the request was refused.

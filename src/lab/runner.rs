@@ -849,6 +849,21 @@ pub async fn run_with(
         }
     }
     let formation_ms = formed_at.elapsed().as_secs_f64() * 1e3;
+    // A join storm's nodes have their room stamps ready before the traffic,
+    // as an application that showed the room before its user joined has
+    // (`Handle::prepare_room`): each real joiner mints on its own device,
+    // which one process running every node cannot give it.
+    let prepares = storm.iter().filter_map(|&i| match &members[i] {
+        Member::Local(node) => Some((node.handle.clone(), room_names[room_of[i]].clone())),
+        Member::Proc(_) => None,
+    });
+    for result in
+        futures::future::join_all(prepares.map(|(handle, room)| async move { handle.prepare_room(&room).await })).await
+    {
+        if result.is_err() {
+            tracker.join_errors += 1;
+        }
+    }
     let rss_idle = usage(&members, lab.is_some(), rss_before).rss_now;
 
     // The timeline of faults.

@@ -121,7 +121,9 @@ pub enum Fault {
     /// spread evenly over `window_s` from `at_s`, in index order (so a
     /// joiner's neighbours of lower index are in the room before it). A join
     /// storm: many people opening one room at once, whose nodes are already
-    /// running. In-process nodes only.
+    /// running and have their room stamps ready (minted before the traffic,
+    /// `Handle::prepare_room`: a real joiner mints on its own device). In-process
+    /// nodes only.
     JoinStorm {
         /// When the first node joins.
         at_s: f64,

@@ -480,6 +480,22 @@ impl EventLoop {
                     let _ = reply.send(result);
                 }
             },
+            Call::Prepare { room, reply } => {
+                // Kept or joined already: nothing to do. Otherwise minted on
+                // a blocking thread, and answered in `handle_minted`.
+                let ready = self.rooms.get(&room).is_some_and(|j| j.stamp.is_some())
+                    || crate::id::key_of(&self.local).is_none_or(|key| {
+                        super::stamps::kept(&self.store, &room, &key, self.limiters.stamp_bits).is_some()
+                    });
+                if ready {
+                    let _ = reply.send(());
+                } else {
+                    self.stamp_room(&room);
+                    if let Some(Call::Prepare { reply, .. }) = self.minting.hold(Call::Prepare { room, reply }) {
+                        let _ = reply.send(());
+                    }
+                }
+            }
             Call::Leave { room, reply } => {
                 let _ = reply.send(Ok(self.leave(&room)));
             }
@@ -756,6 +772,7 @@ impl EventLoop {
     fn handle_minted(&mut self, minted: super::stamps::Minted) {
         let room = &minted.room;
         if let Some(stamp) = minted.stamp {
+            self.stats.stamps_minted += 1;
             if let Err(e) = super::stamps::keep(&self.store, room, stamp) {
                 tracing::warn!(%room, "cannot keep the room's stamp: {e}");
             }
@@ -766,7 +783,14 @@ impl EventLoop {
             tracing::error!(%room, "minting the room's stamp failed; its posts go unstamped");
         }
         for call in minted.held {
-            self.handle_call(call);
+            match call {
+                // Done, whether or not minting succeeded (a join mints
+                // again): handling it again could mint in a loop.
+                Call::Prepare { reply, .. } => {
+                    let _ = reply.send(());
+                }
+                call => self.handle_call(call),
+            }
         }
     }
 

@@ -53,6 +53,10 @@ pub(crate) enum Call {
         room: Room,
         reply: Reply<Result<(), NodeError>>,
     },
+    Prepare {
+        room: Room,
+        reply: Reply<()>,
+    },
     Leave {
         room: Room,
         reply: Reply<Result<usize, NodeError>>,
@@ -287,6 +291,20 @@ impl Handle {
             .await
             .map_err(|_| NodeError::Stopped)?;
         answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Makes this node ready to join `room` at once: mints its stamp for the
+    /// room (docs/PROTOCOL.md "Stamps", a few hundredths of a second of a
+    /// core) unless the log keeps one, and keeps it, without joining. An
+    /// application can call it when it shows a room (a link, a listing), so
+    /// that pressing "join" never waits for the stamp. Returns when the
+    /// stamp is kept (or could not be: the join then mints again).
+    pub async fn prepare_room(&self, room: &Room) -> Result<(), NodeError> {
+        self.ask(|reply| Call::Prepare {
+            room: room.clone(),
+            reply,
+        })
+        .await
     }
 
     /// Joins a room: subscribes to its hallway. Returns the room's own

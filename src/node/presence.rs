@@ -20,7 +20,10 @@ use crate::id::RejectReason;
 /// 30 s), so that a room of many nodes starting together does not verify
 /// all their announcements in the same instant.
 pub(crate) fn jitter_window_ms(present: usize) -> u64 {
-    (2_000 + 200 * present as u64).min(30_000)
+    // Saturating: `present` may come from a peer's hint (`room_size_hint`).
+    (200u64.saturating_mul(present as u64))
+        .saturating_add(2_000)
+        .min(30_000)
 }
 
 /// In a room of more than this many, a member answers a newcomer's arrival
@@ -72,8 +75,11 @@ pub(crate) struct Book {
     present: HashMap<PeerId, Present>,
     /// When this node's next announcement is due (0: at once).
     next_due_ms: u64,
-    /// When this node last announced itself here.
+    /// When this node last announced itself here (0: not since it joined).
     last_sent_ms: u64,
+    /// The largest room size a peer told this node in a sync answer
+    /// ([`Book::room_size_hint`]), for the window of its first announcement.
+    size_hint: usize,
 }
 
 impl Book {
@@ -100,10 +106,32 @@ impl Book {
     /// of `peers` known peers.
     pub(crate) fn due(&mut self, now_ms: u64, peers: usize, random: u64) -> bool {
         if self.next_due_ms == 0 {
-            let window = jitter_window_ms(peers.max(self.len()) + 1);
+            let window = jitter_window_ms(peers.max(self.len()).max(self.size_hint).saturating_add(1));
             self.next_due_ms = now_ms + random % window;
         }
         self.next_due_ms <= now_ms
+    }
+
+    /// A peer answering this node's sync said it counts `present`
+    /// participants in the room (a `SyncResponse.present` hint). Until this
+    /// node's first announcement since it joined, a hint of a room larger
+    /// than any before draws that announcement again within the room's
+    /// [`jitter_window_ms`] from `now_ms` (`random`: uniform u64): a node
+    /// that joined knows only its few neighbours, and hundreds joining at
+    /// once would otherwise announce within the same two seconds, each
+    /// verified by every member. The window is at most 30 s, so a peer that
+    /// lies delays the first announcement by at most that much per larger
+    /// window it claims (at most ~140 of them), and it changes nothing else.
+    pub(crate) fn room_size_hint(&mut self, present: usize, now_ms: u64, random: u64) {
+        if self.last_sent_ms != 0 || present <= self.size_hint {
+            return;
+        }
+        let before = jitter_window_ms(self.size_hint);
+        self.size_hint = present;
+        let window = jitter_window_ms(present);
+        if self.next_due_ms != 0 && window > before {
+            self.next_due_ms = now_ms + random % window;
+        }
     }
 
     /// Whether this node's next announcement has a time (it has none right
@@ -295,6 +323,43 @@ mod tests {
         let mut late = Book::default();
         assert!(!late.due(0, 9, u64::MAX - 1));
         assert!(late.due(window - 1, 9, 0));
+    }
+
+    #[test]
+    fn a_joiner_told_the_room_is_large_spreads_its_first_announcement_over_the_rooms_window() {
+        // Joined at 50 s knowing 4 neighbours: due within 2.8 s.
+        let mut book = Book::default();
+        assert!(!book.due(50_000, 4, 1_000));
+        assert_eq!(book.next_due_ms, 51_000);
+        // A neighbour's sync answer says 600 are present: drawn again over
+        // the room's window, 30 s.
+        book.room_size_hint(600, 50_100, 20_000);
+        assert_eq!(book.next_due_ms, 70_100);
+        assert!(!book.due(70_099, 4, 0) && book.due(70_100, 4, 0));
+        // A smaller or equal hint changes nothing; so does a larger one once
+        // the window is at its cap.
+        book.room_size_hint(10, 50_200, 0);
+        book.room_size_hint(600, 50_200, 0);
+        book.room_size_hint(1_000_000, 50_200, 0);
+        assert_eq!(book.next_due_ms, 70_100);
+        // Once announced, hints change nothing: the interval rules.
+        book.announced(70_100);
+        let next = book.next_due_ms;
+        let mut later = Book { size_hint: 0, ..book };
+        later.room_size_hint(5_000, 71_000, 0);
+        assert_eq!(later.next_due_ms, next);
+        // A hint that comes before the first tick sets the window the first
+        // announcement is drawn in.
+        let mut early = Book::default();
+        early.room_size_hint(600, 50_000, 0);
+        assert_eq!(early.next_due_ms, 0, "nothing scheduled yet");
+        assert!(!early.due(50_000, 4, 29_999));
+        assert_eq!(early.next_due_ms, 50_000 + 29_999);
+        // However large the room claimed, the delay stays within 30 s.
+        let mut lied = Book::default();
+        lied.room_size_hint(usize::MAX, 50_000, 0);
+        assert!(!lied.due(50_000, 4, u64::MAX));
+        assert!(lied.next_due_ms < 50_000 + 30_000);
     }
 
     #[test]

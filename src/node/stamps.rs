@@ -70,6 +70,7 @@ impl Minting {
         let room = match &call {
             // A leave is held too, so that it comes after the join it follows.
             Call::Join { room, .. }
+            | Call::Prepare { room, .. }
             | Call::Leave { room, .. }
             | Call::Post { room, .. }
             | Call::RoomOp { room, .. } => room,

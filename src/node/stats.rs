@@ -78,6 +78,11 @@ pub struct Stats {
     /// (renewals included): what a join storm costs each member.
     #[serde(default)]
     pub presence_received: u64,
+    /// Room stamps this node minted (docs/PROTOCOL.md "Stamps"): one per
+    /// room it joined or prepared ([`crate::Handle::prepare_room`]) without a
+    /// stamp kept in its log.
+    #[serde(default)]
+    pub stamps_minted: u64,
     /// Whether something this node logged without waiting for the disk
     /// (received posts and operations, delivery states of sent DMs) is not
     /// known to be on disk yet. A flush covering it is queued within 200 ms

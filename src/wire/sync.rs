@@ -71,8 +71,10 @@ impl SyncResponse {
     /// A refusal code this version does not know is kept as
     /// [`SyncRefusal::Unknown`].
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        Some(match pb::SyncResponse::decode(bytes).ok()?.kind? {
-            R::Reconcile(message) => SyncResponse::Reconcile(message),
+        let response = pb::SyncResponse::decode(bytes).ok()?;
+        let present = response.present;
+        Some(match response.kind? {
+            R::Reconcile(message) => SyncResponse::Reconcile { message, present },
             R::Page(list) => SyncResponse::Page(list.envelopes),
             R::Refused(code) => SyncResponse::Refused(match pb::SyncRefusal::try_from(code) {
                 Ok(pb::SyncRefusal::Unspecified) => SyncRefusal::Unspecified,
@@ -87,13 +89,21 @@ impl SyncResponse {
 
     /// The response's bytes.
     pub(crate) fn encode(self) -> Vec<u8> {
+        let mut present = 0;
         let kind = match self {
-            SyncResponse::Reconcile(message) => R::Reconcile(message),
+            SyncResponse::Reconcile { message, present: n } => {
+                present = n;
+                R::Reconcile(message)
+            }
             SyncResponse::Page(envelopes) => R::Page(pb::EnvelopeList { envelopes }),
             SyncResponse::Refused(refusal) => R::Refused(refusal.code()),
             SyncResponse::Pushed(new) => R::Pushed(new),
         };
-        pb::SyncResponse { kind: Some(kind) }.encode_to_vec()
+        pb::SyncResponse {
+            kind: Some(kind),
+            present,
+        }
+        .encode_to_vec()
     }
 }
 

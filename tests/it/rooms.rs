@@ -11,7 +11,10 @@ use backchannel::{Body, Event, HistoryQuery, Identity, MessageId, NodeError, Rej
 use backchannel::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp};
 use backchannel::{PostOptions, RoomPost};
 
+use prost::Message as _;
+
 use crate::support::raw::RawPeer;
+use crate::support::wire;
 use crate::support::{T, hallway};
 
 fn now_ms() -> u64 {
@@ -447,6 +450,76 @@ async fn replies_reactions_mentions_and_the_question_queue() {
         views.push(shown(&v));
     }
     assert!(views.windows(2).all(|w| w[0] == w[1]), "one order everywhere");
+    lab.shutdown().await;
+}
+
+/// An application that prepares a room before joining it (when it shows
+/// the room's link) has the node mint its stamp then, once: the join and the
+/// posts after it use that stamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_room_is_joined_with_the_stamp_minted_before() {
+    let lobby = Room::new("lobby").expect("room");
+    let mut lab = Lab::start(2, LabConfig::default()).await.expect("lab");
+    let minted = |s: backchannel::Stats| s.stamps_minted;
+    lab.nodes[0].handle.prepare_room(&lobby).await.expect("prepare");
+    assert_eq!(minted(lab.nodes[0].handle.stats().await.expect("stats")), 1);
+    lab.nodes[0].handle.prepare_room(&lobby).await.expect("again");
+    assert_eq!(
+        minted(lab.nodes[0].handle.stats().await.expect("stats")),
+        1,
+        "kept: not minted again"
+    );
+    lab.connect(Topology::Line, T).await.expect("connect");
+    lab.join_all(&lobby, &Topology::Line.edges(2, 0), T)
+        .await
+        .expect("join");
+    let id = lab.nodes[0].handle.post(&lobby, "stamped").await.expect("post");
+    let stamp = lab.nodes[1]
+        .wait_for("the post", T, |e| match e {
+            Event::Hallway { id: got, post, .. } if *got == id => Some(post.stamp),
+            _ => None,
+        })
+        .await
+        .expect("delivered");
+    assert!(stamp.is_some(), "the post carries the prepared stamp");
+    assert_eq!(
+        minted(lab.nodes[0].handle.stats().await.expect("stats")),
+        1,
+        "the join used the prepared stamp"
+    );
+    assert_eq!(
+        minted(lab.nodes[1].handle.stats().await.expect("stats")),
+        1,
+        "the other node minted at its join"
+    );
+    lab.shutdown().await;
+}
+
+/// A node answering a reconciliation says how many it counts present in
+/// the room (docs/PROTOCOL.md, `SyncResponse.present`): the hint a node that
+/// just joined uses to spread its first announcement over the room's window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_answer_tells_how_many_are_present() {
+    let (mut lab, room) = hosted_line(3, "stage", LabConfig::default()).await;
+    let peers: Vec<_> = lab.nodes.iter().map(LabNode::peer_id).collect();
+    for (j, peer) in peers.iter().enumerate().skip(1) {
+        lab.nodes[0]
+            .wait_for("presence", T, |e| {
+                matches!(e, Event::Presence { peer: p, present: true, .. } if p == peer).then_some(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("node {j} announced: {e}"));
+    }
+    let mut raw = RawPeer::start(64 * 1024).await;
+    raw.connect(&lab.nodes[0].addr, peers[0]).await;
+    // Negentropy v1's first message for an empty set: one range up to
+    // infinity (timestamp 0, no id prefix) in IdList mode with no ids.
+    let empty = [0x61, 0x00, 0x00, 0x02, 0x00];
+    let ask = wire::sync_request(room.as_str(), 2, &empty);
+    let bytes = raw.sync(peers[0], ask).await.expect("an answer");
+    let answer = wire::SyncResponse::decode(bytes.as_slice()).expect("SyncResponse");
+    assert!(answer.reconcile.is_some(), "{answer:?}");
+    assert_eq!(answer.present, Some(3), "itself and the two it lists");
     lab.shutdown().await;
 }
 

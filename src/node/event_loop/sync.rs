@@ -379,7 +379,14 @@ impl EventLoop {
             SyncQuery::Reconcile(query) => {
                 let keys = self.history_keys(&room).map_err(|_| SyncRefusal::Unspecified)?;
                 match respond(&keys, &query) {
-                    Ok(answer) => Ok(SyncResponse::Reconcile(answer)),
+                    Ok(message) => {
+                        // Itself and whom its presence list holds.
+                        let present = self.rooms.get(&room).map_or(0, |j| j.presence.len() + 1);
+                        Ok(SyncResponse::Reconcile {
+                            message,
+                            present: u32::try_from(present).unwrap_or(u32::MAX),
+                        })
+                    }
                     Err(e) => {
                         tracing::debug!(%peer, "invalid reconciliation: {e}");
                         self.reject(peer, RejectReason::Malformed);
@@ -439,7 +446,18 @@ impl EventLoop {
             return self.end_sync(peer, &room, false);
         };
         match (asked, response) {
-            (Asked::Reconcile, SyncResponse::Reconcile(answer)) => {
+            (
+                Asked::Reconcile,
+                SyncResponse::Reconcile {
+                    message: answer,
+                    present,
+                },
+            ) => {
+                if let Some(joined) = self.rooms.get_mut(&room) {
+                    joined
+                        .presence
+                        .room_size_hint(present as usize, now_ms(), super::random_u64());
+                }
                 let Some(session) = self.syncs.sessions.get_mut(&key) else {
                     return;
                 };

@@ -167,6 +167,10 @@ pub struct SyncResponse {
     pub refused: Option<i32>,
     #[prost(uint32, optional, tag = "4")]
     pub pushed: Option<u32>,
+    /// Beside the oneof: with a reconcile answer, how many the responder
+    /// counts present in the room.
+    #[prost(uint32, optional, tag = "5")]
+    pub present: Option<u32>,
 }
 
 #[derive(Clone, PartialEq, Message)]
