@@ -119,7 +119,11 @@ impl Book {
     /// [`jitter_window_ms`] from `now_ms` (`random`: uniform u64): a node
     /// that joined knows only its few neighbours, and hundreds joining at
     /// once would otherwise announce within the same two seconds, each
-    /// verified by every member. The window is at most 30 s, so a peer that
+    /// verified by every member. The event loop also gives it the count of
+    /// participants this node lists, as announcements come in, so a room
+    /// growing under a joiner pushes its announcement on. Only a room of more
+    /// than [`ANSWERERS`] draws again (a small one keeps the first draw: its
+    /// newcomers show at once). The window is at most 30 s, so a peer that
     /// lies delays the first announcement by at most that much per larger
     /// window it claims (at most ~140 of them), and it changes nothing else.
     pub(crate) fn room_size_hint(&mut self, present: usize, now_ms: u64, random: u64) {
@@ -129,7 +133,7 @@ impl Book {
         let before = jitter_window_ms(self.size_hint);
         self.size_hint = present;
         let window = jitter_window_ms(present);
-        if self.next_due_ms != 0 && window > before {
+        if self.next_due_ms != 0 && window > before && present > ANSWERERS {
             self.next_due_ms = now_ms + random % window;
         }
     }
@@ -330,6 +334,9 @@ mod tests {
         // Joined at 50 s knowing 4 neighbours: due within 2.8 s.
         let mut book = Book::default();
         assert!(!book.due(50_000, 4, 1_000));
+        assert_eq!(book.next_due_ms, 51_000);
+        // A small room keeps the first draw.
+        book.room_size_hint(ANSWERERS, 50_050, 7_000);
         assert_eq!(book.next_due_ms, 51_000);
         // A neighbour's sync answer says 600 are present: drawn again over
         // the room's window, 30 s.

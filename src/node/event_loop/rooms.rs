@@ -315,6 +315,14 @@ impl EventLoop {
             }
             Admission::Presence(change) => {
                 self.stats.presence_received += 1;
+                if change == Change::Here {
+                    // What this node hears is a hint of the room's size too:
+                    // until its own first announcement, a room growing under
+                    // it (many joining together) spreads that announcement
+                    // further (`Book::room_size_hint`).
+                    let present = joined.presence.len() + 1;
+                    joined.presence.room_size_hint(present, cx.now_ms, super::random_u64());
+                }
                 if let (Body::Presence(p), Change::Here | Change::Left) = (signed.body(), &change) {
                     self.emit(Event::Presence {
                         room: room.clone(),
