@@ -12,7 +12,10 @@
 //! The sybil runs (issue 16) flood valid posts, each signed by its author:
 //! "sybil-1k" 5,000 posts under 1,000 keys from one connection at node 0
 //! (500/s), "sybil-10k" 10,000 posts under 10,000 keys (1,000/s), "sybil-two"
-//! two connections (nodes 0 and 5) at 300/s each under 1,000 keys each. They
+//! two connections (nodes 0 and 5) at 300/s each under 1,000 keys each,
+//! "sybil-paid" 5,000 posts under 200 keys that each carry a stamp of the
+//! nodes' default strength (minted before the run: ~0.1 s of a core per
+//! key here), from one connection at node 0 (500/s). They
 //! print spam shown per node (mean and worst), and how many honest nodes end
 //! with a negative score at an honest neighbour. Target: spam shown per node
 //! ≤ 1% of what was sent, no honest node penalised.
@@ -50,13 +53,39 @@ const FLOOD_PER_S: f64 = 1000.0;
 fn run(which: &str) -> Value {
     common::runtime().block_on(async move {
         let attacked = which == "attacked";
-        // (node attacked, posts, keys, posts per second) per sybil attacker.
-        let sybils: Vec<(usize, usize, usize, f64)> = match which {
-            "sybil-1k" => vec![(0, 5_000, 1_000, 500.0)],
-            "sybil-10k" => vec![(0, 10_000, 10_000, 1_000.0)],
-            "sybil-two" => vec![(0, 3_000, 1_000, 300.0), (5, 3_000, 1_000, 300.0)],
+        // (node attacked, posts, keys, posts per second, stamped) per sybil
+        // attacker.
+        let sybils: Vec<(usize, usize, usize, f64, bool)> = match which {
+            "sybil-1k" => vec![(0, 5_000, 1_000, 500.0, false)],
+            "sybil-10k" => vec![(0, 10_000, 10_000, 1_000.0, false)],
+            "sybil-two" => vec![(0, 3_000, 1_000, 300.0, false), (5, 3_000, 1_000, 300.0, false)],
+            "sybil-paid" => vec![(0, 5_000, 200, 500.0, true)],
             _ => Vec::new(),
         };
+        // The attackers' keys, and their stamps if they pay (minted before
+        // the run, on blocking threads: the attacker's own machine).
+        let bits = backchannel::Limits::default().stamp_bits;
+        let mut key_sets = Vec::new();
+        for &(_, _, keys, _, paid) in &sybils {
+            let set = tokio::task::spawn_blocking(move || {
+                (0..keys)
+                    .map(|_| {
+                        let mut secret = [0u8; 32];
+                        getrandom::fill(&mut secret).expect("random");
+                        let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+                        let stamp = if paid {
+                            wire::stamp("lobby", &key.verifying_key().to_bytes(), bits)
+                        } else {
+                            0
+                        };
+                        (key, stamp)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .expect("keys");
+            key_sets.push(set);
+        }
         let lobby = Room::new("lobby").expect("room");
         let topology = Topology::Random { degree: 4 };
         let mut lab = Lab::start(HONEST, LabConfig::default()).await.expect("lab");
@@ -94,26 +123,17 @@ fn run(which: &str) -> Value {
             raw.join("lobby", lab.nodes[i].peer_id()).await;
             sybil_peers.push(raw);
         }
-        let sybil_attack = futures::future::join_all(sybils.iter().zip(&sybil_peers).map(
-            |(&(_, posts, keys, per_s), raw)| async move {
-                let keys: Vec<ed25519_dalek::SigningKey> = (0..keys)
-                    .map(|_| {
-                        let mut secret = [0u8; 32];
-                        getrandom::fill(&mut secret).expect("random");
-                        ed25519_dalek::SigningKey::from_bytes(&secret)
-                    })
-                    .collect();
+        let sybil_attack = futures::future::join_all(sybils.iter().zip(&sybil_peers).zip(&key_sets).map(
+            |((&(_, posts, _, per_s, _), raw), keys)| async move {
                 let mut tick = tokio::time::interval(Duration::from_secs_f64(10.0 / per_s));
                 for i in 0..posts {
                     if i % 10 == 0 {
                         tick.tick().await;
                     }
-                    let key = &keys[i % keys.len()];
-                    let post = wire::envelope(
-                        key,
-                        key.verifying_key().to_bytes(),
-                        wire::payload_post(&wire::post("lobby", &format!("sybil {i}"))),
-                    );
+                    let (key, stamp) = &keys[i % keys.len()];
+                    let mut body = wire::post("lobby", &format!("sybil {i}"));
+                    body.stamp = *stamp;
+                    let post = wire::envelope(key, key.verifying_key().to_bytes(), wire::payload_post(&body));
                     let _ = raw.try_publish("lobby", post).await;
                 }
                 posts
@@ -240,7 +260,7 @@ fn run(which: &str) -> Value {
 
 fn main() {
     common::main_with(
-        &["quiet", "attacked", "sybil-1k", "sybil-10k", "sybil-two"],
+        &["quiet", "attacked", "sybil-1k", "sybil-10k", "sybil-two", "sybil-paid"],
         run,
         |lines| {
             let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
