@@ -80,6 +80,9 @@ pub(crate) struct Book {
     /// The largest room size a peer told this node in a sync answer
     /// ([`Book::room_size_hint`]), for the window of its first announcement.
     size_hint: usize,
+    /// When the first announcement since the join was first drawn (about
+    /// the join): hints draw it again from here, never from later.
+    first_drawn_ms: u64,
 }
 
 impl Book {
@@ -107,6 +110,7 @@ impl Book {
     pub(crate) fn due(&mut self, now_ms: u64, peers: usize, random: u64) -> bool {
         if self.next_due_ms == 0 {
             let window = jitter_window_ms(peers.max(self.len()).max(self.size_hint).saturating_add(1));
+            self.first_drawn_ms = now_ms;
             self.next_due_ms = now_ms + random % window;
         }
         self.next_due_ms <= now_ms
@@ -116,17 +120,18 @@ impl Book {
     /// participants in the room (a `SyncResponse.present` hint). Until this
     /// node's first announcement since it joined, a hint of a room larger
     /// than any before draws that announcement again within the room's
-    /// [`jitter_window_ms`] from `now_ms` (`random`: uniform u64): a node
+    /// [`jitter_window_ms`] from when it was first drawn (about the join;
+    /// `random`: uniform u64), so it stays uniform over the window of the
+    /// largest size heard and never comes later than 30 s after the join: a node
     /// that joined knows only its few neighbours, and hundreds joining at
     /// once would otherwise announce within the same two seconds, each
     /// verified by every member. The event loop also gives it the count of
     /// participants this node lists, as announcements come in, so a room
-    /// growing under a joiner pushes its announcement on. Only a room of more
-    /// than [`ANSWERERS`] draws again (a small one keeps the first draw: its
-    /// newcomers show at once). The window is at most 30 s, so a peer that
-    /// lies delays the first announcement by at most that much per larger
-    /// window it claims (at most ~140 of them), and it changes nothing else.
-    pub(crate) fn room_size_hint(&mut self, present: usize, now_ms: u64, random: u64) {
+    /// growing under a joiner widens its window. Only a room of more than
+    /// [`ANSWERERS`] draws again (a small one keeps the first draw: its
+    /// newcomers show at once). A peer that lies can delay the first
+    /// announcement to at most 30 s after the join, and changes nothing else.
+    pub(crate) fn room_size_hint(&mut self, present: usize, random: u64) {
         if self.last_sent_ms != 0 || present <= self.size_hint {
             return;
         }
@@ -134,7 +139,7 @@ impl Book {
         self.size_hint = present;
         let window = jitter_window_ms(present);
         if self.next_due_ms != 0 && window > before && present > ANSWERERS {
-            self.next_due_ms = now_ms + random % window;
+            self.next_due_ms = self.first_drawn_ms + random % window;
         }
     }
 
@@ -336,37 +341,40 @@ mod tests {
         assert!(!book.due(50_000, 4, 1_000));
         assert_eq!(book.next_due_ms, 51_000);
         // A small room keeps the first draw.
-        book.room_size_hint(ANSWERERS, 50_050, 7_000);
+        book.room_size_hint(ANSWERERS, 7_000);
         assert_eq!(book.next_due_ms, 51_000);
         // A neighbour's sync answer says 600 are present: drawn again over
-        // the room's window, 30 s.
-        book.room_size_hint(600, 50_100, 20_000);
-        assert_eq!(book.next_due_ms, 70_100);
-        assert!(!book.due(70_099, 4, 0) && book.due(70_100, 4, 0));
+        // the room's window, 30 s from the join.
+        book.room_size_hint(600, 20_000);
+        assert_eq!(book.next_due_ms, 70_000);
+        assert!(!book.due(69_999, 4, 0) && book.due(70_000, 4, 0));
         // A smaller or equal hint changes nothing; so does a larger one once
         // the window is at its cap.
-        book.room_size_hint(10, 50_200, 0);
-        book.room_size_hint(600, 50_200, 0);
-        book.room_size_hint(1_000_000, 50_200, 0);
-        assert_eq!(book.next_due_ms, 70_100);
+        book.room_size_hint(10, 0);
+        book.room_size_hint(600, 0);
+        book.room_size_hint(1_000_000, 0);
+        assert_eq!(book.next_due_ms, 70_000);
         // Once announced, hints change nothing: the interval rules.
-        book.announced(70_100);
+        book.announced(70_000);
         let next = book.next_due_ms;
         let mut later = Book { size_hint: 0, ..book };
-        later.room_size_hint(5_000, 71_000, 0);
+        later.room_size_hint(5_000, 0);
         assert_eq!(later.next_due_ms, next);
         // A hint that comes before the first tick sets the window the first
         // announcement is drawn in.
         let mut early = Book::default();
-        early.room_size_hint(600, 50_000, 0);
+        early.room_size_hint(600, 0);
         assert_eq!(early.next_due_ms, 0, "nothing scheduled yet");
         assert!(!early.due(50_000, 4, 29_999));
         assert_eq!(early.next_due_ms, 50_000 + 29_999);
-        // However large the room claimed, the delay stays within 30 s.
+        // However large the room claimed, and however many hints came, the
+        // first announcement is due within 30 s of the join.
         let mut lied = Book::default();
-        lied.room_size_hint(usize::MAX, 50_000, 0);
-        assert!(!lied.due(50_000, 4, u64::MAX));
-        assert!(lied.next_due_ms < 50_000 + 30_000);
+        assert!(!lied.due(50_000, 4, 0) || lied.next_due_ms == 50_000);
+        for (n, random) in [(100usize, u64::MAX), (200, u64::MAX - 7), (usize::MAX, u64::MAX - 3)] {
+            lied.room_size_hint(n, random);
+            assert!(lied.next_due_ms < 50_000 + 30_000, "{}", lied.next_due_ms);
+        }
     }
 
     #[test]

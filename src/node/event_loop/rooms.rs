@@ -321,7 +321,7 @@ impl EventLoop {
                     // it (many joining together) spreads that announcement
                     // further (`Book::room_size_hint`).
                     let present = joined.presence.len() + 1;
-                    joined.presence.room_size_hint(present, cx.now_ms, super::random_u64());
+                    joined.presence.room_size_hint(present, super::random_u64());
                 }
                 if let (Body::Presence(p), Change::Here | Change::Left) = (signed.body(), &change) {
                     self.emit(Event::Presence {

@@ -454,9 +454,7 @@ impl EventLoop {
                 },
             ) => {
                 if let Some(joined) = self.rooms.get_mut(&room) {
-                    joined
-                        .presence
-                        .room_size_hint(present as usize, now_ms(), super::random_u64());
+                    joined.presence.room_size_hint(present as usize, super::random_u64());
                 }
                 let Some(session) = self.syncs.sessions.get_mut(&key) else {
                     return;
