@@ -481,19 +481,14 @@ impl EventLoop {
                 }
             },
             Call::Prepare { room, reply } => {
-                // Kept or joined already: nothing to do. Otherwise minted on
-                // a blocking thread, and answered in `handle_minted`.
-                let ready = self.rooms.get(&room).is_some_and(|j| j.stamp.is_some())
-                    || crate::id::key_of(&self.local).is_none_or(|key| {
-                        super::stamps::kept(&self.store, &room, &key, self.limiters.stamp_bits).is_some()
-                    });
-                if ready {
-                    let _ = reply.send(());
-                } else {
+                // Joined with its stamp: nothing to do. Otherwise the kept
+                // stamp is found or minting starts (`stamp_room`); answered
+                // now, or in `handle_minted` if minting.
+                if self.rooms.get(&room).is_none_or(|j| j.stamp.is_none()) {
                     self.stamp_room(&room);
-                    if let Some(Call::Prepare { reply, .. }) = self.minting.hold(Call::Prepare { room, reply }) {
-                        let _ = reply.send(());
-                    }
+                }
+                if let Some(Call::Prepare { reply, .. }) = self.minting.hold(Call::Prepare { room, reply }) {
+                    let _ = reply.send(());
                 }
             }
             Call::Leave { room, reply } => {

@@ -93,7 +93,7 @@ impl Book {
     /// `random` (uniform u64) picks the delay within [`jitter_window_ms`] and,
     /// in a large room, whether this member answers at all ([`ANSWERERS`]).
     pub(crate) fn peer_appeared(&mut self, now_ms: u64, random: u64) {
-        let present = self.present.len() + 1;
+        let present = self.counted();
         if present > ANSWERERS && (random >> 32) % present as u64 >= ANSWERERS as u64 {
             return;
         }
@@ -156,9 +156,15 @@ impl Book {
         self.next_due_ms = now_ms + u64::from(self.interval_s()) * 1000;
     }
 
+    /// How many are in the room as this node counts it: those it lists and
+    /// itself.
+    pub(crate) fn counted(&self) -> usize {
+        self.present.len() + 1
+    }
+
     /// This node's announcement interval, for the room as it is now.
     pub(crate) fn interval_s(&self) -> u32 {
-        interval_s(self.present.len() + 1)
+        interval_s(self.counted())
     }
 
     /// How long this node's announcement holds: three intervals.

@@ -320,8 +320,8 @@ impl EventLoop {
                     // until its own first announcement, a room growing under
                     // it (many joining together) spreads that announcement
                     // further (`Book::room_size_hint`).
-                    let present = joined.presence.len() + 1;
-                    joined.presence.room_size_hint(present, super::random_u64());
+                    let counted = joined.presence.counted();
+                    joined.presence.room_size_hint(counted, super::random_u64());
                 }
                 if let (Body::Presence(p), Change::Here | Change::Left) = (signed.body(), &change) {
                     self.emit(Event::Presence {

@@ -380,8 +380,7 @@ impl EventLoop {
                 let keys = self.history_keys(&room).map_err(|_| SyncRefusal::Unspecified)?;
                 match respond(&keys, &query) {
                     Ok(message) => {
-                        // Itself and whom its presence list holds.
-                        let present = self.rooms.get(&room).map_or(0, |j| j.presence.len() + 1);
+                        let present = self.rooms.get(&room).map_or(0, |j| j.presence.counted());
                         Ok(SyncResponse::Reconcile {
                             message,
                             present: u32::try_from(present).unwrap_or(u32::MAX),
