@@ -110,6 +110,7 @@ impl From<NodeError> for Problem {
             | E::InvalidPeer(_)
             | E::InvalidGroupName
             | E::InvalidEmoji
+            | E::TooManyMentions
             | E::InvalidRoom(_)
             | E::GroupTooLarge(_)
             | E::NotARequest(_)
@@ -506,9 +507,6 @@ async fn room_post(State(s): State<AppState>, Path(room): Path<Room>, Body(p): B
         .reply_to
         .map(|r| MessageId::from_str(&r).map_err(|_| Problem::bad("reply_to: a message id is 64 hex digits")))
         .transpose()?;
-    if p.mentions.len() > crate::protocol::MAX_MENTIONS {
-        return Err(Problem::bad("too many mentions"));
-    }
     let mentions = p.mentions.iter().map(|m| parse_peer(m)).collect::<Result<_, _>>()?;
     let options = PostOptions {
         reply_to,
@@ -715,9 +713,6 @@ struct GroupCreated {
 }
 
 async fn group_create(State(s): State<AppState>, Body(g): Body<NewGroup>) -> Answer<GroupCreated> {
-    if g.members.len() > crate::protocol::MAX_WIRE_MEMBERS {
-        return Err(Problem::bad("too many members"));
-    }
     let members = g.members.iter().map(|m| parse_peer(m)).collect::<Result<_, _>>()?;
     let group = s.handle.group_create(&g.name, members).await?;
     s.events.publish(&JsonLine::GroupCreated { group, name: g.name });

@@ -14,7 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::DialFailure;
 use crate::group::GroupId;
 use crate::id::{MessageId, RejectReason, Room};
-use crate::protocol::{MAX_NICK_BYTES, MAX_TEXT_BYTES};
+use crate::protocol::{MAX_MENTIONS, MAX_NICK_BYTES, MAX_TEXT_BYTES};
 use crate::store::StoreError;
 
 /// Why a node operation failed.
@@ -101,6 +101,9 @@ pub enum NodeError {
     /// Taking back a reaction this node has not made.
     #[error("you have not reacted with that to [{}]", .0.short())]
     NoSuchReaction(MessageId),
+    /// More participants mentioned than a post may carry.
+    #[error("a post mentions at most {MAX_MENTIONS} participants")]
+    TooManyMentions,
     /// An emoji must be 1 to 32 bytes without whitespace.
     #[error("an emoji is 1 to 32 bytes without whitespace")]
     InvalidEmoji,

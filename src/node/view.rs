@@ -26,8 +26,11 @@ pub struct PostOptions {
     pub reply_to: Option<MessageId>,
     /// Mark the post as a question to the stage.
     pub question: bool,
-    /// Participants mentioned. Words `@<peer id>` and `@<nickname>` (of a
-    /// participant present in the room) in the text are added by the node.
+    /// Participants mentioned, at most
+    /// [`MAX_MENTIONS`](crate::protocol::MAX_MENTIONS) (more is
+    /// [`NodeError::TooManyMentions`](crate::NodeError::TooManyMentions)).
+    /// Words `@<peer id>` and `@<nickname>` (of a participant present in the
+    /// room) in the text are added by the node, up to that bound in all.
     pub mentions: Vec<PeerId>,
 }
 

@@ -856,3 +856,231 @@ async fn room_pages_put_together_are_the_room_view() {
     );
     lab.shutdown().await;
 }
+
+/// The local API decides nothing itself (docs/ARCHITECTURE.md, "Invariants"):
+/// each operation is asked of node B twice, through its `Handle` and through
+/// its API, and both answer alike: what the node refuses the API refuses
+/// with the node's own error (its text, a status naming its kind), and what
+/// the node accepts the API accepts. The API checks only the shape of a
+/// request (JSON, ids that parse), never a rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_what_the_node_refuses_and_accepts_what_it_accepts() {
+    use std::str::FromStr;
+
+    use backchannel::json_line::Op;
+    use backchannel::{ChatMode, Identity, MessageId, NodeError, PeerId, PostOptions, Reaction, Room, RoomAction};
+
+    let someone = || Identity::generate().peer_id();
+
+    let (mut lab, n) = nodes(2, |_| {}).await;
+    let (a, b) = (&n[0], &n[1]);
+    let (node_a, node_b) = (lab.nodes[0].handle.clone(), lab.nodes[1].handle.clone());
+    let room = node_a.host("stage").await.expect("A hosts");
+    let r = enc(room.as_str());
+    let mut b_events = b.events(Some(0)).await;
+    node_b.join(&room).await.expect("B joins");
+    let welcome = node_a.post(&room, "welcome").await.expect("A posts");
+    b_events
+        .until("A's post at B", |l| {
+            l["type"] == "hallway" && l["id"] == welcome.to_string()
+        })
+        .await;
+
+    // What B may not do: each through the Handle, then through the API.
+    let unknown = MessageId::from_str(&"ab".repeat(32)).expect("an id");
+    let nowhere = Room::new("nowhere").expect("a room name");
+    let crowd: Vec<PeerId> = (0..17).map(|_| someone()).collect();
+    let crowd_text: Vec<String> = crowd.iter().map(PeerId::to_string).collect();
+    // What, the Handle's answer, and the same request to the API.
+    type Case = (&'static str, Result<MessageId, NodeError>, &'static str, String, Value);
+    let refused: Vec<Case> = vec![
+        (
+            "a post to a room B has not joined",
+            node_b.post(&nowhere, "hi").await,
+            "POST",
+            "/api/v1/rooms/nowhere/posts".into(),
+            json!({"text": "hi"}),
+        ),
+        (
+            "an empty post",
+            node_b.post(&room, "").await,
+            "POST",
+            format!("/api/v1/rooms/{r}/posts"),
+            json!({"text": ""}),
+        ),
+        (
+            "a post longer than the protocol allows",
+            node_b.post(&room, &"x".repeat(5000)).await,
+            "POST",
+            format!("/api/v1/rooms/{r}/posts"),
+            json!({"text": "x".repeat(5000)}),
+        ),
+        (
+            "a post mentioning 17",
+            node_b
+                .post_with(
+                    &room,
+                    "all of you",
+                    PostOptions {
+                        mentions: crowd.clone(),
+                        ..PostOptions::default()
+                    },
+                )
+                .await,
+            "POST",
+            format!("/api/v1/rooms/{r}/posts"),
+            json!({"text": "all of you", "mentions": crowd_text}),
+        ),
+        (
+            "a reply to a post the room does not have",
+            node_b
+                .post_with(
+                    &room,
+                    "re",
+                    PostOptions {
+                        reply_to: Some(unknown),
+                        ..PostOptions::default()
+                    },
+                )
+                .await,
+            "POST",
+            format!("/api/v1/rooms/{r}/posts"),
+            json!({"text": "re", "reply_to": unknown.to_string()}),
+        ),
+        (
+            "a listener deleting the host's post",
+            node_b.room_op(&room, RoomAction::Delete(welcome)).await,
+            "POST",
+            format!("/api/v1/rooms/{r}/ops"),
+            serde_json::to_value(Op::from(&RoomAction::Delete(welcome))).expect("json"),
+        ),
+        (
+            "a listener closing the hallway",
+            node_b.room_op(&room, RoomAction::Chat(ChatMode::Off)).await,
+            "POST",
+            format!("/api/v1/rooms/{r}/ops"),
+            serde_json::to_value(Op::from(&RoomAction::Chat(ChatMode::Off))).expect("json"),
+        ),
+        (
+            "a reaction that is not an emoji",
+            node_b
+                .room_op(
+                    &room,
+                    RoomAction::React(Reaction {
+                        target: welcome,
+                        emoji: "two words".into(),
+                        retract: false,
+                    }),
+                )
+                .await,
+            "POST",
+            format!("/api/v1/rooms/{r}/ops"),
+            json!({"kind": "react", "target": welcome.to_string(), "emoji": "two words", "retract": false}),
+        ),
+        (
+            "a DM to itself",
+            node_b.send_dm(b.peer, "me").await,
+            "POST",
+            format!("/api/v1/dms/{}", b.peer),
+            json!({"text": "me"}),
+        ),
+        (
+            "a reaction to a DM B does not have",
+            node_b.react_dm(unknown, "👍", false).await,
+            "POST",
+            "/api/v1/dm-reactions".into(),
+            json!({"target": unknown.to_string(), "emoji": "👍"}),
+        ),
+        (
+            "a group with an empty name",
+            node_b.group_create("", vec![a.peer]).await.map(|_| unknown),
+            "POST",
+            "/api/v1/groups".into(),
+            json!({"name": "", "members": [a.peer.to_string()]}),
+        ),
+    ];
+    for (what, by_handle, method, path, body) in refused {
+        let error = match by_handle {
+            Err(e) => e,
+            Ok(id) => panic!("{what}: the node accepted it ({id})"),
+        };
+        let reply = b.call(method, &path, Some(body)).await;
+        let status = match error {
+            NodeError::NotJoined(_) | NodeError::UnknownMessage(_) => 404,
+            NodeError::NotAllowed { .. } | NodeError::NotModerator(_) => 403,
+            _ => 400,
+        };
+        assert_eq!(reply.status, status, "{what}: {error}");
+        assert_eq!(reply.json()["error"], error.to_string(), "{what}");
+    }
+    // A group too large is refused alike (its text names the group id each
+    // attempt draws, so only the kind is compared).
+    let many: Vec<PeerId> = (0..70).map(|_| someone()).collect();
+    let by_handle = node_b.group_create("big", many.clone()).await;
+    assert!(matches!(by_handle, Err(NodeError::GroupTooLarge(_))), "{by_handle:?}");
+    let reply = b
+        .call(
+            "POST",
+            "/api/v1/groups",
+            Some(json!({"name": "big", "members": many.iter().map(PeerId::to_string).collect::<Vec<_>>()})),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(s(&reply.json()["error"]).ends_with("would have too many members"));
+
+    // What B may do, it may do both ways.
+    node_b.post(&room, "from the library").await.expect("a post");
+    b.ok(
+        "POST",
+        &format!("/api/v1/rooms/{r}/posts"),
+        json!({"text": "from the app"}),
+    )
+    .await;
+    let react = RoomAction::React(Reaction {
+        target: welcome,
+        emoji: "👍".into(),
+        retract: false,
+    });
+    node_b.room_op(&room, react).await.expect("a reaction");
+    b.ok(
+        "POST",
+        &format!("/api/v1/rooms/{r}/ops"),
+        json!({"kind": "react", "target": welcome.to_string(), "emoji": "🎉", "retract": false}),
+    )
+    .await;
+    // A shows both posts and both reactions, whichever way B made them.
+    let mut a_events = a.events(Some(0)).await;
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        let line = a_events
+            .until("B's posts and reactions at A", |l| {
+                l["from"] == b.peer.to_string() && (l["type"] == "hallway" || l["type"] == "room_op")
+            })
+            .await;
+        seen.insert(
+            line["text"]
+                .as_str()
+                .or(line["op"]["emoji"].as_str())
+                .unwrap_or("?")
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["from the library", "from the app", "👍", "🎉"].map(String::from))
+    );
+    let view = node_a.room(&room);
+    let posts = view.view(10).await.expect("A's view");
+    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
+    assert!(
+        texts.contains(&"from the library") && texts.contains(&"from the app"),
+        "{texts:?}"
+    );
+    let shown = &posts
+        .iter()
+        .find(|p| p.id == welcome)
+        .expect("the welcome post")
+        .reactions;
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    lab.shutdown().await;
+}

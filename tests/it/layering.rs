@@ -294,3 +294,41 @@ fn the_log_knows_peers_by_name_only_and_the_bodies_do_no_io() {
     // The reader works: it finds what store does use.
     assert!(!paths_under("store", "sled").is_empty());
 }
+
+#[test]
+fn the_local_api_reaches_the_node_only_through_its_handle() {
+    // docs/ARCHITECTURE.md, "Invariants": `src/api/` calls the `Handle` and
+    // relays events; the rules are the node's. So the API imports the node's
+    // public face (the handle, its errors and views), the vocabulary (ids,
+    // room actions, the JSON line) and nothing that stores, signs, encodes
+    // or decides: no log, no envelope, no wire, no identity, no sync.
+    let graph = import_graph();
+    let allowed = BTreeSet::from(["node", "id", "json_line", "room", "group"].map(String::from));
+    let api = &graph["api"];
+    assert!(api.contains("node"), "the reader sees the API's imports: {api:?}");
+    let beyond: Vec<&String> = api.difference(&allowed).collect();
+    assert!(beyond.is_empty(), "the local API imports {beyond:?}");
+    // Of the room module, only the names of actions, never its rules
+    // (`RoomState`, the `check_*` functions).
+    let mut files = Vec::new();
+    rust_files(&src().join("api"), &mut files);
+    for file in &files {
+        let code = code(file);
+        for (at, _) in code.match_indices("crate::room::") {
+            let item = identifier(&code[at + "crate::room::".len()..]);
+            assert!(
+                ["RoomAction", "ChatMode", "Role", "QuestionState", "Reaction"].contains(&item),
+                "{} names crate::room::{item}",
+                file.display()
+            );
+        }
+        for banned in ["RoomState", "check_", "Store", "sled", "gossipsub", "Signed"] {
+            assert!(!code.contains(banned), "{} names {banned}", file.display());
+        }
+    }
+    // No storage of its own either: the log is read through the handle.
+    for root in ["sled", "std::fs::File"] {
+        let used = paths_under("api", root);
+        assert!(used.is_empty(), "the local API uses {used:?}");
+    }
+}

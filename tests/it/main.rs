@@ -24,6 +24,7 @@ mod mesh;
 mod netns;
 mod never_panic;
 mod outbox;
+mod protocol_doc;
 mod reach;
 mod readme;
 mod requests;

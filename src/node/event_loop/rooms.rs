@@ -81,6 +81,9 @@ impl EventLoop {
     /// The body of a post of this node's, if the room's rules allow it now.
     fn new_post(&mut self, room: &Room, text: String, options: PostOptions) -> Result<Body, NodeError> {
         check_text(&text)?;
+        if options.mentions.len() > MAX_MENTIONS {
+            return Err(NodeError::TooManyMentions);
+        }
         let joined = self.joined(room)?;
         if !joined.has_room_for_unsent() {
             return Err(NodeError::Backlog(joined.unsent_len(), room.clone()));
