@@ -411,6 +411,73 @@ impl From<GroupError> for NodeError {
     }
 }
 
+// ---- failures shared by several families -------------------------------------
+//
+// The helpers the handle and the event loop share answer with these small
+// types; each converts into every family that has the variant, so a helper
+// never names a family, and a family never gains a variant it cannot have.
+
+/// The event loop is gone: the node has stopped (`Handle::ask`).
+pub(crate) struct Stopped;
+
+/// Text is empty or too long (`check_text`).
+pub(crate) struct InvalidText;
+
+/// The room is not joined (`EventLoop::joined`).
+pub(crate) struct NotJoined(pub(crate) Room);
+
+/// Logging an own message failed: it was not logged (`Store`), or it is
+/// logged but its flush failed (`Flush`).
+pub(crate) enum LogFailure {
+    Store(StoreError),
+    Flush(Arc<StoreError>),
+}
+
+/// `impl From<$shared> for` each family listed: the shared failure becomes
+/// the family's variant of the same name, with the same field.
+macro_rules! shared_into {
+    ($shared:ident => $($family:ident),+) => {
+        $(
+            impl From<$shared> for $family {
+                fn from(_: $shared) -> Self {
+                    $family::$shared
+                }
+            }
+        )+
+    };
+    ($shared:ident($field:ident) => $($family:ident),+) => {
+        $(
+            impl From<$shared> for $family {
+                fn from($shared($field): $shared) -> Self {
+                    $family::$shared($field)
+                }
+            }
+        )+
+    };
+}
+
+shared_into!(Stopped => NodeError, JoinError, PostError, RoomOpError, DmError, GroupError);
+shared_into!(InvalidText => PostError, RoomOpError, DmError, GroupError);
+shared_into!(NotJoined(room) => NodeError, PostError, RoomOpError);
+
+/// `impl From<LogFailure> for` each durable family.
+macro_rules! log_failure_into {
+    ($($family:ident),+) => {
+        $(
+            impl From<LogFailure> for $family {
+                fn from(e: LogFailure) -> Self {
+                    match e {
+                        LogFailure::Store(e) => $family::Store(e),
+                        LogFailure::Flush(e) => $family::Flush(e),
+                    }
+                }
+            }
+        )+
+    };
+}
+
+log_failure_into!(PostError, RoomOpError, DmError, GroupError);
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
