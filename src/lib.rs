@@ -39,7 +39,8 @@
 //!
 //! Everything an application needs is re-exported at the crate root (the
 //! `pub use` block below): the node ([`Node`], [`Handle`], [`Config`],
-//! [`Event`], [`NodeError`], [`Stats`] and the read models), the identity,
+//! [`Event`], [`Stats`], the read models, and the errors: [`NodeError`] and
+//! one enum per operation family such as [`PostError`]), the identity,
 //! the message vocabulary, room rules and the log. The modules behind them
 //! are private:
 //!
@@ -107,10 +108,11 @@ pub use self::{
     json_line::JsonLine,
     message::{Body, Delivery, DirectMessage, Direction, HallwayPost, Receipt},
     node::{
-        BootstrapPeer, Config, Connection, ConnectionCaps, DialFailure, DmFailure, Event, GroupEdit, GroupInfo, Handle,
-        HistoryQuery, Limits, LogRooms, LogView, NetInfo, Node, NodeError, OutboxEntry, Participant, PeerInfo,
-        PostOptions, Rate, Reachability, RelaySlot, Request, RetryPolicy, RoomFootprint, RoomHandle, RoomInfo,
-        RoomPost, RoomRules, StartError, Stats, UnknownFailure,
+        BootstrapPeer, Config, Connection, ConnectionCaps, DialFailure, DmError, DmFailure, Event, GroupEdit,
+        GroupError, GroupInfo, Handle, HistoryQuery, JoinError, Limits, LogRooms, LogView, NetInfo, Node, NodeError,
+        OutboxEntry, Participant, PeerInfo, PostError, PostOptions, Rate, Reachability, RelaySlot, Request,
+        RetryPolicy, RoomFootprint, RoomHandle, RoomInfo, RoomOpError, RoomPost, RoomRules, StartError, Stats,
+        UnknownFailure,
     },
     protocol::GossipAuth,
     room::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp, RoomState},

@@ -25,7 +25,10 @@ use super::events::Subscription;
 use super::transcript::Transcript;
 use crate::id::as_text;
 use crate::json_line::{Contact, History, Op, OutboxRow};
-use crate::node::{DialFailure, GroupEdit, HistoryQuery, LogRooms, NodeError, PostOptions};
+use crate::node::{
+    DialFailure, DmError, GroupEdit, GroupError, HistoryQuery, JoinError, LogRooms, NodeError, PostError, PostOptions,
+    RoomOpError,
+};
 use crate::room::RoomAction;
 use crate::{GroupId, JsonLine, MessageId, Multiaddr, PeerId, Room};
 
@@ -123,6 +126,22 @@ impl From<NodeError> for Problem {
         Problem(status, e.to_string())
     }
 }
+
+/// An operation family's error answers as the [`NodeError`] it converts
+/// into: one status mapping for every operation.
+macro_rules! problem_via_node_error {
+    ($($family:ty),+) => {
+        $(
+            impl From<$family> for Problem {
+                fn from(e: $family) -> Self {
+                    NodeError::from(e).into()
+                }
+            }
+        )+
+    };
+}
+
+problem_via_node_error!(JoinError, PostError, RoomOpError, DmError, GroupError);
 
 type Answer<T> = Result<axum::Json<T>, Problem>;
 

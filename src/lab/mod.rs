@@ -334,7 +334,7 @@ impl Lab {
     /// of its `neighbours` (by edge list) join the room: the mesh has formed.
     pub async fn join_all(&mut self, room: &Room, edges: &[(usize, usize)], limit: Duration) -> Result<(), LabError> {
         for node in &self.nodes {
-            node.handle.join(room).await?;
+            node.handle.join(room).await.map_err(NodeError::from)?;
         }
         for &(a, b) in edges {
             for (me, other) in [(a, b), (b, a)] {

@@ -812,7 +812,10 @@ pub async fn run_with(
             && !late.contains(&i)
             && !storm.contains(&i)
         {
-            node.handle.join(&room_names[room_of[i]]).await?;
+            node.handle
+                .join(&room_names[room_of[i]])
+                .await
+                .map_err(crate::NodeError::from)?;
         }
     }
     if !scenario.processes {

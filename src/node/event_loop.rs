@@ -26,13 +26,14 @@ use super::behaviour::{Behaviour, BehaviourEvent, build_swarm};
 use super::codec::{ReplyVerdict, judge_reply};
 use super::commit::{GroupCommit, LazyFlush};
 use super::dm::{DmAdmission, DmContext, admit_dm};
+use super::error::{InvalidText, LogFailure};
 use super::handle::{Call, ToLoop};
 use super::outbox::{AfterFailure, Key, Outbox, OutboxEntry};
 use super::reach::Reach;
 use super::rooms::{JoinedRoom, Origin, Rooms, Unsent};
 use super::{
-    Config, DialFailure, DmFailure, Event, HistoryQuery, NodeError, PeerInfo, RoomFootprint, RoomInfo, StartError,
-    Stats,
+    Config, DialFailure, DmError, DmFailure, Event, GroupError, HistoryQuery, JoinError, NodeError, PeerInfo,
+    PostError, RoomFootprint, RoomInfo, RoomOpError, StartError, Stats,
 };
 use crate::envelope::Signed;
 use crate::group::{GroupId, Groups};
@@ -43,7 +44,7 @@ use crate::protocol::MAX_TEXT_BYTES;
 use crate::store::{Delivery, Direction, Inserted, OutboxItem, Store, StoreError, now_ms};
 
 /// DMs waiting for receipts at most. A person never gets near it; a script
-/// sending to an unreachable peer is told (`NodeError::OutboxFull`).
+/// sending to an unreachable peer is told (`DmError::OutboxFull`).
 pub(super) const MAX_OUTBOX: usize = 10_000;
 
 /// The store setting that remembers `/requests on|off`.
@@ -69,11 +70,9 @@ const ROOM_EVENT_CAPACITY: usize = 4096;
 
 /// What to do once the log is on disk.
 enum AfterFlush {
-    /// Report a post or DM done: it is on disk (and already on the wire).
-    Sent {
-        id: MessageId,
-        reply: oneshot::Sender<Result<MessageId, NodeError>>,
-    },
+    /// Report a post, room operation, DM or group message done: it is on
+    /// disk (and already on the wire).
+    Sent { id: MessageId, reply: SentReply },
     /// Answer a DM with its receipt, and show it if it is new.
     Receipt {
         id: MessageId,
@@ -86,12 +85,43 @@ enum AfterFlush {
     /// Report a group created, once its first op is on disk.
     Created {
         group: GroupId,
-        reply: oneshot::Sender<Result<GroupId, NodeError>>,
+        reply: oneshot::Sender<Result<GroupId, GroupError>>,
     },
     /// Report a group change done, once its op is on disk.
     Done {
-        reply: oneshot::Sender<Result<(), NodeError>>,
+        reply: oneshot::Sender<Result<(), GroupError>>,
     },
+}
+
+/// Who waits for an own message to be on disk: the caller of the operation
+/// that sent it, answered in that operation's own error.
+pub(super) enum SentReply {
+    Post(oneshot::Sender<Result<MessageId, PostError>>),
+    RoomOp(oneshot::Sender<Result<MessageId, RoomOpError>>),
+    Dm(oneshot::Sender<Result<MessageId, DmError>>),
+    Group(oneshot::Sender<Result<MessageId, GroupError>>),
+}
+
+impl SentReply {
+    /// Answers with the message's id, or with why it is not (known to be)
+    /// in the log.
+    fn send(self, result: Result<MessageId, LogFailure>) {
+        // A caller that stopped waiting is no one to tell: a failed send is ignored.
+        match self {
+            SentReply::Post(reply) => {
+                let _ = reply.send(result.map_err(PostError::from));
+            }
+            SentReply::RoomOp(reply) => {
+                let _ = reply.send(result.map_err(RoomOpError::from));
+            }
+            SentReply::Dm(reply) => {
+                let _ = reply.send(result.map_err(DmError::from));
+            }
+            SentReply::Group(reply) => {
+                let _ = reply.send(result.map_err(GroupError::from));
+            }
+        }
+    }
 }
 
 pub(super) struct PendingDm {
@@ -714,7 +744,7 @@ impl EventLoop {
         self.stats.dropped_blocked += 1;
     }
 
-    fn join(&mut self, room: &Room) -> Result<(), NodeError> {
+    fn join(&mut self, room: &Room) -> Result<(), JoinError> {
         if self.rooms.get(room).is_some() {
             return Ok(());
         }
@@ -724,7 +754,7 @@ impl EventLoop {
             return Ok(());
         };
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
-        gossip.subscribe(&topic).map_err(|source| NodeError::Subscribe {
+        gossip.subscribe(&topic).map_err(|source| JoinError::Subscribe {
             room: room.clone(),
             source,
         })?;
@@ -829,17 +859,17 @@ impl EventLoop {
         }
     }
 
-    fn send_dm(&mut self, to: PeerId, text: String, reply: oneshot::Sender<Result<MessageId, NodeError>>) {
+    fn send_dm(&mut self, to: PeerId, text: String, reply: oneshot::Sender<Result<MessageId, DmError>>) {
         if let Err(e) = check_text(&text) {
-            let _ = reply.send(Err(e));
+            let _ = reply.send(Err(e.into()));
             return;
         }
         if to == self.local || crate::id::key_of(&to).is_none() {
-            let _ = reply.send(Err(NodeError::InvalidPeer(to)));
+            let _ = reply.send(Err(DmError::InvalidPeer(to)));
             return;
         }
         if self.outbox.len() >= MAX_OUTBOX {
-            let _ = reply.send(Err(NodeError::OutboxFull(self.outbox.len())));
+            let _ = reply.send(Err(DmError::OutboxFull(self.outbox.len())));
             return;
         }
         let body = Body::Direct(DirectMessage {
@@ -858,19 +888,19 @@ impl EventLoop {
         target: MessageId,
         emoji: String,
         retract: bool,
-        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+        reply: oneshot::Sender<Result<MessageId, DmError>>,
     ) {
         let to = match self.store.get(&target) {
             Ok(Some(m)) => match m.message.body() {
                 Body::Direct(dm) if dm.recipient == self.local => m.message.author(),
                 Body::Direct(dm) => dm.recipient,
                 _ => {
-                    let _ = reply.send(Err(NodeError::UnknownMessage(target)));
+                    let _ = reply.send(Err(DmError::UnknownMessage(target)));
                     return;
                 }
             },
             Ok(None) => {
-                let _ = reply.send(Err(NodeError::UnknownMessage(target)));
+                let _ = reply.send(Err(DmError::UnknownMessage(target)));
                 return;
             }
             Err(e) => {
@@ -879,7 +909,7 @@ impl EventLoop {
             }
         };
         if self.outbox.len() >= MAX_OUTBOX {
-            let _ = reply.send(Err(NodeError::OutboxFull(self.outbox.len())));
+            let _ = reply.send(Err(DmError::OutboxFull(self.outbox.len())));
             return;
         }
         let body = Body::Direct(DirectMessage {
@@ -893,7 +923,7 @@ impl EventLoop {
     }
 
     /// Signs, logs and sends a DM through the outbox.
-    fn send_direct(&mut self, to: PeerId, body: Body, reply: oneshot::Sender<Result<MessageId, NodeError>>) {
+    fn send_direct(&mut self, to: PeerId, body: Body, reply: oneshot::Sender<Result<MessageId, DmError>>) {
         if !self.contacts.contains_key(&to) {
             // Writing to someone makes them a contact: their answers are
             // conversation, not requests.
@@ -918,7 +948,10 @@ impl EventLoop {
         }
         self.stats.dms_sent += 1;
         self.try_send((signed.id(), to));
-        self.commit.push(AfterFlush::Sent { id: signed.id(), reply });
+        self.commit.push(AfterFlush::Sent {
+            id: signed.id(),
+            reply: SentReply::Dm(reply),
+        });
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
@@ -964,12 +997,8 @@ impl EventLoop {
         }
         for action in actions {
             match (action, &outcome) {
-                (AfterFlush::Sent { reply, .. }, Err(e)) => {
-                    let _ = reply.send(Err(NodeError::Flush(e.clone())));
-                }
-                (AfterFlush::Sent { id, reply }, Ok(())) => {
-                    let _ = reply.send(Ok(id));
-                }
+                (AfterFlush::Sent { reply, .. }, Err(e)) => reply.send(Err(LogFailure::Flush(e.clone()))),
+                (AfterFlush::Sent { id, reply }, Ok(())) => reply.send(Ok(id)),
                 (
                     AfterFlush::Receipt {
                         channel, reply, show, ..
@@ -996,10 +1025,10 @@ impl EventLoop {
                         .flushed(outcome.is_ok(), tokio::time::Instant::now().into_std());
                 }
                 (AfterFlush::Created { group, reply }, outcome) => {
-                    let _ = reply.send(outcome.clone().map(|()| group).map_err(NodeError::Flush));
+                    let _ = reply.send(outcome.clone().map(|()| group).map_err(GroupError::Flush));
                 }
                 (AfterFlush::Done { reply }, outcome) => {
-                    let _ = reply.send(outcome.clone().map_err(NodeError::Flush));
+                    let _ = reply.send(outcome.clone().map_err(GroupError::Flush));
                 }
             }
         }
@@ -1638,9 +1667,11 @@ pub(super) fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn check_text(text: &str) -> Result<(), NodeError> {
+/// Whether `text` can be a post, an edit, a DM or a group message:
+/// [`InvalidText`] becomes each one's `InvalidText`.
+fn check_text(text: &str) -> Result<(), InvalidText> {
     if text.is_empty() || text.len() > MAX_TEXT_BYTES {
-        return Err(NodeError::InvalidText);
+        return Err(InvalidText);
     }
     Ok(())
 }

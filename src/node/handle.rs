@@ -8,10 +8,12 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::error::Stopped;
 use super::log_view::{LogRooms, LogView};
 use super::{
-    Config, Event, GroupEdit, GroupInfo, HistoryQuery, NetInfo, NodeError, Participant, PeerInfo, PostOptions, Request,
-    RoomFootprint, RoomInfo, RoomPost, RoomRules, StartError, Stats, event_loop, outbox,
+    Config, DmError, Event, GroupEdit, GroupError, GroupInfo, HistoryQuery, JoinError, NetInfo, NodeError, Participant,
+    PeerInfo, PostError, PostOptions, Request, RoomFootprint, RoomInfo, RoomOpError, RoomPost, RoomRules, StartError,
+    Stats, event_loop, outbox,
 };
 use crate::group::GroupId;
 use crate::id::{MessageId, Room};
@@ -51,7 +53,7 @@ pub struct Handle {
 pub(crate) enum Call {
     Join {
         room: Room,
-        reply: Reply<Result<(), NodeError>>,
+        reply: Reply<Result<(), JoinError>>,
     },
     Prepare {
         room: Room,
@@ -65,22 +67,22 @@ pub(crate) enum Call {
         room: Room,
         text: String,
         options: PostOptions,
-        reply: Reply<Result<MessageId, NodeError>>,
+        reply: Reply<Result<MessageId, PostError>>,
     },
     Host {
         name: String,
-        reply: Reply<Result<Room, NodeError>>,
+        reply: Reply<Result<Room, JoinError>>,
     },
     RoomOp {
         room: Room,
         action: RoomAction,
-        reply: Reply<Result<MessageId, NodeError>>,
+        reply: Reply<Result<MessageId, RoomOpError>>,
     },
     ReactDm {
         target: MessageId,
         emoji: String,
         retract: bool,
-        reply: Reply<Result<MessageId, NodeError>>,
+        reply: Reply<Result<MessageId, DmError>>,
     },
     RoomView {
         room: Room,
@@ -121,7 +123,7 @@ pub(crate) enum Call {
     SendDm {
         to: PeerId,
         text: String,
-        reply: Reply<Result<MessageId, NodeError>>,
+        reply: Reply<Result<MessageId, DmError>>,
     },
     History {
         query: HistoryQuery,
@@ -165,17 +167,17 @@ pub(crate) enum Call {
     GroupCreate {
         name: String,
         members: Vec<PeerId>,
-        reply: Reply<Result<GroupId, NodeError>>,
+        reply: Reply<Result<GroupId, GroupError>>,
     },
     GroupEdit {
         group: GroupId,
         edit: GroupEdit,
-        reply: Reply<Result<(), NodeError>>,
+        reply: Reply<Result<(), GroupError>>,
     },
     GroupSend {
         group: GroupId,
         text: String,
-        reply: Reply<Result<MessageId, NodeError>>,
+        reply: Reply<Result<MessageId, GroupError>>,
     },
     Groups {
         reply: Reply<Vec<GroupInfo>>,
@@ -271,9 +273,9 @@ fn check_nick(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn check_group_name(name: &str) -> Result<(), NodeError> {
+fn check_group_name(name: &str) -> Result<(), GroupError> {
     if name.is_empty() || name.len() > crate::protocol::MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
-        return Err(NodeError::InvalidGroupName);
+        return Err(GroupError::InvalidGroupName);
     }
     Ok(())
 }
@@ -284,13 +286,15 @@ impl Handle {
         self.peer_id
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Call) -> Result<T, NodeError> {
+    /// Sends a call and waits for its answer; [`Stopped`] (which becomes
+    /// each family's `Stopped`) if the event loop is gone.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Call) -> Result<T, Stopped> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(ToLoop::Call(make(reply)))
             .await
-            .map_err(|_| NodeError::Stopped)?;
-        answer.await.map_err(|_| NodeError::Stopped)
+            .map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)
     }
 
     /// Makes this node ready to join `room` at once: mints its stamp for the
@@ -298,19 +302,22 @@ impl Handle {
     /// core) unless the log keeps one, and keeps it, without joining. An
     /// application can call it when it shows a room (a link, a listing), so
     /// that pressing "join" never waits for the stamp. Returns when the
-    /// stamp is kept (or could not be: the join then mints again).
-    pub async fn prepare_room(&self, room: &Room) -> Result<(), NodeError> {
-        self.ask(|reply| Call::Prepare {
-            room: room.clone(),
-            reply,
-        })
-        .await
+    /// stamp is kept (or could not be: the join then mints again); fails
+    /// only with [`JoinError::Stopped`].
+    pub async fn prepare_room(&self, room: &Room) -> Result<(), JoinError> {
+        Ok(self
+            .ask(|reply| Call::Prepare {
+                room: room.clone(),
+                reply,
+            })
+            .await?)
     }
 
     /// Joins a room: subscribes to its hallway. Returns the room's own
     /// handle ([`RoomHandle`]), which posts, moderates, reads and leaves it;
     /// joining a room already joined is not an error.
-    pub async fn join(&self, room: &Room) -> Result<RoomHandle, NodeError> {
+    /// [`JoinError::Subscribe`] if gossipsub refuses the room's topic.
+    pub async fn join(&self, room: &Room) -> Result<RoomHandle, JoinError> {
         self.ask(|reply| Call::Join {
             room: room.clone(),
             reply,
@@ -320,8 +327,9 @@ impl Handle {
     }
 
     /// The handle of `room`, joined or not, without asking the node
-    /// anything: its operations fail with [`NodeError::NotJoined`] where
-    /// they need the room joined.
+    /// anything: its operations fail with `NotJoined` ([`PostError::NotJoined`],
+    /// [`RoomOpError::NotJoined`], [`NodeError::NotJoined`]) where they need
+    /// the room joined.
     pub fn room(&self, room: &Room) -> RoomHandle {
         RoomHandle {
             room: room.clone(),
@@ -341,17 +349,22 @@ impl Handle {
 
     /// Posts to a room's hallway. Returns once the post is signed, durably
     /// logged and handed to gossipsub (or queued until the room has peers).
-    /// [`NodeError::Flush`] means it is signed, logged in memory and handed
+    /// [`PostError::Flush`] means it is signed, logged in memory and handed
     /// on, but not (yet) on disk: posting it again would post it twice.
-    pub async fn post(&self, room: &Room, text: &str) -> Result<MessageId, NodeError> {
+    /// [`PostError::NotJoined`] before a join, [`PostError::NotAllowed`]
+    /// when the room's rules refuse it, [`PostError::Backlog`] when too many
+    /// posts already wait for the room's first peer.
+    pub async fn post(&self, room: &Room, text: &str) -> Result<MessageId, PostError> {
         self.post_with(room, text, PostOptions::default()).await
     }
 
     /// Sends a direct message. Returns once it is signed, durably logged and
     /// sent; [`Event::Delivered`] or [`Event::DmFailed`] follows.
-    /// [`NodeError::Flush`] means it is not (yet) on disk, but it is in the
-    /// outbox and those events still follow.
-    pub async fn send_dm(&self, to: PeerId, text: &str) -> Result<MessageId, NodeError> {
+    /// [`DmError::Flush`] means it is not (yet) on disk, but it is in the
+    /// outbox and those events still follow. [`DmError::InvalidPeer`] for
+    /// this node itself or a peer id without an ed25519 key,
+    /// [`DmError::OutboxFull`] when too many DMs wait for receipts.
+    pub async fn send_dm(&self, to: PeerId, text: &str) -> Result<MessageId, DmError> {
         self.ask(|reply| Call::SendDm {
             to,
             text: text.to_owned(),
@@ -367,23 +380,25 @@ impl Handle {
 
     /// The connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
-        self.ask(|reply| Call::Peers { reply }).await
+        Ok(self.ask(|reply| Call::Peers { reply }).await?)
     }
 
     /// Reachability, external addresses, relays and the DHT (`/net`).
     pub async fn net(&self) -> Result<NetInfo, NodeError> {
-        self.ask(|reply| Call::Net { reply }).await
+        Ok(self.ask(|reply| Call::Net { reply }).await?)
     }
 
     /// The joined rooms.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, NodeError> {
-        self.ask(|reply| Call::Rooms { reply }).await
+        Ok(self.ask(|reply| Call::Rooms { reply }).await?)
     }
 
     /// Creates a group with this node as moderator and `members` (up to
     /// [`Config::max_group_members`] with the moderator). Returns once the
     /// creation is on disk; members learn of it through their outboxes.
-    pub async fn group_create(&self, name: &str, members: Vec<PeerId>) -> Result<GroupId, NodeError> {
+    /// [`GroupError::GroupTooLarge`] beyond the limit,
+    /// [`GroupError::InvalidPeer`] for a member without an ed25519 key.
+    pub async fn group_create(&self, name: &str, members: Vec<PeerId>) -> Result<GroupId, GroupError> {
         check_group_name(name)?;
         self.ask(|reply| Call::GroupCreate {
             name: name.to_owned(),
@@ -394,7 +409,9 @@ impl Handle {
     }
 
     /// Adds, removes or renames (moderator) or leaves (anyone).
-    pub async fn group_edit(&self, group: GroupId, edit: GroupEdit) -> Result<(), NodeError> {
+    /// [`GroupError::NotModerator`] when another member tries a moderator's
+    /// change, [`GroupError::UnknownGroup`] for a group this node does not know.
+    pub async fn group_edit(&self, group: GroupId, edit: GroupEdit) -> Result<(), GroupError> {
         if let GroupEdit::Rename(name) = &edit {
             check_group_name(name)?;
         }
@@ -402,8 +419,9 @@ impl Handle {
     }
 
     /// Sends a message to a group: signed once, delivered to each member with
-    /// a receipt each ([`Event::GroupDelivered`]).
-    pub async fn group_send(&self, group: GroupId, text: &str) -> Result<MessageId, NodeError> {
+    /// a receipt each ([`Event::GroupDelivered`]). [`GroupError::NotMember`]
+    /// after this node left or was removed.
+    pub async fn group_send(&self, group: GroupId, text: &str) -> Result<MessageId, GroupError> {
         self.ask(|reply| Call::GroupSend {
             group,
             text: text.to_owned(),
@@ -414,12 +432,12 @@ impl Handle {
 
     /// The groups this node knows.
     pub async fn groups(&self) -> Result<Vec<GroupInfo>, NodeError> {
-        self.ask(|reply| Call::Groups { reply }).await
+        Ok(self.ask(|reply| Call::Groups { reply }).await?)
     }
 
     /// The contacts and their petnames (empty: none set).
     pub async fn contacts(&self) -> Result<Vec<(PeerId, String)>, NodeError> {
-        self.ask(|reply| Call::Contacts { reply }).await
+        Ok(self.ask(|reply| Call::Contacts { reply }).await?)
     }
 
     /// Makes `peer` a contact (accepting its request) with a local petname,
@@ -453,27 +471,28 @@ impl Handle {
 
     /// The DMs waiting for receipts, soonest expiry first.
     pub async fn outbox(&self) -> Result<Vec<outbox::OutboxEntry>, NodeError> {
-        self.ask(|reply| Call::Outbox { reply }).await
+        Ok(self.ask(|reply| Call::Outbox { reply }).await?)
     }
 
     /// The node's counters.
     pub async fn stats(&self) -> Result<Stats, NodeError> {
-        self.ask(|reply| Call::Stats { reply }).await
+        Ok(self.ask(|reply| Call::Stats { reply }).await?)
     }
 
     /// What the node keeps about `room` now, joined or not (empty once it
     /// has left the room).
     pub async fn room_footprint(&self, room: &Room) -> Result<RoomFootprint, NodeError> {
-        self.ask(|reply| Call::Footprint {
-            room: room.clone(),
-            reply,
-        })
-        .await
+        Ok(self
+            .ask(|reply| Call::Footprint {
+                room: room.clone(),
+                reply,
+            })
+            .await?)
     }
 
     /// The addresses the node listens on, each ending in `/p2p/<id>`.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
-        self.ask(|reply| Call::ListenAddrs { reply }).await
+        Ok(self.ask(|reply| Call::ListenAddrs { reply }).await?)
     }
 
     /// Dials an address. Returns once the dial has started: a failure after
@@ -487,7 +506,7 @@ impl Handle {
     /// Tells the node where `peer` can be reached (as mDNS or identify would),
     /// so a DM to a peer it is not connected to can dial it.
     pub async fn add_peer_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NodeError> {
-        self.ask(|reply| Call::AddAddress { peer, addr, reply }).await
+        Ok(self.ask(|reply| Call::AddAddress { peer, addr, reply }).await?)
     }
 
     /// Blocks `peer` until [`Handle::unblock_peer`], across restarts: its
@@ -516,7 +535,8 @@ impl Handle {
 
     /// Creates a hosted room named `name` with this node as its host, and
     /// joins it. The returned room's id (`NAME~PEERID`) is what others join.
-    pub async fn host(&self, name: &str) -> Result<Room, NodeError> {
+    /// [`JoinError::InvalidRoom`] when `name` is not a room name.
+    pub async fn host(&self, name: &str) -> Result<Room, JoinError> {
         self.ask(|reply| Call::Host {
             name: name.to_owned(),
             reply,
@@ -525,7 +545,9 @@ impl Handle {
     }
 
     /// Posts with extras: a reply, mentions, or a question to the stage.
-    pub async fn post_with(&self, room: &Room, text: &str, options: PostOptions) -> Result<MessageId, NodeError> {
+    /// Fails as [`Handle::post`] does, and with [`PostError::UnknownMessage`]
+    /// when the post replied to is not a post of the room.
+    pub async fn post_with(&self, room: &Room, text: &str, options: PostOptions) -> Result<MessageId, PostError> {
         self.ask(|reply| Call::Post {
             room: room.clone(),
             text: text.to_owned(),
@@ -536,11 +558,14 @@ impl Handle {
     }
 
     /// Signs, logs and publishes a room operation, if this node has the
-    /// right ([`NodeError::NotAllowed`] otherwise): roles, deletes, edits,
+    /// right ([`RoomOpError::NotAllowed`] otherwise): roles, deletes, edits,
     /// removals, the hallway's mode, question states, reactions.
-    pub async fn room_op(&self, room: &Room, action: RoomAction) -> Result<MessageId, NodeError> {
+    /// [`RoomOpError::UnknownMessage`] when the post it is about is not a
+    /// post of the room, [`RoomOpError::NoSuchReaction`] when taking back a
+    /// reaction this node has not made.
+    pub async fn room_op(&self, room: &Room, action: RoomAction) -> Result<MessageId, RoomOpError> {
         if let RoomAction::React(r) = &action {
-            crate::room::check_emoji(&r.emoji).map_err(|_| NodeError::InvalidEmoji)?;
+            crate::room::check_emoji(&r.emoji).map_err(|_| RoomOpError::InvalidEmoji)?;
         }
         self.ask(|reply| Call::RoomOp {
             room: room.clone(),
@@ -552,8 +577,9 @@ impl Handle {
 
     /// Reacts to a DM of a conversation (or takes the reaction back): sent to
     /// the other participant as a DM with a receipt.
-    pub async fn react_dm(&self, target: MessageId, emoji: &str, retract: bool) -> Result<MessageId, NodeError> {
-        crate::room::check_emoji(emoji).map_err(|_| NodeError::InvalidEmoji)?;
+    /// [`DmError::UnknownMessage`] when `target` is not a DM here.
+    pub async fn react_dm(&self, target: MessageId, emoji: &str, retract: bool) -> Result<MessageId, DmError> {
+        crate::room::check_emoji(emoji).map_err(|_| DmError::InvalidEmoji)?;
         self.ask(|reply| Call::ReactDm {
             target,
             emoji: emoji.to_owned(),
@@ -689,17 +715,17 @@ impl RoomHandle {
     }
 
     /// [`Handle::post`] to this room.
-    pub async fn post(&self, text: &str) -> Result<MessageId, NodeError> {
+    pub async fn post(&self, text: &str) -> Result<MessageId, PostError> {
         self.node.post(&self.room, text).await
     }
 
     /// [`Handle::post_with`] to this room.
-    pub async fn post_with(&self, text: &str, options: PostOptions) -> Result<MessageId, NodeError> {
+    pub async fn post_with(&self, text: &str, options: PostOptions) -> Result<MessageId, PostError> {
         self.node.post_with(&self.room, text, options).await
     }
 
     /// [`Handle::room_op`] in this room.
-    pub async fn op(&self, action: RoomAction) -> Result<MessageId, NodeError> {
+    pub async fn op(&self, action: RoomAction) -> Result<MessageId, RoomOpError> {
         self.node.room_op(&self.room, action).await
     }
 

@@ -8,8 +8,9 @@
 //! ```
 //!
 //! The public face is split by concern: [`Config`] (config.rs), [`Node`] and
-//! [`Handle`] (handle.rs), [`Event`] (event.rs), [`NodeError`] and
-//! [`StartError`] (error.rs), [`DialFailure`] and [`DmFailure`] (failure.rs),
+//! [`Handle`] (handle.rs), [`Event`] (event.rs), the errors (error.rs:
+//! [`StartError`], one enum per operation family such as [`PostError`], and
+//! [`NodeError`] for the rest), [`DialFailure`] and [`DmFailure`] (failure.rs),
 //! [`Stats`] (stats.rs) and the read models a handle answers with (view.rs).
 //! Everything else here is the event loop and the plain state it drives.
 
@@ -38,7 +39,7 @@ mod stats;
 mod view;
 
 pub use config::{Config, ConnectionCaps};
-pub use error::{NodeError, StartError};
+pub use error::{DmError, GroupError, JoinError, NodeError, PostError, RoomOpError, StartError};
 pub use event::Event;
 pub use failure::{DialFailure, DmFailure, UnknownFailure};
 pub use handle::{Handle, Node, RoomHandle};

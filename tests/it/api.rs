@@ -868,7 +868,9 @@ async fn the_api_refuses_what_the_node_refuses_and_accepts_what_it_accepts() {
     use std::str::FromStr;
 
     use backchannel::json_line::Op;
-    use backchannel::{ChatMode, Identity, MessageId, NodeError, PeerId, PostOptions, Reaction, Room, RoomAction};
+    use backchannel::{
+        ChatMode, GroupError, Identity, MessageId, NodeError, PeerId, PostOptions, Reaction, Room, RoomAction,
+    };
 
     let someone = || Identity::generate().peer_id();
 
@@ -896,21 +898,21 @@ async fn the_api_refuses_what_the_node_refuses_and_accepts_what_it_accepts() {
     let refused: Vec<Case> = vec![
         (
             "a post to a room B has not joined",
-            node_b.post(&nowhere, "hi").await,
+            node_b.post(&nowhere, "hi").await.map_err(NodeError::from),
             "POST",
             "/api/v1/rooms/nowhere/posts".into(),
             json!({"text": "hi"}),
         ),
         (
             "an empty post",
-            node_b.post(&room, "").await,
+            node_b.post(&room, "").await.map_err(NodeError::from),
             "POST",
             format!("/api/v1/rooms/{r}/posts"),
             json!({"text": ""}),
         ),
         (
             "a post longer than the protocol allows",
-            node_b.post(&room, &"x".repeat(5000)).await,
+            node_b.post(&room, &"x".repeat(5000)).await.map_err(NodeError::from),
             "POST",
             format!("/api/v1/rooms/{r}/posts"),
             json!({"text": "x".repeat(5000)}),
@@ -926,7 +928,8 @@ async fn the_api_refuses_what_the_node_refuses_and_accepts_what_it_accepts() {
                         ..PostOptions::default()
                     },
                 )
-                .await,
+                .await
+                .map_err(NodeError::from),
             "POST",
             format!("/api/v1/rooms/{r}/posts"),
             json!({"text": "all of you", "mentions": crowd_text}),
@@ -942,21 +945,28 @@ async fn the_api_refuses_what_the_node_refuses_and_accepts_what_it_accepts() {
                         ..PostOptions::default()
                     },
                 )
-                .await,
+                .await
+                .map_err(NodeError::from),
             "POST",
             format!("/api/v1/rooms/{r}/posts"),
             json!({"text": "re", "reply_to": unknown.to_string()}),
         ),
         (
             "a listener deleting the host's post",
-            node_b.room_op(&room, RoomAction::Delete(welcome)).await,
+            node_b
+                .room_op(&room, RoomAction::Delete(welcome))
+                .await
+                .map_err(NodeError::from),
             "POST",
             format!("/api/v1/rooms/{r}/ops"),
             serde_json::to_value(Op::from(&RoomAction::Delete(welcome))).expect("json"),
         ),
         (
             "a listener closing the hallway",
-            node_b.room_op(&room, RoomAction::Chat(ChatMode::Off)).await,
+            node_b
+                .room_op(&room, RoomAction::Chat(ChatMode::Off))
+                .await
+                .map_err(NodeError::from),
             "POST",
             format!("/api/v1/rooms/{r}/ops"),
             serde_json::to_value(Op::from(&RoomAction::Chat(ChatMode::Off))).expect("json"),
@@ -972,28 +982,33 @@ async fn the_api_refuses_what_the_node_refuses_and_accepts_what_it_accepts() {
                         retract: false,
                     }),
                 )
-                .await,
+                .await
+                .map_err(NodeError::from),
             "POST",
             format!("/api/v1/rooms/{r}/ops"),
             json!({"kind": "react", "target": welcome.to_string(), "emoji": "two words", "retract": false}),
         ),
         (
             "a DM to itself",
-            node_b.send_dm(b.peer, "me").await,
+            node_b.send_dm(b.peer, "me").await.map_err(NodeError::from),
             "POST",
             format!("/api/v1/dms/{}", b.peer),
             json!({"text": "me"}),
         ),
         (
             "a reaction to a DM B does not have",
-            node_b.react_dm(unknown, "👍", false).await,
+            node_b.react_dm(unknown, "👍", false).await.map_err(NodeError::from),
             "POST",
             "/api/v1/dm-reactions".into(),
             json!({"target": unknown.to_string(), "emoji": "👍"}),
         ),
         (
             "a group with an empty name",
-            node_b.group_create("", vec![a.peer]).await.map(|_| unknown),
+            node_b
+                .group_create("", vec![a.peer])
+                .await
+                .map(|_| unknown)
+                .map_err(NodeError::from),
             "POST",
             "/api/v1/groups".into(),
             json!({"name": "", "members": [a.peer.to_string()]}),
@@ -1017,7 +1032,7 @@ async fn the_api_refuses_what_the_node_refuses_and_accepts_what_it_accepts() {
     // attempt draws, so only the kind is compared).
     let many: Vec<PeerId> = (0..70).map(|_| someone()).collect();
     let by_handle = node_b.group_create("big", many.clone()).await;
-    assert!(matches!(by_handle, Err(NodeError::GroupTooLarge(_))), "{by_handle:?}");
+    assert!(matches!(by_handle, Err(GroupError::GroupTooLarge(_))), "{by_handle:?}");
     let reply = b
         .call(
             "POST",

@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use backchannel::{
-    Config, Delivery, Event, HistoryQuery, Identity, MessageId, Multiaddr, Node, NodeError, PeerId, Room, Store,
+    Config, Delivery, DmError, Event, HistoryQuery, Identity, MessageId, Multiaddr, Node, PeerId, PostError, Room,
+    Store,
 };
 use backchannel::{Faults, MemoryEngine};
 use tokio::sync::mpsc;
@@ -138,7 +139,7 @@ async fn a_post_whose_flush_fails_is_an_error_and_reaches_disk_with_the_next_flu
     a.engine.fail_flushes(Faults::Always);
     let failed = a.handle.post(&lobby, "lost?").await;
     assert!(
-        matches!(failed, Err(NodeError::Flush(_))),
+        matches!(failed, Err(PostError::Flush(_))),
         "not acknowledged: {failed:?}"
     );
 
@@ -167,10 +168,7 @@ async fn a_dm_whose_flush_fails_is_an_error_and_is_kept_like_a_sent_one() {
 
     a.engine.fail_flushes(Faults::Always);
     let failed = a.handle.send_dm(b.peer_id(), "are you there?").await;
-    assert!(
-        matches!(failed, Err(NodeError::Flush(_))),
-        "not acknowledged: {failed:?}"
-    );
+    assert!(matches!(failed, Err(DmError::Flush(_))), "not acknowledged: {failed:?}");
 
     // The DM was on the wire before the flush failed: it stays in the
     // outbox and the log (in memory), B acknowledges it and A says so.

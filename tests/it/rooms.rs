@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use backchannel::lab::{Lab, LabConfig, LabNode, Topology};
-use backchannel::{Body, Event, HistoryQuery, Identity, MessageId, NodeError, RejectReason, Room, Signed};
+use backchannel::{
+    Body, DmError, Event, HistoryQuery, Identity, MessageId, PostError, RejectReason, Room, RoomOpError, Signed,
+};
 use backchannel::{ChatMode, QuestionState, Reaction, Role, RoomAction, RoomOp};
 use backchannel::{PostOptions, RoomPost};
 
@@ -159,7 +161,7 @@ async fn a_moderators_delete_hides_a_post_everywhere_and_a_listeners_changes_not
     assert!(
         matches!(
             refused,
-            Err(NodeError::NotAllowed {
+            Err(RoomOpError::NotAllowed {
                 reason: RejectReason::NotAllowed,
                 ..
             })
@@ -229,7 +231,7 @@ async fn a_removed_participants_later_posts_reach_no_one() {
     assert!(
         matches!(
             own,
-            Err(NodeError::NotAllowed {
+            Err(PostError::NotAllowed {
                 reason: RejectReason::Removed,
                 ..
             })
@@ -286,7 +288,7 @@ async fn authors_edit_and_delete_their_own_posts_and_the_hallway_can_close() {
             },
         )
         .await;
-    assert!(matches!(not_mine, Err(NodeError::NotAllowed { .. })), "{not_mine:?}");
+    assert!(matches!(not_mine, Err(RoomOpError::NotAllowed { .. })), "{not_mine:?}");
     for node in &lab.nodes {
         let v = view(node, &room).await;
         let p = v.iter().find(|p| p.id == post).expect("the post");
@@ -304,7 +306,7 @@ async fn authors_edit_and_delete_their_own_posts_and_the_hallway_can_close() {
     assert!(
         matches!(
             closed,
-            Err(NodeError::NotAllowed {
+            Err(PostError::NotAllowed {
                 reason: RejectReason::ChatClosed,
                 ..
             })
@@ -379,7 +381,7 @@ async fn replies_reactions_mentions_and_the_question_queue() {
             },
         )
         .await;
-    assert!(matches!(listener_marks, Err(NodeError::NotAllowed { .. })));
+    assert!(matches!(listener_marks, Err(RoomOpError::NotAllowed { .. })));
     let answered = lab.nodes[1]
         .handle
         .room_op(
@@ -582,7 +584,7 @@ async fn dm_reactions_reach_the_other_participant() {
     assert_eq!((got.target, got.emoji.as_str(), got.retract), (dm, "🍕", false));
     assert!(matches!(
         lab.nodes[1].handle.react_dm(dm, "not an emoji", false).await,
-        Err(NodeError::InvalidEmoji)
+        Err(DmError::InvalidEmoji)
     ));
     lab.shutdown().await;
 }

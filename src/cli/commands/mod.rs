@@ -14,9 +14,8 @@ mod node;
 mod rooms;
 
 use anyhow::Context;
-use backchannel::NodeError;
 use backchannel::command::Command;
-use backchannel::{Handle, PeerId, RejectReason, Room};
+use backchannel::{DmError, GroupError, Handle, NodeError, PeerId, PostError, RejectReason, Room, RoomOpError};
 
 use super::render::Out;
 
@@ -75,14 +74,45 @@ impl Doing {
     }
 }
 
+/// The refusals [`in_words`] says in words, from whichever operation's
+/// error carries them (a post's or a room operation's `NotAllowed`, a DM's
+/// or a group's `InvalidPeer`, or any of them as a [`NodeError`]).
+enum Refused<'a> {
+    NotAllowed(&'a Room, RejectReason),
+    InvalidPeer(PeerId),
+}
+
+impl Refused<'_> {
+    fn of(e: &anyhow::Error) -> Option<Refused<'_>> {
+        use Refused::{InvalidPeer, NotAllowed};
+        if let Some(RoomOpError::NotAllowed { room, reason }) = e.downcast_ref::<RoomOpError>() {
+            return Some(NotAllowed(room, *reason));
+        }
+        if let Some(PostError::NotAllowed { room, reason }) = e.downcast_ref::<PostError>() {
+            return Some(NotAllowed(room, *reason));
+        }
+        if let Some(DmError::InvalidPeer(peer)) = e.downcast_ref::<DmError>() {
+            return Some(InvalidPeer(*peer));
+        }
+        if let Some(GroupError::InvalidPeer(peer)) = e.downcast_ref::<GroupError>() {
+            return Some(InvalidPeer(*peer));
+        }
+        match e.downcast_ref::<NodeError>()? {
+            NodeError::NotAllowed { room, reason } => Some(NotAllowed(room, *reason)),
+            NodeError::InvalidPeer(peer) => Some(InvalidPeer(*peer)),
+            _ => None,
+        }
+    }
+}
+
 /// A node error in words a person can act on: which rule refused it and
 /// who may do it, instead of the rule's code ("not_allowed").
 fn in_words(e: anyhow::Error, doing: Doing, me: Option<PeerId>) -> anyhow::Error {
-    let Some(node_error) = e.downcast_ref::<NodeError>() else {
+    let Some(refused) = Refused::of(&e) else {
         return e;
     };
-    let text = match node_error {
-        NodeError::NotAllowed { room, reason } => {
+    let text = match refused {
+        Refused::NotAllowed(room, reason) => {
             let why = match (reason, doing) {
                 (RejectReason::Removed, _) => {
                     "you were removed from it; its host or a moderator can let you back in (/unremove)".into()
@@ -104,14 +134,13 @@ fn in_words(e: anyhow::Error, doing: Doing, me: Option<PeerId>) -> anyhow::Error
             };
             format!("not allowed in {room}: {why}")
         }
-        NodeError::InvalidPeer(peer) if Some(*peer) == me => {
+        Refused::InvalidPeer(peer) if Some(peer) == me => {
             format!("{peer} is you: a DM or group goes to someone else")
         }
-        NodeError::InvalidPeer(peer) => format!(
+        Refused::InvalidPeer(peer) => format!(
             "cannot send to {peer}: it is not an ed25519 peer id, so no message could be signed for it \
              (Backchannel peer ids start with 12D3KooW)"
         ),
-        _ => return e,
     };
     anyhow::anyhow!(text)
 }

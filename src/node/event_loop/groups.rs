@@ -6,12 +6,12 @@ use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::oneshot;
 
-use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, check_text, item_of};
+use super::{AfterFlush, EventLoop, MAX_OUTBOX, PendingDm, SentReply, check_text, item_of};
 use crate::envelope::Signed;
 use crate::group::{Applied, GroupChange, GroupId, GroupMessage, GroupOp, GroupReject};
 use crate::id::{MessageId, RejectReason};
 use crate::message::{Body, Refusal};
-use crate::node::{Event, GroupEdit, GroupInfo, NodeError};
+use crate::node::{Event, GroupEdit, GroupError, GroupInfo};
 use crate::store::{Direction, now_ms};
 
 /// Groups a node keeps at most. A stranger could otherwise make a node hold
@@ -115,13 +115,13 @@ impl EventLoop {
         &mut self,
         name: String,
         mut members: Vec<PeerId>,
-        reply: oneshot::Sender<Result<GroupId, NodeError>>,
+        reply: oneshot::Sender<Result<GroupId, GroupError>>,
     ) {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).expect("the OS random number generator works");
         let group = crate::group::group_id(&self.local, &nonce).expect("own key is ed25519");
         if let Some(bad) = members.iter().find(|m| crate::id::key_of(m).is_none()) {
-            let _ = reply.send(Err(NodeError::InvalidPeer(*bad)));
+            let _ = reply.send(Err(GroupError::InvalidPeer(*bad)));
             return;
         }
         members.retain(|m| *m != self.local);
@@ -148,10 +148,10 @@ impl EventLoop {
         &mut self,
         group: GroupId,
         edit: GroupEdit,
-        reply: oneshot::Sender<Result<(), NodeError>>,
+        reply: oneshot::Sender<Result<(), GroupError>>,
     ) {
         let Some(state) = self.groups.get(&group).cloned() else {
-            let _ = reply.send(Err(NodeError::UnknownGroup(group)));
+            let _ = reply.send(Err(GroupError::UnknownGroup(group)));
             return;
         };
         let op = match edit {
@@ -164,7 +164,7 @@ impl EventLoop {
             },
             edit => {
                 if state.moderator != self.local {
-                    let _ = reply.send(Err(NodeError::NotModerator(group)));
+                    let _ = reply.send(Err(GroupError::NotModerator(group)));
                     return;
                 }
                 let (mut name, mut members) = (state.name.clone(), state.members());
@@ -175,7 +175,7 @@ impl EventLoop {
                 if let GroupEdit::Add(peer) = &edit
                     && crate::id::key_of(peer).is_none()
                 {
-                    let _ = reply.send(Err(NodeError::InvalidPeer(*peer)));
+                    let _ = reply.send(Err(GroupError::InvalidPeer(*peer)));
                     return;
                 }
                 match edit {
@@ -206,7 +206,7 @@ impl EventLoop {
 
     /// Applies an own op, logs it and sends it to everyone it concerns (the
     /// members before and after, so the removed learn of it too).
-    fn publish_group_op(&mut self, op: GroupOp) -> Result<MessageId, NodeError> {
+    fn publish_group_op(&mut self, op: GroupOp) -> Result<MessageId, GroupError> {
         let before = self.groups.get(&op.group).map(|g| g.members()).unwrap_or_default();
         let after = match self.groups.apply(self.local, &op) {
             Ok(Applied::Changed { before, after }) => {
@@ -214,10 +214,10 @@ impl EventLoop {
                 after
             }
             Ok(Applied::Unchanged) => before.clone(),
-            Err(GroupReject::InvalidMembership) => return Err(NodeError::GroupTooLarge(op.group)),
-            Err(GroupReject::UnknownGroup) => return Err(NodeError::UnknownGroup(op.group)),
-            Err(GroupReject::NotModerator) => return Err(NodeError::NotModerator(op.group)),
-            Err(GroupReject::NotMember) => return Err(NodeError::NotMember(op.group)),
+            Err(GroupReject::InvalidMembership) => return Err(GroupError::GroupTooLarge(op.group)),
+            Err(GroupReject::UnknownGroup) => return Err(GroupError::UnknownGroup(op.group)),
+            Err(GroupReject::NotModerator) => return Err(GroupError::NotModerator(op.group)),
+            Err(GroupReject::NotMember) => return Err(GroupError::NotMember(op.group)),
         };
         let mut to: Vec<PeerId> = before.into_iter().chain(after.iter().copied()).collect();
         to.sort();
@@ -240,18 +240,18 @@ impl EventLoop {
         &mut self,
         group: GroupId,
         text: String,
-        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+        reply: oneshot::Sender<Result<MessageId, GroupError>>,
     ) {
         if let Err(e) = check_text(&text) {
-            let _ = reply.send(Err(e));
+            let _ = reply.send(Err(e.into()));
             return;
         }
         let Some(members) = self.groups.get(&group).map(|g| g.members()) else {
-            let _ = reply.send(Err(NodeError::UnknownGroup(group)));
+            let _ = reply.send(Err(GroupError::UnknownGroup(group)));
             return;
         };
         if !members.contains(&self.local) {
-            let _ = reply.send(Err(NodeError::NotMember(group)));
+            let _ = reply.send(Err(GroupError::NotMember(group)));
             return;
         }
         let msg = GroupMessage {
@@ -266,7 +266,7 @@ impl EventLoop {
         let result = self
             .store
             .insert(&signed, Direction::Sent, &self.local)
-            .map_err(NodeError::from)
+            .map_err(GroupError::from)
             .and_then(|_| self.send_to(&signed, &members));
         match result {
             Ok(n) => {
@@ -278,7 +278,10 @@ impl EventLoop {
                         delivered: 0,
                     },
                 );
-                self.commit.push(AfterFlush::Sent { id: signed.id(), reply });
+                self.commit.push(AfterFlush::Sent {
+                    id: signed.id(),
+                    reply: SentReply::Group(reply),
+                });
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -288,11 +291,11 @@ impl EventLoop {
 
     /// Puts a signed message in the outbox for each recipient but this node,
     /// and starts the attempts. Returns the number of recipients.
-    fn send_to(&mut self, signed: &Signed, to: &[PeerId]) -> Result<usize, NodeError> {
+    fn send_to(&mut self, signed: &Signed, to: &[PeerId]) -> Result<usize, GroupError> {
         let mut n = 0;
         let local = self.local;
         if self.outbox.len() + to.len() > MAX_OUTBOX {
-            return Err(NodeError::OutboxFull(self.outbox.len()));
+            return Err(GroupError::OutboxFull(self.outbox.len()));
         }
         for peer in to.iter().filter(|p| **p != local) {
             let entry = self.outbox.add(signed.id(), *peer, now_ms());

@@ -7,14 +7,15 @@ use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::oneshot;
 
-use super::{AfterFlush, EventLoop, check_text};
+use super::{AfterFlush, EventLoop, SentReply, check_text};
 use crate::envelope::Signed;
 use crate::id::{MessageId, Room};
 use crate::message::{Body, HallwayPost};
+use crate::node::error::{LogFailure, NotJoined};
 use crate::node::log_view::{LogRooms, LogView};
 use crate::node::presence::Change;
 use crate::node::rooms::{Admission, Context, JoinedRoom, Origin, RoomLog, add_to_rules};
-use crate::node::{Event, NodeError, Participant, PostOptions, RoomPost, RoomRules};
+use crate::node::{Event, JoinError, NodeError, Participant, PostError, PostOptions, RoomOpError, RoomPost, RoomRules};
 use crate::protocol::MAX_MENTIONS;
 use crate::room::{Presence, RoomAction, RoomOp, RoomState};
 use crate::store::{Direction, Inserted, Store, StoreError, now_ms};
@@ -45,15 +46,13 @@ impl RoomLog for StoreLog<'_> {
 }
 
 impl EventLoop {
-    /// A joined room, or `NotJoined`.
-    fn joined(&mut self, room: &Room) -> Result<&mut JoinedRoom, NodeError> {
-        self.rooms
-            .get_mut(room)
-            .ok_or_else(|| NodeError::NotJoined(room.clone()))
+    /// A joined room, or [`NotJoined`] (each caller's `NotJoined`).
+    fn joined(&mut self, room: &Room) -> Result<&mut JoinedRoom, NotJoined> {
+        self.rooms.get_mut(room).ok_or_else(|| NotJoined(room.clone()))
     }
 
     /// Joins a hosted room of this node's.
-    pub(super) fn host(&mut self, name: &str) -> Result<Room, NodeError> {
+    pub(super) fn host(&mut self, name: &str) -> Result<Room, JoinError> {
         let room = Room::hosted(name, &self.local)?;
         self.join(&room)?;
         Ok(room)
@@ -65,11 +64,11 @@ impl EventLoop {
         room: Room,
         text: String,
         options: PostOptions,
-        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+        reply: oneshot::Sender<Result<MessageId, PostError>>,
     ) {
         match self.new_post(&room, text, options) {
             Ok(body) => {
-                self.publish_own(room, body, reply);
+                self.publish_own(room, body, SentReply::Post(reply));
                 self.stats.posts_sent += 1;
             }
             Err(e) => {
@@ -79,14 +78,14 @@ impl EventLoop {
     }
 
     /// The body of a post of this node's, if the room's rules allow it now.
-    fn new_post(&mut self, room: &Room, text: String, options: PostOptions) -> Result<Body, NodeError> {
+    fn new_post(&mut self, room: &Room, text: String, options: PostOptions) -> Result<Body, PostError> {
         check_text(&text)?;
         if options.mentions.len() > MAX_MENTIONS {
-            return Err(NodeError::TooManyMentions);
+            return Err(PostError::TooManyMentions);
         }
         let joined = self.joined(room)?;
         if !joined.has_room_for_unsent() {
-            return Err(NodeError::Backlog(joined.unsent_len(), room.clone()));
+            return Err(PostError::Backlog(joined.unsent_len(), room.clone()));
         }
         let mentions = self.mentions(room, &text, &options.mentions);
         let (local, nick) = (self.local, self.nick.clone());
@@ -95,14 +94,14 @@ impl EventLoop {
         let clock = state.next_clock(now);
         state
             .check_live_post(&local, clock, options.question)
-            .map_err(|reason| NodeError::NotAllowed {
+            .map_err(|reason| PostError::NotAllowed {
                 room: room.clone(),
                 reason,
             })?;
         if let Some(target) = options.reply_to
             && !state.knows_post(&target)
         {
-            return Err(NodeError::UnknownMessage(target));
+            return Err(PostError::UnknownMessage(target));
         }
         Ok(Body::Hallway(HallwayPost {
             room: room.clone(),
@@ -122,10 +121,10 @@ impl EventLoop {
         &mut self,
         room: Room,
         action: RoomAction,
-        reply: oneshot::Sender<Result<MessageId, NodeError>>,
+        reply: oneshot::Sender<Result<MessageId, RoomOpError>>,
     ) {
         match self.new_op(&room, action) {
-            Ok(body) => self.publish_own(room, body, reply),
+            Ok(body) => self.publish_own(room, body, SentReply::RoomOp(reply)),
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
@@ -133,7 +132,7 @@ impl EventLoop {
     }
 
     /// The body of an operation of this node's, if the rules allow it now.
-    fn new_op(&mut self, room: &Room, action: RoomAction) -> Result<Body, NodeError> {
+    fn new_op(&mut self, room: &Room, action: RoomAction) -> Result<Body, RoomOpError> {
         let local = self.local;
         let state = &self.joined(room)?.rules;
         if let RoomAction::Edit { text, .. } = &action {
@@ -149,7 +148,7 @@ impl EventLoop {
         if let Some(t) = target
             && !state.knows_post(&t)
         {
-            return Err(NodeError::UnknownMessage(t));
+            return Err(RoomOpError::UnknownMessage(t));
         }
         // Taking back a reaction this node never made would tell every
         // peer something untrue ("took back 🎉") and change nothing.
@@ -160,13 +159,13 @@ impl EventLoop {
                 .iter()
                 .any(|(emoji, who)| *emoji == r.emoji && who.contains(&local))
         {
-            return Err(NodeError::NoSuchReaction(r.target));
+            return Err(RoomOpError::NoSuchReaction(r.target));
         }
         let now = now_ms();
         let clock = state.next_clock(now);
         state
             .check_op(&local, clock, &action)
-            .map_err(|reason| NodeError::NotAllowed {
+            .map_err(|reason| RoomOpError::NotAllowed {
                 room: room.clone(),
                 reason,
             })?;
@@ -182,10 +181,10 @@ impl EventLoop {
 
     /// Logs a post or operation of this node's, applies it, and publishes
     /// it (or queues it until the room has peers); replies once it is on disk.
-    fn publish_own(&mut self, room: Room, body: Body, reply: oneshot::Sender<Result<MessageId, NodeError>>) {
+    fn publish_own(&mut self, room: Room, body: Body, reply: SentReply) {
         let signed = Signed::sign(&self.identity, body);
         if let Err(e) = self.store.insert(&signed, Direction::Sent, &self.local) {
-            let _ = reply.send(Err(e.into()));
+            reply.send(Err(LogFailure::Store(e)));
             return;
         }
         self.apply_logged(&room, &signed);
