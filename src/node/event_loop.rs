@@ -868,18 +868,7 @@ impl EventLoop {
             let _ = reply.send(Err(DmError::InvalidPeer(to)));
             return;
         }
-        if self.outbox.len() >= MAX_OUTBOX {
-            let _ = reply.send(Err(DmError::OutboxFull(self.outbox.len())));
-            return;
-        }
-        let body = Body::Direct(DirectMessage {
-            recipient: to,
-            text,
-            time_ms: now_ms(),
-            nick: self.nick.clone(),
-            reaction: None,
-        });
-        self.send_direct(to, body, reply);
+        self.send_direct(to, text, None, reply);
     }
 
     /// Reacts to a DM of a conversation: a DM carrying the reaction.
@@ -908,22 +897,30 @@ impl EventLoop {
                 return;
             }
         };
+        let reaction = crate::room::Reaction { target, emoji, retract };
+        self.send_direct(to, String::new(), Some(reaction), reply);
+    }
+
+    /// Signs, logs and sends a DM (text, or a reaction with no text) through
+    /// the outbox, unless the outbox is full.
+    fn send_direct(
+        &mut self,
+        to: PeerId,
+        text: String,
+        reaction: Option<crate::room::Reaction>,
+        reply: oneshot::Sender<Result<MessageId, DmError>>,
+    ) {
         if self.outbox.len() >= MAX_OUTBOX {
             let _ = reply.send(Err(DmError::OutboxFull(self.outbox.len())));
             return;
         }
         let body = Body::Direct(DirectMessage {
             recipient: to,
-            text: String::new(),
+            text,
             time_ms: now_ms(),
             nick: self.nick.clone(),
-            reaction: Some(crate::room::Reaction { target, emoji, retract }),
+            reaction,
         });
-        self.send_direct(to, body, reply);
-    }
-
-    /// Signs, logs and sends a DM through the outbox.
-    fn send_direct(&mut self, to: PeerId, body: Body, reply: oneshot::Sender<Result<MessageId, DmError>>) {
         if !self.contacts.contains_key(&to) {
             // Writing to someone makes them a contact: their answers are
             // conversation, not requests.
