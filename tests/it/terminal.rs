@@ -118,8 +118,8 @@ async fn the_prompt_survives_arriving_messages_and_tab_completes_a_nickname() {
     // on the prompt line below the message. Keys are typed only once the
     // prompt shows, as a person would: keys that arrive while the editor is
     // between two lines can be taken by its terminal queries as it starts
-    // the next one (rustyline asks the cursor's position), which made this
-    // test fail now and then on a loaded machine.
+    // the next one (rustyline asks the cursor's position and reads the
+    // answer from the same input), a race on a loaded machine.
     let prompt = |room: &'static str| move |s: &[String]| s.last().is_some_and(|l| l == room);
     tmux.wait("the prompt", prompt("[lobby]")).await;
     tmux.type_text("half typed");
