@@ -222,8 +222,13 @@ fn run(which: &str) -> Value {
             }
         }
         let mut rejected: HashMap<String, u64> = HashMap::new();
+        // Refusals over a share asked of another peer, and fetched back.
+        let (mut recovery_asked, mut recovered) = (0, 0);
         for node in &lab.nodes {
-            for (k, v) in node.handle.stats().await.expect("stats").rejected {
+            let stats = node.handle.stats().await.expect("stats");
+            recovery_asked += stats.recovery_asked;
+            recovered += stats.recovered;
+            for (k, v) in stats.rejected {
                 *rejected.entry(k.to_string()).or_default() += v;
             }
         }
@@ -252,6 +257,7 @@ fn run(which: &str) -> Value {
             "spam_shown_per_node_mean": spam as f64 / HONEST as f64,
             "spam_shown_per_node_max": spam_at.iter().max().copied().unwrap_or(0),
             "honest_nodes_penalised": penalised.len(),
+            "recovery_asked": recovery_asked, "recovered": recovered,
             "attackers_graylisted": graylisted, "attackers": attackers.len(),
             "rejected": rejected, "rss_peak_mb": (peak_bytes as f64 / 1048576.0 * 10.0).round() / 10.0,
         })

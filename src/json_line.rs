@@ -1293,7 +1293,7 @@ mod tests {
         let reasons = RejectReason::ALL.to_vec();
         let by_reason = prop::collection::btree_map(prop::sample::select(reasons), any::<u64>(), 0..3);
         let by_peer = prop::collection::btree_map(text(), any::<u64>(), 0..3);
-        (by_reason, by_peer, any::<[u64; 27]>(), any::<bool>())
+        (by_reason, by_peer, any::<[u64; 29]>(), any::<bool>())
             .prop_map(
                 |(rejected, rejected_by_peer, n, awaiting_flush): (BTreeMap<_, _>, BTreeMap<_, _>, _, _)| Stats {
                     rejected,
@@ -1325,6 +1325,8 @@ mod tests {
                     presence_sent: n[24],
                     presence_received: n[25],
                     stamps_minted: n[26],
+                    recovery_asked: n[27],
+                    recovered: n[28],
                     awaiting_flush,
                 },
             )

@@ -1552,6 +1552,7 @@ impl EventLoop {
         self.report_waiting();
         self.presence_tick();
         self.periodic_sync();
+        self.recover_refused();
         self.collect_drops();
         for (peer, penalty) in self.limiters.penalties.decay_all(now_ms()) {
             self.report_penalty(peer, penalty);

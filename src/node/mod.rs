@@ -31,6 +31,7 @@ mod log_view;
 pub(crate) mod outbox;
 mod presence;
 mod reach;
+mod recover;
 mod rooms;
 #[cfg(test)]
 mod sim;

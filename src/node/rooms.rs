@@ -19,6 +19,7 @@ use libp2p::gossipsub::{IdentTopic, TopicHash};
 
 use super::limits::Limiters;
 use super::presence::{Book, Change};
+use super::recover::Refusals;
 use crate::envelope::{Signed, check_time};
 use crate::id::{MessageId, RejectReason, Room};
 use crate::message::Body;
@@ -80,6 +81,9 @@ pub(crate) struct JoinedRoom {
     /// [`MAX_BELOW_HORIZON`]), and the same as a set.
     below_horizon: VecDeque<MessageId>,
     below_horizon_set: HashSet<MessageId>,
+    /// What this room refused live over forwarders' newcomer shares, to be
+    /// asked of other peers (`node::recover`).
+    pub(crate) refused: Refusals,
 }
 
 /// Whether a room message carries a stamp of at least `bits` for its room
@@ -116,6 +120,11 @@ pub(crate) enum Origin {
     /// An operation parked earlier, checked again by the rules only (it
     /// passed every other check when it arrived).
     Parked,
+    /// A message refused live over its forwarder's newcomer share, fetched
+    /// from another peer of the room (`node::recover`): checked as history
+    /// (it passed the per-author limit live), but a newcomer's is charged to
+    /// the share of the peer that served it, as live traffic is.
+    Recovered,
 }
 
 /// What the node knows besides the room, for [`JoinedRoom::admit`].
@@ -263,6 +272,7 @@ impl JoinedRoom {
             stamp: None,
             below_horizon: VecDeque::new(),
             below_horizon_set: HashSet::new(),
+            refused: Refusals::default(),
         }
     }
 
@@ -473,8 +483,10 @@ impl JoinedRoom {
     /// first one this node accepted within `Limits::newcomer_for`, takes a token
     /// from the share of the peer that forwarded it
     /// (`Limits::newcomers_per_peer`, per room and peer). Live, every such
-    /// message does; from history, only an unknown author's (a catch-up
-    /// brings an author's posts in bulk, and is not rate limited). The
+    /// message does, and so does one fetched back after such a refusal
+    /// (`Origin::Recovered`, charged to the peer that served it); from
+    /// history, only an unknown author's (a catch-up brings an author's
+    /// posts in bulk, and is not rate limited). The
     /// author's own connection takes none: one connection is one key, which
     /// the per-author limits hold. Every node applies the same rule, so a
     /// flood through one connection shows at most its share on every node:
@@ -499,7 +511,7 @@ impl JoinedRoom {
         }
         let known = self.rules.knows_author(&author);
         let charged = match origin {
-            Origin::Live => !known || self.is_newcomer(&author, cx.now_ms, cx.limiters.newcomer_ms),
+            Origin::Live | Origin::Recovered => !known || self.is_newcomer(&author, cx.now_ms, cx.limiters.newcomer_ms),
             Origin::History => !known,
             Origin::Parked => false,
         };
@@ -872,7 +884,8 @@ mod tests {
     fn leaving_drops_everything_kept_about_the_room() {
         let mut f = Fixture::hosted();
         let (host, ann) = (f.host.clone(), Identity::generate());
-        // A parked op, a participant present, an unsent post and rules.
+        // A parked op, a participant present, an unsent post, a refusal and
+        // rules.
         let early = f.op(&ann, NOW - 5, RoomAction::Delete(MessageId::from_bytes([7; 32])));
         f.admit(Origin::Live, &f.post(&host, NOW - 10, "hello"));
         f.admit(Origin::Live, &f.op(&host, NOW - 9, RoomAction::Chat(ChatMode::On)));
@@ -887,14 +900,26 @@ mod tests {
             .by_topic
             .insert(protocol::topic(f.room.as_str()).hash(), f.room.clone());
         rooms.get_mut(&f.room).unwrap().push_unsent(post(1));
+        // A refusal over a forwarder's share, waiting to be asked again.
+        let refused = MessageId::from_bytes([8; 32]);
+        rooms
+            .get_mut(&f.room)
+            .unwrap()
+            .refused
+            .note(refused, PeerId::random(), NOW);
         assert_eq!(rooms.get(&f.room).unwrap().presence.len(), 1);
         assert_eq!(rooms.leave(&f.room).map(|(_, n)| n), Some(1));
         // Joining again starts from what the log holds, nothing else.
         rooms.join(&f.room, RoomState::new(f.room.clone()));
         let again = rooms.get(&f.room).unwrap();
         assert_eq!(
-            (again.parked_len(), again.presence.len(), again.unsent_len()),
-            (0, 0, 0)
+            (
+                again.parked_len(),
+                again.presence.len(),
+                again.unsent_len(),
+                again.refused.len()
+            ),
+            (0, 0, 0, 0)
         );
         assert_eq!(again.rules.post_count(), 0);
     }
@@ -1195,6 +1220,44 @@ mod tests {
         );
         assert!(matches!(
             f.take(Origin::History, peer, &authors[share + 10], NOW + 1_000),
+            Admission::Accept { .. }
+        ));
+    }
+
+    #[test]
+    fn a_refused_post_fetched_back_is_charged_to_the_peer_that_served_it() {
+        let mut f = Fixture::open();
+        let share = Limits::default().newcomers_per_peer.burst as usize;
+        let (hub, other) = (Identity::generate().peer_id(), Identity::generate().peer_id());
+        // Bob is a newcomer (his first post was accepted); the hub's share
+        // is spent on a flood, so Bob's next post through it is refused.
+        let bob = Identity::generate();
+        assert_eq!(f.take(Origin::Live, hub, &f.post(&bob, NOW, "hi"), NOW), ACCEPT);
+        let flood: Vec<Signed> = (0..share)
+            .map(|i| f.post(&Identity::generate(), NOW, &format!("spam {i}")))
+            .collect();
+        accepted(&mut f, hub, &flood, NOW);
+        let again = f.post(&bob, NOW + 1, "anyone?");
+        assert_eq!(f.take(Origin::Live, hub, &again, NOW + 1), Admission::Newcomer);
+        // Fetched from another peer a second later, it is admitted (and
+        // shown), as live traffic from that peer would be.
+        assert_eq!(f.take(Origin::Recovered, other, &again, NOW + 1_000), ACCEPT);
+        // The other peer's share is charged even for a newcomer the room
+        // knows: a recovery is live traffic late, not a catch-up, so a
+        // flood cannot come back through it beyond that peer's share.
+        let more: Vec<Signed> = (0..share + 5)
+            .map(|i| f.post(&bob, NOW + 2 + i as u64, &format!("more {i}")))
+            .collect();
+        let taken = more
+            .iter()
+            .filter(|p| f.take(Origin::Recovered, other, p, NOW + 1_000) == ACCEPT)
+            .count();
+        assert_eq!(taken, share - 1);
+        // From history the same known author would not be charged at all.
+        let third = Identity::generate().peer_id();
+        let late = f.post(&bob, NOW + 500, "history");
+        assert!(matches!(
+            f.take(Origin::History, third, &late, NOW + 1_000),
             Admission::Accept { .. }
         ));
     }

@@ -83,6 +83,14 @@ pub struct Stats {
     /// stamp kept in its log.
     #[serde(default)]
     pub stamps_minted: u64,
+    /// Newcomers' posts and operations this node refused over a
+    /// forwarder's share and asked another peer for (`node::recover`):
+    /// gossipsub drops the other copies of what it refused.
+    #[serde(default)]
+    pub recovery_asked: u64,
+    /// Of those, how many came back and were admitted.
+    #[serde(default)]
+    pub recovered: u64,
     /// Whether something this node logged without waiting for the disk
     /// (received posts and operations, delivery states of sent DMs) is not
     /// known to be on disk yet. A flush covering it is queued within 200 ms

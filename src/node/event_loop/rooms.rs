@@ -311,7 +311,12 @@ impl EventLoop {
             }
             Admission::Newcomer => {
                 // Not forwarded, not shown, not penalised: the forwarder may
-                // be an honest node relaying honest newcomers.
+                // be an honest node relaying honest newcomers. Gossipsub
+                // drops the other neighbours' copies now, so a live refusal
+                // is asked of another peer in a second (`node::recover`).
+                if live {
+                    joined.refused.note(signed.id(), source, cx.now_ms);
+                }
                 self.reject(source, crate::id::RejectReason::NewcomerLimit);
                 (MessageAcceptance::Ignore, false)
             }

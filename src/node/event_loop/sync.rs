@@ -16,6 +16,7 @@ use super::EventLoop;
 use crate::envelope::Signed;
 use crate::id::{MessageId, RejectReason, Room};
 use crate::node::Event;
+use crate::node::recover::Pending;
 use crate::node::rooms::Origin;
 use crate::protocol::{MAX_FETCH_IDS, MAX_PAGE_BYTES};
 use crate::store::now_ms;
@@ -83,6 +84,10 @@ pub(super) struct Syncs {
 pub(super) struct VerifiedPage {
     peer: PeerId,
     room: Room,
+    /// `History` for a session's page, `Recovered` for a recovery's.
+    origin: Origin,
+    /// For a recovery, what was asked: what did not come is asked again.
+    asked: Vec<Pending>,
     opened: Vec<Result<Signed, RejectReason>>,
 }
 
@@ -140,7 +145,7 @@ impl Syncs {
     /// as [`Signed::open_batch`] does); [`Self::next_verified`] hands it
     /// back. Several pages verify at once, on as many cores as there are,
     /// while the event loop goes on serving and admitting.
-    fn verify(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) {
+    fn verify(&mut self, peer: PeerId, room: &Room, origin: Origin, asked: Vec<Pending>, envelopes: Vec<Vec<u8>>) {
         let room = room.clone();
         let task = tokio::task::spawn_blocking(move || Signed::open_batch(&envelopes));
         self.verifying.push_back(Box::pin(async move {
@@ -150,7 +155,13 @@ impl Syncs {
                 tracing::error!(%peer, %room, "verifying a history page failed: {e}");
                 Vec::new()
             });
-            VerifiedPage { peer, room, opened }
+            VerifiedPage {
+                peer,
+                room,
+                origin,
+                asked,
+                opened,
+            }
         }));
     }
 
@@ -224,6 +235,9 @@ enum Asked {
     Reconcile,
     Fetch,
     Push(usize),
+    /// A fetch of what the room refused over forwarders' newcomer shares
+    /// (`node::recover`), outside any session.
+    Recover(Vec<Pending>),
 }
 
 struct Session {
@@ -299,6 +313,53 @@ impl EventLoop {
         }
     }
 
+    /// Asks other peers of each room for what it refused over forwarders'
+    /// newcomer shares a second ago or more (`node::recover`): gossipsub
+    /// drops the copies they send, so a fetch by id is the way back.
+    pub(super) fn recover_refused(&mut self) {
+        let now = now_ms();
+        for room in self.rooms.ids() {
+            if self.rooms.get(&room).is_none_or(|j| j.refused.len() == 0) {
+                continue;
+            }
+            let peers = self.room_peers_of(&room);
+            let Some(joined) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            let asks = joined.refused.take_due(now, &peers, super::random_u64);
+            for (peer, ids) in asks {
+                // Sync may have brought some meanwhile.
+                let ids: Vec<Pending> = ids
+                    .into_iter()
+                    .filter(|p| matches!(self.store.contains(&p.id), Ok(false)))
+                    .collect();
+                for chunk in ids.chunks(MAX_FETCH_IDS) {
+                    self.stats.recovery_asked += chunk.len() as u64;
+                    let ids = chunk.iter().map(|p| p.id).collect();
+                    self.send_sync(peer, &room, SyncQuery::Fetch(ids), Asked::Recover(chunk.to_vec()));
+                }
+            }
+        }
+    }
+
+    /// What a recovery asked for and the log still lacks (the peer did not
+    /// send it, the answer failed, or it was refused again) is asked of
+    /// another peer later ([`Refusals::retry`]).
+    ///
+    /// [`Refusals::retry`]: crate::node::recover::Refusals::retry
+    fn retry_recovery(&mut self, room: &Room, asked: Vec<Pending>) {
+        let now = now_ms();
+        let missing: Vec<Pending> = asked
+            .into_iter()
+            .filter(|p| matches!(self.store.contains(&p.id), Ok(false)))
+            .collect();
+        if let Some(joined) = self.rooms.get_mut(room) {
+            for pending in missing {
+                joined.refused.retry(pending, now);
+            }
+        }
+    }
+
     /// The peers known to be in a joined room.
     pub(super) fn room_peers_of(&self, room: &Room) -> Vec<PeerId> {
         let Some(state) = self.rooms.get(room) else {
@@ -336,8 +397,11 @@ impl EventLoop {
                 if crate::node::codec::oversize_response(&error) {
                     self.reject(peer, RejectReason::Oversize);
                 }
-                if let Some((peer, room, _)) = self.syncs.requests.remove(&request_id) {
+                if let Some((peer, room, asked)) = self.syncs.requests.remove(&request_id) {
                     tracing::debug!(%peer, %room, "sync request failed: {error}");
+                    if let Asked::Recover(asked) = asked {
+                        self.retry_recovery(&room, asked);
+                    }
                     self.end_sync(peer, &room, false);
                 }
             }
@@ -485,8 +549,15 @@ impl EventLoop {
                     session.in_flight = session.in_flight.saturating_sub(1);
                     session.verifying += 1;
                 }
-                self.syncs.verify(peer, &room, page);
+                self.syncs.verify(peer, &room, Origin::History, Vec::new(), page);
                 self.pump(peer, &room);
+            }
+            (Asked::Recover(asked), SyncResponse::Page(page)) => {
+                self.syncs.verify(peer, &room, Origin::Recovered, asked, page)
+            }
+            (Asked::Recover(asked), SyncResponse::Refused(refusal)) => {
+                tracing::debug!(%peer, %room, code = refusal.code(), "recovery refused");
+                self.retry_recovery(&room, asked);
             }
             (Asked::Push(n), SyncResponse::Pushed(_)) => {
                 if let Some(session) = self.syncs.sessions.get_mut(&key) {
@@ -524,8 +595,15 @@ impl EventLoop {
 
     /// Admits a fetched page once verified, and keeps the session going.
     pub(super) fn handle_verified(&mut self, page: VerifiedPage) {
-        let VerifiedPage { peer, room, opened } = page;
-        let received = self.admit_history(peer, &room, opened);
+        let VerifiedPage {
+            peer,
+            room,
+            origin,
+            asked,
+            opened,
+        } = page;
+        let received = self.admit_history(peer, &room, origin, opened);
+        self.retry_recovery(&room, asked);
         if let Some(session) = self.syncs.sessions.get_mut(&(peer, room.clone())) {
             session.verifying = session.verifying.saturating_sub(1);
             session.received += received;
@@ -597,16 +675,23 @@ impl EventLoop {
     /// Returns how many messages were new. Pushed pages take this way: the
     /// answer to a push says how many were new.
     pub(super) fn apply_history(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) -> usize {
-        self.admit_history(peer, room, Signed::open_batch(&envelopes))
+        self.admit_history(peer, room, Origin::History, Signed::open_batch(&envelopes))
     }
 
-    /// Admits a verified page of history: counts what failed verification
-    /// against `peer`, and admits each message by the room's one rule
-    /// ([`JoinedRoom::admit`]), in the room's order. Returns how many
-    /// messages were new. A room left meanwhile admits nothing.
+    /// Admits a verified page of history (or, `origin` `Recovered`, of
+    /// messages fetched back after a refusal): counts what failed
+    /// verification against `peer`, and admits each message by the room's
+    /// one rule ([`JoinedRoom::admit`]), in the room's order. Returns how
+    /// many messages were new. A room left meanwhile admits nothing.
     ///
     /// [`JoinedRoom::admit`]: crate::node::rooms::JoinedRoom::admit
-    fn admit_history(&mut self, peer: PeerId, room: &Room, results: Vec<Result<Signed, RejectReason>>) -> usize {
+    fn admit_history(
+        &mut self,
+        peer: PeerId,
+        room: &Room,
+        origin: Origin,
+        results: Vec<Result<Signed, RejectReason>>,
+    ) -> usize {
         let mut opened: Vec<Signed> = Vec::with_capacity(results.len());
         for result in results {
             match result {
@@ -618,11 +703,15 @@ impl EventLoop {
         opened.sort_by_key(|s| (s.body().room_clock().map_or(0, |(_, clock)| clock), s.id()));
         let mut new = 0;
         for signed in opened {
-            if self.admit_room_message(Origin::History, peer, room, signed).1 {
+            if self.admit_room_message(origin, peer, room, signed).1 {
                 new += 1;
             }
         }
-        self.stats.synced_received += new as u64;
+        if origin == Origin::Recovered {
+            self.stats.recovered += new as u64;
+        } else {
+            self.stats.synced_received += new as u64;
+        }
         new
     }
 }
