@@ -18,7 +18,15 @@
 //! key here), from one connection at node 0 (500/s). They
 //! print spam shown per node (mean and worst), and how many honest nodes end
 //! with a negative score at an honest neighbour. Target: spam shown per node
-//! ≤ 1% of what was sent, no honest node penalised.
+//! ≤ 1% of what was sent, no honest node penalised. The rest of issue 16's
+//! table: "sybil-10keys" (250 posts under 10 keys), "sybil-100keys" (2,500
+//! under 100), "sybil-490" and "sybil-800" (10,000 under 1,000 keys at 490/s
+//! and 800/s), "sybil-long" (two connections at 300/s each under 1,000 keys
+//! each while the room posts for 150 s), and "sybil-paid-long" (paid keys at
+//! 500/s for 150 s, with the rooms' bound at 1,000: memory under a flood
+//! that gets in). Every run reports the process's RSS every 10 s, the posts
+//! the rooms evicted, and the nodes' data directories' size at the end.
+//! One run alone: `BACKCHANNEL_BENCH_IMPL=sybil-long BIN --bench`.
 
 #![allow(missing_docs)]
 
@@ -49,6 +57,10 @@ const HONEST: usize = 20;
 const RATE: f64 = 20.0;
 const SECS: f64 = 10.0;
 const FLOOD_PER_S: f64 = 1000.0;
+/// How long the "-long" runs post and flood.
+const LONG_SECS: f64 = 150.0;
+/// The rooms' bound in "sybil-paid-long".
+const LONG_BOUND: usize = 1_000;
 
 fn run(which: &str) -> Value {
     common::runtime().block_on(async move {
@@ -60,8 +72,21 @@ fn run(which: &str) -> Value {
             "sybil-10k" => vec![(0, 10_000, 10_000, 1_000.0, false)],
             "sybil-two" => vec![(0, 3_000, 1_000, 300.0, false), (5, 3_000, 1_000, 300.0, false)],
             "sybil-paid" => vec![(0, 5_000, 200, 500.0, true)],
+            // The rest of issue 16's table: small floods, one connection at
+            // just under and well over the per-peer gossip limit (500/s),
+            // and two connections for 150 s.
+            "sybil-10keys" => vec![(0, 250, 10, 500.0, false)],
+            "sybil-100keys" => vec![(0, 2_500, 100, 500.0, false)],
+            "sybil-490" => vec![(0, 10_000, 1_000, 490.0, false)],
+            "sybil-800" => vec![(0, 10_000, 1_000, 800.0, false)],
+            "sybil-long" => vec![(0, 45_000, 1_000, 300.0, false), (5, 45_000, 1_000, 300.0, false)],
+            // Memory under a long flood that gets in: paid keys for 150 s,
+            // with the rooms' bound at 1,000 so that it is reached within
+            // the run (at 10,000 it takes ~8 minutes at the stamped share).
+            "sybil-paid-long" => vec![(0, 75_000, 1_000, 500.0, true)],
             _ => Vec::new(),
         };
+        let secs = if which.ends_with("-long") { LONG_SECS } else { SECS };
         // The attackers' keys, and their stamps if they pay (minted before
         // the run, on blocking threads: the attacker's own machine).
         let bits = backchannel::Limits::default().stamp_bits;
@@ -88,7 +113,15 @@ fn run(which: &str) -> Value {
         }
         let lobby = Room::new("lobby").expect("room");
         let topology = Topology::Random { degree: 4 };
-        let mut lab = Lab::start(HONEST, LabConfig::default()).await.expect("lab");
+        let config = if which == "sybil-paid-long" {
+            LabConfig {
+                tweak: |c| c.room_bound = LONG_BOUND,
+                ..LabConfig::default()
+            }
+        } else {
+            LabConfig::default()
+        };
+        let mut lab = Lab::start(HONEST, config).await.expect("lab");
         let edges = topology.edges(HONEST, 3);
         lab.connect_edges(&edges, T).await.expect("connect");
         lab.join_all(&lobby, &edges, T).await.expect("mesh");
@@ -126,6 +159,8 @@ fn run(which: &str) -> Value {
         let sybil_attack = futures::future::join_all(sybils.iter().zip(&sybil_peers).zip(&key_sets).map(
             |((&(_, posts, _, per_s, _), raw), keys)| async move {
                 let mut tick = tokio::time::interval(Duration::from_secs_f64(10.0 / per_s));
+                let mut failed = 0usize;
+                let mut why = String::new();
                 for i in 0..posts {
                     if i % 10 == 0 {
                         tick.tick().await;
@@ -134,9 +169,15 @@ fn run(which: &str) -> Value {
                     let mut body = wire::post("lobby", &format!("sybil {i}"));
                     body.stamp = *stamp;
                     let post = wire::envelope(key, key.verifying_key().to_bytes(), wire::payload_post(&body));
-                    let _ = raw.try_publish("lobby", post).await;
+                    if let Err(e) = raw.try_publish("lobby", post).await {
+                        failed += 1;
+                        why = e;
+                    }
                 }
-                posts
+                if failed > 0 {
+                    eprintln!("{failed} of {posts} flood posts not published (last: {why})");
+                }
+                posts - failed
             },
         ));
         let attack = async {
@@ -154,7 +195,7 @@ fn run(which: &str) -> Value {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(10.0 / FLOOD_PER_S));
             let own = flooder.public_key();
             let history_peer = lab.nodes[*history_node].peer_id();
-            while start.elapsed().as_secs_f64() < SECS {
+            while start.elapsed().as_secs_f64() < secs {
                 tick.tick().await;
                 for _ in 0..10 {
                     let post = wire::envelope(
@@ -176,7 +217,7 @@ fn run(which: &str) -> Value {
         let honest = async {
             let mut posted: HashMap<MessageId, (usize, Instant)> = HashMap::new();
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE));
-            let total = (RATE * SECS) as usize;
+            let total = (RATE * secs) as usize;
             for k in 0..total {
                 tick.tick().await;
                 let author = k % HONEST;
@@ -187,7 +228,25 @@ fn run(which: &str) -> Value {
             }
             posted
         };
+        // The process's resident memory every 10 s while the run goes on.
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let sampler = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        let (now, _) = rss(None);
+                        samples.push(json!([started.elapsed().as_secs(), (now as f64 / 1048576.0).round()]));
+                    }
+                    _ = &mut stopped => return samples,
+                }
+            }
+        });
         let (flooded, posted) = tokio::join!(attack, honest);
+        let _ = stop.send(());
+        let rss_samples = sampler.await.unwrap_or_default();
         // Graylisted at the end of the attack?
         let mut graylisted = 0;
         for (i, raw) in &attackers {
@@ -223,11 +282,15 @@ fn run(which: &str) -> Value {
         }
         let mut rejected: HashMap<String, u64> = HashMap::new();
         // Refusals over a share asked of another peer, and fetched back.
-        let (mut recovery_asked, mut recovered) = (0, 0);
+        let (mut recovery_asked, mut recovered, mut evicted) = (0, 0, 0);
+        let mut posts_held_max = 0;
         for node in &lab.nodes {
             let stats = node.handle.stats().await.expect("stats");
             recovery_asked += stats.recovery_asked;
             recovered += stats.recovered;
+            evicted += stats.room_evicted;
+            let held = node.handle.room_footprint(&lobby).await.map_or(0, |f| f.posts);
+            posts_held_max = posts_held_max.max(held);
             for (k, v) in stats.rejected {
                 *rejected.entry(k.to_string()).or_default() += v;
             }
@@ -248,6 +311,7 @@ fn run(which: &str) -> Value {
         let delivered = latencies.len();
         let latency = common::percentiles(&mut latencies);
         let (_, peak_bytes) = rss(None);
+        let disk: u64 = lab.nodes.iter().map(|n| dir_bytes(&n.config.data_dir)).sum();
         lab.shutdown().await;
         json!({
             "bench": "hostile", "run": which, "honest_nodes": HONEST,
@@ -258,15 +322,46 @@ fn run(which: &str) -> Value {
             "spam_shown_per_node_max": spam_at.iter().max().copied().unwrap_or(0),
             "honest_nodes_penalised": penalised.len(),
             "recovery_asked": recovery_asked, "recovered": recovered,
+            "room_evicted": evicted, "posts_held_per_node_max": posts_held_max,
+            "rss_every_10s_mb": rss_samples,
+            "disk_mb_all_nodes": (disk as f64 / 1048576.0 * 10.0).round() / 10.0,
             "attackers_graylisted": graylisted, "attackers": attackers.len(),
             "rejected": rejected, "rss_peak_mb": (peak_bytes as f64 / 1048576.0 * 10.0).round() / 10.0,
         })
     })
 }
 
+/// Bytes in the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn main() {
     common::main_with(
-        &["quiet", "attacked", "sybil-1k", "sybil-10k", "sybil-two", "sybil-paid"],
+        &[
+            "quiet",
+            "attacked",
+            "sybil-1k",
+            "sybil-10k",
+            "sybil-two",
+            "sybil-paid",
+            "sybil-10keys",
+            "sybil-100keys",
+            "sybil-490",
+            "sybil-800",
+            "sybil-long",
+            "sybil-paid-long",
+        ],
         run,
         |lines| {
             let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);

@@ -1210,9 +1210,13 @@ impl EventLoop {
         // Before any signature check: a flood costs a map lookup each. Not
         // penalised: a forwarder relays the sum of its neighbours' traffic,
         // so being over this proves nothing against it (docs/SECURITY.md,
-        // "Rate limits").
-        if !self.limiters.gossip.allow(&source, now_ms()) {
-            self.violation(source, false);
+        // "Rate limits"); far over it, it does: no honest forwarder carries
+        // that much, and graylisting the peer is what stops gossipsub from
+        // keeping what it sends (`Limits::gossip_flood_per_peer`).
+        let now = now_ms();
+        let under_flood = self.limiters.gossip_flood.allow(&source, now);
+        if !self.limiters.gossip.allow(&source, now) || !under_flood {
+            self.violation(source, !under_flood);
             return MessageAcceptance::Ignore;
         }
         let signed = match Signed::open(&message.data) {

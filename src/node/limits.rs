@@ -51,6 +51,19 @@ pub struct Limits {
     /// relays the sum of its neighbours' traffic, so being over this proves
     /// nothing against it.
     pub gossip_per_peer: Rate,
+    /// Everything one connected peer sends on room topics, far over
+    /// [`Limits::gossip_per_peer`]: 2,000/s, bursts of 4,000. An honest
+    /// forwarder relays only what it admitted, which the per-author limits
+    /// and the newcomers' shares bound far below this (400 established
+    /// authors at their full rate), so a peer over it is flooding: each
+    /// message over it is a violation the peer is penalised for, and it is
+    /// graylisted within ~80 of them. Gossipsub then drops its messages
+    /// before recording them, which is what bounds the memory a flood from
+    /// one connection costs (gossipsub keeps ~2 KB for two minutes for
+    /// every message it receives, refused or not: at 14,000 messages a
+    /// second from one raw connection, 646 MB within 30 s,
+    /// docs/PERFORMANCE.md).
+    pub gossip_flood_per_peer: Rate,
     /// Posts and operations by newcomers that one connected peer forwards
     /// into one room (newcomers: authors the room had no message of until
     /// `newcomer_for` ago; the author's own connection is not counted):
@@ -70,11 +83,14 @@ pub struct Limits {
     pub newcomers_per_peer: Rate,
     /// The share as [`Limits::newcomers_per_peer`] for newcomers whose
     /// message carries no stamp of [`Limits::stamp_bits`] for the room
-    /// (docs/PROTOCOL.md, "Stamps"): 1/s, bursts of 10. Every Backchannel
+    /// (docs/PROTOCOL.md, "Stamps"): 1/s, bursts of 1. Every Backchannel
     /// node stamps its posts and operations, so this share holds what a
-    /// flood under free keys shows (10 + 1/s per connection, whatever the
-    /// number of keys); it also carries the first posts in a room of an
-    /// implementation that does not stamp, at the pace a person types.
+    /// flood under free keys shows (1 + 1/s per connection, whatever the
+    /// number of keys: 250 posts under 10 keys showed 10 with bursts of 10,
+    /// 4% of the flood, docs/PERFORMANCE.md); it also carries the first posts
+    /// in a room of an implementation that does not stamp, one a second
+    /// through each forwarder (what a forwarder refused is fetched back
+    /// from another peer, `node::recover`).
     pub unstamped_newcomers_per_peer: Rate,
     /// The work a stamp must show ([`crate::protocol::stamp_strength`]) for
     /// a newcomer's message to be taken from the stamped share, and the work
@@ -103,8 +119,9 @@ impl Default for Limits {
             ops_per_author: Rate::new(5.0, 30.0),
             dms_per_peer: Rate::new(200.0, 1000.0),
             gossip_per_peer: Rate::new(500.0, 1000.0),
+            gossip_flood_per_peer: Rate::new(2000.0, 4000.0),
             newcomers_per_peer: Rate::new(20.0, 200.0),
-            unstamped_newcomers_per_peer: Rate::new(1.0, 10.0),
+            unstamped_newcomers_per_peer: Rate::new(1.0, 1.0),
             stamp_bits: DEFAULT_STAMP_BITS,
             newcomer_for: Duration::from_secs(600),
             sync_per_peer: Rate::new(20.0, 200.0),
@@ -122,6 +139,7 @@ impl Limits {
             ops_per_author: r,
             dms_per_peer: r,
             gossip_per_peer: r,
+            gossip_flood_per_peer: r,
             newcomers_per_peer: r,
             unstamped_newcomers_per_peer: r,
             stamp_bits: DEFAULT_STAMP_BITS,
@@ -214,6 +232,8 @@ pub(crate) struct Limiters {
     pub(crate) ops: Limiter<PeerId>,
     pub(crate) dms: Limiter<PeerId>,
     pub(crate) gossip: Limiter<PeerId>,
+    /// The same, far over: a flood the peer is penalised for.
+    pub(crate) gossip_flood: Limiter<PeerId>,
     /// Newcomers' posts forwarded, per room and forwarding peer.
     pub(crate) newcomers: Limiter<(Room, PeerId)>,
     /// The same for newcomers' messages without a stamp of `stamp_bits`.
@@ -241,6 +261,7 @@ impl Limiters {
             ops: Limiter::new(limits.ops_per_author),
             dms: Limiter::new(limits.dms_per_peer),
             gossip: Limiter::new(limits.gossip_per_peer),
+            gossip_flood: Limiter::new(limits.gossip_flood_per_peer),
             newcomers: Limiter::new(limits.newcomers_per_peer),
             unstamped: Limiter::new(limits.unstamped_newcomers_per_peer),
             stamp_bits: limits.stamp_bits.min(MAX_STAMP_BITS),
