@@ -1293,9 +1293,14 @@ mod tests {
         let reasons = RejectReason::ALL.to_vec();
         let by_reason = prop::collection::btree_map(prop::sample::select(reasons), any::<u64>(), 0..3);
         let by_peer = prop::collection::btree_map(text(), any::<u64>(), 0..3);
-        (by_reason, by_peer, any::<[u64; 29]>(), any::<bool>())
+        (
+            by_reason,
+            by_peer,
+            (any::<[u64; 29]>(), any::<[u64; 2]>()),
+            any::<bool>(),
+        )
             .prop_map(
-                |(rejected, rejected_by_peer, n, awaiting_flush): (BTreeMap<_, _>, BTreeMap<_, _>, _, _)| Stats {
+                |(rejected, rejected_by_peer, (n, m), awaiting_flush): (BTreeMap<_, _>, BTreeMap<_, _>, _, _)| Stats {
                     rejected,
                     rejected_by_peer,
                     duplicates: n[0],
@@ -1327,6 +1332,8 @@ mod tests {
                     stamps_minted: n[26],
                     recovery_asked: n[27],
                     recovered: n[28],
+                    presence_sent_first: m[0],
+                    presence_sent_answers: m[1],
                     awaiting_flush,
                 },
             )

@@ -100,6 +100,10 @@ pub struct Report {
     pub presence_sent: u64,
     /// Presence announcements the running nodes verified and admitted, summed.
     pub presence_received: u64,
+    /// Of `presence_sent`: the first in the room since joining, summed.
+    pub presence_sent_first: u64,
+    /// Of `presence_sent`: answers to arrivals, summed.
+    pub presence_sent_answers: u64,
     /// Every latency sample in ms (for plots; not in JSON).
     #[serde(skip)]
     pub latencies_ms: Vec<f64>,
@@ -1042,6 +1046,7 @@ pub async fn run_with(
     let mut asked = 0;
     let (mut peer_sum, mut peer_nodes, mut conn_sum) = (0usize, 0usize, 0u64);
     let (mut syncs_started, mut presence_sent, mut presence_received) = (0u64, 0u64, 0u64);
+    let (mut presence_sent_first, mut presence_sent_answers) = (0u64, 0u64);
     for (i, member) in members.iter_mut().enumerate() {
         if !tracker.up[i] {
             continue;
@@ -1057,6 +1062,8 @@ pub async fn run_with(
                     syncs_started += stats.syncs_started;
                     presence_sent += stats.presence_sent;
                     presence_received += stats.presence_received;
+                    presence_sent_first += stats.presence_sent_first;
+                    presence_sent_answers += stats.presence_sent_answers;
                     for (k, v) in stats.rejected {
                         *tracker.rejected.entry(k).or_insert(0) += v;
                     }
@@ -1156,6 +1163,8 @@ pub async fn run_with(
         syncs_started,
         presence_sent,
         presence_received,
+        presence_sent_first,
+        presence_sent_answers,
         latencies_ms: latencies,
         deliveries,
         presence_events_at_s: tracker.presence_at.iter().map(since_start).collect(),

@@ -83,6 +83,21 @@ pub(crate) struct Book {
     /// When the first announcement since the join was first drawn (about
     /// the join): hints draw it again from here, never from later.
     first_drawn_ms: u64,
+    /// The next announcement was brought forward by an arrival
+    /// ([`Book::peer_appeared`]): it answers it.
+    answering: bool,
+}
+
+/// Why this node announces itself in a room ([`Book::next_cause`]): what
+/// `Stats` counts, to tell where a join storm's announcements come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The first since it joined.
+    First,
+    /// Brought forward by a participant that appeared.
+    Answer,
+    /// Its interval came round.
+    Periodic,
 }
 
 impl Book {
@@ -99,7 +114,11 @@ impl Book {
         }
         let quarter = u64::from(interval_s(present)) * 1000 / 4;
         if now_ms >= self.last_sent_ms + quarter {
-            self.next_due_ms = self.next_due_ms.min(now_ms + random % jitter_window_ms(present));
+            let answer = now_ms + random % jitter_window_ms(present);
+            if answer < self.next_due_ms && self.last_sent_ms != 0 {
+                self.answering = true;
+            }
+            self.next_due_ms = self.next_due_ms.min(answer);
         }
     }
 
@@ -154,6 +173,19 @@ impl Book {
     pub(crate) fn announced(&mut self, now_ms: u64) {
         self.last_sent_ms = now_ms;
         self.next_due_ms = now_ms + u64::from(self.interval_s()) * 1000;
+        self.answering = false;
+    }
+
+    /// Why the next announcement goes out: the first since the join, an
+    /// answer to an arrival, or the interval.
+    pub(crate) fn next_cause(&self) -> Cause {
+        if self.last_sent_ms == 0 {
+            Cause::First
+        } else if self.answering {
+            Cause::Answer
+        } else {
+            Cause::Periodic
+        }
     }
 
     /// How many are in the room as this node counts it: those it lists and
@@ -319,6 +351,29 @@ mod tests {
             book.next_due_ms, 100_000,
             "announced 1 s ago: a quarter of 20 s has not passed"
         );
+    }
+
+    #[test]
+    fn each_announcement_says_why_it_goes_out() {
+        let mut book = Book::default();
+        assert!(book.due(1_000, 3, 0));
+        assert_eq!(book.next_cause(), Cause::First);
+        // An arrival before the first announcement does not make it an
+        // answer: it is still the first.
+        book.peer_appeared(1_000, 0);
+        assert_eq!(book.next_cause(), Cause::First);
+        book.announced(1_000);
+        assert_eq!(book.next_cause(), Cause::Periodic);
+        // An arrival after a quarter interval brings the next one forward:
+        // an answer, until it is sent.
+        book.peer_appeared(11_000, 0);
+        assert!(book.due(11_000, 3, 0));
+        assert_eq!(book.next_cause(), Cause::Answer);
+        book.announced(11_000);
+        assert_eq!(book.next_cause(), Cause::Periodic);
+        // One within the quarter interval changes nothing.
+        book.peer_appeared(12_000, 0);
+        assert_eq!(book.next_cause(), Cause::Periodic);
     }
 
     #[test]

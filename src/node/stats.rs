@@ -74,6 +74,14 @@ pub struct Stats {
     /// Presence announcements this node published (joins, renewals, leaving).
     #[serde(default)]
     pub presence_sent: u64,
+    /// Of those, the first in each room since joining it.
+    #[serde(default)]
+    pub presence_sent_first: u64,
+    /// Of those, announcements an arrival brought forward (answers, so that
+    /// the newcomer lists this node). The rest are periodic renewals and
+    /// leavings.
+    #[serde(default)]
+    pub presence_sent_answers: u64,
     /// Presence announcements of others this node verified and admitted
     /// (renewals included): what a join storm costs each member.
     #[serde(default)]

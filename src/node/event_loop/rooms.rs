@@ -13,7 +13,7 @@ use crate::id::{MessageId, Room};
 use crate::message::{Body, HallwayPost};
 use crate::node::error::{LogFailure, NotJoined};
 use crate::node::log_view::{LogRooms, LogView};
-use crate::node::presence::Change;
+use crate::node::presence::{Cause, Change};
 use crate::node::rooms::{Admission, Context, JoinedRoom, Origin, RoomLog, add_to_rules};
 use crate::node::{Event, JoinError, NodeError, Participant, PostError, PostOptions, RoomOpError, RoomPost, RoomRules};
 use crate::protocol::MAX_MENTIONS;
@@ -422,6 +422,12 @@ impl EventLoop {
         }
         self.stats.presence_sent += 1;
         if let Some(joined) = self.rooms.get_mut(room) {
+            match (leaving, joined.presence.next_cause()) {
+                (true, _) => {}
+                (false, Cause::First) => self.stats.presence_sent_first += 1,
+                (false, Cause::Answer) => self.stats.presence_sent_answers += 1,
+                (false, Cause::Periodic) => {}
+            }
             joined.presence.announced(now);
         }
         true
