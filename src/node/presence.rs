@@ -126,11 +126,22 @@ impl Book {
     /// join (nothing scheduled yet) the first one is scheduled after a
     /// `random` (uniform u64) part of the [`jitter_window_ms`] for a room
     /// of `peers` known peers.
+    ///
+    /// A renewal (neither the first announcement nor an answer) falls due
+    /// one interval after the last announcement, the interval of the room
+    /// as this node counts it *when it falls due*: receivers hold an
+    /// announcement for at least three intervals of the room as they count
+    /// it ([`Book::observe`]), so one sent while this node listed a few,
+    /// early in a storm, still holds in the room of hundreds it lists now.
     pub(crate) fn due(&mut self, now_ms: u64, peers: usize, random: u64) -> bool {
         if self.next_due_ms == 0 {
             let window = jitter_window_ms(peers.max(self.len()).max(self.size_hint).saturating_add(1));
             self.first_drawn_ms = now_ms;
             self.next_due_ms = now_ms + random % window;
+        }
+        if self.next_due_ms <= now_ms && self.last_sent_ms != 0 && !self.answering {
+            let renewal = self.last_sent_ms + u64::from(self.interval_s()) * 1000;
+            self.next_due_ms = self.next_due_ms.max(renewal);
         }
         self.next_due_ms <= now_ms
     }
@@ -219,7 +230,13 @@ impl Book {
                 None => Change::Same,
             });
         }
-        let expires_ms = now_ms + u64::from(ttl_s.min(MAX_TTL_S)) * 1000;
+        // At least three intervals of the room as this node counts it: a
+        // sender that joined in a storm drew its hold from the few it
+        // listed then, and renews for the room it counts when the renewal
+        // falls due ([`Book::due`]), so that a large room is not renewed at
+        // a small room's pace.
+        let hold_s = ttl_s.max(3 * self.interval_s()).min(MAX_TTL_S);
+        let expires_ms = now_ms + u64::from(hold_s) * 1000;
         match self.present.get_mut(&peer) {
             Some(p) => {
                 // Tokens refill one per gap, up to the burst.
@@ -351,6 +368,53 @@ mod tests {
             book.next_due_ms, 100_000,
             "announced 1 s ago: a quarter of 20 s has not passed"
         );
+    }
+
+    #[test]
+    fn a_receiver_holds_an_announcement_for_three_of_its_own_intervals_at_least() {
+        let peer = PeerId::random();
+        // A small room: the announcement's own hold.
+        let mut small = Book::default();
+        small.observe(peer, None, 60, false, 0).unwrap();
+        assert_eq!(small.present[&peer].expires_ms, 60_000);
+        // A room of 600 as this node counts it (interval 1,200 s): a
+        // joiner's 60 s hold, drawn from the few it listed, holds for
+        // three of this room's intervals.
+        let mut large = Book::default();
+        for _ in 0..599 {
+            large.observe(PeerId::random(), None, 60, false, 0).unwrap();
+        }
+        large.observe(peer, None, 60, false, 0).unwrap();
+        assert_eq!(large.present[&peer].expires_ms, 3 * 1_200 * 1000);
+        // A longer hold than that is kept, up to the cap.
+        large.observe(peer, None, u32::MAX, false, 10_000).unwrap();
+        assert_eq!(large.present[&peer].expires_ms, 10_000 + u64::from(MAX_TTL_S) * 1000);
+    }
+
+    #[test]
+    fn a_renewal_falls_due_one_interval_of_the_room_as_counted_when_due() {
+        let mut book = Book::default();
+        assert!(book.due(1_000, 3, 0));
+        book.announced(1_000);
+        // It listed nobody: the next one 20 s later.
+        assert!(!book.due(20_999, 3, 0));
+        // Meanwhile the room turned out to be 600 strong (a storm): the
+        // renewal waits for an interval of that room, 1,200 s.
+        for _ in 0..599 {
+            book.observe(PeerId::random(), None, 3_600, false, 5_000).unwrap();
+        }
+        assert!(!book.due(21_000, 600, 0), "not renewed at a small room's pace");
+        assert!(!book.due(1_000 + 1_199_999, 600, 0));
+        assert!(book.due(1_000 + 1_200_000, 600, 0));
+        // An answer to an arrival is not held back.
+        let mut answering = Book::default();
+        assert!(answering.due(1_000, 3, 0));
+        answering.announced(1_000);
+        for _ in 0..5 {
+            answering.observe(PeerId::random(), None, 60, false, 2_000).unwrap();
+        }
+        answering.peer_appeared(11_000, 0);
+        assert!(answering.due(11_000, 6, 0));
     }
 
     #[test]
