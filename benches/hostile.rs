@@ -311,7 +311,7 @@ fn run(which: &str) -> Value {
         let delivered = latencies.len();
         let latency = common::percentiles(&mut latencies);
         let (_, peak_bytes) = rss(None);
-        let disk: u64 = lab.nodes.iter().map(|n| dir_bytes(&n.config.data_dir)).sum();
+        let disk: u64 = lab.nodes.iter().map(|n| common::dir_bytes(&n.config.data_dir)).sum();
         lab.shutdown().await;
         json!({
             "bench": "hostile", "run": which, "honest_nodes": HONEST,
@@ -329,21 +329,6 @@ fn run(which: &str) -> Value {
             "rejected": rejected, "rss_peak_mb": (peak_bytes as f64 / 1048576.0 * 10.0).round() / 10.0,
         })
     })
-}
-
-/// Bytes in the files under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn main() {

@@ -48,21 +48,6 @@ fn mb(bytes: u64) -> f64 {
     (bytes as f64 / 1048576.0 * 10.0).round() / 10.0
 }
 
-/// Bytes in the files under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 fn run(which: &str) -> Value {
     let bound: usize = which
         .strip_prefix("bound-")
@@ -139,7 +124,7 @@ fn run(which: &str) -> Value {
             .await
             .expect("footprint")
             .posts;
-        let disk = dir_bytes(&lab.nodes[0].config.data_dir);
+        let disk = common::dir_bytes(&lab.nodes[0].config.data_dir);
         // Growth per post over the last TAIL_SECS.
         let last = samples[samples.len() - 1];
         let first = samples

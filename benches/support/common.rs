@@ -44,6 +44,21 @@ pub fn main_with(impls: &[&str], run_impl: fn(&str) -> Value, ratios: impl Fn(&[
     println!("{}", ratios(&lines));
 }
 
+/// Bytes in the files under `dir`.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// A multi-thread runtime like the node's (2 workers on this machine).
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

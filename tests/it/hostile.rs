@@ -302,15 +302,8 @@ async fn a_hub_over_the_per_peer_limit_is_not_penalised_for_what_it_forwards() {
         gossip_per_peer: Rate::new(5.0, 5.0),
         ..Limits::default()
     };
-    let config = LabConfig {
-        limits: Some(limits),
-        tweak: only_its_edges,
-        ..LabConfig::default()
-    };
-    let mut lab = Lab::start(3, config).await.expect("lab");
     let edges = [(0, 1), (0, 2)];
-    lab.connect_edges(&edges, T).await.expect("connect");
-    lab.join_all(&lobby, &edges, T).await.expect("mesh");
+    let mut lab = private_lab(3, limits, &edges, &lobby).await;
     // A and B post at once: A forwards B's posts and sends its own, more
     // than C allows one peer.
     let (a, b) = (lab.nodes[0].handle.clone(), lab.nodes[1].handle.clone());
@@ -341,6 +334,20 @@ fn only_its_edges(c: &mut backchannel::Config) {
     c.public = false;
 }
 
+/// `n` private nodes (`only_its_edges`) with `limits`, connected by `edges`,
+/// in room `lobby`.
+async fn private_lab(n: usize, limits: backchannel::Limits, edges: &[(usize, usize)], lobby: &Room) -> Lab {
+    let config = LabConfig {
+        limits: Some(limits),
+        tweak: only_its_edges,
+        ..LabConfig::default()
+    };
+    let mut lab = Lab::start(n, config).await.expect("lab");
+    lab.connect_edges(edges, T).await.expect("connect");
+    lab.join_all(lobby, edges, T).await.expect("mesh");
+    lab
+}
+
 /// A connection far over the per-peer limit (2,000 messages a second,
 /// `Limits::gossip_flood_per_peer`) is flooding, whoever signed what it
 /// carries: no honest forwarder relays that much, since it relays only what
@@ -352,13 +359,7 @@ fn only_its_edges(c: &mut backchannel::Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_far_over_the_per_peer_limit_is_graylisted_whatever_keys_it_uses() {
     let lobby = room("lobby");
-    let config = LabConfig {
-        tweak: only_its_edges,
-        ..LabConfig::default()
-    };
-    let mut lab = Lab::start(2, config).await.expect("lab");
-    lab.connect_edges(&[(0, 1)], T).await.expect("connect");
-    lab.join_all(&lobby, &[(0, 1)], T).await.expect("mesh");
+    let mut lab = private_lab(2, backchannel::Limits::default(), &[(0, 1)], &lobby).await;
     let attacker = hostile_peer(&lab.nodes[0], &lobby).await;
     {
         let graylisted = async {
@@ -458,15 +459,8 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize, paid: 
         stamp_bits: STAMP_BITS,
         ..Default::default()
     };
-    let config = LabConfig {
-        limits: Some(limits),
-        tweak: only_its_edges,
-        ..LabConfig::default()
-    };
-    let mut lab = Lab::start(3, config).await.expect("lab");
     let edges = [(0, 1), (0, 2)];
-    lab.connect_edges(&edges, T).await.expect("connect");
-    lab.join_all(&lobby, &edges, T).await.expect("mesh");
+    let mut lab = private_lab(3, limits, &edges, &lobby).await;
     let mut hellos = HashMap::new();
     for node in &lab.nodes {
         let id = node.handle.post(&lobby, "hello").await.expect("post");
@@ -585,15 +579,8 @@ async fn honest_posts_refused_over_a_flooded_hubs_share_are_fetched_back_from_an
         stamp_bits: STAMP_BITS,
         ..Default::default()
     };
-    let config = LabConfig {
-        limits: Some(limits),
-        tweak: only_its_edges,
-        ..LabConfig::default()
-    };
-    let mut lab = Lab::start(5, config).await.expect("lab");
     let edges = [(0, 3), (3, 4), (4, 1), (1, 2), (2, 0)];
-    lab.connect_edges(&edges, T).await.expect("connect");
-    lab.join_all(&lobby, &edges, T).await.expect("mesh");
+    let mut lab = private_lab(5, limits, &edges, &lobby).await;
 
     let attacker = hostile_peer(&lab.nodes[0], &lobby).await;
     let started = std::time::Instant::now();
