@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::protocol::{GROUP_DOMAIN, MAX_WIRE_MEMBERS};
 
 crate::id::hex_id! {
-    /// A group's id: it commits to the moderator's key ([`group_id`]).
+    /// A group's id: it commits to the moderator's key (`group_id`).
     GroupId
 }
 

@@ -22,7 +22,7 @@ pub struct HallwayPost {
     pub time_ms: u64,
     /// The author's display name, if any.
     pub nick: Option<String>,
-    /// The room clock (see [`crate::room`]): orders the room.
+    /// The room clock (docs/PROTOCOL.md, "Room clocks and order"): orders the room.
     pub clock: u64,
     /// The post this one answers.
     pub reply_to: Option<MessageId>,

@@ -253,8 +253,8 @@ impl DataKey {
 }
 
 /// Makes a key file for a new data key under `passphrase`: returns the data
-/// key and the file's bytes (written by the caller, e.g.
-/// [`write_key_file`]).
+/// key and the file's bytes (which the caller writes to the data
+/// directory).
 pub fn new_key_file(passphrase: &Passphrase, params: KdfParams) -> Result<(DataKey, Vec<u8>), SealError> {
     let mut data_key = Zeroizing::new([0u8; KEY_BYTES]);
     getrandom::fill(data_key.as_mut()).expect("the OS random number generator works");

@@ -185,7 +185,7 @@ pub enum Event {
     },
     /// A verified room operation from another participant took effect
     /// (a delete, edit, reaction, role, removal, hallway mode or question
-    /// state). Read the room again ([`Handle::room_view`]) to show it.
+    /// state). Read the room again ([`crate::Handle::room_view`]) to show it.
     RoomOp {
         /// The room.
         room: Room,
@@ -230,7 +230,7 @@ pub enum Event {
         /// Why.
         reason: DialFailure,
     },
-    /// Bytes from a peer were rejected (and counted in [`Stats`]).
+    /// Bytes from a peer were rejected (and counted in [`crate::Stats`]).
     Rejected {
         /// The peer that sent them (for gossip: the one that forwarded them).
         from: PeerId,

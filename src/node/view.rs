@@ -70,7 +70,7 @@ pub struct RoomPost {
 }
 
 /// What a node keeps about one room, counted across the event loop's state
-/// ([`Handle::room_footprint`]). A room the node has left has none of it:
+/// ([`crate::Handle::room_footprint`]). A room the node has left has none of it:
 /// [`RoomFootprint::is_empty`]. For tests and diagnostics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RoomFootprint {
