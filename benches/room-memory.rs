@@ -13,6 +13,15 @@
 //! is what shows whether memory is bounded: the bench prints the growth
 //! per post over the last two minutes, once those windows are full, and
 //! the node's data directory's size at the end.
+//!
+//! A third run, "flood-process", measures a flood with the node in a
+//! process of its own (`backchannel run`, default limits), so that its
+//! memory is told apart from the attacker's: one raw connection publishes
+//! valid posts under 1,000 fresh keys as fast as it can for 30 s (20,000 a
+//! second asked), and the node process's RSS is read every 10 s. With the
+//! flood ceiling (`Limits::gossip_flood_per_peer`) the flooder is
+//! graylisted and gossipsub stops keeping what it sends. Run it alone with
+//! `BACKCHANNEL_BENCH_IMPL=flood-process BIN --bench`.
 
 #![allow(missing_docs)]
 
@@ -48,7 +57,105 @@ fn mb(bytes: u64) -> f64 {
     (bytes as f64 / 1048576.0 * 10.0).round() / 10.0
 }
 
+/// The "flood-process" run.
+async fn flood_process() -> Value {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    const FLOOD_SECS: u64 = 30;
+    let dir = tempfile::tempdir().expect("dir");
+    let identity = backchannel::Identity::from_secret([7; 32]);
+    identity.save(dir.path()).expect("identity");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: backchannel::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_backchannel"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "run",
+            "--json",
+            "--no-mdns",
+            "--listen",
+            &addr.to_string(),
+            "--room",
+            "lobby",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (shown_tx, shown) = tokio::sync::watch::channel(0usize);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"type\":\"hallway\"") {
+                n += 1;
+                let _ = shown_tx.send(n);
+            }
+        }
+    });
+    // Until it listens.
+    let deadline = Instant::now() + T;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "the node listens within {T:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let keys: Vec<ed25519_dalek::SigningKey> = (0..KEYS)
+        .map(|_| {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).expect("random");
+            ed25519_dalek::SigningKey::from_bytes(&secret)
+        })
+        .collect();
+    let mut raw = raw::RawPeer::start(64 * 1024).await;
+    raw.connect(&addr, identity.peer_id()).await;
+    raw.join("lobby", identity.peer_id()).await;
+    let (base, _) = rss(Some(pid));
+    let mut samples = vec![json!([0, 0, mb(base)])];
+    let started = Instant::now();
+    let (mut sent, mut failed) = (0usize, 0usize);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut next_sample = 10;
+    while started.elapsed() < Duration::from_secs(FLOOD_SECS) {
+        tick.tick().await;
+        for _ in 0..200 {
+            let key = &keys[sent % KEYS];
+            let post = wire::envelope(
+                key,
+                key.verifying_key().to_bytes(),
+                wire::payload_post(&wire::post("lobby", &format!("flood {sent}"))),
+            );
+            sent += 1;
+            if raw.try_publish("lobby", post).await.is_err() {
+                failed += 1;
+            }
+        }
+        if started.elapsed().as_secs() >= next_sample {
+            samples.push(json!([next_sample, sent - failed, mb(rss(Some(pid)).0)]));
+            next_sample += 10;
+        }
+    }
+    let (end, peak) = rss(Some(pid));
+    let shown = *shown.borrow();
+    drop(raw);
+    let _ = child.kill().await;
+    json!({
+        "bench": "room-memory", "run": "flood-process",
+        "flood_secs": FLOOD_SECS, "published": sent - failed, "not_published": failed,
+        "shown": shown,
+        "node_rss_mb_every_10s": samples,
+        "node_rss_end_mb": mb(end), "node_rss_peak_mb": mb(peak),
+    })
+}
+
 fn run(which: &str) -> Value {
+    if which == "flood-process" {
+        return common::runtime().block_on(flood_process());
+    }
     let bound: usize = which
         .strip_prefix("bound-")
         .and_then(|b| b.parse().ok())
@@ -148,7 +255,7 @@ fn run(which: &str) -> Value {
 }
 
 fn main() {
-    common::main_with(&["bound-1000", "bound-10000"], run, |lines| {
+    common::main_with(&["bound-1000", "bound-10000", "flood-process"], run, |lines| {
         json!({
             "bench": "room-memory",
             "target": "once past the bound and gossipsub's time windows, memory per further post ~0 (issue 16: bounded under any flood)",

@@ -353,9 +353,9 @@ async fn private_lab(n: usize, limits: backchannel::Limits, edges: &[(usize, usi
 /// carries: no honest forwarder relays that much, since it relays only what
 /// it admitted. It is penalised and graylisted, so that gossipsub stops
 /// keeping ~2 KB for two minutes for every message it sends (before, one
-/// raw connection at 14,000 a second under fresh keys was never penalised,
-/// and the process grew to 646 MB in 30 s, docs/PERFORMANCE.md); the honest
-/// neighbour is not penalised by anyone.
+/// raw connection at ~20,000 a second under fresh keys was never
+/// penalised, and the node grew from 20 to 390 MB in 30 s,
+/// docs/PERFORMANCE.md); the honest neighbour is not penalised by anyone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_far_over_the_per_peer_limit_is_graylisted_whatever_keys_it_uses() {
     let lobby = room("lobby");
