@@ -12,9 +12,9 @@
 //! So a room notes what it refused live and from whom ([`Refusals::note`]),
 //! and a second later asks another peer of the room for those ids, with a
 //! history-sync fetch ([`Refusals::take_due`]); what that peer does not
-//! send (it refused the message too, or the page was cut) is asked again of
-//! a peer not yet asked, a second later, up to [`MAX_ATTEMPTS`] times
-//! ([`Refusals::retry`]). What comes back is admitted
+//! send (it refused the message too, or the page was cut) is asked again,
+//! of a peer not yet asked and then of the forwarder itself, after 1, 2, 4
+//! and 8 s ([`Refusals::retry`], [`MAX_ATTEMPTS`]). What comes back is admitted
 //! as [`Origin::Recovered`](crate::node::rooms::Origin::Recovered):
 //! charged, like live traffic, to the share of the peer that served it, so
 //! the bound on what a flood shows holds per serving peer as it does per
@@ -33,11 +33,13 @@ use crate::id::MessageId;
 /// forwarded the message by other paths have had it for a while.
 pub(crate) const RECOVER_AFTER_MS: u64 = 1_000;
 
-/// Refusals older than this are dropped unasked: periodic sync finds them.
+/// Refusals due longer ago than this and still not asked (more were due
+/// than a tick asks) are dropped: periodic sync finds them.
 pub(crate) const FORGET_AFTER_MS: u64 = 30_000;
 
-/// Peers asked for one refused message at most.
-pub(crate) const MAX_ATTEMPTS: usize = 3;
+/// Asks for one refused message at most (1, 2, 4, 8 and 16 s after the
+/// refusal).
+pub(crate) const MAX_ATTEMPTS: usize = 5;
 
 /// Refusals kept per forwarder (the oldest go first). A flooding connection
 /// fills its own queue, not the others'.
@@ -72,26 +74,31 @@ pub(crate) struct Refusals {
 
 impl Refusals {
     /// Notes that `id`, forwarded by `forwarder`, was refused over its share
-    /// at `now_ms`.
+    /// at `now_ms`: it is asked about [`RECOVER_AFTER_MS`] later.
     pub(crate) fn note(&mut self, id: MessageId, forwarder: PeerId, now_ms: u64) {
         let pending = Pending {
             id,
             forwarder,
             tried: Vec::new(),
         };
-        self.queue(pending, now_ms);
+        self.queue(pending, now_ms + RECOVER_AFTER_MS);
     }
 
     /// Notes that the peer last asked for `pending` at `now_ms` did not send
-    /// it (or it was refused again): it is asked of another peer a second
-    /// later, unless [`MAX_ATTEMPTS`] peers were asked already.
+    /// it (or it was refused again): it is asked again, of the peer that
+    /// has waited longest, after twice the previous wait (1, 2, 4, 8 s),
+    /// unless [`MAX_ATTEMPTS`] asks were made already. The backoff lets a
+    /// forwarder whose share a flood keeps spent serve it once the flood
+    /// is over.
     pub(crate) fn retry(&mut self, pending: Pending, now_ms: u64) {
-        if pending.tried.len() < MAX_ATTEMPTS {
-            self.queue(pending, now_ms);
+        let n = pending.tried.len();
+        if n < MAX_ATTEMPTS {
+            let wait = RECOVER_AFTER_MS << n.saturating_sub(1).min(8);
+            self.queue(pending, now_ms + wait);
         }
     }
 
-    fn queue(&mut self, pending: Pending, now_ms: u64) {
+    fn queue(&mut self, pending: Pending, due_ms: u64) {
         let forwarder = pending.forwarder;
         if !self.by_forwarder.contains_key(&forwarder) && self.by_forwarder.len() >= MAX_FORWARDERS {
             return;
@@ -100,7 +107,7 @@ impl Refusals {
         if queue.len() >= MAX_PER_FORWARDER {
             queue.pop_front();
         }
-        queue.push_back((pending, now_ms));
+        queue.push_back((pending, due_ms));
     }
 
     /// Refusals noted and not yet asked.
@@ -108,39 +115,41 @@ impl Refusals {
         self.by_forwarder.values().map(VecDeque::len).sum()
     }
 
-    /// Takes the refusals due at `now_ms` (noted [`RECOVER_AFTER_MS`] ago or
-    /// more), at most [`MAX_ASKED`] shared out among their forwarders, and
-    /// says whom to ask for each: a peer of the room (`peers`, now) other
-    /// than its forwarder, picked at random with `random` among those not
-    /// asked for it yet (among all of them if every one was: one may have
-    /// it by now). Each taken refusal records the peer asked in `tried`.
-    /// Refusals whose forwarder is the room's only peer, and those noted
-    /// over [`FORGET_AFTER_MS`] ago, are dropped.
+    /// Takes the refusals due at `now_ms`, at most [`MAX_ASKED`] shared out
+    /// among their forwarders, and says whom to ask for each, among the
+    /// room's peers now (`peers`): one other than its forwarder not asked
+    /// for it yet (picked with `random`); once every other peer was asked,
+    /// the forwarder itself (it has the message, and its share may have
+    /// room again: in a line it is the only one that has it); after that,
+    /// the peer asked longest ago. Each taken refusal records the peer
+    /// asked in `tried`. Refusals when the room has no peer, and those due
+    /// over [`FORGET_AFTER_MS`] ago and still not asked, are dropped.
     pub(crate) fn take_due(
         &mut self,
         now_ms: u64,
         peers: &[PeerId],
         mut random: impl FnMut() -> u64,
     ) -> Vec<(PeerId, Vec<Pending>)> {
-        let due_before = now_ms.saturating_sub(RECOVER_AFTER_MS);
         let forget_before = now_ms.saturating_sub(FORGET_AFTER_MS);
         for queue in self.by_forwarder.values_mut() {
-            while queue.front().is_some_and(|(_, at)| *at < forget_before) {
-                queue.pop_front();
-            }
+            queue.retain(|(_, due)| *due >= forget_before);
         }
         self.by_forwarder.retain(|_, queue| !queue.is_empty());
+        if peers.is_empty() {
+            self.by_forwarder.clear();
+            return Vec::new();
+        }
         let mut due: Vec<PeerId> = self
             .by_forwarder
             .iter()
-            .filter(|(_, queue)| queue.front().is_some_and(|(_, at)| *at <= due_before))
+            .filter(|(_, queue)| queue.iter().any(|(_, at)| *at <= now_ms))
             .map(|(forwarder, _)| *forwarder)
             .collect();
         if due.is_empty() {
             return Vec::new();
         }
         // A different order each tick, so that what is left over when the
-        // share runs out is not always the same forwarder's.
+        // ids asked per tick run out is not always the same forwarder's.
         let n = due.len();
         due.rotate_left((random() % n as u64) as usize);
         let each = (MAX_ASKED / n).max(1);
@@ -151,29 +160,54 @@ impl Refusals {
                 continue;
             };
             let others: Vec<PeerId> = peers.iter().copied().filter(|p| *p != forwarder).collect();
-            if others.is_empty() {
-                // Nobody else to ask: periodic sync will, once there is.
-                queue.retain(|(_, at)| *at > due_before);
-                continue;
+            let mut candidates = others.clone();
+            if peers.contains(&forwarder) {
+                candidates.push(forwarder);
             }
             let mut taken = 0;
-            while taken < each
-                && asked < MAX_ASKED
-                && queue.front().is_some_and(|(_, at)| *at <= due_before)
-                && let Some((mut pending, _)) = queue.pop_front()
-            {
-                let untried: Vec<PeerId> = others.iter().copied().filter(|p| !pending.tried.contains(p)).collect();
-                let from = if untried.is_empty() { &others } else { &untried };
-                let ask = from[(random() % from.len() as u64) as usize];
+            let mut kept = VecDeque::with_capacity(queue.len());
+            while let Some((mut pending, at)) = queue.pop_front() {
+                if at > now_ms || taken >= each || asked >= MAX_ASKED {
+                    kept.push_back((pending, at));
+                    continue;
+                }
+                let Some(ask) = choose(&pending, &others, &candidates, &mut random) else {
+                    continue;
+                };
                 pending.tried.push(ask);
                 asks.entry(ask).or_default().push(pending);
                 taken += 1;
                 asked += 1;
             }
+            *queue = kept;
         }
         self.by_forwarder.retain(|_, queue| !queue.is_empty());
         asks.into_iter().collect()
     }
+}
+
+/// Whom to ask for `pending` ([`Refusals::take_due`]): a peer in `others`
+/// (the room's peers but its forwarder) not asked yet, at random; else the
+/// forwarder if not asked yet and in `candidates`; else the candidate asked
+/// longest ago. None if there is no candidate.
+fn choose(
+    pending: &Pending,
+    others: &[PeerId],
+    candidates: &[PeerId],
+    random: &mut impl FnMut() -> u64,
+) -> Option<PeerId> {
+    let untried: Vec<PeerId> = others.iter().copied().filter(|p| !pending.tried.contains(p)).collect();
+    if !untried.is_empty() {
+        return Some(untried[(random() % untried.len() as u64) as usize]);
+    }
+    if candidates.contains(&pending.forwarder) && !pending.tried.contains(&pending.forwarder) {
+        return Some(pending.forwarder);
+    }
+    // The candidate whose last ask is the earliest.
+    candidates
+        .iter()
+        .copied()
+        .min_by_key(|c| pending.tried.iter().rposition(|t| t == c).map_or(0, |i| i + 1))
 }
 
 #[cfg(test)]
@@ -222,38 +256,45 @@ mod tests {
     }
 
     #[test]
-    fn what_a_peer_did_not_send_is_asked_of_another_then_given_up() {
+    fn what_a_peer_did_not_send_is_asked_again_with_a_backoff_then_given_up() {
         let (hub, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
         let peers = [hub, b, c];
         let mut r = Refusals::default();
         r.note(id(1), hub, 0);
-        let mut now = RECOVER_AFTER_MS;
+        // (when, whom) of each ask; every answer lacks it.
         let mut asked = Vec::new();
-        loop {
-            let mut asks = r.take_due(now, &peers, counter());
-            let Some((peer, mut pending)) = asks.pop() else {
-                break;
-            };
-            let pending = pending.pop().expect("one");
-            assert_eq!(pending.tried.last(), Some(&peer));
-            asked.push(peer);
-            // The peer did not send it.
-            r.retry(pending, now);
-            now += RECOVER_AFTER_MS;
+        for now in (0..60_000).step_by(500) {
+            for (peer, mut pending) in r.take_due(now, &peers, counter()) {
+                let pending = pending.pop().expect("one");
+                assert_eq!(pending.tried.last(), Some(&peer));
+                asked.push((now, peer));
+                r.retry(pending, now);
+            }
         }
-        assert_eq!(asked.len(), MAX_ATTEMPTS, "{asked:?}");
-        assert!(!asked.contains(&hub));
-        // Both other peers were asked before either was asked again.
-        assert_ne!(asked[0], asked[1]);
-        assert_eq!(r.len(), 0);
+        let when: Vec<u64> = asked.iter().map(|(t, _)| *t).collect();
+        assert_eq!(when, vec![1_000, 2_000, 4_000, 8_000, 16_000], "1 s, then doubling");
+        let whom: Vec<PeerId> = asked.iter().map(|(_, p)| *p).collect();
+        // Both other peers first, then the forwarder (its share may have
+        // room again, and in a line it is the only one that has it), then
+        // whoever was asked longest ago.
+        assert_ne!(whom[0], whom[1]);
+        assert!(!whom[..2].contains(&hub));
+        assert_eq!(whom[2], hub);
+        assert_eq!(whom[3], whom[0]);
+        assert_eq!(whom[4], whom[1]);
+        assert_eq!(r.len(), 0, "given up after {MAX_ATTEMPTS}");
     }
 
     #[test]
-    fn with_nobody_else_in_the_room_nothing_is_asked_and_nothing_kept() {
+    fn with_nobody_else_in_the_room_the_forwarder_is_asked_and_with_nobody_nothing_is_kept() {
         let hub = PeerId::random();
         let mut r = Refusals::default();
         r.note(id(1), hub, 0);
-        assert!(r.take_due(5_000, &[hub], counter()).is_empty());
+        // The end of a line: its only peer is the forwarder, whose share
+        // may have room a second later.
+        assert_eq!(ids(&r.take_due(5_000, &[hub], counter())), vec![(hub, vec![id(1)])]);
+        r.note(id(2), hub, 0);
+        assert!(r.take_due(5_000, &[], counter()).is_empty());
         assert_eq!(r.len(), 0);
     }
 
@@ -261,9 +302,11 @@ mod tests {
     fn old_refusals_are_left_to_periodic_sync() {
         let (hub, other) = (PeerId::random(), PeerId::random());
         let mut r = Refusals::default();
+        // Due at 1 s and at 31.5 s; a tick at 31.5 s drops the first,
+        // unasked for 30 s (more were due than ticks asked).
         r.note(id(1), hub, 0);
-        r.note(id(2), hub, 29_000);
-        let asks = ids(&r.take_due(FORGET_AFTER_MS + 1, &[hub, other], counter()));
+        r.note(id(2), hub, 30_500);
+        let asks = ids(&r.take_due(31_500, &[hub, other], counter()));
         assert_eq!(asks, vec![(other, vec![id(2)])]);
     }
 

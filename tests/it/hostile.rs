@@ -620,6 +620,49 @@ async fn honest_posts_refused_over_a_flooded_hubs_share_are_fetched_back_from_an
     lab.shutdown().await;
 }
 
+/// The same in a line, D (3) - A (0) - B (1) - C (2), with the paid flood
+/// at A: B hears D's posts only through A, whose share at B the spam A
+/// admitted keeps spent, and C only through B. So B can fetch what it
+/// refused from A alone, once the flood has left A's share room (it asks C
+/// first, then A, then again with a growing wait), and C, which never saw
+/// those posts, gets them when B spreads what it fetched back. Every one
+/// of D's posts shows on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_line_what_a_flooded_share_refused_is_fetched_from_the_forwarder_and_spread_on() {
+    let lobby = room("lobby");
+    let share = backchannel::Rate::new(5.0, 20.0);
+    let limits = backchannel::Limits {
+        newcomers_per_peer: share,
+        stamp_bits: STAMP_BITS,
+        ..Default::default()
+    };
+    let edges = [(3, 0), (0, 1), (1, 2)];
+    let mut lab = private_lab(4, limits, &edges, &lobby).await;
+    let attacker = hostile_peer(&lab.nodes[0], &lobby).await;
+    let d = lab.nodes[3].handle.clone();
+    let posting = async {
+        let mut ids = HashSet::new();
+        let mut pace = tokio::time::interval(std::time::Duration::from_millis(200));
+        for i in 0..20 {
+            pace.tick().await;
+            ids.insert(d.post(&lobby, &format!("honest {i}")).await.expect("post"));
+        }
+        ids
+    };
+    let ((), honest) = tokio::join!(sybil_flood_at(&attacker, 400, true, 100), posting);
+    let mut recovered = 0;
+    for i in [0, 1, 2] {
+        shows_all(&mut lab.nodes[i], &honest).await;
+        recovered += lab.nodes[i].handle.stats().await.expect("stats").recovered;
+    }
+    assert!(
+        recovered > 0,
+        "nothing was refused and fetched back: the flood did not test the line"
+    );
+    drop(attacker);
+    lab.shutdown().await;
+}
+
 /// The application hears of rejections at most 20 a second (bursts of
 /// 100), however many there are, so that a flood cannot crowd its event
 /// queue; every rejection is still counted in `Stats`, and the ones not

@@ -593,6 +593,24 @@ impl EventLoop {
         }
     }
 
+    /// Pushes what this node fetched back after a share refused it to the
+    /// room's other peers (all but `source`, which served it): it did not
+    /// forward it when it refused it, so a peer that hears the room only
+    /// through this node lacks it as well. They admit it as history
+    /// (charged to this node's share for an author they do not know).
+    fn pass_on(&mut self, source: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) {
+        for other in self.room_peers_of(room) {
+            if other == source {
+                continue;
+            }
+            for page in pages(envelopes.clone()) {
+                let n = page.len();
+                self.stats.synced_sent += n as u64;
+                self.send_sync(other, room, SyncQuery::Push(page), Asked::Push(n));
+            }
+        }
+    }
+
     /// Admits a fetched page once verified, and keeps the session going.
     pub(super) fn handle_verified(&mut self, page: VerifiedPage) {
         let VerifiedPage {
@@ -602,8 +620,28 @@ impl EventLoop {
             asked,
             opened,
         } = page;
+        // What this node refused it did not forward, so peers that hear the
+        // room only through it lack it too: what comes back is passed on.
+        let fetched: Vec<(MessageId, Vec<u8>)> = if origin == Origin::Recovered {
+            opened
+                .iter()
+                .flatten()
+                .filter(|s| matches!(self.store.contains(&s.id()), Ok(false)))
+                .map(|s| (s.id(), s.envelope().to_vec()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let received = self.admit_history(peer, &room, origin, opened);
         self.retry_recovery(&room, asked);
+        let admitted: Vec<Vec<u8>> = fetched
+            .into_iter()
+            .filter(|(id, _)| matches!(self.store.contains(id), Ok(true)))
+            .map(|(_, envelope)| envelope)
+            .collect();
+        if !admitted.is_empty() {
+            self.pass_on(peer, &room, admitted);
+        }
         if let Some(session) = self.syncs.sessions.get_mut(&(peer, room.clone())) {
             session.verifying = session.verifying.saturating_sub(1);
             session.received += received;
