@@ -57,6 +57,17 @@ fn mb(bytes: u64) -> f64 {
     (bytes as f64 / 1048576.0 * 10.0).round() / 10.0
 }
 
+/// [`KEYS`] fresh ed25519 keys: the authors of the posts fed in.
+fn fresh_keys() -> Vec<ed25519_dalek::SigningKey> {
+    (0..KEYS)
+        .map(|_| {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).expect("random");
+            ed25519_dalek::SigningKey::from_bytes(&secret)
+        })
+        .collect()
+}
+
 /// The "flood-process" run.
 async fn flood_process() -> Value {
     use tokio::io::{AsyncBufReadExt, BufReader};
@@ -104,13 +115,7 @@ async fn flood_process() -> Value {
         assert!(Instant::now() < deadline, "the node listens within {T:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let keys: Vec<ed25519_dalek::SigningKey> = (0..KEYS)
-        .map(|_| {
-            let mut secret = [0u8; 32];
-            getrandom::fill(&mut secret).expect("random");
-            ed25519_dalek::SigningKey::from_bytes(&secret)
-        })
-        .collect();
+    let keys = fresh_keys();
     let mut raw = raw::RawPeer::start(64 * 1024).await;
     raw.connect(&addr, identity.peer_id()).await;
     raw.join("lobby", identity.peer_id()).await;
@@ -161,13 +166,7 @@ fn run(which: &str) -> Value {
         .and_then(|b| b.parse().ok())
         .expect("a bound");
     common::runtime().block_on(async move {
-        let keys: Vec<ed25519_dalek::SigningKey> = (0..KEYS)
-            .map(|_| {
-                let mut secret = [0u8; 32];
-                getrandom::fill(&mut secret).expect("random");
-                ed25519_dalek::SigningKey::from_bytes(&secret)
-            })
-            .collect();
+        let keys = fresh_keys();
         let lobby = Room::new("lobby").expect("room");
         // Function pointers: one per bound.
         let tweak: fn(&mut backchannel::Config) = match bound {

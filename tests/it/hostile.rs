@@ -391,6 +391,30 @@ async fn a_connection_far_over_the_per_peer_limit_is_graylisted_whatever_keys_it
     lab.shutdown().await;
 }
 
+/// Limits with a small share of newcomers (5/s, bursts of 20), so that a
+/// short paid flood spends it, and the test's stamp strength; everyone
+/// stays a newcomer for the default ten minutes (the room is new).
+fn small_share() -> (backchannel::Rate, backchannel::Limits) {
+    let share = backchannel::Rate::new(5.0, 20.0);
+    let limits = backchannel::Limits {
+        newcomers_per_peer: share,
+        stamp_bits: STAMP_BITS,
+        ..Default::default()
+    };
+    (share, limits)
+}
+
+/// Twenty honest posts by `author` to "lobby", one every `every`; their ids.
+async fn twenty_posts(author: &backchannel::Handle, lobby: &Room, every: std::time::Duration) -> HashSet<MessageId> {
+    let mut ids = HashSet::new();
+    let mut pace = tokio::time::interval(every);
+    for i in 0..20 {
+        pace.tick().await;
+        ids.insert(author.post(lobby, &format!("honest {i}")).await.expect("post"));
+    }
+    ids
+}
+
 /// A fresh ed25519 key: what a sybil key costs.
 fn fresh_key() -> ed25519_dalek::SigningKey {
     let mut secret = [0u8; 32];
@@ -484,15 +508,7 @@ async fn sybil_flood_through_a_hub(attacked: &[usize], flood_each: usize, paid: 
     let started = std::time::Instant::now();
     let floods = attackers.iter().map(|raw| sybil_flood(raw, flood_each, paid));
     let b = lab.nodes[1].handle.clone();
-    let posting = async {
-        let mut ids = HashSet::new();
-        let mut pace = tokio::time::interval(std::time::Duration::from_millis(50));
-        for i in 0..20 {
-            pace.tick().await;
-            ids.insert(b.post(&lobby, &format!("honest {i}")).await.expect("post"));
-        }
-        ids
-    };
+    let posting = twenty_posts(&b, &lobby, std::time::Duration::from_millis(50));
     let ((), mut honest) = tokio::join!(
         async {
             futures::future::join_all(floods).await;
@@ -571,29 +587,14 @@ async fn a_flood_of_paid_keys_at_the_hub_shows_the_stamped_share_and_penalises_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_posts_refused_over_a_flooded_hubs_share_are_fetched_back_from_another_peer() {
     let lobby = room("lobby");
-    // Everyone stays a newcomer (the default ten minutes: the room is new);
-    // a small share, so that a short flood spends it.
-    let share = backchannel::Rate::new(5.0, 20.0);
-    let limits = backchannel::Limits {
-        newcomers_per_peer: share,
-        stamp_bits: STAMP_BITS,
-        ..Default::default()
-    };
+    let (share, limits) = small_share();
     let edges = [(0, 3), (3, 4), (4, 1), (1, 2), (2, 0)];
     let mut lab = private_lab(5, limits, &edges, &lobby).await;
 
     let attacker = hostile_peer(&lab.nodes[0], &lobby).await;
     let started = std::time::Instant::now();
     let d = lab.nodes[3].handle.clone();
-    let posting = async {
-        let mut ids = HashSet::new();
-        let mut pace = tokio::time::interval(std::time::Duration::from_millis(200));
-        for i in 0..20 {
-            pace.tick().await;
-            ids.insert(d.post(&lobby, &format!("honest {i}")).await.expect("post"));
-        }
-        ids
-    };
+    let posting = twenty_posts(&d, &lobby, std::time::Duration::from_millis(200));
     // A flood A verifies at ease (so that A, not the longer way, is the
     // first to bring D's posts to C), still twenty times A's share at C.
     let ((), honest) = tokio::join!(sybil_flood_at(&attacker, 400, true, 100), posting);
@@ -630,25 +631,12 @@ async fn honest_posts_refused_over_a_flooded_hubs_share_are_fetched_back_from_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_line_what_a_flooded_share_refused_is_fetched_from_the_forwarder_and_spread_on() {
     let lobby = room("lobby");
-    let share = backchannel::Rate::new(5.0, 20.0);
-    let limits = backchannel::Limits {
-        newcomers_per_peer: share,
-        stamp_bits: STAMP_BITS,
-        ..Default::default()
-    };
+    let (_, limits) = small_share();
     let edges = [(3, 0), (0, 1), (1, 2)];
     let mut lab = private_lab(4, limits, &edges, &lobby).await;
     let attacker = hostile_peer(&lab.nodes[0], &lobby).await;
     let d = lab.nodes[3].handle.clone();
-    let posting = async {
-        let mut ids = HashSet::new();
-        let mut pace = tokio::time::interval(std::time::Duration::from_millis(200));
-        for i in 0..20 {
-            pace.tick().await;
-            ids.insert(d.post(&lobby, &format!("honest {i}")).await.expect("post"));
-        }
-        ids
-    };
+    let posting = twenty_posts(&d, &lobby, std::time::Duration::from_millis(200));
     let ((), honest) = tokio::join!(sybil_flood_at(&attacker, 400, true, 100), posting);
     let mut recovered = 0;
     for i in [0, 1, 2] {

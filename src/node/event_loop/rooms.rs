@@ -422,11 +422,11 @@ impl EventLoop {
         }
         self.stats.presence_sent += 1;
         if let Some(joined) = self.rooms.get_mut(room) {
-            match (leaving, joined.presence.next_cause()) {
-                (true, _) => {}
-                (false, Cause::First) => self.stats.presence_sent_first += 1,
-                (false, Cause::Answer) => self.stats.presence_sent_answers += 1,
-                (false, Cause::Periodic) => {}
+            match joined.presence.next_cause() {
+                _ if leaving => {}
+                Cause::First => self.stats.presence_sent_first += 1,
+                Cause::Answer => self.stats.presence_sent_answers += 1,
+                Cause::Periodic => {}
             }
             joined.presence.announced(now);
         }

@@ -620,27 +620,12 @@ impl EventLoop {
             asked,
             opened,
         } = page;
+        let (received, recovered) = self.admit_history(peer, &room, origin, opened);
+        self.retry_recovery(&room, asked);
         // What this node refused it did not forward, so peers that hear the
         // room only through it lack it too: what comes back is passed on.
-        let fetched: Vec<(MessageId, Vec<u8>)> = if origin == Origin::Recovered {
-            opened
-                .iter()
-                .flatten()
-                .filter(|s| matches!(self.store.contains(&s.id()), Ok(false)))
-                .map(|s| (s.id(), s.envelope().to_vec()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let received = self.admit_history(peer, &room, origin, opened);
-        self.retry_recovery(&room, asked);
-        let admitted: Vec<Vec<u8>> = fetched
-            .into_iter()
-            .filter(|(id, _)| matches!(self.store.contains(id), Ok(true)))
-            .map(|(_, envelope)| envelope)
-            .collect();
-        if !admitted.is_empty() {
-            self.pass_on(peer, &room, admitted);
+        if !recovered.is_empty() {
+            self.pass_on(peer, &room, recovered);
         }
         if let Some(session) = self.syncs.sessions.get_mut(&(peer, room.clone())) {
             session.verifying = session.verifying.saturating_sub(1);
@@ -714,13 +699,15 @@ impl EventLoop {
     /// answer to a push says how many were new.
     pub(super) fn apply_history(&mut self, peer: PeerId, room: &Room, envelopes: Vec<Vec<u8>>) -> usize {
         self.admit_history(peer, room, Origin::History, Signed::open_batch(&envelopes))
+            .0
     }
 
     /// Admits a verified page of history (or, `origin` `Recovered`, of
     /// messages fetched back after a refusal): counts what failed
     /// verification against `peer`, and admits each message by the room's
     /// one rule ([`JoinedRoom::admit`]), in the room's order. Returns how
-    /// many messages were new. A room left meanwhile admits nothing.
+    /// many messages were new and, for a recovery, their envelopes (to pass
+    /// on). A room left meanwhile admits nothing.
     ///
     /// [`JoinedRoom::admit`]: crate::node::rooms::JoinedRoom::admit
     fn admit_history(
@@ -729,7 +716,7 @@ impl EventLoop {
         room: &Room,
         origin: Origin,
         results: Vec<Result<Signed, RejectReason>>,
-    ) -> usize {
+    ) -> (usize, Vec<Vec<u8>>) {
         let mut opened: Vec<Signed> = Vec::with_capacity(results.len());
         for result in results {
             match result {
@@ -740,9 +727,12 @@ impl EventLoop {
         // In the room's order, so that grants come before what they allow.
         opened.sort_by_key(|s| (s.body().room_clock().map_or(0, |(_, clock)| clock), s.id()));
         let mut new = 0;
+        let mut recovered = Vec::new();
         for signed in opened {
+            let envelope = (origin == Origin::Recovered).then(|| signed.envelope().to_vec());
             if self.admit_room_message(origin, peer, room, signed).1 {
                 new += 1;
+                recovered.extend(envelope);
             }
         }
         if origin == Origin::Recovered {
@@ -750,7 +740,7 @@ impl EventLoop {
         } else {
             self.stats.synced_received += new as u64;
         }
-        new
+        (new, recovered)
     }
 }
 
