@@ -108,6 +108,8 @@ fn run(which: &str) -> Value {
             line["presence_received"] = json!(r.presence_received);
             line["presence_sent_first"] = json!(r.presence_sent_first);
             line["presence_sent_answers"] = json!(r.presence_sent_answers);
+            line["presence_held_back"] = json!(r.presence_held_back);
+            line["presence_over_budget"] = json!(r.presence_over_budget);
             line["syncs_started"] = json!(r.syncs_started);
             line["presence_events_per_s"] = json!(per_second(&r.presence_events_at_s));
             line["synced_events_per_s"] = json!(per_second(&r.synced_events_at_s));

@@ -5,7 +5,8 @@
 //! it checks sizes, verifies the ed25519 signature (`verify_strict`) over the
 //! exact received payload bytes *before* decoding them, then has
 //! `crate::wire` convert the payload into validated domain types. Anything
-//! else is a [`RejectReason`].
+//! else is a [`RejectReason`]. The one exception, [`peek_presence`], reads
+//! an unverified envelope only to decide that it is not worth verifying.
 
 use std::collections::HashMap;
 
@@ -137,6 +138,25 @@ impl Signed {
     }
 }
 
+/// The author of a presence announcement, and whether it says it leaves,
+/// read from envelope bytes *without* checking the signature: None for
+/// anything else (or bytes that are no envelope). A receiver uses it only to
+/// skip verifying an announcement it would not take anyway (a new
+/// participant while the room is over its announcement budget:
+/// `node::presence`); nothing read here is stored, forwarded or shown. It
+/// decodes with the same decoder [`Signed::open`] uses after verifying.
+pub(crate) fn peek_presence(bytes: &[u8]) -> Option<(PeerId, bool)> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return None;
+    }
+    let env = RawEnvelope::decode(bytes)?;
+    let public_key: [u8; 32] = env.public_key.as_slice().try_into().ok()?;
+    match wire::decode_payload(&env.payload).ok()? {
+        Body::Presence(p) => Some((peer_id_of_key_bytes(&public_key), p.leaving)),
+        _ => None,
+    }
+}
+
 /// The authors' keys met so far in one call: the decompressed key, or why
 /// the bytes are no key. Decompressing a key costs a field exponentiation,
 /// and depends on the 32 bytes alone, so a cached answer is exactly the one
@@ -204,6 +224,34 @@ mod tests {
             question: false,
             stamp: None,
         })
+    }
+
+    #[test]
+    fn a_peek_tells_a_presence_announcements_author_and_nothing_else() {
+        let a = alice();
+        let presence = |leaving| {
+            Signed::sign(
+                &a,
+                Body::Presence(crate::room::Presence {
+                    room: Room::new("lobby").unwrap(),
+                    time_ms: 1_700_000_000_000,
+                    nick: None,
+                    ttl_s: 60,
+                    leaving,
+                }),
+            )
+        };
+        assert_eq!(peek_presence(presence(false).envelope()), Some((a.peer_id(), false)));
+        assert_eq!(peek_presence(presence(true).envelope()), Some((a.peer_id(), true)));
+        assert_eq!(peek_presence(Signed::sign(&a, lobby_post()).envelope()), None);
+        assert_eq!(peek_presence(b"no envelope"), None);
+        // Unverified: a broken signature still peeks (it is only ever used
+        // to skip verifying), and `open` still refuses it.
+        let mut forged = presence(false).envelope().to_vec();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(peek_presence(&forged), Some((a.peer_id(), false)));
+        assert!(Signed::open(&forged).is_err());
     }
 
     #[test]

@@ -1296,7 +1296,7 @@ mod tests {
         (
             by_reason,
             by_peer,
-            (any::<[u64; 29]>(), any::<[u64; 2]>()),
+            (any::<[u64; 29]>(), any::<[u64; 4]>()),
             any::<bool>(),
         )
             .prop_map(
@@ -1334,6 +1334,8 @@ mod tests {
                     recovered: n[28],
                     presence_sent_first: m[0],
                     presence_sent_answers: m[1],
+                    presence_held_back: m[2],
+                    presence_over_budget: m[3],
                     awaiting_flush,
                 },
             )

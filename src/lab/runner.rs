@@ -104,6 +104,10 @@ pub struct Report {
     pub presence_sent_first: u64,
     /// Of `presence_sent`: answers to arrivals, summed.
     pub presence_sent_answers: u64,
+    /// Announcements held back by a room's budget, summed.
+    pub presence_held_back: u64,
+    /// Announcements of new participants skipped over a room's budget, summed.
+    pub presence_over_budget: u64,
     /// Every latency sample in ms (for plots; not in JSON).
     #[serde(skip)]
     pub latencies_ms: Vec<f64>,
@@ -1047,6 +1051,7 @@ pub async fn run_with(
     let (mut peer_sum, mut peer_nodes, mut conn_sum) = (0usize, 0usize, 0u64);
     let (mut syncs_started, mut presence_sent, mut presence_received) = (0u64, 0u64, 0u64);
     let (mut presence_sent_first, mut presence_sent_answers) = (0u64, 0u64);
+    let (mut presence_held_back, mut presence_over_budget) = (0u64, 0u64);
     for (i, member) in members.iter_mut().enumerate() {
         if !tracker.up[i] {
             continue;
@@ -1064,6 +1069,8 @@ pub async fn run_with(
                     presence_received += stats.presence_received;
                     presence_sent_first += stats.presence_sent_first;
                     presence_sent_answers += stats.presence_sent_answers;
+                    presence_held_back += stats.presence_held_back;
+                    presence_over_budget += stats.presence_over_budget;
                     for (k, v) in stats.rejected {
                         *tracker.rejected.entry(k).or_insert(0) += v;
                     }
@@ -1165,6 +1172,8 @@ pub async fn run_with(
         presence_received,
         presence_sent_first,
         presence_sent_answers,
+        presence_held_back,
+        presence_over_budget,
         latencies_ms: latencies,
         deliveries,
         presence_events_at_s: tracker.presence_at.iter().map(since_start).collect(),

@@ -1219,6 +1219,20 @@ impl EventLoop {
             self.violation(source, !under_flood);
             return MessageAcceptance::Ignore;
         }
+        // A room over its announcement budget takes no new participant's
+        // announcement: skipped before its signature is checked, so a join
+        // storm (or a flood of announcements under fresh keys) costs each
+        // node two verifications a second (`node::presence`). Not
+        // forwarded, not penalised: its sender may be an honest joiner.
+        if self.presence_on
+            && let Some(joined) = self.rooms.get(&room)
+            && !joined.presence.takes_newcomers(now)
+            && let Some((author, false)) = crate::envelope::peek_presence(&message.data)
+            && !joined.presence.lists(&author)
+        {
+            self.stats.presence_over_budget += 1;
+            return MessageAcceptance::Ignore;
+        }
         let signed = match Signed::open(&message.data) {
             Ok(signed) => signed,
             Err(reason) => {

@@ -82,6 +82,14 @@ pub struct Stats {
     /// leavings.
     #[serde(default)]
     pub presence_sent_answers: u64,
+    /// First announcements and answers held back because the room was over
+    /// its announcement budget (docs/PROTOCOL.md "Presence"), each time.
+    #[serde(default)]
+    pub presence_held_back: u64,
+    /// Announcements of new participants this node skipped unverified
+    /// because the room was over its announcement budget.
+    #[serde(default)]
+    pub presence_over_budget: u64,
     /// Presence announcements of others this node verified and admitted
     /// (renewals included): what a join storm costs each member.
     #[serde(default)]

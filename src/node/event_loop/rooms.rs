@@ -328,7 +328,7 @@ impl EventLoop {
                     // it (many joining together) spreads that announcement
                     // further (`Book::room_size_hint`).
                     let counted = joined.presence.counted();
-                    joined.presence.room_size_hint(counted, super::random_u64());
+                    joined.presence.size_hint_from_count(counted, super::random_u64());
                 }
                 if let (Body::Presence(p), Change::Here | Change::Left) = (signed.body(), &change) {
                     self.emit(Event::Presence {
@@ -440,19 +440,21 @@ impl EventLoop {
         }
         let now = now_ms();
         for room in self.rooms.ids() {
-            // Only a room that has not announced yet needs its peer count
-            // and a random delay; the others pay nothing for them each tick.
+            // Only a room that has not announced yet needs its peer count;
+            // the others pay nothing for it each tick. The random delay is
+            // drawn when an announcement is first scheduled or held back by
+            // the room's budget (`Book::due`).
             let scheduled = self.rooms.get(&room).is_some_and(|j| j.presence.is_scheduled());
-            let (peers, random) = if scheduled {
-                (0, 0)
-            } else {
-                (self.room_peers_of(&room).len(), super::random_u64())
-            };
+            let peers = if scheduled { 0 } else { self.room_peers_of(&room).len() };
+            let random = super::random_u64();
             let Some(joined) = self.rooms.get_mut(&room) else {
                 continue;
             };
+            let held_back = joined.presence.held_back();
             if joined.presence.due(now, peers, random) {
                 self.announce(&room, false);
+            } else if joined.presence.held_back() > held_back {
+                self.stats.presence_held_back += 1;
             }
             let gone = self
                 .rooms
