@@ -793,3 +793,71 @@ async fn a_flood_beyond_the_room_bound_keeps_the_newest_posts_alike_on_every_nod
     let stats = lab.nodes[0].handle.stats().await.expect("stats");
     assert!(stats.room_evicted >= 100, "node 0 evicted {}", stats.room_evicted);
 }
+
+/// A flood of presence announcements under fresh keys (which, unlike posts,
+/// no newcomer share limits: each is a participant arriving) is what a join
+/// storm looks like, and costs what one costs: once the room counts more
+/// than 20, a node takes new participants only within the room's
+/// announcement budget (two a second after a burst) and skips the rest
+/// before verifying them (docs/PROTOCOL.md "Presence"). Before, every one
+/// was verified and listed, up to 10,000 per room. The honest participant
+/// stays listed and the honest hub is not penalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_presence_under_fresh_keys_is_taken_only_within_the_rooms_budget() {
+    let lobby = room("lobby");
+    let mut lab = private_lab(2, backchannel::Limits::default(), &[(0, 1)], &lobby).await;
+    let honest = lab.nodes[1].peer_id();
+    // Node 0 lists node 1 before the flood.
+    lab.nodes[0]
+        .wait_for("node 1 listed", T, |e| {
+            matches!(e, Event::Presence { peer, present: true, .. } if *peer == honest).then_some(())
+        })
+        .await
+        .expect("node 1 listed");
+    let attacker = hostile_peer(&lab.nodes[0], &lobby).await;
+    let started = std::time::Instant::now();
+    // 2,000 announcements at ~400 a second (under the per-peer limit), each
+    // under a fresh key.
+    const FLOOD: u64 = 2_000;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    for i in 0..FLOOD {
+        if i % 4 == 0 {
+            tick.tick().await;
+        }
+        let key = fresh_key();
+        let public = key.verifying_key().to_bytes();
+        let _ = attacker
+            .try_publish("lobby", wire::envelope(&key, public, wire::payload_presence("lobby")))
+            .await;
+    }
+    // Wait until node 0 has seen the whole flood one way or the other.
+    let stats = tokio::time::timeout(T, async {
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(50));
+        loop {
+            check.tick().await;
+            let stats = lab.nodes[0].handle.stats().await.expect("stats");
+            if stats.presence_received + stats.presence_over_budget >= FLOOD {
+                return stats;
+            }
+        }
+    })
+    .await
+    .expect("node 0 took or skipped every announcement of the flood");
+    let secs = started.elapsed().as_secs();
+    // The room counted 20 (no budget) or the burst of 16, then two a second.
+    let bound = 20 + 16 + 2 * secs + 2;
+    assert!(
+        stats.presence_received <= bound,
+        "took {} of {FLOOD} in {secs} s, bound {bound}",
+        stats.presence_received
+    );
+    let who = lab.nodes[0].handle.who(&lobby).await.expect("who");
+    assert!(who.len() as u64 <= bound + 1, "{} listed", who.len());
+    assert!(
+        who.iter().any(|p| p.peer == honest),
+        "the honest participant is still listed"
+    );
+    assert_not_penalised(&lab, &[(1, 0), (0, 1)]).await;
+    drop(attacker);
+    lab.shutdown().await;
+}

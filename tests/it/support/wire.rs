@@ -46,6 +46,34 @@ pub struct DirectMessage {
     pub nick: String,
 }
 
+/// A presence announcement (docs/PROTOCOL.md "Presence").
+#[derive(Clone, PartialEq, Message)]
+pub struct Presence {
+    #[prost(string, tag = "1")]
+    pub room: String,
+    #[prost(uint64, tag = "2")]
+    pub time_ms: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    pub nonce: Vec<u8>,
+    #[prost(string, tag = "4")]
+    pub nick: String,
+    #[prost(uint32, tag = "5")]
+    pub ttl_s: u32,
+}
+
+/// Payload with an announcement of presence in `room` (field 7), now,
+/// holding for 60 s.
+pub fn payload_presence(room: &str) -> Vec<u8> {
+    let presence = Presence {
+        room: room.into(),
+        time_ms: now_ms(),
+        nonce: rand_nonce(),
+        nick: String::new(),
+        ttl_s: 60,
+    };
+    field(7, &presence.encode_to_vec())
+}
+
 /// Payload with the hallway post in field 1 or the DM in field 2.
 pub fn payload_post(post: &HallwayPost) -> Vec<u8> {
     field(1, &post.encode_to_vec())
